@@ -1,0 +1,89 @@
+//! Command-line interface: one module per subcommand, each with its clap args and `run`.
+
+use clap::{Args, Parser, Subcommand};
+
+pub mod build;
+pub mod cache;
+pub mod elements;
+pub mod recipes;
+pub mod test;
+pub mod upload;
+
+/// Build cloud guest images from diskimage-builder elements, without device-mapper or leaks.
+#[derive(Debug, Parser)]
+#[command(name = "mesos-image", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOpts {
+    /// More output (-v: debug, -vv: trace). Secrets are never printed.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors; no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a disk image from a recipe or from elements (DIB mode).
+    Build(build::BuildArgs),
+    /// Upload an image to Glance (Keystone v3 auth, OS_* variables, clouds.yaml).
+    Upload(upload::UploadArgs),
+    /// Boot an image in qemu and run its recipe's checks inside the guest.
+    Test(test::TestArgs),
+    /// Inspect the element graph.
+    Elements(elements::ElementsArgs),
+    /// List and show recipes.
+    Recipes(recipes::RecipesArgs),
+    /// Inspect and prune the package and stage caches.
+    Cache(cache::CacheArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Dispatch a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Build(args) => build::run(args, &global),
+        Command::Upload(args) => upload::run(args, &global),
+        Command::Test(args) => test::run(args, &global),
+        Command::Elements(args) => elements::run(args, &global),
+        Command::Recipes(args) => recipes::run(args, &global),
+        Command::Cache(args) => cache::run(args, &global),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "mesos-image", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// Log to stderr; `-v` raises the level, `--quiet` keeps only errors, `RUST_LOG` wins over both.
+pub fn init_logging(global: &GlobalOpts) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,10 @@
+//! mesos-image: build cloud guest images from diskimage-builder elements.
+//!
+//! The pipeline is `plan -> root -> extra-data -> pre-install/install/post-install -> post-root
+//! -> finalise -> cleanup -> disk -> convert`; each stage lives in its own module under `stage/`.
+
+pub mod cli;
+pub mod element;
+pub mod paths;
+pub mod plan;
+pub mod recipe;

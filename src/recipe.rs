@@ -1,0 +1,478 @@
+//! Recipes: a YAML file that names everything one image needs (DESIGN.md section 5).
+//!
+//! A recipe is found by name in the recipe search path (`--recipes-dir` entries, then our
+//! `recipes/`) or by path. Unknown keys are an error with file and line; command-line flags
+//! override recipe values through [`Overrides`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors at the recipe module's edge.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("recipe `{name}` not found (searched: {searched})")]
+    NotFound { name: String, searched: String },
+    #[error("{path}: cannot read recipe: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: {message}")]
+    Parse { path: PathBuf, line: usize, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// How the base tree is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaseMethod {
+    /// mmdebstrap from a mirror (debootstrap when mmdebstrap is missing).
+    #[default]
+    Mmdebstrap,
+    /// debootstrap from a mirror.
+    Debootstrap,
+    /// An Ubuntu cloud-image root tarball (DIB's `ubuntu` element), sha256-verified and cached.
+    CloudImage,
+}
+
+impl fmt::Display for BaseMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BaseMethod::Mmdebstrap => "mmdebstrap",
+            BaseMethod::Debootstrap => "debootstrap",
+            BaseMethod::CloudImage => "cloud-image",
+        })
+    }
+}
+
+/// Output disk formats `qemu-img` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Qcow2,
+    Raw,
+    Vmdk,
+    Vhd,
+}
+
+impl ImageFormat {
+    /// The name qemu-img uses (`vhd` is `vpc` there).
+    pub fn qemu_name(self) -> &'static str {
+        match self {
+            ImageFormat::Qcow2 => "qcow2",
+            ImageFormat::Raw => "raw",
+            ImageFormat::Vmdk => "vmdk",
+            ImageFormat::Vhd => "vpc",
+        }
+    }
+
+    /// File extension and Glance `disk_format` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Qcow2 => "qcow2",
+            ImageFormat::Raw => "raw",
+            ImageFormat::Vmdk => "vmdk",
+            ImageFormat::Vhd => "vhd",
+        }
+    }
+}
+
+impl fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ImageFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "qcow2" => Ok(ImageFormat::Qcow2),
+            "raw" => Ok(ImageFormat::Raw),
+            "vmdk" => Ok(ImageFormat::Vmdk),
+            "vhd" | "vpc" => Ok(ImageFormat::Vhd),
+            other => Err(format!("unknown image format `{other}` (expected qcow2, raw, vmdk or vhd)")),
+        }
+    }
+}
+
+/// Partition table written by the disk stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Partitioning {
+    #[default]
+    Mbr,
+    Gpt,
+}
+
+/// Disk layout and output settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ImageSpec {
+    /// Disk size such as `4G` or `2560M`; computed from the tree with headroom when absent.
+    #[serde(default)]
+    pub size: Option<String>,
+    #[serde(default = "default_formats")]
+    pub formats: Vec<ImageFormat>,
+    #[serde(default)]
+    pub partitioning: Partitioning,
+    /// Also build a UEFI system partition (made without mounting).
+    #[serde(default)]
+    pub uefi: bool,
+    /// Filesystem label of the root partition.
+    #[serde(default = "default_root_label")]
+    pub root_label: String,
+    /// Extra `-o` options for `qemu-img convert`, e.g. `compat=0.10`.
+    #[serde(default)]
+    pub qemu_img_options: Option<String>,
+    /// Compress qcow2 output.
+    #[serde(default)]
+    pub compress: bool,
+    /// Extra kernel command-line arguments.
+    #[serde(default)]
+    pub kernel_args: Vec<String>,
+}
+
+fn default_formats() -> Vec<ImageFormat> {
+    vec![ImageFormat::Qcow2]
+}
+
+fn default_root_label() -> String {
+    "cloudimg-rootfs".to_owned()
+}
+
+impl Default for ImageSpec {
+    fn default() -> Self {
+        ImageSpec {
+            size: None,
+            formats: default_formats(),
+            partitioning: Partitioning::default(),
+            uefi: false,
+            root_label: default_root_label(),
+            qemu_img_options: None,
+            compress: false,
+            kernel_args: Vec::new(),
+        }
+    }
+}
+
+/// What `mesos-image upload` sets on the Glance record for images of this recipe.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GlanceSpec {
+    #[serde(default)]
+    pub disk_format: Option<String>,
+    #[serde(default)]
+    pub container_format: Option<String>,
+    #[serde(default)]
+    pub visibility: Option<String>,
+    #[serde(default)]
+    pub min_disk: Option<u64>,
+    #[serde(default)]
+    pub min_ram: Option<u64>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Extra properties, e.g. `os_distro: ubuntu` (Glance stores them as strings).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A check `mesos-image test` runs inside the booted guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// A Debian package is installed (`dpkg-query` status `install ok installed`).
+    Package(String),
+    /// A regular file exists, optionally with a mode and containing a line.
+    File(FileCheck),
+    /// A directory exists.
+    Dir(String),
+    /// A service's boot-time state.
+    Service(ServiceCheck),
+    /// Nothing listens on this TCP port.
+    PortClosed(u16),
+    /// cloud-init finished without errors.
+    CloudInitDone,
+    /// The os-collect-config chain applies a local deployment of this group (e.g. `script`).
+    HeatDeployment(String),
+    /// A shell command that must exit 0.
+    Command(CommandCheck),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCheck {
+    pub path: String,
+    /// Octal permission bits such as `"600"`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// A fixed string that must occur in the file.
+    #[serde(default)]
+    pub contains: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceCheck {
+    pub name: String,
+    /// Started at boot?
+    pub enabled: bool,
+    /// Running right now (after first boot)?
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandCheck {
+    pub name: String,
+    pub run: String,
+}
+
+/// One recipe file, as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Recipe {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `ubuntu` or `debian`.
+    pub distro: String,
+    /// Release codename: `trusty`, `noble`, `bookworm`, ...
+    pub release: String,
+    #[serde(default = "default_arch")]
+    pub arch: String,
+    #[serde(default)]
+    pub base: BaseMethod,
+    /// Default mirror; `--mirror` and `DIB_DISTRIBUTION_MIRROR` win over it.
+    #[serde(default)]
+    pub mirror: Option<String>,
+    pub elements: Vec<String>,
+    /// Extra packages installed with the install phase (like `-p`).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Variables exported to every element script (`DIB_*` and friends).
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub image: ImageSpec,
+    #[serde(default)]
+    pub glance: GlanceSpec,
+    /// `{package: jq}` style maps, not YAML tags, so the adapter is needed.
+    #[serde(default, with = "serde_yaml_ng::with::singleton_map_recursive")]
+    pub checks: Vec<Check>,
+}
+
+fn default_arch() -> String {
+    "amd64".to_owned()
+}
+
+/// Command-line values that win over the recipe's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub release: Option<String>,
+    pub arch: Option<String>,
+    pub mirror: Option<String>,
+    pub base: Option<BaseMethod>,
+    pub image_size: Option<String>,
+    pub formats: Option<Vec<ImageFormat>>,
+    pub qemu_img_options: Option<String>,
+    pub compress: bool,
+    /// Appended to the recipe's packages.
+    pub packages: Vec<String>,
+    /// Appended to the recipe's environment (flag values win).
+    pub environment: BTreeMap<String, String>,
+}
+
+impl Recipe {
+    /// Parse a recipe from YAML text; `path` is used in error messages only.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
+        let recipe: Recipe = serde_yaml_ng::from_str(text).map_err(|err| RecipeError::Parse {
+            path: path.to_owned(),
+            line: err.location().map(|loc| loc.line()).unwrap_or(1),
+            message: strip_location(&err.to_string()),
+        })?;
+        recipe.validate(path)?;
+        Ok(recipe)
+    }
+
+    /// Read and parse one recipe file.
+    pub fn load_file(path: &Path) -> Result<Recipe, RecipeError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| RecipeError::Read { path: path.to_owned(), source })?;
+        Recipe::from_yaml(&text, path)
+    }
+
+    /// Find a recipe by name (`<dir>/<name>.yaml` in each search dir, in order) or by path.
+    pub fn find(name_or_path: &str, search: &[PathBuf]) -> Result<(Recipe, PathBuf), RecipeError> {
+        let as_path = Path::new(name_or_path);
+        if name_or_path.contains('/') || name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml") {
+            if as_path.is_file() {
+                return Ok((Recipe::load_file(as_path)?, as_path.to_owned()));
+            }
+        }
+        for dir in search {
+            for ext in ["yaml", "yml"] {
+                let candidate = dir.join(format!("{name_or_path}.{ext}"));
+                if candidate.is_file() {
+                    return Ok((Recipe::load_file(&candidate)?, candidate));
+                }
+            }
+        }
+        Err(RecipeError::NotFound {
+            name: name_or_path.to_owned(),
+            searched: search.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Every recipe in the search dirs, by name; earlier dirs win.
+    pub fn list(search: &[PathBuf]) -> Result<Vec<(Recipe, PathBuf)>, RecipeError> {
+        let mut found: BTreeMap<String, (Recipe, PathBuf)> = BTreeMap::new();
+        for dir in search {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for path in paths {
+                let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+                let Some(stem) = path.file_stem().and_then(|s| s.to_str()).map(str::to_owned) else { continue };
+                if !is_yaml || found.contains_key(&stem) {
+                    continue;
+                }
+                let recipe = Recipe::load_file(&path)?;
+                found.insert(stem, (recipe, path));
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// Apply command-line overrides.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        if let Some(release) = &overrides.release {
+            self.release = release.clone();
+        }
+        if let Some(arch) = &overrides.arch {
+            self.arch = arch.clone();
+        }
+        if let Some(mirror) = &overrides.mirror {
+            self.mirror = Some(mirror.clone());
+        }
+        if let Some(base) = overrides.base {
+            self.base = base;
+        }
+        if let Some(size) = &overrides.image_size {
+            self.image.size = Some(size.clone());
+        }
+        if let Some(formats) = &overrides.formats {
+            self.image.formats = formats.clone();
+        }
+        if let Some(options) = &overrides.qemu_img_options {
+            self.image.qemu_img_options = Some(options.clone());
+        }
+        self.image.compress |= overrides.compress;
+        self.packages.extend(overrides.packages.iter().cloned());
+        for (key, value) in &overrides.environment {
+            self.environment.insert(key.clone(), value.clone());
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), RecipeError> {
+        let invalid = |message: String| RecipeError::Invalid { path: path.to_owned(), message };
+        if !matches!(self.distro.as_str(), "ubuntu" | "debian") {
+            return Err(invalid(format!("distro `{}` is not supported (ubuntu or debian)", self.distro)));
+        }
+        if self.elements.is_empty() {
+            return Err(invalid("`elements` is empty".to_owned()));
+        }
+        if self.image.formats.is_empty() {
+            return Err(invalid("`image.formats` is empty".to_owned()));
+        }
+        if let Some(size) = &self.image.size {
+            parse_size(size).map_err(|e| invalid(format!("image.size: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// serde_yaml_ng appends " at line N column M"; we print the line ourselves.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Parse a size such as `4G`, `2560M`, `512MiB` or a byte count.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size (try 4G or 2560M)"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => return Err(format!("`{text}` has an unknown unit (use K, M, G or T)")),
+    };
+    number.checked_mul(multiplier).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "name: t\ndistro: debian\nrelease: bookworm\nelements: [debian-minimal, vm]\n";
+
+    #[test]
+    fn minimal_recipe_gets_defaults() {
+        let recipe = Recipe::from_yaml(MINIMAL, Path::new("t.yaml")).unwrap();
+        assert_eq!(recipe.arch, "amd64");
+        assert_eq!(recipe.image.formats, vec![ImageFormat::Qcow2]);
+        assert_eq!(recipe.image.root_label, "cloudimg-rootfs");
+        assert_eq!(recipe.base, BaseMethod::Mmdebstrap);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let text = format!("{MINIMAL}image:\n  size: 4G\n  colour: blue\n");
+        let err = Recipe::from_yaml(&text, Path::new("r/x.yaml")).unwrap_err().to_string();
+        assert!(err.starts_with("r/x.yaml:7: "), "{err}");
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn checks_parse_in_every_shape() {
+        let text = format!(
+            "{MINIMAL}checks:\n  - package: jq\n  - file: {{path: /etc/x, mode: \"600\"}}\n  - port-closed: 2181\n  - cloud-init-done\n  - heat-deployment: script\n  - service: {{name: docker, enabled: false}}\n"
+        );
+        let recipe = Recipe::from_yaml(&text, Path::new("t.yaml")).unwrap();
+        assert_eq!(recipe.checks.len(), 6);
+        assert_eq!(recipe.checks[2], Check::PortClosed(2181));
+        assert_eq!(recipe.checks[3], Check::CloudInitDone);
+    }
+
+    #[test]
+    fn overrides_win_and_packages_append() {
+        let mut recipe = Recipe::from_yaml(MINIMAL, Path::new("t.yaml")).unwrap();
+        recipe.packages.push("vim".into());
+        recipe.apply(&Overrides {
+            release: Some("trixie".into()),
+            formats: Some(vec![ImageFormat::Raw]),
+            packages: vec!["jq".into()],
+            ..Overrides::default()
+        });
+        assert_eq!(recipe.release, "trixie");
+        assert_eq!(recipe.image.formats, vec![ImageFormat::Raw]);
+        assert_eq!(recipe.packages, vec!["vim".to_owned(), "jq".to_owned()]);
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4G").unwrap(), 4 << 30);
+        assert_eq!(parse_size("2560M").unwrap(), 2560 << 20);
+        assert!(parse_size("4Q").is_err());
+        assert!(parse_size("big").is_err());
+    }
+}
