@@ -7,4 +7,6 @@ pub mod cli;
 pub mod element;
 pub mod paths;
 pub mod plan;
+pub mod progress;
 pub mod recipe;
+pub mod stage;
