@@ -53,7 +53,10 @@ pub struct Plan {
     pub distro: String,
     pub release: String,
     pub arch: String,
-    pub base: BaseMethod,
+    /// How the Rust root stage makes the base tree; `None` when an element's own `root.d`
+    /// builds it (a user's DIB operating-system element). Our OS elements select one by
+    /// exporting `MESOS_IMAGE_BASE` (mmdebstrap|debootstrap|cloud-image) in `environment.d`.
+    pub base: Option<BaseMethod>,
     /// The mirror the base tree and apt use: `--mirror`, `DIB_DISTRIBUTION_MIRROR`, recipe,
     /// or the host's own apt sources for the host's distro.
     pub mirror: Option<String>,
@@ -65,8 +68,13 @@ pub struct Plan {
     pub environment_d: Vec<PlannedScript>,
     /// Packages per phase.
     pub packages: BTreeMap<Phase, PackageSet>,
-    /// Variables passed to every script (sorted).
+    /// Variables passed to every script (sorted). Runtime paths (`TARGET_ROOT`,
+    /// `TMP_MOUNT_PATH`, `TMP_HOOKS_PATH`) are added by the stage that runs the script.
     pub env: BTreeMap<String, String>,
+    /// Each element's `pkg-map`, already resolved for this distro/family/release:
+    /// element -> (generic name -> distro name). Elements without a pkg-map are absent.
+    /// The in-chroot `pkg-map` helper reads this, so no Python is needed in the target.
+    pub pkg_maps: BTreeMap<String, BTreeMap<String, String>>,
     pub image: ImageSpec,
     pub glance: GlanceSpec,
     pub checks: Vec<Check>,
