@@ -3,10 +3,14 @@
 //! The pipeline is `plan -> root -> extra-data -> pre-install/install/post-install -> post-root
 //! -> finalise -> cleanup -> disk -> convert`; each stage lives in its own module under `stage/`.
 
+pub mod cache;
 pub mod cli;
 pub mod element;
+pub mod manifest;
 pub mod paths;
+pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod recipe;
 pub mod stage;
+pub mod workdir;

@@ -1,0 +1,471 @@
+//! The content-addressed stage cache (osbuild's idea, DESIGN.md section 3.4).
+//!
+//! A stage's output is stored under a key that hashes everything the stage read: the previous
+//! stage's key, the plan values it depends on and the bytes of the element files it runs. An
+//! unchanged prefix of the pipeline is restored instead of rebuilt. Trees are stored as
+//! zstd-compressed tar archives (owners, modes, xattrs, hard links and device nodes kept) and
+//! verified against their sha256 on restore; finished images are stored as files.
+//!
+//! Layout under `<cache-dir>`:
+//!   stages/<key>.tar.zst + stages/<key>.json   tree snapshots
+//!   outputs/<key>/...   + outputs/<key>.json   finished images and their manifest
+//!   apt/archives/                              the shared apt package cache
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::output;
+
+/// Bump when the snapshot format or key derivation changes, so old entries stop matching.
+const CACHE_SCHEMA: &str = "mesos-image-cache-v1";
+
+/// A stage key: lowercase hex sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StageKey(String);
+
+impl StageKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// First 12 hex digits, for humans.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl std::fmt::Display for StageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Accumulates everything a stage depends on. Every item is length-prefixed and labelled, so
+/// two different input lists can never hash the same.
+pub struct Fingerprint {
+    hasher: Sha256,
+}
+
+impl Fingerprint {
+    /// Start a fingerprint for `stage`, chained to the key of the stage before it.
+    pub fn new(stage: &str, previous: Option<&StageKey>) -> Fingerprint {
+        let mut fingerprint = Fingerprint { hasher: Sha256::new() };
+        fingerprint.add_str("schema", CACHE_SCHEMA);
+        fingerprint.add_str("tool", env!("CARGO_PKG_VERSION"));
+        fingerprint.add_str("stage", stage);
+        fingerprint.add_str("previous", previous.map(StageKey::as_str).unwrap_or(""));
+        fingerprint
+    }
+
+    pub fn add_str(&mut self, label: &str, value: &str) {
+        self.add_bytes(label, value.as_bytes());
+    }
+
+    pub fn add_bytes(&mut self, label: &str, value: &[u8]) {
+        for part in [label.as_bytes(), value] {
+            self.hasher.update((part.len() as u64).to_le_bytes());
+            self.hasher.update(part);
+        }
+    }
+
+    /// Hash a file's or directory's content, names, modes and symlink targets. A missing path
+    /// hashes as "absent", so creating it later changes the key.
+    pub fn add_path(&mut self, label: &str, path: &Path) -> io::Result<()> {
+        if fs::symlink_metadata(path).is_err() {
+            self.add_str(label, "<absent>");
+            return Ok(());
+        }
+        let walker = walkdir::WalkDir::new(path).sort_by_file_name().follow_links(false);
+        for entry in walker {
+            let entry = entry.map_err(io::Error::other)?;
+            let relative = entry.path().strip_prefix(path).unwrap_or(entry.path());
+            self.add_entry(label, relative, entry.path())?;
+        }
+        Ok(())
+    }
+
+    fn add_entry(&mut self, label: &str, relative: &Path, full: &Path) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = fs::symlink_metadata(full)?;
+        let name = format!("{label}:{}", relative.display());
+        let mode = metadata.permissions().mode();
+        if metadata.file_type().is_symlink() {
+            let target = fs::read_link(full)?;
+            self.add_str(&name, &format!("link {mode:o} {}", target.display()));
+        } else if metadata.is_dir() {
+            self.add_str(&name, &format!("dir {mode:o}"));
+        } else {
+            self.add_str(&name, &format!("file {mode:o}"));
+            let mut file = fs::File::open(full)?;
+            let mut content_hasher = Sha256::new();
+            io::copy(&mut file, &mut content_hasher)?;
+            self.add_bytes(&name, &content_hasher.finalize());
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> StageKey {
+        StageKey(hex::encode(self.hasher.finalize()))
+    }
+}
+
+/// What we know about one cache entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntryMeta {
+    pub key: StageKey,
+    /// The stage whose output this is, e.g. `install` or `outputs`.
+    pub stage: String,
+    /// Recipe name or the element list, for `cache list`.
+    pub label: String,
+    /// Seconds since the epoch.
+    pub created: u64,
+    /// Bytes on disk.
+    pub size: u64,
+    /// sha256 of the archive (tree snapshots only).
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// The cache at `<cache-dir>`.
+pub struct StageCache {
+    root: PathBuf,
+}
+
+impl StageCache {
+    /// Open (and create) the cache directory.
+    pub fn open(root: &Path) -> anyhow::Result<StageCache> {
+        for sub in ["stages", "outputs", "apt/archives/partial"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+        }
+        Ok(StageCache { root: root.to_owned() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The host apt archive cache, bound into the chroot during apt runs.
+    pub fn apt_archives(&self) -> PathBuf {
+        self.root.join("apt/archives")
+    }
+
+    fn tree_archive(&self, key: &StageKey) -> PathBuf {
+        self.root.join("stages").join(format!("{key}.tar.zst"))
+    }
+
+    fn tree_meta(&self, key: &StageKey) -> PathBuf {
+        self.root.join("stages").join(format!("{key}.json"))
+    }
+
+    fn outputs_dir(&self, key: &StageKey) -> PathBuf {
+        self.root.join("outputs").join(key.as_str())
+    }
+
+    fn outputs_meta(&self, key: &StageKey) -> PathBuf {
+        self.root.join("outputs").join(format!("{key}.json"))
+    }
+
+    /// Is a tree snapshot stored under `key`?
+    pub fn has_tree(&self, key: &StageKey) -> bool {
+        self.tree_meta(key).is_file() && self.tree_archive(key).is_file()
+    }
+
+    /// Store `tree` under `key`. The archive appears atomically (see [`output`]).
+    pub fn save_tree(&self, key: &StageKey, stage: &str, label: &str, tree: &Path) -> anyhow::Result<()> {
+        let mut tar = tar_command();
+        tar.arg("-C").arg(tree).args(["-c", "."]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = tar.spawn().context("cannot start tar")?;
+        let mut stdout = child.stdout.take().context("tar has no stdout")?;
+        let archive = self.tree_archive(key);
+        let published = output::publish_reader(&mut stdout, &archive);
+        let finished = child.wait_with_output().context("cannot wait for tar")?;
+        let published = published?;
+        if !finished.status.success() {
+            let _ = fs::remove_file(&archive);
+            bail!("tar of {} failed: {}", tree.display(), String::from_utf8_lossy(&finished.stderr).trim());
+        }
+        let meta = EntryMeta {
+            key: key.clone(),
+            stage: stage.to_owned(),
+            label: label.to_owned(),
+            created: now(),
+            size: published.size,
+            sha256: Some(published.sha256),
+        };
+        write_meta(&self.tree_meta(key), &meta)
+    }
+
+    /// Extract the snapshot `key` into the empty directory `tree`, verifying its checksum.
+    /// A corrupt snapshot is removed and reported.
+    pub fn restore_tree(&self, key: &StageKey, tree: &Path) -> anyhow::Result<()> {
+        let meta = read_meta(&self.tree_meta(key))?;
+        let archive = self.tree_archive(key);
+        let mut input = fs::File::open(&archive).with_context(|| format!("cannot open {}", archive.display()))?;
+        let mut tar = tar_command();
+        tar.arg("-C").arg(tree).args(["-x", "-f", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = tar.spawn().context("cannot start tar")?;
+        let mut stdin = child.stdin.take().context("tar has no stdin")?;
+        let copied = copy_and_hash(&mut input, &mut stdin);
+        drop(stdin);
+        let finished = child.wait_with_output().context("cannot wait for tar")?;
+        // A corrupt archive usually also makes tar fail: judge the checksum first so the bad
+        // entry is dropped either way.
+        let intact = matches!(&copied, Ok(digest) if meta.sha256.as_deref() == Some(digest.as_str()));
+        if !intact {
+            self.remove(key);
+            bail!("cache entry {} is corrupt (checksum mismatch); it was removed, run again", archive.display());
+        }
+        if !finished.status.success() {
+            bail!("restoring {} failed: {}", archive.display(), String::from_utf8_lossy(&finished.stderr).trim());
+        }
+        touch(&self.tree_meta(key));
+        Ok(())
+    }
+
+    /// The stored outputs for `key`: (file name, path) pairs, if present.
+    pub fn outputs(&self, key: &StageKey) -> Option<Vec<(String, PathBuf)>> {
+        if !self.outputs_meta(key).is_file() {
+            return None;
+        }
+        let mut files: Vec<(String, PathBuf)> = fs::read_dir(self.outputs_dir(key))
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.path()))
+            .collect();
+        files.sort();
+        touch(&self.outputs_meta(key));
+        Some(files)
+    }
+
+    /// Store finished files (name, source path) under `key`.
+    pub fn save_outputs(&self, key: &StageKey, label: &str, files: &[(String, PathBuf)]) -> anyhow::Result<()> {
+        let dir = self.outputs_dir(key);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut size = 0;
+        for (name, source) in files {
+            size += output::publish_file(source, &dir.join(name))?.size;
+        }
+        let meta = EntryMeta {
+            key: key.clone(),
+            stage: "outputs".to_owned(),
+            label: label.to_owned(),
+            created: now(),
+            size,
+            sha256: None,
+        };
+        write_meta(&self.outputs_meta(key), &meta)
+    }
+
+    /// Every entry, newest first.
+    pub fn list(&self) -> anyhow::Result<Vec<EntryMeta>> {
+        let mut entries = Vec::new();
+        for sub in ["stages", "outputs"] {
+            let dir = self.root.join(sub);
+            for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+                let path = entry?.path();
+                if path.extension().and_then(|e| e.to_str()) == Some("json") {
+                    if let Ok(meta) = read_meta(&path) {
+                        entries.push(meta);
+                    }
+                }
+            }
+        }
+        entries.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.key.cmp(&b.key)));
+        Ok(entries)
+    }
+
+    /// Remove one entry (tree or outputs).
+    pub fn remove(&self, key: &StageKey) {
+        let _ = fs::remove_file(self.tree_meta(key));
+        let _ = fs::remove_file(self.tree_archive(key));
+        let _ = fs::remove_file(self.outputs_meta(key));
+        let _ = fs::remove_dir_all(self.outputs_dir(key));
+    }
+
+    /// Bytes used by the apt archive cache.
+    pub fn apt_size(&self) -> u64 {
+        walkdir::WalkDir::new(self.apt_archives())
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Empty the apt archive cache (the directory itself stays).
+    pub fn clear_apt(&self) -> anyhow::Result<()> {
+        let dir = self.apt_archives();
+        for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("deb") {
+                fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// GNU tar keeping everything a root filesystem needs; zstd level 1 on all cores is fast enough
+/// to sit on the critical path.
+fn tar_command() -> Command {
+    let mut tar = Command::new("tar");
+    tar.args([
+        "--numeric-owner",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--acls",
+        "--sparse",
+        "--use-compress-program=zstd -1 -T0",
+    ]);
+    tar
+}
+
+/// Copy `input` to `output` and hash all of `input`. A failing `output` (tar exited early) does
+/// not stop the hashing, so the checksum verdict is about the archive alone.
+fn copy_and_hash(input: &mut dyn Read, output: &mut dyn Write) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut output_ok = true;
+    loop {
+        let read = input.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        output_ok = output_ok && output.write_all(&buffer[..read]).is_ok();
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn write_meta(path: &Path, meta: &EntryMeta) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(meta)?;
+    output::publish_bytes(&json, path)?;
+    Ok(())
+}
+
+fn read_meta(path: &Path) -> anyhow::Result<EntryMeta> {
+    let text = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("{}: not a cache entry", path.display()))
+}
+
+/// Mark an entry as used, so pruning by age keeps what builds still restore.
+fn touch(path: &Path) {
+    if let Ok(file) = fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Last use of an entry, seconds since the epoch.
+pub fn last_used(cache: &StageCache, meta: &EntryMeta) -> u64 {
+    let path = if meta.stage == "outputs" { cache.outputs_meta(&meta.key) } else { cache.tree_meta(&meta.key) };
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(meta.created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(dir: &Path) -> StageKey {
+        let mut fingerprint = Fingerprint::new("install", None);
+        fingerprint.add_path("elements", dir).unwrap();
+        fingerprint.finish()
+    }
+
+    #[test]
+    fn key_changes_with_content_mode_and_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("50-x");
+        fs::write(&script, "echo a").unwrap();
+        let first = key_of(dir.path());
+        assert_eq!(first, key_of(dir.path()), "same input, same key");
+        fs::write(&script, "echo b").unwrap();
+        let second = key_of(dir.path());
+        assert_ne!(first, second);
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let third = key_of(dir.path());
+        assert_ne!(second, third);
+        fs::rename(&script, dir.path().join("60-x")).unwrap();
+        assert_ne!(third, key_of(dir.path()));
+    }
+
+    #[test]
+    fn key_is_chained_to_previous_stage() {
+        let a = Fingerprint::new("install", None).finish();
+        let previous = Fingerprint::new("root", None).finish();
+        let b = Fingerprint::new("install", Some(&previous)).finish();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn labels_keep_inputs_apart() {
+        let mut one = Fingerprint::new("s", None);
+        one.add_str("ab", "c");
+        let mut two = Fingerprint::new("s", None);
+        two.add_str("a", "bc");
+        assert_ne!(one.finish(), two.finish());
+    }
+
+    #[test]
+    fn tree_round_trips_and_corruption_is_caught() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = StageCache::open(cache_dir.path()).unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        fs::create_dir(tree.path().join("etc")).unwrap();
+        fs::write(tree.path().join("etc/hostname"), "box\n").unwrap();
+        std::os::unix::fs::symlink("hostname", tree.path().join("etc/link")).unwrap();
+        let key = Fingerprint::new("root", None).finish();
+        assert!(!cache.has_tree(&key));
+        cache.save_tree(&key, "root", "test", tree.path()).unwrap();
+        assert!(cache.has_tree(&key));
+
+        let restored = tempfile::tempdir().unwrap();
+        cache.restore_tree(&key, restored.path()).unwrap();
+        assert_eq!(fs::read_to_string(restored.path().join("etc/hostname")).unwrap(), "box\n");
+        assert_eq!(fs::read_link(restored.path().join("etc/link")).unwrap(), Path::new("hostname"));
+        assert_eq!(cache.list().unwrap().len(), 1);
+
+        // Flip a byte in the archive: the restore must fail and drop the entry.
+        let archive = cache.tree_archive(&key);
+        let mut bytes = fs::read(&archive).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&archive, bytes).unwrap();
+        let again = tempfile::tempdir().unwrap();
+        assert!(cache.restore_tree(&key, again.path()).is_err());
+        assert!(!cache.has_tree(&key));
+    }
+
+    #[test]
+    fn outputs_round_trip() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = StageCache::open(cache_dir.path()).unwrap();
+        let source = cache_dir.path().join("img");
+        fs::write(&source, "qcow").unwrap();
+        let key = Fingerprint::new("outputs", None).finish();
+        assert!(cache.outputs(&key).is_none());
+        cache.save_outputs(&key, "t", &[("x.qcow2".into(), source)]).unwrap();
+        let stored = cache.outputs(&key).unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(fs::read_to_string(&stored[0].1).unwrap(), "qcow");
+    }
+}

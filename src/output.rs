@@ -1,0 +1,169 @@
+//! Publishing build outputs so that a half-written file can never be seen, even after SIGKILL.
+//!
+//! The data is written into an *unnamed* file (`O_TMPFILE`) in the destination directory, synced,
+//! then given a name with `linkat` and renamed over the destination. If the process dies at any
+//! point before the link, the kernel frees the unnamed inode: nothing is left behind. Between the
+//! link and the rename, a hidden `.NAME.tmp-PID` name exists for a few microseconds only.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Errors while publishing an output file.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{path}: cannot open for reading: {source}")]
+    OpenSource { path: PathBuf, source: io::Error },
+    #[error("{dir}: cannot create an output file there: {source}")]
+    CreateTemp { dir: PathBuf, source: io::Error },
+    #[error("{path}: write failed: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{path}: cannot give the output its name: {source}")]
+    Link { path: PathBuf, source: io::Error },
+}
+
+/// What was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Lowercase hex sha256 of the content.
+    pub sha256: String,
+}
+
+/// Copy `source` to `dest` atomically, hashing while copying.
+pub fn publish_file(source: &Path, dest: &Path) -> Result<Published, PublishError> {
+    let mut input =
+        File::open(source).map_err(|err| PublishError::OpenSource { path: source.to_owned(), source: err })?;
+    publish_reader(&mut input, dest)
+}
+
+/// Write `bytes` to `dest` atomically.
+pub fn publish_bytes(bytes: &[u8], dest: &Path) -> Result<Published, PublishError> {
+    publish_reader(&mut io::Cursor::new(bytes), dest)
+}
+
+/// Stream `reader` into `dest` atomically, hashing while writing.
+pub fn publish_reader(reader: &mut dyn Read, dest: &Path) -> Result<Published, PublishError> {
+    let dir = parent_dir(dest);
+    let mut file = open_unnamed(&dir)?;
+    let write_err = |source| PublishError::Write { path: dest.to_owned(), source };
+    let (size, sha256) = copy_hashing(reader, &mut file).map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
+    link_into_place(&file, dest)?;
+    Ok(Published { path: dest.to_owned(), size, sha256 })
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn open_unnamed(dir: &Path) -> Result<File, PublishError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc_o_tmpfile())
+        .mode(0o644)
+        .open(dir)
+        .map_err(|source| PublishError::CreateTemp { dir: dir.to_owned(), source })
+}
+
+/// `O_TMPFILE` from nix's libc re-export, kept in one place.
+fn libc_o_tmpfile() -> i32 {
+    nix::fcntl::OFlag::O_TMPFILE.bits()
+}
+
+/// Copy everything, returning the byte count and hex sha256. Large buffer: this moves images.
+fn copy_hashing(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let read = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        hasher.update(&buffer[..read]);
+        writer.write_all(&buffer[..read])?;
+        total += read as u64;
+    }
+    Ok((total, hex::encode(hasher.finalize())))
+}
+
+/// Give the unnamed file a hidden name, then rename it over `dest`.
+fn link_into_place(file: &File, dest: &Path) -> Result<(), PublishError> {
+    use std::os::fd::AsRawFd;
+    let link_err = |source| PublishError::Link { path: dest.to_owned(), source };
+    let file_name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let hidden = parent_dir(dest).join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&hidden);
+    let proc_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        &proc_path,
+        nix::fcntl::AT_FDCWD,
+        &hidden,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(|errno| link_err(io::Error::from(errno)))?;
+    std::fs::rename(&hidden, dest).map_err(|err| {
+        let _ = std::fs::remove_file(&hidden);
+        link_err(err)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_file_has_content_and_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.txt");
+        let published = publish_bytes(b"abc", &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"abc");
+        assert_eq!(published.size, 3);
+        assert_eq!(published.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        // Only the destination exists: no temporary names are left.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.txt")]);
+    }
+
+    #[test]
+    fn publishing_replaces_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        std::fs::write(&dest, "old").unwrap();
+        publish_bytes(b"new", &dest).unwrap();
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "new");
+    }
+
+    #[test]
+    fn failing_reader_leaves_nothing() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let err = publish_reader(&mut Broken, &dest).unwrap_err();
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn missing_directory_names_it() {
+        let err = publish_bytes(b"x", Path::new("/nonexistent-dir-xyz/out")).unwrap_err();
+        assert!(err.to_string().starts_with("/nonexistent-dir-xyz:"), "{err}");
+    }
+}
