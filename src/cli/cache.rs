@@ -1,12 +1,115 @@
-//! `mesos-image cache`.
+//! `mesos-image cache`: inspect and prune the stage and package caches.
 
-use clap::Args;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
+use crate::cache::{self, StageCache};
+use crate::paths;
 
 #[derive(Debug, Args)]
-pub struct CacheArgs {}
+pub struct CacheArgs {
+    /// Cache directory.
+    #[arg(long, global = true, value_name = "DIR", env = "MESOS_IMAGE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
 
-pub fn run(_args: CacheArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
-    anyhow::bail!("`cache` is not implemented yet")
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List stage snapshots and stored images, newest first, with the apt cache size.
+    List,
+    /// Remove cache entries (by default: those unused for 14 days).
+    Prune {
+        /// Remove entries not used for this many days.
+        #[arg(long, value_name = "DAYS", default_value_t = 14, conflicts_with = "all")]
+        older_than: u64,
+        /// Remove every entry and the downloaded packages.
+        #[arg(long)]
+        all: bool,
+        /// Also empty the apt package cache.
+        #[arg(long)]
+        apt: bool,
+    },
+}
+
+pub fn run(args: CacheArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
+    let cache = StageCache::open(&args.cache_dir.unwrap_or_else(paths::default_cache_dir))?;
+    match args.command {
+        CacheCommand::List => list(&cache),
+        CacheCommand::Prune { older_than, all, apt } => prune(&cache, if all { 0 } else { older_than }, all || apt),
+    }
+}
+
+fn list(cache: &StageCache) -> anyhow::Result<()> {
+    let entries = cache.list()?;
+    println!("{:<14} {:<8} {:>10} {:>9}  {}", "KEY", "STAGE", "SIZE", "AGE", "BUILD");
+    let now = now();
+    for entry in &entries {
+        let age_days = now.saturating_sub(entry.created) as f64 / 86_400.0;
+        println!(
+            "{:<14} {:<8} {:>10} {:>8.1}d  {}",
+            entry.key.short(),
+            entry.stage,
+            human_size(entry.size),
+            age_days,
+            entry.label
+        );
+    }
+    println!("apt package cache: {} in {}", human_size(cache.apt_size()), cache.apt_archives().display());
+    Ok(())
+}
+
+fn prune(cache: &StageCache, older_than_days: u64, apt: bool) -> anyhow::Result<()> {
+    let cutoff = now().saturating_sub(older_than_days * 86_400);
+    let mut removed = 0u64;
+    let mut freed = 0u64;
+    for entry in cache.list()? {
+        if older_than_days == 0 || cache::last_used(cache, &entry) < cutoff {
+            cache.remove(&entry.key);
+            removed += 1;
+            freed += entry.size;
+        }
+    }
+    if apt {
+        freed += cache.apt_size();
+        cache.clear_apt()?;
+    }
+    println!("removed {removed} entries, freed {}", human_size(freed));
+    Ok(())
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `1.4 GiB`-style sizes.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+    }
 }
