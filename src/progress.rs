@@ -2,6 +2,12 @@
 //!
 //! Every external command of a build goes through [`Reporter::run`], so its output lands in the
 //! log and the tail of a failing command lands in the error.
+//!
+//! On a terminal each step is an indicatif spinner with its elapsed time and the command's latest
+//! output line; byte-moving work gets a bar with throughput. Without a terminal (CI, `| tee`) the
+//! same steps are plain `==>`/`<==` lines, and `--quiet` prints nothing but errors. Bars start
+//! their tick threads lazily, on the first step, so a `Reporter` can be created before the build
+//! forks into its namespaces.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -12,6 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How many output lines of a failed command are kept for the error message.
 const TAIL_LINES: usize = 25;
@@ -20,8 +27,12 @@ const TAIL_LINES: usize = 25;
 pub struct Reporter {
     quiet: bool,
     verbose: bool,
+    /// Spinners and bars, present only when stderr is a terminal and not `--quiet`.
+    bars: Option<MultiProgress>,
     log: Mutex<Option<File>>,
     timings: Mutex<Vec<(String, Duration)>>,
+    /// The innermost running step's spinner, which shows the latest output line.
+    current: Mutex<Vec<ProgressBar>>,
 }
 
 /// A command that failed, with the last lines it printed.
@@ -46,34 +57,90 @@ impl Reporter {
             Some(path) => Some(File::create(path).with_context(|| format!("cannot create log file {}", path.display()))?),
             None => None,
         };
-        Ok(Reporter { quiet, verbose, log: Mutex::new(log), timings: Mutex::new(Vec::new()) })
+        let interactive = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let bars = interactive.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Ok(Reporter::with_parts(quiet, verbose, bars, log))
     }
 
     /// A reporter that prints nothing and logs nowhere (tests).
     pub fn silent() -> Reporter {
-        Reporter { quiet: true, verbose: false, log: Mutex::new(None), timings: Mutex::new(Vec::new()) }
+        Reporter::with_parts(true, false, None, None)
+    }
+
+    fn with_parts(quiet: bool, verbose: bool, bars: Option<MultiProgress>, log: Option<File>) -> Reporter {
+        Reporter {
+            quiet,
+            verbose,
+            bars,
+            log: Mutex::new(log),
+            timings: Mutex::new(Vec::new()),
+            current: Mutex::new(Vec::new()),
+        }
     }
 
     /// Announce a step (stage or script); its duration is recorded when the guard drops.
     pub fn step(&self, label: impl Into<String>) -> Step<'_> {
         let label = label.into();
-        if !self.quiet {
-            eprintln!("==> {label}");
-        }
         self.log_line(&format!("==> {label}"));
-        Step { reporter: self, label, started: Instant::now() }
+        let bar = match &self.bars {
+            Some(bars) => {
+                let bar = bars.add(ProgressBar::new_spinner());
+                bar.set_style(spinner_style());
+                bar.set_prefix(label.clone());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                if let Ok(mut current) = self.current.lock() {
+                    current.push(bar.clone());
+                }
+                Some(bar)
+            }
+            None => {
+                if !self.quiet {
+                    eprintln!("==> {label}");
+                }
+                None
+            }
+        };
+        Step { reporter: self, label, started: Instant::now(), bar }
     }
 
-    /// Write one line to the log file (and to stderr with `-v`).
+    /// A byte-progress bar (`total` known or not) for copies, conversions and uploads. Hidden
+    /// without a terminal; wrap a reader with `bar.wrap_read(reader)`.
+    pub fn bytes(&self, label: &str, total: Option<u64>) -> ProgressBar {
+        let Some(bars) = &self.bars else { return ProgressBar::hidden() };
+        let bar = bars.add(match total {
+            Some(total) => ProgressBar::new(total),
+            None => ProgressBar::no_length(),
+        });
+        let template = "  {prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}";
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(label.to_owned());
+        bar
+    }
+
+    /// Print a line without tearing the progress display.
+    pub fn println(&self, line: &str) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(line);
+            }
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
+        }
+    }
+
+    /// Write one line to the log file (and to stderr with `-v`); the running spinner shows it.
     pub fn log_line(&self, line: &str) {
         if self.verbose && !self.quiet {
-            eprintln!("    {line}");
+            self.println(&format!("    {line}"));
         }
-        if let Ok(mut guard) = self.log.lock() {
-            if let Some(file) = guard.as_mut() {
-                let _ = writeln!(file, "{line}");
+        if let Ok(current) = self.current.lock() {
+            if let Some(bar) = current.last() {
+                bar.set_message(line.chars().take(100).collect::<String>());
             }
         }
+        self.log_to_file(line);
     }
 
     /// Run a command with stdout and stderr merged into the log. A non-zero exit is a
@@ -103,10 +170,23 @@ impl Reporter {
         }
     }
 
+    fn log_to_file(&self, line: &str) {
+        if let Ok(mut guard) = self.log.lock() {
+            if let Some(file) = guard.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    }
+
     /// Recorded step durations, in the order the steps finished.
     pub fn timings(&self) -> Vec<(String, Duration)> {
         self.timings.lock().map(|t| t.clone()).unwrap_or_default()
     }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {prefix} {elapsed:>4} {wide_msg:.dim}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 /// A running step; records its duration on drop.
@@ -114,12 +194,26 @@ pub struct Step<'a> {
     reporter: &'a Reporter,
     label: String,
     started: Instant,
+    bar: Option<ProgressBar>,
 }
 
 impl Drop for Step<'_> {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
-        self.reporter.log_line(&format!("<== {} ({:.1}s)", self.label, elapsed.as_secs_f64()));
+        let done = format!("<== {} ({:.1}s)", self.label, elapsed.as_secs_f64());
+        if let Some(bar) = self.bar.take() {
+            if let Ok(mut current) = self.reporter.current.lock() {
+                // Steps nest (stage, then script), so the finished one is the last with its label.
+                if let Some(index) = current.iter().rposition(|b| b.prefix() == bar.prefix()) {
+                    current.remove(index);
+                }
+            }
+            bar.set_style(ProgressStyle::with_template("  {prefix} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.finish_with_message(format!("{:.1}s", elapsed.as_secs_f64()));
+        } else if !self.reporter.quiet {
+            eprintln!("{done}");
+        }
+        self.reporter.log_to_file(&done);
         if let Ok(mut timings) = self.reporter.timings.lock() {
             timings.push((self.label.clone(), elapsed));
         }
