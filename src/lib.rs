@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod element;
+pub mod mirror;
 pub mod paths;
 pub mod plan;
 pub mod progress;

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::element::Phase;
-use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec};
+use crate::element::packages::{self, PackageContext};
+use crate::element::pkgmap::PkgMapFile;
+use crate::element::{environment, merge_environment_d, merge_hooks, ElementError, ElementLibrary, HookScript, Phase};
+use crate::mirror::{self, HostDistro, MirrorSources};
+use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe};
 
 /// One element of the resolved set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,7 +38,8 @@ pub struct PackageSet {
     pub install: Vec<String>,
     /// Removed at the end of the phase (`uninstall: true`).
     pub uninstall: Vec<String>,
-    /// Installed for the build, purged in cleanup (`build-only: true`).
+    /// Installed for the build, purged in cleanup (`build-only: true`). These names are also
+    /// in `install`, so installing `install` is always enough.
     pub build_only: Vec<String>,
 }
 
@@ -78,4 +82,280 @@ pub struct Plan {
     pub image: ImageSpec,
     pub glance: GlanceSpec,
     pub checks: Vec<Check>,
+}
+
+/// Errors at the planner's edge; element errors pass through unchanged (they name the culprit).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Element(#[from] ElementError),
+    #[error("no DISTRO_NAME: none of the elements' environment.d files ({elements}) exports it")]
+    NoDistro { elements: String },
+    #[error("no release: pass --release or set DIB_RELEASE (the {distro} element sets no default)")]
+    NoRelease { distro: String },
+    #[error("MESOS_IMAGE_BASE=`{value}` (from environment.d) is not mmdebstrap, debootstrap or cloud-image")]
+    BadBase { value: String },
+}
+
+/// What the planner needs to know about the machine it runs on. Tests build one by hand.
+#[derive(Debug, Clone, Default)]
+pub struct HostContext {
+    /// The host's environment: `DIB_*` variables and `ARCH` are taken from it.
+    pub env: BTreeMap<String, String>,
+    pub distro: HostDistro,
+}
+
+impl HostContext {
+    pub fn detect() -> HostContext {
+        HostContext { env: std::env::vars().collect(), distro: HostDistro::detect() }
+    }
+}
+
+/// Everything besides the recipe or the element list that shapes a plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// The effective element search path (see [`crate::element::search_path`]).
+    pub elements_path: Vec<PathBuf>,
+    /// Command-line values. `mirror` is `--mirror`; `packages` is `-p`; `environment` is `-e`
+    /// (plus `DIB_MESOS_REPO*`).
+    pub overrides: Overrides,
+    /// `IMAGE_NAME`: the output file's stem; defaults to the recipe name, or `image`.
+    pub image_name: Option<String>,
+    /// `-x`.
+    pub trace: bool,
+    pub host: HostContext,
+}
+
+/// Which of the two modes a plan is made in.
+enum Source<'a> {
+    /// The recipe after command-line overrides.
+    Recipe(Recipe),
+    /// DIB mode: elements from the command line.
+    Elements(&'a [String]),
+}
+
+impl Plan {
+    /// Recipe mode: the recipe's distro, release, arch and base win over what elements export;
+    /// command-line overrides win over the recipe.
+    pub fn from_recipe(recipe: &Recipe, options: &PlanOptions) -> Result<Plan, PlanError> {
+        let mut recipe = recipe.clone();
+        // The mirror has its own precedence (see `mirror`), so it is not merged here.
+        recipe.apply(&Overrides { mirror: None, ..options.overrides.clone() });
+        plan(Source::Recipe(recipe), options)
+    }
+
+    /// DIB mode: distro and release come from sourcing the elements' `environment.d`.
+    pub fn from_elements(names: &[String], options: &PlanOptions) -> Result<Plan, PlanError> {
+        plan(Source::Elements(names), options)
+    }
+
+    /// The resolved element names, space-separated (`IMAGE_ELEMENT`).
+    pub fn element_names(&self) -> String {
+        self.elements.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+fn plan(source: Source, options: &PlanOptions) -> Result<Plan, PlanError> {
+    let recipe = match &source {
+        Source::Recipe(recipe) => Some(recipe),
+        Source::Elements(_) => None,
+    };
+    let requested: Vec<String> = match &source {
+        Source::Recipe(recipe) => recipe.elements.clone(),
+        Source::Elements(names) => names.to_vec(),
+    };
+    let library = ElementLibrary::scan(&options.elements_path)?;
+    let resolved = library.resolve(&requested)?;
+    let image_element = resolved.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ");
+    let host = &options.host;
+    let arch = match recipe {
+        Some(recipe) => normalize_arch(&recipe.arch),
+        None => normalize_arch(
+            options.overrides.arch.as_deref().or(host.env.get("ARCH").map(String::as_str)).unwrap_or(std::env::consts::ARCH),
+        ),
+    };
+
+    // Variables the user chose: host DIB_*, then the recipe's environment (which already holds
+    // -e in recipe mode), then -e.
+    let mut user_env: BTreeMap<String, String> =
+        host.env.iter().filter(|(k, _)| k.starts_with("DIB_")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    match recipe {
+        Some(recipe) => user_env.extend(recipe.environment.clone()),
+        None => user_env.extend(options.overrides.environment.clone()),
+    }
+    let env_mirror = user_env.get("DIB_DISTRIBUTION_MIRROR").cloned();
+    let flag_mirror = options.overrides.mirror.clone();
+    let recipe_mirror = recipe.and_then(|r| r.mirror.clone());
+
+    let mut initial = user_env.clone();
+    initial.insert("ARCH".into(), arch.clone());
+    initial.insert("IMAGE_ELEMENT".into(), image_element.clone());
+    initial.insert("ELEMENTS_PATH".into(), library.elements_path_var());
+    let image_name = options
+        .image_name
+        .clone()
+        .or_else(|| recipe.map(|r| r.name.clone()))
+        .unwrap_or_else(|| "image".to_owned());
+    initial.insert("IMAGE_NAME".into(), image_name);
+    let trace = if options.trace { "1".to_owned() } else { user_env.get("DIB_DEBUG_TRACE").cloned().unwrap_or_else(|| "0".into()) };
+    initial.insert("DIB_DEBUG_TRACE".into(), trace);
+    let known_release = match recipe {
+        Some(recipe) => Some(recipe.release.clone()),
+        None => options.overrides.release.clone(),
+    };
+    if let Some(release) = &known_release {
+        initial.insert("DIB_RELEASE".into(), release.clone());
+    }
+    if let Some(recipe) = recipe {
+        initial.insert("DISTRO_NAME".into(), recipe.distro.clone());
+    }
+    if let Some(mirror) = flag_mirror.as_ref().or(env_mirror.as_ref()).or(recipe_mirror.as_ref()) {
+        initial.insert("DIB_DISTRIBUTION_MIRROR".into(), mirror.clone());
+    }
+
+    let environment_d = merge_environment_d(&resolved)?;
+    let env_files: Vec<PathBuf> = environment_d.iter().map(|s| s.path.clone()).collect();
+    let sourced = environment::source_files(&env_files, &initial)?;
+
+    let distro = match recipe {
+        Some(recipe) => recipe.distro.clone(),
+        None => sourced.get("DISTRO_NAME").cloned().ok_or_else(|| PlanError::NoDistro { elements: image_element.clone() })?,
+    };
+    let release = match recipe {
+        Some(recipe) => recipe.release.clone(),
+        None => sourced
+            .get("DIB_RELEASE")
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .ok_or_else(|| PlanError::NoRelease { distro: distro.clone() })?,
+    };
+    let base = match recipe {
+        Some(recipe) => Some(recipe.base),
+        None => match options.overrides.base {
+            Some(base) => Some(base),
+            None => sourced.get("MESOS_IMAGE_BASE").map(|value| parse_base(value)).transpose()?,
+        },
+    };
+    let mirror = mirror::resolve(
+        &MirrorSources {
+            flag: flag_mirror.as_deref(),
+            env: env_mirror.as_deref(),
+            recipe: recipe_mirror.as_deref(),
+            element_default: sourced.get("DIB_DISTRIBUTION_MIRROR").map(String::as_str),
+        },
+        &distro,
+        &host.distro,
+    );
+
+    let mut env = initial;
+    env.insert("DISTRO_NAME".into(), distro.clone());
+    env.insert("DIB_RELEASE".into(), release.clone());
+    env.entry("DIB_INIT_SYSTEM".into()).or_insert_with(|| init_system(&distro, &release).to_owned());
+    if let Some(mirror) = &mirror {
+        env.insert("DIB_DISTRIBUTION_MIRROR".into(), mirror.clone());
+    }
+
+    let mut pkg_maps = BTreeMap::new();
+    for element in &resolved {
+        if let Some(map) = PkgMapFile::load(&element.path)? {
+            pkg_maps.insert(element.name.clone(), map.resolve(&distro, &release));
+        }
+    }
+    // `when:` sees what scripts see: the plan's variables over what environment.d exported.
+    let mut when_env = sourced;
+    when_env.extend(env.clone());
+    let mut packages = packages::collect(&resolved, &pkg_maps, PackageContext { arch: &arch, env: &when_env })?;
+    let extra: Vec<String> = match recipe {
+        Some(recipe) => recipe.packages.clone(),
+        None => options.overrides.packages.clone(),
+    };
+    add_install_packages(&mut packages, Phase::Install, extra);
+
+    let scripts = merge_hooks(&resolved)?
+        .into_iter()
+        .map(|(phase, list)| (phase, list.into_iter().map(planned_script).collect()))
+        .collect();
+    let image = match recipe {
+        Some(recipe) => recipe.image.clone(),
+        None => image_with_overrides(&options.overrides),
+    };
+    Ok(Plan {
+        recipe: recipe.map(|r| r.name.clone()),
+        distro,
+        release,
+        arch,
+        base,
+        mirror,
+        elements: resolved.iter().map(|e| PlannedElement { name: e.name.clone(), path: e.path.clone() }).collect(),
+        scripts,
+        environment_d: environment_d.into_iter().map(planned_script).collect(),
+        packages,
+        env,
+        pkg_maps,
+        image,
+        glance: recipe.map(|r| r.glance.clone()).unwrap_or_default(),
+        checks: recipe.map(|r| r.checks.clone()).unwrap_or_default(),
+    })
+}
+
+fn planned_script(script: HookScript) -> PlannedScript {
+    PlannedScript { name: script.name, element: script.element, path: script.path }
+}
+
+/// Add literal packages (recipe `packages`, `-p`) to a phase's install list, kept sorted.
+fn add_install_packages(packages: &mut BTreeMap<Phase, PackageSet>, phase: Phase, extra: Vec<String>) {
+    let extra: Vec<String> = extra.into_iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+    if extra.is_empty() {
+        return;
+    }
+    let set = packages.entry(phase).or_default();
+    set.install.extend(extra);
+    set.install.sort();
+    set.install.dedup();
+}
+
+/// The image settings of DIB mode: defaults plus command-line flags.
+fn image_with_overrides(overrides: &Overrides) -> ImageSpec {
+    let mut image = ImageSpec::default();
+    if let Some(size) = &overrides.image_size {
+        image.size = Some(size.clone());
+    }
+    if let Some(formats) = &overrides.formats {
+        image.formats = formats.clone();
+    }
+    if let Some(options) = &overrides.qemu_img_options {
+        image.qemu_img_options = Some(options.clone());
+    }
+    image.compress = overrides.compress;
+    image
+}
+
+fn parse_base(value: &str) -> Result<BaseMethod, PlanError> {
+    match value {
+        "mmdebstrap" => Ok(BaseMethod::Mmdebstrap),
+        "debootstrap" => Ok(BaseMethod::Debootstrap),
+        "cloud-image" => Ok(BaseMethod::CloudImage),
+        other => Err(PlanError::BadBase { value: other.to_owned() }),
+    }
+}
+
+/// DIB's architecture names: the kernel's spelling maps to Debian's.
+pub fn normalize_arch(arch: &str) -> String {
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "i686" | "i586" | "i486" => "i386",
+        "ppc64le" => "ppc64el",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// Ubuntu trusty boots with upstart; everything we build since uses systemd.
+fn init_system(distro: &str, release: &str) -> &'static str {
+    if distro == "ubuntu" && release == "trusty" {
+        "upstart"
+    } else {
+        "systemd"
+    }
 }
