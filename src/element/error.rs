@@ -19,8 +19,9 @@ pub enum ElementError {
     /// DIB: `MissingOSException`.
     #[error("no element provides `operating-system` (requested: {requested}); include an operating-system element such as ubuntu or debian-minimal")]
     MissingOperatingSystem { requested: String },
-    #[error("{}: cannot read: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    // Not named `source`: thiserror would chain it and `{:#}` would print the cause twice.
+    #[error("{}: cannot read: {cause}", path.display())]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{}{}: {message}", path.display(), line_suffix(*line))]
     Malformed { path: PathBuf, line: Option<usize>, message: String },
     #[error("{phase}/{script} is shipped by both `{first}` and `{second}`")]

@@ -63,7 +63,7 @@ fn read_name_set(path: &Path) -> Result<BTreeSet<String>, ElementError> {
             Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
-        Err(source) => Err(ElementError::Read { path: path.to_owned(), source }),
+        Err(cause) => Err(ElementError::Read { path: path.to_owned(), cause }),
     }
 }
 
@@ -129,7 +129,7 @@ impl ElementLibrary {
             }
             let canonical = entry
                 .canonicalize()
-                .map_err(|source| ElementError::Read { path: entry.clone(), source })?;
+                .map_err(|cause| ElementError::Read { path: entry.clone(), cause })?;
             absolute.push(canonical);
         }
         let mut elements: BTreeMap<String, Element> = BTreeMap::new();
@@ -171,7 +171,7 @@ impl ElementLibrary {
 
 /// The elements (sub-directories) of one search-path entry, sorted by name.
 fn scan_entry(entry: &Path) -> Result<Vec<Element>, ElementError> {
-    let read_error = |source| ElementError::Read { path: entry.to_owned(), source };
+    let read_error = |cause| ElementError::Read { path: entry.to_owned(), cause };
     let mut found = Vec::new();
     for dirent in std::fs::read_dir(entry).map_err(read_error)? {
         let dirent = dirent.map_err(read_error)?;
@@ -186,7 +186,7 @@ fn scan_entry(entry: &Path) -> Result<Vec<Element>, ElementError> {
         let path = dirent
             .path()
             .canonicalize()
-            .map_err(|source| ElementError::Read { path: dirent.path(), source })?;
+            .map_err(|cause| ElementError::Read { path: dirent.path(), cause })?;
         found.push(Element::load(&name, &path, entry)?);
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));

@@ -170,7 +170,7 @@ impl PackageInstalls {
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(ElementError::Read { path, source }),
+                Err(cause) => return Err(ElementError::Read { path, cause }),
             };
             files.push(PackageInstalls::parse(&text, &path)?);
         }

@@ -31,7 +31,7 @@ impl PkgMapFile {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ElementError::Read { path, source }),
+            Err(cause) => return Err(ElementError::Read { path, cause }),
         };
         serde_json::from_str(&text).map(Some).map_err(|err| ElementError::Malformed {
             path: path.clone(),

@@ -42,11 +42,11 @@ pub struct Candidate {
 /// Every regular file (symlinks followed) directly inside `dir`, in run-parts order, each
 /// marked selected or skipped. A missing directory has no files.
 pub fn list_dir(dir: &Path, selection: Selection) -> Result<Vec<Candidate>, ElementError> {
-    let read_error = |source| ElementError::Read { path: dir.to_owned(), source };
+    let read_error = |cause| ElementError::Read { path: dir.to_owned(), cause };
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(read_error(source)),
+        Err(cause) => return Err(read_error(cause)),
     };
     let mut found = Vec::new();
     for entry in entries {
