@@ -70,13 +70,15 @@ pub struct Plan {
     pub scripts: BTreeMap<Phase, Vec<PlannedScript>>,
     /// `environment.d` files, sourced in this order before every script.
     pub environment_d: Vec<PlannedScript>,
-    /// Packages per phase.
+    /// Packages per phase (only pre-install, install and post-install; phases with nothing are
+    /// absent). The recipe's `packages` and `-p` are in the install phase's `install`.
     pub packages: BTreeMap<Phase, PackageSet>,
     /// Variables passed to every script (sorted). Runtime paths (`TARGET_ROOT`,
     /// `TMP_MOUNT_PATH`, `TMP_HOOKS_PATH`) are added by the stage that runs the script.
     pub env: BTreeMap<String, String>,
     /// Each element's `pkg-map`, already resolved for this distro/family/release:
-    /// element -> (generic name -> distro name). Elements without a pkg-map are absent.
+    /// element -> (generic name -> distro name). Elements without a pkg-map are absent. A value
+    /// may name several packages (space-separated) or be `""` (nothing to install).
     /// The in-chroot `pkg-map` helper reads this, so no Python is needed in the target.
     pub pkg_maps: BTreeMap<String, BTreeMap<String, String>>,
     pub image: ImageSpec,
@@ -126,14 +128,6 @@ pub struct PlanOptions {
     pub host: HostContext,
 }
 
-/// Which of the two modes a plan is made in.
-enum Source<'a> {
-    /// The recipe after command-line overrides.
-    Recipe(Recipe),
-    /// DIB mode: elements from the command line.
-    Elements(&'a [String]),
-}
-
 impl Plan {
     /// Recipe mode: the recipe's distro, release, arch and base win over what elements export;
     /// command-line overrides win over the recipe.
@@ -141,12 +135,12 @@ impl Plan {
         let mut recipe = recipe.clone();
         // The mirror has its own precedence (see `mirror`), so it is not merged here.
         recipe.apply(&Overrides { mirror: None, ..options.overrides.clone() });
-        plan(Source::Recipe(recipe), options)
+        plan(Some(&recipe), &recipe.elements, options)
     }
 
     /// DIB mode: distro and release come from sourcing the elements' `environment.d`.
     pub fn from_elements(names: &[String], options: &PlanOptions) -> Result<Plan, PlanError> {
-        plan(Source::Elements(names), options)
+        plan(None, names, options)
     }
 
     /// The resolved element names, space-separated (`IMAGE_ELEMENT`).
@@ -155,17 +149,11 @@ impl Plan {
     }
 }
 
-fn plan(source: Source, options: &PlanOptions) -> Result<Plan, PlanError> {
-    let recipe = match &source {
-        Source::Recipe(recipe) => Some(recipe),
-        Source::Elements(_) => None,
-    };
-    let requested: Vec<String> = match &source {
-        Source::Recipe(recipe) => recipe.elements.clone(),
-        Source::Elements(names) => names.to_vec(),
-    };
+/// Build a plan. `recipe` is `Some` in recipe mode (overrides already applied); `requested` are
+/// the elements to resolve.
+fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) -> Result<Plan, PlanError> {
     let library = ElementLibrary::scan(&options.elements_path)?;
-    let resolved = library.resolve(&requested)?;
+    let resolved = library.resolve(requested)?;
     let image_element = resolved.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ");
     let host = &options.host;
     let arch = match recipe {
@@ -215,7 +203,8 @@ fn plan(source: Source, options: &PlanOptions) -> Result<Plan, PlanError> {
 
     let environment_d = merge_environment_d(&resolved)?;
     let env_files: Vec<PathBuf> = environment_d.iter().map(|s| s.path.clone()).collect();
-    let sourced = environment::source_files(&env_files, &initial)?;
+    let bin_dirs: Vec<PathBuf> = resolved.iter().filter_map(|e| e.bin_dir()).collect();
+    let sourced = environment::source_files(&env_files, &initial, &bin_dirs)?;
 
     let distro = match recipe {
         Some(recipe) => recipe.distro.clone(),

@@ -180,18 +180,26 @@ impl PackageInstalls {
     /// Parse one file. JSON is tried first for `.json` files, as DIB does; YAML reads both.
     pub fn parse(text: &str, path: &Path) -> Result<PackageInstalls, ElementError> {
         let is_json = path.extension().is_some_and(|e| e == "json");
-        let parsed: Option<BTreeMap<String, ParamList>> = if is_json {
-            serde_json::from_str(text).map_err(|err| ElementError::Malformed {
-                path: path.to_owned(),
-                line: Some(err.line()),
-                message: strip_location(&err.to_string()),
-            })?
-        } else {
-            serde_yaml_ng::from_str(text).map_err(|err| ElementError::Malformed {
+        let as_yaml = || {
+            serde_yaml_ng::from_str::<Option<BTreeMap<String, ParamList>>>(text).map_err(|err| ElementError::Malformed {
                 path: path.to_owned(),
                 line: Some(err.location().map(|l| l.line()).unwrap_or(1)),
                 message: strip_location(&err.to_string()),
-            })?
+            })
+        };
+        let parsed = if is_json {
+            // Like DIB: a `.json` file that is not JSON is read as YAML; the JSON error is the
+            // one reported when both fail.
+            match serde_json::from_str::<Option<BTreeMap<String, ParamList>>>(text) {
+                Ok(parsed) => parsed,
+                Err(json_err) => as_yaml().map_err(|_| ElementError::Malformed {
+                    path: path.to_owned(),
+                    line: Some(json_err.line()),
+                    message: strip_location(&json_err.to_string()),
+                })?,
+            }
+        } else {
+            as_yaml()?
         };
         let decls = parsed
             .unwrap_or_default()
@@ -419,6 +427,14 @@ mod tests {
         let err = PackageInstalls::parse(text, Path::new("e/package-installs.yaml")).unwrap_err().to_string();
         assert!(err.starts_with("e/package-installs.yaml:4: "), "{err}");
         assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn json_file_written_as_yaml_is_read_like_dib_does() {
+        let parsed = PackageInstalls::parse("curl:\njq:\n", Path::new("e/package-installs.json")).unwrap();
+        assert_eq!(parsed.decls.len(), 2);
+        let err = PackageInstalls::parse("{\"a\": {\"phase\": }", Path::new("e/package-installs.json")).unwrap_err();
+        assert!(err.to_string().starts_with("e/package-installs.json:1: "), "{err}");
     }
 
     #[test]
