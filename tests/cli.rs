@@ -66,6 +66,26 @@ fn version_and_completions() {
     for shell in ["bash", "zsh", "fish"] {
         bin().args(["completions", shell]).assert().success().stdout(predicate::str::contains("elements"));
     }
+    let script = bin().args(["completions", "bash"]).assert().success().get_output().stdout.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mesos-image.bash");
+    std::fs::write(&file, script).unwrap();
+    let status = std::process::Command::new("bash").arg("-n").arg(&file).status().unwrap();
+    assert!(status.success(), "bash completion script has a syntax error");
+}
+
+#[test]
+fn quiet_hides_warnings_and_verbose_shows_debug() {
+    let path = format!("{}:{}", fixture("elements/override"), fixture("elements/deps"));
+    let mut cmd = bin();
+    cmd.env("ELEMENTS_PATH", &path).args(["-q", "elements", "resolve", "override_element", "foo"]);
+    cmd.assert().success().stderr(predicate::str::is_empty());
+    let mut cmd = bin();
+    cmd.env("ELEMENTS_PATH", &path).args(["elements", "resolve", "override_element", "foo"]);
+    cmd.assert().success().stderr(predicate::str::contains("overrides"));
+    let mut cmd = bin();
+    cmd.args(["-v", "elements", "resolve", "--elements-path", &fixture("elements/build"), "app"]);
+    cmd.assert().success().stderr(predicate::str::contains("dib-run-parts skips"));
 }
 
 #[test]

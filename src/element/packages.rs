@@ -305,6 +305,17 @@ fn place(decl: &PackageDecl, element: &Element, file: &Path, context: PackageCon
     if params.arch.is_some() && params.not_arch.is_some() {
         return Err(malformed("both `arch` and `not-arch` are given".to_owned()));
     }
+    // Evaluated before the other filters, as DIB does, so an unset variable is always reported.
+    let mut when_holds = true;
+    if let Some(when) = &params.when {
+        for statement in when.statements() {
+            when_holds &= evaluate_when(statement, context.env).map_err(&malformed)?;
+        }
+    }
+    if !when_holds {
+        tracing::debug!("{}: package {} skipped by its `when`", element.name, decl.name);
+        return Ok(None);
+    }
     if let Some(arch) = &params.arch {
         if !arch_listed(arch, context.arch) {
             return Ok(None);
@@ -313,14 +324,6 @@ fn place(decl: &PackageDecl, element: &Element, file: &Path, context: PackageCon
     if let Some(not_arch) = &params.not_arch {
         if arch_listed(not_arch, context.arch) {
             return Ok(None);
-        }
-    }
-    if let Some(when) = &params.when {
-        for statement in when.statements() {
-            if !evaluate_when(statement, context.env).map_err(&malformed)? {
-                tracing::debug!("{}: package {} skipped: when {statement}", element.name, decl.name);
-                return Ok(None);
-            }
         }
     }
     if let Some(wanted) = &params.installtype {
