@@ -152,9 +152,6 @@ impl Plan {
 /// Build a plan. `recipe` is `Some` in recipe mode (overrides already applied); `requested` are
 /// the elements to resolve.
 fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) -> Result<Plan, PlanError> {
-    let library = ElementLibrary::scan(&options.elements_path)?;
-    let resolved = library.resolve(requested)?;
-    let image_element = resolved.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ");
     let host = &options.host;
     let arch = match recipe {
         Some(recipe) => normalize_arch(&recipe.arch),
@@ -162,6 +159,13 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
             options.overrides.arch.as_deref().or(host.env.get("ARCH").map(String::as_str)).unwrap_or(std::env::consts::ARCH),
         ),
     };
+    let library = ElementLibrary::scan(&options.elements_path)?;
+    let requested = match recipe {
+        Some(_) => requested.to_vec(),
+        None => with_block_device_default(requested, &library, &arch),
+    };
+    let resolved = library.resolve(&requested)?;
+    let image_element = resolved.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ");
 
     // Variables the user chose: host DIB_*, then the recipe's environment (which already holds
     // -e in recipe mode), then -e.
@@ -285,6 +289,22 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         glance: recipe.map(|r| r.glance.clone()).unwrap_or_default(),
         checks: recipe.map(|r| r.checks.clone()).unwrap_or_default(),
     })
+}
+
+/// DIB's disk-image-create adds a partitioning element when `vm` is requested without any
+/// `block-device-*` element (DIB's `vm` depends on the virtual `block-device`): MBR, or EFI on
+/// arm64. Only done when that element exists on the search path, since our own `vm` element
+/// leaves partitioning to the disk stage.
+fn with_block_device_default(requested: &[String], library: &ElementLibrary, arch: &str) -> Vec<String> {
+    let mut names = requested.to_vec();
+    let wants_vm = names.iter().any(|n| n == "vm");
+    let has_block_device = names.iter().any(|n| n.starts_with("block-device-"));
+    let default = if arch == "arm64" { "block-device-efi" } else { "block-device-mbr" };
+    if wants_vm && !has_block_device && library.get(default).is_some() {
+        tracing::debug!("vm without a block-device-* element: adding {default}, as disk-image-create does");
+        names.push(default.to_owned());
+    }
+    names
 }
 
 fn planned_script(script: HookScript) -> PlannedScript {

@@ -241,3 +241,16 @@ fn script_paths_are_absolute() {
     let plan = dib(&["app"], &options(host(&[]))).unwrap();
     assert!(plan.scripts.values().flatten().all(|s| Path::new(&s.path).is_absolute() && s.path.is_file()));
 }
+
+#[test]
+fn vm_without_block_device_gets_dibs_default_partitioning_element() {
+    let plan = dib(&["fake-os", "vm"], &options(host(&[]))).unwrap();
+    let elements: Vec<&str> = plan.elements.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(elements, ["block-device-mbr", "fake-os", "vm"]);
+    let arm = PlanOptions { overrides: Overrides { arch: Some("arm64".into()), ..Overrides::default() }, ..options(host(&[])) };
+    let plan = dib(&["fake-os", "vm"], &arm).unwrap();
+    assert!(plan.elements.iter().any(|e| e.name == "block-device-efi"));
+    // An explicit block-device-* element is kept as the only one.
+    let plan = dib(&["fake-os", "vm", "block-device-efi"], &options(host(&[]))).unwrap();
+    assert!(!plan.elements.iter().any(|e| e.name == "block-device-mbr"));
+}
