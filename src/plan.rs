@@ -20,6 +20,18 @@ pub struct PlannedElement {
     pub path: PathBuf,
 }
 
+impl PlannedElement {
+    /// `bin/`: copied to `/usr/local/bin` in the image.
+    pub fn bin_dir(&self) -> Option<PathBuf> {
+        Some(self.path.join("bin")).filter(|dir| dir.is_dir())
+    }
+
+    /// `static/`: copied into the image root.
+    pub fn static_dir(&self) -> Option<PathBuf> {
+        Some(self.path.join("static")).filter(|dir| dir.is_dir())
+    }
+}
+
 /// One hook script, in run order within its phase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedScript {
@@ -141,6 +153,11 @@ impl Plan {
     /// DIB mode: distro and release come from sourcing the elements' `environment.d`.
     pub fn from_elements(names: &[String], options: &PlanOptions) -> Result<Plan, PlanError> {
         plan(None, names, options)
+    }
+
+    /// A phase's scripts in run-parts order (empty when no element ships any).
+    pub fn scripts_for(&self, phase: Phase) -> &[PlannedScript] {
+        self.scripts.get(&phase).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// The resolved element names, space-separated (`IMAGE_ELEMENT`).

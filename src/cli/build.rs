@@ -227,7 +227,7 @@ pub fn render_plan(plan: &Plan) -> String {
         }
     }
     for phase in Phase::ALL {
-        let scripts = plan.scripts.get(&phase).map(Vec::as_slice).unwrap_or_default();
+        let scripts = plan.scripts_for(phase);
         let slot = phase.package_slot().filter(|_| plan.packages.contains_key(&phase));
         if scripts.is_empty() && slot.is_none() {
             continue;
