@@ -151,9 +151,18 @@ mod tests {
     #[test]
     fn explicit_sources_win_in_order_and_host_only_for_same_distro() {
         let host = HostDistro { id: Some("debian".into()), archive: Some("http://host.example/debian".into()) };
-        let all = MirrorSources { flag: Some("http://flag.example"), env: Some("http://env.example"), recipe: Some("http://recipe.example"), element_default: None };
+        let all = MirrorSources {
+            flag: Some("http://flag.example"),
+            env: Some("http://env.example"),
+            recipe: Some("http://recipe.example"),
+            element_default: None,
+        };
         assert_eq!(resolve(&all, "debian", &host).as_deref(), Some("http://flag.example"));
-        let env_only = MirrorSources { env: Some("http://env.example"), recipe: Some("http://recipe.example"), ..Default::default() };
+        let env_only = MirrorSources {
+            env: Some("http://env.example"),
+            recipe: Some("http://recipe.example"),
+            ..Default::default()
+        };
         assert_eq!(resolve(&env_only, "debian", &host).as_deref(), Some("http://env.example"));
         let none = MirrorSources::default();
         assert_eq!(resolve(&none, "debian", &host).as_deref(), Some("http://host.example/debian"));

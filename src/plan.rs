@@ -169,13 +169,7 @@ impl Plan {
 /// Build a plan. `recipe` is `Some` in recipe mode (overrides already applied); `requested` are
 /// the elements to resolve.
 fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) -> Result<Plan, PlanError> {
-    let host = &options.host;
-    let arch = match recipe {
-        Some(recipe) => normalize_arch(&recipe.arch),
-        None => normalize_arch(
-            options.overrides.arch.as_deref().or(host.env.get("ARCH").map(String::as_str)).unwrap_or(std::env::consts::ARCH),
-        ),
-    };
+    let arch = target_arch(recipe, options);
     let library = ElementLibrary::scan(&options.elements_path)?;
     let requested = match recipe {
         Some(_) => requested.to_vec(),
@@ -184,79 +178,33 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
     let resolved = library.resolve(&requested)?;
     let image_element = resolved.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ");
 
-    // Variables the user chose: host DIB_*, then the recipe's environment (which already holds
-    // -e in recipe mode), then -e.
-    let mut user_env: BTreeMap<String, String> =
-        host.env.iter().filter(|(k, _)| k.starts_with("DIB_")).map(|(k, v)| (k.clone(), v.clone())).collect();
-    match recipe {
-        Some(recipe) => user_env.extend(recipe.environment.clone()),
-        None => user_env.extend(options.overrides.environment.clone()),
-    }
-    let env_mirror = user_env.get("DIB_DISTRIBUTION_MIRROR").cloned();
-    let flag_mirror = options.overrides.mirror.clone();
-    let recipe_mirror = recipe.and_then(|r| r.mirror.clone());
-
-    let mut initial = user_env.clone();
-    initial.insert("ARCH".into(), arch.clone());
-    initial.insert("IMAGE_ELEMENT".into(), image_element.clone());
-    initial.insert("ELEMENTS_PATH".into(), library.elements_path_var());
-    let image_name = options
-        .image_name
-        .clone()
-        .or_else(|| recipe.map(|r| r.name.clone()))
-        .unwrap_or_else(|| "image".to_owned());
-    initial.insert("IMAGE_NAME".into(), image_name);
-    let trace = if options.trace { "1".to_owned() } else { user_env.get("DIB_DEBUG_TRACE").cloned().unwrap_or_else(|| "0".into()) };
-    initial.insert("DIB_DEBUG_TRACE".into(), trace);
-    let known_release = match recipe {
-        Some(recipe) => Some(recipe.release.clone()),
-        None => options.overrides.release.clone(),
-    };
-    if let Some(release) = &known_release {
-        initial.insert("DIB_RELEASE".into(), release.clone());
-    }
-    if let Some(recipe) = recipe {
-        initial.insert("DISTRO_NAME".into(), recipe.distro.clone());
-    }
-    if let Some(mirror) = flag_mirror.as_ref().or(env_mirror.as_ref()).or(recipe_mirror.as_ref()) {
-        initial.insert("DIB_DISTRIBUTION_MIRROR".into(), mirror.clone());
-    }
-
+    let mirrors = MirrorInputs::new(recipe, options);
+    let initial = initial_env(
+        recipe,
+        options,
+        &mirrors,
+        &[
+            ("ARCH", arch.clone()),
+            ("IMAGE_ELEMENT", image_element.clone()),
+            ("ELEMENTS_PATH", library.elements_path_var()),
+        ],
+    );
     let environment_d = merge_environment_d(&resolved)?;
     let env_files: Vec<PathBuf> = environment_d.iter().map(|s| s.path.clone()).collect();
     let bin_dirs: Vec<PathBuf> = resolved.iter().filter_map(|e| e.bin_dir()).collect();
     let sourced = environment::source_files(&env_files, &initial, &bin_dirs)?;
 
-    let distro = match recipe {
-        Some(recipe) => recipe.distro.clone(),
-        None => sourced.get("DISTRO_NAME").cloned().ok_or_else(|| PlanError::NoDistro { elements: image_element.clone() })?,
-    };
-    let release = match recipe {
-        Some(recipe) => recipe.release.clone(),
-        None => sourced
-            .get("DIB_RELEASE")
-            .filter(|r| !r.is_empty())
-            .cloned()
-            .ok_or_else(|| PlanError::NoRelease { distro: distro.clone() })?,
-    };
-    let base = match recipe {
-        Some(recipe) => Some(recipe.base),
-        None => match options.overrides.base {
-            Some(base) => Some(base),
-            None => sourced.get("MESOS_IMAGE_BASE").map(|value| parse_base(value)).transpose()?,
-        },
-    };
+    let (distro, release, base) = target_system(recipe, options, &sourced, &image_element)?;
     let mirror = mirror::resolve(
         &MirrorSources {
-            flag: flag_mirror.as_deref(),
-            env: env_mirror.as_deref(),
-            recipe: recipe_mirror.as_deref(),
+            flag: mirrors.flag.as_deref(),
+            env: mirrors.env.as_deref(),
+            recipe: mirrors.recipe.as_deref(),
             element_default: sourced.get("DIB_DISTRIBUTION_MIRROR").map(String::as_str),
         },
         &distro,
-        &host.distro,
+        &options.host.distro,
     );
-
     let mut env = initial;
     env.insert("DISTRO_NAME".into(), distro.clone());
     env.insert("DIB_RELEASE".into(), release.clone());
@@ -275,7 +223,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
     let mut when_env = sourced;
     when_env.extend(env.clone());
     let mut packages = packages::collect(&resolved, &pkg_maps, PackageContext { arch: &arch, env: &when_env })?;
-    let extra: Vec<String> = match recipe {
+    let extra = match recipe {
         Some(recipe) => recipe.packages.clone(),
         None => options.overrides.packages.clone(),
     };
@@ -285,10 +233,6 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         .into_iter()
         .map(|(phase, list)| (phase, list.into_iter().map(planned_script).collect()))
         .collect();
-    let image = match recipe {
-        Some(recipe) => recipe.image.clone(),
-        None => image_with_overrides(&options.overrides),
-    };
     Ok(Plan {
         recipe: recipe.map(|r| r.name.clone()),
         distro,
@@ -302,10 +246,119 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         packages,
         env,
         pkg_maps,
-        image,
+        image: recipe.map(|r| r.image.clone()).unwrap_or_else(|| image_with_overrides(&options.overrides)),
         glance: recipe.map(|r| r.glance.clone()).unwrap_or_default(),
         checks: recipe.map(|r| r.checks.clone()).unwrap_or_default(),
     })
+}
+
+/// The recipe's arch (flags already applied); in DIB mode `--arch`, then `$ARCH`, then the host's.
+fn target_arch(recipe: Option<&Recipe>, options: &PlanOptions) -> String {
+    match recipe {
+        Some(recipe) => normalize_arch(&recipe.arch),
+        None => normalize_arch(
+            options
+                .overrides
+                .arch
+                .as_deref()
+                .or(options.host.env.get("ARCH").map(String::as_str))
+                .unwrap_or(std::env::consts::ARCH),
+        ),
+    }
+}
+
+/// The mirrors named before any element is consulted.
+struct MirrorInputs {
+    flag: Option<String>,
+    env: Option<String>,
+    recipe: Option<String>,
+}
+
+impl MirrorInputs {
+    fn new(recipe: Option<&Recipe>, options: &PlanOptions) -> MirrorInputs {
+        MirrorInputs {
+            flag: options.overrides.mirror.clone(),
+            env: user_env(recipe, options).remove("DIB_DISTRIBUTION_MIRROR"),
+            recipe: recipe.and_then(|r| r.mirror.clone()),
+        }
+    }
+
+    fn first(&self) -> Option<&String> {
+        self.flag.as_ref().or(self.env.as_ref()).or(self.recipe.as_ref())
+    }
+}
+
+/// Variables the user chose: host `DIB_*`, then the recipe's environment (which holds `-e` in
+/// recipe mode), or `-e` in DIB mode.
+fn user_env(recipe: Option<&Recipe>, options: &PlanOptions) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> =
+        options.host.env.iter().filter(|(k, _)| k.starts_with("DIB_")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    match recipe {
+        Some(recipe) => env.extend(recipe.environment.clone()),
+        None => env.extend(options.overrides.environment.clone()),
+    }
+    env
+}
+
+/// The environment `environment.d` is sourced with: the user's variables plus everything known
+/// before sourcing (`known`, `IMAGE_NAME`, `DIB_DEBUG_TRACE`, and the release, distro and
+/// mirror when the recipe or flags name them).
+fn initial_env(
+    recipe: Option<&Recipe>,
+    options: &PlanOptions,
+    mirrors: &MirrorInputs,
+    known: &[(&str, String)],
+) -> BTreeMap<String, String> {
+    let mut env = user_env(recipe, options);
+    let trace = if options.trace { Some("1".to_owned()) } else { env.get("DIB_DEBUG_TRACE").cloned() };
+    env.insert("DIB_DEBUG_TRACE".into(), trace.unwrap_or_else(|| "0".into()));
+    for (key, value) in known {
+        env.insert((*key).to_owned(), value.clone());
+    }
+    let image_name = options.image_name.clone().or_else(|| recipe.map(|r| r.name.clone()));
+    env.insert("IMAGE_NAME".into(), image_name.unwrap_or_else(|| "image".to_owned()));
+    let release = match recipe {
+        Some(recipe) => Some(recipe.release.clone()),
+        None => options.overrides.release.clone(),
+    };
+    if let Some(release) = release {
+        env.insert("DIB_RELEASE".into(), release);
+    }
+    if let Some(recipe) = recipe {
+        env.insert("DISTRO_NAME".into(), recipe.distro.clone());
+    }
+    if let Some(mirror) = mirrors.first() {
+        env.insert("DIB_DISTRIBUTION_MIRROR".into(), mirror.clone());
+    }
+    env
+}
+
+/// Distro, release and base method: the recipe's (flags applied), or in DIB mode what
+/// environment.d exported (`DISTRO_NAME`, `DIB_RELEASE`, `MESOS_IMAGE_BASE`), `--base` winning.
+fn target_system(
+    recipe: Option<&Recipe>,
+    options: &PlanOptions,
+    sourced: &BTreeMap<String, String>,
+    image_element: &str,
+) -> Result<(String, String, Option<BaseMethod>), PlanError> {
+    if let Some(recipe) = recipe {
+        return Ok((recipe.distro.clone(), recipe.release.clone(), Some(recipe.base)));
+    }
+    let distro = sourced
+        .get("DISTRO_NAME")
+        .filter(|d| !d.is_empty())
+        .cloned()
+        .ok_or_else(|| PlanError::NoDistro { elements: image_element.to_owned() })?;
+    let release = sourced
+        .get("DIB_RELEASE")
+        .filter(|r| !r.is_empty())
+        .cloned()
+        .ok_or_else(|| PlanError::NoRelease { distro: distro.clone() })?;
+    let base = match options.overrides.base {
+        Some(base) => Some(base),
+        None => sourced.get("MESOS_IMAGE_BASE").map(|value| parse_base(value)).transpose()?,
+    };
+    Ok((distro, release, base))
 }
 
 /// DIB's disk-image-create adds a partitioning element when `vm` is requested without any

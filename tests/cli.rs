@@ -97,11 +97,19 @@ fn resolve_prints_sorted_names() {
 #[test]
 fn resolve_errors_are_one_line_naming_the_culprit() {
     resolve(&["fake", "foo"]).failure().stderr(one_line_error("element `fake` not found"));
-    resolve(&["virtual", "provides_virtual", "foo"]).failure().stderr(one_line_error("`virtual` was requested but is already provided by `provides_virtual`"));
-    resolve(&["provides_virtual", "also_provides_virtual", "foo"]).failure().stderr(one_line_error("both provide `virtual`"));
+    resolve(&["virtual", "provides_virtual", "foo"])
+        .failure()
+        .stderr(one_line_error("`virtual` was requested but is already provided by `provides_virtual`"));
+    resolve(&["provides_virtual", "also_provides_virtual", "foo"])
+        .failure()
+        .stderr(one_line_error("both provide `virtual`"));
     resolve(&["provides_virtual"]).failure().stderr(one_line_error("no element provides `operating-system`"));
-    resolve(&["--elements-path", "/not/a/dir", "foo"]).failure().stderr(one_line_error("`/not/a/dir` is not a directory"));
-    resolve(&["--elements-path", &fixture("elements/broken"), "foo"]).failure().stderr(one_line_error("unreadable/element-deps: cannot read"));
+    resolve(&["--elements-path", "/not/a/dir", "foo"])
+        .failure()
+        .stderr(one_line_error("`/not/a/dir` is not a directory"));
+    resolve(&["--elements-path", &fixture("elements/broken"), "foo"])
+        .failure()
+        .stderr(one_line_error("unreadable/element-deps: cannot read"));
     resolve(&["--elements-path", &fixture("elements/malformed"), "foo", "bad-packages"])
         .failure()
         .stderr(one_line_error("bad-packages/package-installs.yaml:3: curl: unknown field `colour`"));
@@ -132,7 +140,10 @@ fn elements_list_shows_name_source_and_summary() {
     let output = cmd.assert().success().get_output().stdout.clone();
     let text = String::from_utf8(output).unwrap();
     let app = text.lines().find(|l| l.starts_with("app ")).unwrap();
-    assert!(app.contains("elements/build") && app.contains("An application element with packages and a pkg-map."), "{app}");
+    assert!(
+        app.contains("elements/build") && app.contains("An application element with packages and a pkg-map."),
+        "{app}"
+    );
     let names: Vec<&str> = text.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
     let mut sorted = names.clone();
     sorted.sort();
@@ -150,7 +161,11 @@ fn elements_show_lists_scripts_and_packages() {
             .and(predicate::str::contains("linux-image-amd64  [arch=amd64]"))
             .and(predicate::str::contains("environment.d:\n  10-fake-os.bash")),
     );
-    bin().args(["elements", "show", "--elements-path", &fixture("elements/build"), "nope"]).assert().failure().stderr(one_line_error("element `nope` not found"));
+    bin()
+        .args(["elements", "show", "--elements-path", &fixture("elements/build"), "nope"])
+        .assert()
+        .failure()
+        .stderr(one_line_error("element `nope` not found"));
 }
 
 #[test]
@@ -176,8 +191,22 @@ fn dry_run_json(args: &[&str]) -> serde_json::Value {
 #[test]
 fn dry_run_json_holds_the_whole_plan() {
     let plan = dry_run_json(&[
-        "-x", "-p", "vim,htop", "-p", "tree", "-e", "DIB_EXTRA=1", "-t", "qcow2,raw", "--mirror", "http://flag.example/debian",
-        "--mesos-repo", "deb file:/srv/repo ./", "-o", "/tmp/never-written/x.qcow2", "app",
+        "-x",
+        "-p",
+        "vim,htop",
+        "-p",
+        "tree",
+        "-e",
+        "DIB_EXTRA=1",
+        "-t",
+        "qcow2,raw",
+        "--mirror",
+        "http://flag.example/debian",
+        "--mesos-repo",
+        "deb file:/srv/repo ./",
+        "-o",
+        "/tmp/never-written/x.qcow2",
+        "app",
     ]);
     assert_eq!(plan["distro"], "debian");
     assert_eq!(plan["release"], "bookworm");
@@ -188,9 +217,11 @@ fn dry_run_json_holds_the_whole_plan() {
     assert_eq!(plan["env"]["IMAGE_NAME"], "x");
     assert_eq!(plan["env"]["DIB_MESOS_REPO"], "deb file:/srv/repo ./");
     assert_eq!(plan["image"]["formats"], serde_json::json!(["qcow2", "raw"]));
-    let install: Vec<&str> = plan["packages"]["install.d"]["install"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let install: Vec<&str> =
+        plan["packages"]["install.d"]["install"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert!(install.contains(&"vim") && install.contains(&"htop") && install.contains(&"tree"), "{install:?}");
-    let scripts: Vec<&str> = plan["scripts"]["install.d"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let scripts: Vec<&str> =
+        plan["scripts"]["install.d"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(scripts, ["05-early", "9-app-first", "10-app", "50-configure", "100-late"]);
     assert!(!std::path::Path::new("/tmp/never-written").exists());
 }
@@ -201,7 +232,9 @@ fn dry_run_text_shows_scripts_with_elements_and_package_slots() {
     cmd.args(["build", "--dry-run", "--elements-path", &fixture("elements/build"), "--release", "trixie", "app"]);
     cmd.assert().success().stdout(
         predicate::str::contains("target:   debian trixie amd64")
-            .and(predicate::str::contains("01-package-installs              (the phase's packages)\n  05-early                         fake-os"))
+            .and(predicate::str::contains(
+                "01-package-installs              (the phase's packages)\n  05-early                         fake-os",
+            ))
             .and(predicate::str::contains("IMAGE_ELEMENT=app fake-os")),
     );
 }
@@ -222,21 +255,46 @@ fn dry_run_with_a_recipe() {
 fn build_argument_errors() {
     let build_path = fixture("elements/build");
     // Elements and --recipe together.
-    bin().args(["build", "--dry-run", "--recipe", "x", "app"]).assert().failure().stderr(predicate::str::contains("--recipe"));
+    bin()
+        .args(["build", "--dry-run", "--recipe", "x", "app"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--recipe"));
     // -o is required without --dry-run.
     bin().args(["build", "app"]).assert().failure().stderr(predicate::str::contains("--output"));
     // The default recipe is ubuntu-mesos.
     bin().args(["build", "--dry-run"]).assert().failure().stderr(one_line_error("recipe `ubuntu-mesos` not found"));
-    bin().args(["build", "--dry-run", "--break", "sideways", "app"]).assert().failure().stderr(predicate::str::contains("not a break point"));
-    bin().args(["build", "--dry-run", "--image-size", "4Q", "app"]).assert().failure().stderr(predicate::str::contains("unknown unit"));
-    bin().args(["build", "--dry-run", "-e", "1BAD=x", "app"]).assert().failure().stderr(predicate::str::contains("not a valid variable name"));
+    bin()
+        .args(["build", "--dry-run", "--break", "sideways", "app"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not a break point"));
+    bin()
+        .args(["build", "--dry-run", "--image-size", "4Q", "app"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("unknown unit"));
+    bin()
+        .args(["build", "--dry-run", "-e", "1BAD=x", "app"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not a valid variable name"));
     bin()
         .args(["build", "--dry-run", "--elements-path", &build_path, "--mesos-repo-key", "/nonexistent/key.gpg", "app"])
         .assert()
         .failure()
         .stderr(one_line_error("--mesos-repo-key /nonexistent/key.gpg: no such file"));
     bin()
-        .args(["build", "--elements-path", &build_path, "-o", "/tmp/engine-never/x.qcow2", "--break", "after-error", "app"])
+        .args([
+            "build",
+            "--elements-path",
+            &build_path,
+            "-o",
+            "/tmp/engine-never/x.qcow2",
+            "--break",
+            "after-error",
+            "app",
+        ])
         .assert()
         .failure()
         .stderr(one_line_error("building is not wired in yet"));

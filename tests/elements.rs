@@ -60,7 +60,10 @@ fn virtual_provider_ordering_does_not_matter() {
 #[test]
 fn requesting_a_provided_element_is_an_error_naming_the_provider() {
     let err = resolve(&["virtual", "provides_virtual", "foo"]).unwrap_err();
-    assert!(matches!(&err, ElementError::AlreadyProvided { name, provided_by } if name == "virtual" && provided_by == "provides_virtual"), "{err}");
+    assert!(
+        matches!(&err, ElementError::AlreadyProvided { name, provided_by } if name == "virtual" && provided_by == "provides_virtual"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -100,7 +103,10 @@ fn earlier_path_entry_overrides_later() {
     assert_eq!(foo.path, fixture("deps/foo").canonicalize().unwrap());
     // Reversed path order: the deps/ copy wins.
     let reversed = ElementLibrary::scan(&[fixture("deps"), fixture("override")]).unwrap();
-    assert_eq!(reversed.get("override_element").unwrap().path, fixture("deps/override_element").canonicalize().unwrap());
+    assert_eq!(
+        reversed.get("override_element").unwrap().path,
+        fixture("deps/override_element").canonicalize().unwrap()
+    );
 }
 
 #[test]
@@ -135,7 +141,13 @@ fn hooks_merge_in_run_parts_order_skipping_bad_names_and_non_executables() {
         hooks[&Phase::Install].iter().map(|s| (s.name.as_str(), s.element.as_str())).collect();
     assert_eq!(
         install,
-        [("05-early", "fake-os"), ("9-app-first", "app"), ("10-app", "app"), ("50-configure", "fake-os"), ("100-late", "fake-os")]
+        [
+            ("05-early", "fake-os"),
+            ("9-app-first", "app"),
+            ("10-app", "app"),
+            ("50-configure", "fake-os"),
+            ("100-late", "fake-os")
+        ]
     );
     assert!(!hooks.contains_key(&Phase::Cleanup));
     let env_d = merge_environment_d(&set).unwrap();

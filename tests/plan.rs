@@ -102,7 +102,10 @@ fn unset_when_variable_is_an_error_naming_element_file_and_package() {
     std::fs::write(os.join("package-installs.yaml"), "gated:\n  when: DIB_NEVER_SET = 1\n").unwrap();
     let options = PlanOptions { elements_path: vec![dir.path().to_owned()], ..options(host(&[])) };
     let err = dib(&["os"], &options).unwrap_err().to_string();
-    assert!(err.contains("os/package-installs.yaml") && err.contains("`gated`") && err.contains("DIB_NEVER_SET"), "{err}");
+    assert!(
+        err.contains("os/package-installs.yaml") && err.contains("`gated`") && err.contains("DIB_NEVER_SET"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -226,7 +229,9 @@ fn flags_override_the_recipe() {
     assert_eq!(plan.mirror.as_deref(), Some("http://flag.example/ubuntu"));
     assert_eq!(plan.env["DIB_INIT_SYSTEM"], "systemd");
     let install = names(&plan.packages[&Phase::Install].install);
-    assert!(install.contains(&"openjdk-8-jre-headless") && install.contains(&"htop") && install.contains(&"feature-on"));
+    assert!(
+        install.contains(&"openjdk-8-jre-headless") && install.contains(&"htop") && install.contains(&"feature-on")
+    );
 }
 
 #[test]
@@ -247,7 +252,10 @@ fn vm_without_block_device_gets_dibs_default_partitioning_element() {
     let plan = dib(&["fake-os", "vm"], &options(host(&[]))).unwrap();
     let elements: Vec<&str> = plan.elements.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(elements, ["block-device-mbr", "fake-os", "vm"]);
-    let arm = PlanOptions { overrides: Overrides { arch: Some("arm64".into()), ..Overrides::default() }, ..options(host(&[])) };
+    let arm = PlanOptions {
+        overrides: Overrides { arch: Some("arm64".into()), ..Overrides::default() },
+        ..options(host(&[]))
+    };
     let plan = dib(&["fake-os", "vm"], &arm).unwrap();
     assert!(plan.elements.iter().any(|e| e.name == "block-device-efi"));
     // An explicit block-device-* element is kept as the only one.

@@ -248,7 +248,9 @@ pub fn render_plan(plan: &Plan) -> String {
     if !plan.packages.is_empty() {
         let _ = writeln!(out, "\npackages:");
         for (phase, set) in &plan.packages {
-            for (label, list) in [("install", &set.install), ("uninstall", &set.uninstall), ("build-only", &set.build_only)] {
+            for (label, list) in
+                [("install", &set.install), ("uninstall", &set.uninstall), ("build-only", &set.build_only)]
+            {
                 if !list.is_empty() {
                     let _ = writeln!(out, "  {:15} {:10} {}", phase.dir_name(), label, list.join(" "));
                 }

@@ -71,7 +71,8 @@ fn list(library: &ElementLibrary) -> anyhow::Result<()> {
     let source_width = library.iter().map(|e| e.source.display().to_string().len()).max().unwrap_or(0);
     for element in library.iter() {
         let summary = element.summary().unwrap_or_default();
-        let line = format!("{:width$}  {:source_width$}  {summary}", element.name, element.source.display().to_string());
+        let line =
+            format!("{:width$}  {:source_width$}  {summary}", element.name, element.source.display().to_string());
         println!("{}", line.trim_end());
     }
     Ok(())

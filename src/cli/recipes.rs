@@ -55,7 +55,8 @@ fn list(dirs: &RecipesDirArgs) -> anyhow::Result<()> {
     let width = recipes.iter().map(|(r, _)| r.name.len()).max().unwrap_or(0);
     for (recipe, _path) in recipes {
         let target = format!("{} {} {}", recipe.distro, recipe.release, recipe.arch);
-        let line = format!("{:width$}  {:24}  {}", recipe.name, target, recipe.description.lines().next().unwrap_or(""));
+        let line =
+            format!("{:width$}  {:24}  {}", recipe.name, target, recipe.description.lines().next().unwrap_or(""));
         println!("{}", line.trim_end());
     }
     Ok(())

@@ -30,11 +30,8 @@ pub fn source_files(
     );
     let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".to_owned());
     let host_home = std::env::var("HOME").unwrap_or_else(|_| "/root".to_owned());
-    let search_path: Vec<String> = bin_dirs
-        .iter()
-        .map(|dir| dir.display().to_string())
-        .chain(std::iter::once(host_path.clone()))
-        .collect();
+    let search_path: Vec<String> =
+        bin_dirs.iter().map(|dir| dir.display().to_string()).chain(std::iter::once(host_path.clone())).collect();
     let mut command = Command::new("bash");
     command.arg("-c").arg(&script).arg("bash").args(files).env_clear();
     command.env("PATH", search_path.join(":")).env("HOME", &host_home);
@@ -85,7 +82,11 @@ mod tests {
     fn exports_are_collected_and_defaults_respect_initial_values() {
         let dir = tempfile::tempdir().unwrap();
         let first = dir.path().join("10-distro.bash");
-        std::fs::write(&first, "export DISTRO_NAME=debian\nexport DIB_RELEASE=${DIB_RELEASE:-bookworm}\nLOCAL_ONLY=1\n").unwrap();
+        std::fs::write(
+            &first,
+            "export DISTRO_NAME=debian\nexport DIB_RELEASE=${DIB_RELEASE:-bookworm}\nLOCAL_ONLY=1\n",
+        )
+        .unwrap();
         let second = dir.path().join("20-more");
         std::fs::write(&second, "export DERIVED=\"$DISTRO_NAME-$DIB_RELEASE\"\n").unwrap();
         let initial = BTreeMap::from([("DIB_RELEASE".to_owned(), "trixie".to_owned())]);

@@ -127,9 +127,7 @@ impl ElementLibrary {
             if !entry.is_dir() {
                 return Err(ElementError::InvalidPathEntry { path: entry.clone() });
             }
-            let canonical = entry
-                .canonicalize()
-                .map_err(|cause| ElementError::Read { path: entry.clone(), cause })?;
+            let canonical = entry.canonicalize().map_err(|cause| ElementError::Read { path: entry.clone(), cause })?;
             absolute.push(canonical);
         }
         let mut elements: BTreeMap<String, Element> = BTreeMap::new();
@@ -183,10 +181,7 @@ fn scan_entry(entry: &Path) -> Result<Vec<Element>, ElementError> {
         if name.starts_with('.') || !dirent.path().is_dir() {
             continue;
         }
-        let path = dirent
-            .path()
-            .canonicalize()
-            .map_err(|cause| ElementError::Read { path: dirent.path(), cause })?;
+        let path = dirent.path().canonicalize().map_err(|cause| ElementError::Read { path: dirent.path(), cause })?;
         found.push(Element::load(&name, &path, entry)?);
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));

@@ -5,10 +5,10 @@
 //! [`ElementLibrary::resolve`] expands a requested set the way DIB does, [`merge_hooks`] builds
 //! the per-phase run-parts lists, and [`packages::collect`] the per-phase package sets.
 
+pub mod environment;
 mod error;
 mod hooks;
 mod library;
-pub mod environment;
 pub mod packages;
 mod phase;
 pub mod pkgmap;

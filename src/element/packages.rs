@@ -181,10 +181,12 @@ impl PackageInstalls {
     pub fn parse(text: &str, path: &Path) -> Result<PackageInstalls, ElementError> {
         let is_json = path.extension().is_some_and(|e| e == "json");
         let as_yaml = || {
-            serde_yaml_ng::from_str::<Option<BTreeMap<String, ParamList>>>(text).map_err(|err| ElementError::Malformed {
-                path: path.to_owned(),
-                line: Some(err.location().map(|l| l.line()).unwrap_or(1)),
-                message: strip_location(&err.to_string()),
+            serde_yaml_ng::from_str::<Option<BTreeMap<String, ParamList>>>(text).map_err(|err| {
+                ElementError::Malformed {
+                    path: path.to_owned(),
+                    line: Some(err.location().map(|l| l.line()).unwrap_or(1)),
+                    message: strip_location(&err.to_string()),
+                }
             })
         };
         let parsed = if is_json {
@@ -289,7 +291,12 @@ struct Placement {
 }
 
 /// Where a declaration goes, or `None` when a filter drops it.
-fn place(decl: &PackageDecl, element: &Element, file: &Path, context: PackageContext) -> Result<Option<Placement>, ElementError> {
+fn place(
+    decl: &PackageDecl,
+    element: &Element,
+    file: &Path,
+    context: PackageContext,
+) -> Result<Option<Placement>, ElementError> {
     let malformed = |message: String| ElementError::Malformed {
         path: file.to_owned(),
         line: None,
@@ -350,10 +357,7 @@ fn place(decl: &PackageDecl, element: &Element, file: &Path, context: PackageCon
 /// `package`.
 fn element_installtype(element: &str, env: &BTreeMap<String, String>) -> String {
     let key = format!("DIB_INSTALLTYPE_{}", element.replace('-', "_"));
-    env.get(&key)
-        .or_else(|| env.get("DIB_DEFAULT_INSTALLTYPE"))
-        .cloned()
-        .unwrap_or_else(|| "package".to_owned())
+    env.get(&key).or_else(|| env.get("DIB_DEFAULT_INSTALLTYPE")).cloned().unwrap_or_else(|| "package".to_owned())
 }
 
 /// Whether `arch` is in a comma-separated list; the kernel's spelling of an architecture

@@ -51,10 +51,7 @@ impl ElementLibrary {
         }
 
         if let Some(name) = requested.iter().find(|name| provided_by.contains_key(*name)) {
-            return Err(ElementError::AlreadyProvided {
-                name: name.clone(),
-                provided_by: provided_by[name].clone(),
-            });
+            return Err(ElementError::AlreadyProvided { name: name.clone(), provided_by: provided_by[name].clone() });
         }
         if !provided_by.contains_key(OPERATING_SYSTEM) {
             return Err(ElementError::MissingOperatingSystem {

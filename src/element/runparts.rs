@@ -25,7 +25,10 @@ impl Selection {
     pub fn accepts_name(self, name: &str) -> bool {
         !name.is_empty()
             && name.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && self == Selection::EnvironmentFiles)
+                b.is_ascii_alphanumeric()
+                    || b == b'_'
+                    || b == b'-'
+                    || (b == b'.' && self == Selection::EnvironmentFiles)
             })
     }
 }
@@ -130,7 +133,15 @@ fn leading_number(name: &str) -> Number<'_> {
 }
 
 fn compare_numbers(a: &Number, b: &Number) -> Ordering {
-    let sign = |n: &Number| if n.is_zero() { 0 } else if n.negative { -1 } else { 1 };
+    let sign = |n: &Number| {
+        if n.is_zero() {
+            0
+        } else if n.negative {
+            -1
+        } else {
+            1
+        }
+    };
     match sign(a).cmp(&sign(b)) {
         Ordering::Equal => {}
         other => return other,
@@ -165,7 +176,10 @@ mod tests {
 
     #[test]
     fn ties_break_bytewise_and_unnumbered_names_count_as_zero() {
-        assert_eq!(sorted(&["50-b", "50-a", "50-B", "zeta", "0-x", "1-y"]), ["0-x", "zeta", "1-y", "50-B", "50-a", "50-b"]);
+        assert_eq!(
+            sorted(&["50-b", "50-a", "50-B", "zeta", "0-x", "1-y"]),
+            ["0-x", "zeta", "1-y", "50-B", "50-a", "50-b"]
+        );
         // Leading zeros do not change the number; the bytes decide the tie.
         assert_eq!(sorted(&["010-a", "10-a"]), ["010-a", "10-a"]);
     }
