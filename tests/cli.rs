@@ -214,6 +214,7 @@ fn dry_run_json_holds_the_whole_plan() {
     assert_eq!(plan["mirror"], "http://flag.example/debian");
     assert_eq!(plan["env"]["DIB_DEBUG_TRACE"], "1");
     assert_eq!(plan["env"]["DIB_EXTRA"], "1");
+    assert!(plan["env"]["DIB_ARGS"].as_str().unwrap().starts_with("build --dry-run --json"));
     assert_eq!(plan["env"]["IMAGE_NAME"], "x");
     assert_eq!(plan["env"]["DIB_MESOS_REPO"], "deb file:/srv/repo ./");
     assert_eq!(plan["image"]["formats"], serde_json::json!(["qcow2", "raw"]));

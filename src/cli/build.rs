@@ -131,6 +131,8 @@ pub fn make_plan(args: &BuildArgs, host: HostContext) -> anyhow::Result<Plan> {
 
 fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptions> {
     let mut environment: BTreeMap<String, String> = args.env.iter().cloned().collect();
+    // DIB exports its own command line as DIB_ARGS; some elements log or parse it.
+    environment.entry("DIB_ARGS".into()).or_insert_with(|| std::env::args().skip(1).collect::<Vec<_>>().join(" "));
     if let Some(repo) = &args.mesos_repo {
         environment.insert("DIB_MESOS_REPO".into(), repo.clone());
     }
