@@ -6,8 +6,11 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::element::Phase;
-use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec};
+use crate::element::packages::{self, PackageContext};
+use crate::element::pkgmap::PkgMapFile;
+use crate::element::{environment, merge_environment_d, merge_hooks, ElementError, ElementLibrary, HookScript, Phase};
+use crate::mirror::{self, HostDistro, MirrorSources};
+use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe};
 
 /// One element of the resolved set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,6 +18,18 @@ pub struct PlannedElement {
     pub name: String,
     /// The element directory that won on `ELEMENTS_PATH`.
     pub path: PathBuf,
+}
+
+impl PlannedElement {
+    /// `bin/`: copied to `/usr/local/bin` in the image.
+    pub fn bin_dir(&self) -> Option<PathBuf> {
+        Some(self.path.join("bin")).filter(|dir| dir.is_dir())
+    }
+
+    /// `static/`: copied into the image root.
+    pub fn static_dir(&self) -> Option<PathBuf> {
+        Some(self.path.join("static")).filter(|dir| dir.is_dir())
+    }
 }
 
 /// One hook script, in run order within its phase.
@@ -35,7 +50,8 @@ pub struct PackageSet {
     pub install: Vec<String>,
     /// Removed at the end of the phase (`uninstall: true`).
     pub uninstall: Vec<String>,
-    /// Installed for the build, purged in cleanup (`build-only: true`).
+    /// Installed for the build, purged in cleanup (`build-only: true`). These names are also
+    /// in `install`, so installing `install` is always enough.
     pub build_only: Vec<String>,
 }
 
@@ -66,16 +82,359 @@ pub struct Plan {
     pub scripts: BTreeMap<Phase, Vec<PlannedScript>>,
     /// `environment.d` files, sourced in this order before every script.
     pub environment_d: Vec<PlannedScript>,
-    /// Packages per phase.
+    /// Packages per phase (only pre-install, install and post-install; phases with nothing are
+    /// absent). The recipe's `packages` and `-p` are in the install phase's `install`.
     pub packages: BTreeMap<Phase, PackageSet>,
     /// Variables passed to every script (sorted). Runtime paths (`TARGET_ROOT`,
     /// `TMP_MOUNT_PATH`, `TMP_HOOKS_PATH`) are added by the stage that runs the script.
     pub env: BTreeMap<String, String>,
     /// Each element's `pkg-map`, already resolved for this distro/family/release:
-    /// element -> (generic name -> distro name). Elements without a pkg-map are absent.
+    /// element -> (generic name -> distro name). Elements without a pkg-map are absent. A value
+    /// may name several packages (space-separated) or be `""` (nothing to install).
     /// The in-chroot `pkg-map` helper reads this, so no Python is needed in the target.
     pub pkg_maps: BTreeMap<String, BTreeMap<String, String>>,
     pub image: ImageSpec,
     pub glance: GlanceSpec,
     pub checks: Vec<Check>,
+}
+
+/// Errors at the planner's edge; element errors pass through unchanged (they name the culprit).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Element(#[from] ElementError),
+    #[error("no DISTRO_NAME: none of the elements' environment.d files ({elements}) exports it")]
+    NoDistro { elements: String },
+    #[error("no release: pass --release or set DIB_RELEASE (the {distro} element sets no default)")]
+    NoRelease { distro: String },
+    #[error("MESOS_IMAGE_BASE=`{value}` (from environment.d) is not mmdebstrap, debootstrap or cloud-image")]
+    BadBase { value: String },
+}
+
+/// What the planner needs to know about the machine it runs on. Tests build one by hand.
+#[derive(Debug, Clone, Default)]
+pub struct HostContext {
+    /// The host's environment: `DIB_*` variables and `ARCH` are taken from it.
+    pub env: BTreeMap<String, String>,
+    pub distro: HostDistro,
+}
+
+impl HostContext {
+    pub fn detect() -> HostContext {
+        HostContext { env: std::env::vars().collect(), distro: HostDistro::detect() }
+    }
+}
+
+/// Everything besides the recipe or the element list that shapes a plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// The effective element search path (see [`crate::element::search_path`]).
+    pub elements_path: Vec<PathBuf>,
+    /// Command-line values. `mirror` is `--mirror`; `packages` is `-p`; `environment` is `-e`
+    /// (plus `DIB_MESOS_REPO*`).
+    pub overrides: Overrides,
+    /// `IMAGE_NAME`: the output file's stem; defaults to the recipe name, or `image`.
+    pub image_name: Option<String>,
+    /// `-x`.
+    pub trace: bool,
+    pub host: HostContext,
+}
+
+impl Plan {
+    /// Recipe mode: the recipe's distro, release, arch and base win over what elements export;
+    /// command-line overrides win over the recipe.
+    pub fn from_recipe(recipe: &Recipe, options: &PlanOptions) -> Result<Plan, PlanError> {
+        let mut recipe = recipe.clone();
+        // The mirror has its own precedence (see `mirror`), so it is not merged here.
+        recipe.apply(&Overrides { mirror: None, ..options.overrides.clone() });
+        plan(Some(&recipe), &recipe.elements, options)
+    }
+
+    /// DIB mode: distro and release come from sourcing the elements' `environment.d`.
+    pub fn from_elements(names: &[String], options: &PlanOptions) -> Result<Plan, PlanError> {
+        plan(None, names, options)
+    }
+
+    /// A phase's scripts in run-parts order (empty when no element ships any).
+    pub fn scripts_for(&self, phase: Phase) -> &[PlannedScript] {
+        self.scripts.get(&phase).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The resolved element names, space-separated (`IMAGE_ELEMENT`).
+    pub fn element_names(&self) -> String {
+        self.elements.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// Build a plan. `recipe` is `Some` in recipe mode (overrides already applied); `requested` are
+/// the elements to resolve.
+fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) -> Result<Plan, PlanError> {
+    let arch = target_arch(recipe, options);
+    let library = ElementLibrary::scan(&options.elements_path)?;
+    let requested = match recipe {
+        Some(_) => requested.to_vec(),
+        None => with_block_device_default(requested, &library, &arch),
+    };
+    let resolved = library.resolve(&requested)?;
+    let image_element = resolved.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ");
+
+    let mirrors = MirrorInputs::new(recipe, options);
+    let initial = initial_env(
+        recipe,
+        options,
+        &mirrors,
+        &[
+            ("ARCH", arch.clone()),
+            ("IMAGE_ELEMENT", image_element.clone()),
+            ("ELEMENTS_PATH", library.elements_path_var()),
+        ],
+    );
+    let environment_d = merge_environment_d(&resolved)?;
+    let env_files: Vec<PathBuf> = environment_d.iter().map(|s| s.path.clone()).collect();
+    let bin_dirs: Vec<PathBuf> = resolved.iter().filter_map(|e| e.bin_dir()).collect();
+    let sourced = environment::source_files(&env_files, &initial, &bin_dirs)?;
+
+    let (distro, release, base) = target_system(recipe, options, &sourced, &image_element)?;
+    let mirror = mirror::resolve(
+        &MirrorSources {
+            flag: mirrors.flag.as_deref(),
+            env: mirrors.env.as_deref(),
+            recipe: mirrors.recipe.as_deref(),
+            element_default: sourced.get("DIB_DISTRIBUTION_MIRROR").map(String::as_str),
+        },
+        &distro,
+        &options.host.distro,
+    );
+    let mut env = initial;
+    env.insert("DISTRO_NAME".into(), distro.clone());
+    env.insert("DIB_RELEASE".into(), release.clone());
+    env.entry("DIB_INIT_SYSTEM".into()).or_insert_with(|| init_system(&distro, &release).to_owned());
+    if let Some(mirror) = &mirror {
+        env.insert("DIB_DISTRIBUTION_MIRROR".into(), mirror.clone());
+    }
+
+    let mut pkg_maps = BTreeMap::new();
+    for element in &resolved {
+        if let Some(map) = PkgMapFile::load(&element.path)? {
+            pkg_maps.insert(element.name.clone(), map.resolve(&distro, &release));
+        }
+    }
+    // `when:` sees what scripts see: the plan's variables over what environment.d exported.
+    let mut when_env = sourced;
+    when_env.extend(env.clone());
+    let mut packages = packages::collect(&resolved, &pkg_maps, PackageContext { arch: &arch, env: &when_env })?;
+    let extra = match recipe {
+        Some(recipe) => recipe.packages.clone(),
+        None => options.overrides.packages.clone(),
+    };
+    add_install_packages(&mut packages, Phase::Install, extra);
+
+    let scripts = merge_hooks(&resolved)?
+        .into_iter()
+        .map(|(phase, list)| (phase, list.into_iter().map(planned_script).collect()))
+        .collect();
+    Ok(Plan {
+        recipe: recipe.map(|r| r.name.clone()),
+        distro,
+        release,
+        arch,
+        base,
+        mirror,
+        elements: resolved.iter().map(|e| PlannedElement { name: e.name.clone(), path: e.path.clone() }).collect(),
+        scripts,
+        environment_d: environment_d.into_iter().map(planned_script).collect(),
+        packages,
+        env,
+        pkg_maps,
+        image: recipe.map(|r| r.image.clone()).unwrap_or_else(|| image_with_overrides(&options.overrides)),
+        glance: recipe.map(|r| r.glance.clone()).unwrap_or_default(),
+        checks: recipe.map(|r| r.checks.clone()).unwrap_or_default(),
+    })
+}
+
+/// The recipe's arch (flags already applied); in DIB mode `--arch`, then `$ARCH`, then the host's.
+fn target_arch(recipe: Option<&Recipe>, options: &PlanOptions) -> String {
+    match recipe {
+        Some(recipe) => normalize_arch(&recipe.arch),
+        None => normalize_arch(
+            options
+                .overrides
+                .arch
+                .as_deref()
+                .or(options.host.env.get("ARCH").map(String::as_str))
+                .unwrap_or(std::env::consts::ARCH),
+        ),
+    }
+}
+
+/// The mirrors named before any element is consulted.
+struct MirrorInputs {
+    flag: Option<String>,
+    env: Option<String>,
+    recipe: Option<String>,
+}
+
+impl MirrorInputs {
+    fn new(recipe: Option<&Recipe>, options: &PlanOptions) -> MirrorInputs {
+        MirrorInputs {
+            flag: options.overrides.mirror.clone(),
+            env: user_env(recipe, options).remove("DIB_DISTRIBUTION_MIRROR"),
+            recipe: recipe.and_then(|r| r.mirror.clone()),
+        }
+    }
+
+    fn first(&self) -> Option<&String> {
+        self.flag.as_ref().or(self.env.as_ref()).or(self.recipe.as_ref())
+    }
+}
+
+/// Variables the user chose: host `DIB_*`, then the recipe's environment (which holds `-e` in
+/// recipe mode), or `-e` in DIB mode.
+fn user_env(recipe: Option<&Recipe>, options: &PlanOptions) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> =
+        options.host.env.iter().filter(|(k, _)| k.starts_with("DIB_")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    match recipe {
+        Some(recipe) => env.extend(recipe.environment.clone()),
+        None => env.extend(options.overrides.environment.clone()),
+    }
+    env
+}
+
+/// The environment `environment.d` is sourced with: the user's variables plus everything known
+/// before sourcing (`known`, `IMAGE_NAME`, `DIB_DEBUG_TRACE`, and the release, distro and
+/// mirror when the recipe or flags name them).
+fn initial_env(
+    recipe: Option<&Recipe>,
+    options: &PlanOptions,
+    mirrors: &MirrorInputs,
+    known: &[(&str, String)],
+) -> BTreeMap<String, String> {
+    let mut env = user_env(recipe, options);
+    let trace = if options.trace { Some("1".to_owned()) } else { env.get("DIB_DEBUG_TRACE").cloned() };
+    env.insert("DIB_DEBUG_TRACE".into(), trace.unwrap_or_else(|| "0".into()));
+    for (key, value) in known {
+        env.insert((*key).to_owned(), value.clone());
+    }
+    let image_name = options.image_name.clone().or_else(|| recipe.map(|r| r.name.clone()));
+    env.insert("IMAGE_NAME".into(), image_name.unwrap_or_else(|| "image".to_owned()));
+    let release = match recipe {
+        Some(recipe) => Some(recipe.release.clone()),
+        None => options.overrides.release.clone(),
+    };
+    if let Some(release) = release {
+        env.insert("DIB_RELEASE".into(), release);
+    }
+    if let Some(recipe) = recipe {
+        env.insert("DISTRO_NAME".into(), recipe.distro.clone());
+    }
+    if let Some(mirror) = mirrors.first() {
+        env.insert("DIB_DISTRIBUTION_MIRROR".into(), mirror.clone());
+    }
+    env
+}
+
+/// Distro, release and base method: the recipe's (flags applied), or in DIB mode what
+/// environment.d exported (`DISTRO_NAME`, `DIB_RELEASE`, `MESOS_IMAGE_BASE`), `--base` winning.
+fn target_system(
+    recipe: Option<&Recipe>,
+    options: &PlanOptions,
+    sourced: &BTreeMap<String, String>,
+    image_element: &str,
+) -> Result<(String, String, Option<BaseMethod>), PlanError> {
+    if let Some(recipe) = recipe {
+        return Ok((recipe.distro.clone(), recipe.release.clone(), Some(recipe.base)));
+    }
+    let distro = sourced
+        .get("DISTRO_NAME")
+        .filter(|d| !d.is_empty())
+        .cloned()
+        .ok_or_else(|| PlanError::NoDistro { elements: image_element.to_owned() })?;
+    let release = sourced
+        .get("DIB_RELEASE")
+        .filter(|r| !r.is_empty())
+        .cloned()
+        .ok_or_else(|| PlanError::NoRelease { distro: distro.clone() })?;
+    let base = match options.overrides.base {
+        Some(base) => Some(base),
+        None => sourced.get("MESOS_IMAGE_BASE").map(|value| parse_base(value)).transpose()?,
+    };
+    Ok((distro, release, base))
+}
+
+/// DIB's disk-image-create adds a partitioning element when `vm` is requested without any
+/// `block-device-*` element (DIB's `vm` depends on the virtual `block-device`): MBR, or EFI on
+/// arm64. Only done when that element exists on the search path, since our own `vm` element
+/// leaves partitioning to the disk stage.
+fn with_block_device_default(requested: &[String], library: &ElementLibrary, arch: &str) -> Vec<String> {
+    let mut names = requested.to_vec();
+    let wants_vm = names.iter().any(|n| n == "vm");
+    let has_block_device = names.iter().any(|n| n.starts_with("block-device-"));
+    let default = if arch == "arm64" { "block-device-efi" } else { "block-device-mbr" };
+    if wants_vm && !has_block_device && library.get(default).is_some() {
+        tracing::debug!("vm without a block-device-* element: adding {default}, as disk-image-create does");
+        names.push(default.to_owned());
+    }
+    names
+}
+
+fn planned_script(script: HookScript) -> PlannedScript {
+    PlannedScript { name: script.name, element: script.element, path: script.path }
+}
+
+/// Add literal packages (recipe `packages`, `-p`) to a phase's install list, kept sorted.
+fn add_install_packages(packages: &mut BTreeMap<Phase, PackageSet>, phase: Phase, extra: Vec<String>) {
+    let extra: Vec<String> = extra.into_iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+    if extra.is_empty() {
+        return;
+    }
+    let set = packages.entry(phase).or_default();
+    set.install.extend(extra);
+    set.install.sort();
+    set.install.dedup();
+}
+
+/// The image settings of DIB mode: defaults plus command-line flags.
+fn image_with_overrides(overrides: &Overrides) -> ImageSpec {
+    let mut image = ImageSpec::default();
+    if let Some(size) = &overrides.image_size {
+        image.size = Some(size.clone());
+    }
+    if let Some(formats) = &overrides.formats {
+        image.formats = formats.clone();
+    }
+    if let Some(options) = &overrides.qemu_img_options {
+        image.qemu_img_options = Some(options.clone());
+    }
+    image.compress = overrides.compress;
+    image
+}
+
+fn parse_base(value: &str) -> Result<BaseMethod, PlanError> {
+    match value {
+        "mmdebstrap" => Ok(BaseMethod::Mmdebstrap),
+        "debootstrap" => Ok(BaseMethod::Debootstrap),
+        "cloud-image" => Ok(BaseMethod::CloudImage),
+        other => Err(PlanError::BadBase { value: other.to_owned() }),
+    }
+}
+
+/// DIB's architecture names: the kernel's spelling maps to Debian's.
+pub fn normalize_arch(arch: &str) -> String {
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "i686" | "i586" | "i486" => "i386",
+        "ppc64le" => "ppc64el",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// Ubuntu trusty boots with upstart; everything we build since uses systemd.
+fn init_system(distro: &str, release: &str) -> &'static str {
+    if distro == "ubuntu" && release == "trusty" {
+        "upstart"
+    } else {
+        "systemd"
+    }
 }

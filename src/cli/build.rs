@@ -1,12 +1,276 @@
-//! `mesos-image build`.
+//! `mesos-image build`: make a plan from a recipe or from elements (DIB mode), print it with
+//! `--dry-run`, or hand it to [`execute`].
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use clap::Args;
 
+use super::elements::ElementsPathArgs;
+use super::recipes::RecipesDirArgs;
 use super::GlobalOpts;
+use crate::element::{runparts, Phase};
+use crate::plan::{HostContext, Plan, PlanOptions};
+use crate::recipe::{parse_size, BaseMethod, ImageFormat, Overrides, Recipe};
+use crate::stage::BreakPoint;
 
-#[derive(Debug, Args)]
-pub struct BuildArgs {}
+/// The recipe used when neither elements nor `--recipe` are given.
+pub const DEFAULT_RECIPE: &str = "ubuntu-mesos";
 
-pub fn run(_args: BuildArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
-    anyhow::bail!("`build` is not implemented yet")
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Elements to build from (DIB mode: no recipe applies; one element must provide
+    /// operating-system). Without elements and without --recipe, the ubuntu-mesos recipe is used.
+    #[arg(value_name = "ELEMENTS", conflicts_with = "recipe")]
+    pub elements: Vec<String>,
+    /// The image to write (e.g. out/ubuntu-mesos.qcow2); extra formats get their extension swapped.
+    #[arg(short, long, value_name = "PATH", required_unless_present = "dry_run")]
+    pub output: Option<PathBuf>,
+    /// Recipe name (looked up in --recipes-dir and the built-in recipes) or path to a recipe file.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub recipe: Option<String>,
+    #[command(flatten)]
+    pub recipes_dir: RecipesDirArgs,
+    #[command(flatten)]
+    pub elements_path: ElementsPathArgs,
+    /// Distribution release codename (trusty, noble, bookworm, ...).
+    #[arg(long, env = "DIB_RELEASE", value_name = "RELEASE")]
+    pub release: Option<String>,
+    /// Target architecture (amd64, arm64; x86_64 and aarch64 are accepted).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Distribution mirror (wins over DIB_DISTRIBUTION_MIRROR, the recipe and the host's apt sources).
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// How the base tree is made.
+    #[arg(long, value_name = "METHOD", value_parser = parse_base)]
+    pub base: Option<BaseMethod>,
+    /// Extra packages installed in the install phase (comma-separated, repeatable).
+    #[arg(short = 'p', long = "packages", value_name = "PKG,...", value_delimiter = ',')]
+    pub packages: Vec<String>,
+    /// Disk size, e.g. 4G or 2560M (default: the tree's size plus headroom).
+    #[arg(long, value_name = "SIZE", value_parser = parse_image_size)]
+    pub image_size: Option<String>,
+    /// Output formats, comma-separated: qcow2, raw, vmdk, vhd.
+    #[arg(short = 't', long = "format", value_name = "FORMAT,...", value_delimiter = ',')]
+    pub format: Vec<ImageFormat>,
+    /// Extra `qemu-img convert -o` options, e.g. compat=0.10.
+    #[arg(long, value_name = "OPTIONS")]
+    pub qemu_img_options: Option<String>,
+    /// Compress qcow2 output.
+    #[arg(long)]
+    pub compress: bool,
+    /// Write a sha256 checksum file beside each image.
+    #[arg(long)]
+    pub checksum: bool,
+    /// Apt repository line or URI for mesos and marathon (sets DIB_MESOS_REPO).
+    #[arg(long, value_name = "URI")]
+    pub mesos_repo: Option<String>,
+    /// Signing key of --mesos-repo (sets DIB_MESOS_REPO_KEY to its absolute path).
+    #[arg(long, value_name = "FILE")]
+    pub mesos_repo_key: Option<PathBuf>,
+    /// Variable passed to every element script (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+    /// Cache root for packages, base trees and stage outputs.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Neither read nor write the stage cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write the full build log here.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Open a shell in the chroot: after-error, before-PHASE or after-PHASE (DIB's break=).
+    #[arg(long = "break", value_name = "WHEN")]
+    pub break_at: Option<BreakPoint>,
+    /// Trace element scripts (set -x, DIB_DEBUG_TRACE=1).
+    #[arg(short = 'x')]
+    pub trace: bool,
+    /// Scratch directory for the build (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Print the plan (elements, scripts, packages, environment) and exit; nothing is written.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: print the plan as JSON.
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+}
+
+pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
+    let plan = make_plan(&args, HostContext::detect())?;
+    if args.dry_run {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print!("{}", render_plan(&plan));
+        }
+        return Ok(());
+    }
+    execute(plan, &args, global)
+}
+
+/// Run the build the plan describes.
+pub fn execute(_plan: Plan, _args: &BuildArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
+    anyhow::bail!("building is not wired in yet")
+}
+
+/// The plan the arguments describe: DIB mode with elements, else the given or default recipe.
+pub fn make_plan(args: &BuildArgs, host: HostContext) -> anyhow::Result<Plan> {
+    let options = plan_options(args, host)?;
+    if !args.elements.is_empty() {
+        return Ok(Plan::from_elements(&args.elements, &options)?);
+    }
+    let name = args.recipe.as_deref().unwrap_or(DEFAULT_RECIPE);
+    let (recipe, path) = Recipe::find(name, &args.recipes_dir.search_path())?;
+    Plan::from_recipe(&recipe, &options).with_context(|| format!("recipe {}", path.display()))
+}
+
+fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptions> {
+    let mut environment: BTreeMap<String, String> = args.env.iter().cloned().collect();
+    // DIB exports its own command line as DIB_ARGS; some elements log or parse it.
+    environment.entry("DIB_ARGS".into()).or_insert_with(|| std::env::args().skip(1).collect::<Vec<_>>().join(" "));
+    if let Some(repo) = &args.mesos_repo {
+        environment.insert("DIB_MESOS_REPO".into(), repo.clone());
+    }
+    if let Some(key) = &args.mesos_repo_key {
+        environment.insert("DIB_MESOS_REPO_KEY".into(), existing_absolute(key, "--mesos-repo-key")?);
+    }
+    let overrides = Overrides {
+        release: args.release.clone(),
+        arch: args.arch.clone(),
+        mirror: args.mirror.clone(),
+        base: args.base,
+        image_size: args.image_size.clone(),
+        formats: (!args.format.is_empty()).then(|| args.format.clone()),
+        qemu_img_options: args.qemu_img_options.clone(),
+        compress: args.compress,
+        packages: args.packages.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
+        environment,
+    };
+    Ok(PlanOptions {
+        elements_path: args.elements_path.search_path(),
+        overrides,
+        image_name: args.output.as_deref().and_then(output_stem),
+        trace: args.trace,
+        host,
+    })
+}
+
+/// `out/ubuntu-mesos.qcow2` -> `ubuntu-mesos`.
+fn output_stem(path: &Path) -> Option<String> {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned())
+}
+
+fn existing_absolute(path: &Path, option: &str) -> anyhow::Result<String> {
+    if !path.is_file() {
+        anyhow::bail!("{option} {}: no such file", path.display());
+    }
+    let absolute = std::path::absolute(path).with_context(|| format!("{option} {}", path.display()))?;
+    Ok(absolute.display().to_string())
+}
+
+fn parse_base(text: &str) -> Result<BaseMethod, String> {
+    match text {
+        "mmdebstrap" => Ok(BaseMethod::Mmdebstrap),
+        "debootstrap" => Ok(BaseMethod::Debootstrap),
+        "cloud-image" => Ok(BaseMethod::CloudImage),
+        other => Err(format!("`{other}` is not mmdebstrap, debootstrap or cloud-image")),
+    }
+}
+
+fn parse_image_size(text: &str) -> Result<String, String> {
+    parse_size(text).map(|_| text.to_owned())
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    let valid = !key.is_empty()
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("`{key}` is not a valid variable name"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// The plan as people read it.
+pub fn render_plan(plan: &Plan) -> String {
+    let mut out = String::new();
+    let mode = match &plan.recipe {
+        Some(name) => format!("recipe {name}"),
+        None => "elements (DIB mode)".to_owned(),
+    };
+    let base = plan.base.map(|b| b.to_string()).unwrap_or_else(|| "from the elements' root.d".to_owned());
+    let _ = writeln!(out, "plan:     {mode}");
+    let _ = writeln!(out, "target:   {} {} {}", plan.distro, plan.release, plan.arch);
+    let _ = writeln!(out, "base:     {base}");
+    let _ = writeln!(out, "mirror:   {}", plan.mirror.as_deref().unwrap_or("(none)"));
+    let formats: Vec<String> = plan.image.formats.iter().map(|f| f.to_string()).collect();
+    let _ = writeln!(
+        out,
+        "image:    size {}, formats {}{}",
+        plan.image.size.as_deref().unwrap_or("auto"),
+        formats.join(","),
+        plan.image.qemu_img_options.as_deref().map(|o| format!(", qemu-img -o {o}")).unwrap_or_default()
+    );
+    let _ = writeln!(out, "\nelements:");
+    let width = plan.elements.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    for element in &plan.elements {
+        let _ = writeln!(out, "  {:width$}  {}", element.name, element.path.display());
+    }
+    if !plan.environment_d.is_empty() {
+        let _ = writeln!(out, "\nenvironment.d:");
+        for file in &plan.environment_d {
+            let _ = writeln!(out, "  {:32} {}", file.name, file.element);
+        }
+    }
+    for phase in Phase::ALL {
+        let scripts = plan.scripts_for(phase);
+        let slot = phase.package_slot().filter(|_| plan.packages.contains_key(&phase));
+        if scripts.is_empty() && slot.is_none() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{}:", phase.dir_name());
+        let mut slot = slot;
+        for script in scripts {
+            if let Some(name) = slot.filter(|s| runparts::compare(&script.name, s).is_gt()) {
+                let _ = writeln!(out, "  {name:32} (the phase's packages)");
+                slot = None;
+            }
+            let _ = writeln!(out, "  {:32} {}", script.name, script.element);
+        }
+        if let Some(name) = slot {
+            let _ = writeln!(out, "  {name:32} (the phase's packages)");
+        }
+    }
+    if !plan.packages.is_empty() {
+        let _ = writeln!(out, "\npackages:");
+        for (phase, set) in &plan.packages {
+            for (label, list) in
+                [("install", &set.install), ("uninstall", &set.uninstall), ("build-only", &set.build_only)]
+            {
+                if !list.is_empty() {
+                    let _ = writeln!(out, "  {:15} {:10} {}", phase.dir_name(), label, list.join(" "));
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "\nenvironment:");
+    for (key, value) in &plan.env {
+        let _ = writeln!(out, "  {key}={value}");
+    }
+    if !plan.glance.properties.is_empty() {
+        let _ = writeln!(out, "\nglance properties:");
+        for (key, value) in &plan.glance.properties {
+            let _ = writeln!(out, "  {key}={value}");
+        }
+    }
+    if !plan.checks.is_empty() {
+        let _ = writeln!(out, "\nchecks: {}", plan.checks.len());
+    }
+    out
 }

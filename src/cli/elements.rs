@@ -1,12 +1,167 @@
-//! `mesos-image elements`.
+//! `mesos-image elements`: inspect the element graph.
 
-use clap::Args;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
+use crate::element::packages::PackageInstalls;
+use crate::element::pkgmap::PkgMapFile;
+use crate::element::{self, element_scripts, merge_environment_d, merge_hooks, Element, ElementLibrary, Phase};
 
 #[derive(Debug, Args)]
-pub struct ElementsArgs {}
+pub struct ElementsArgs {
+    #[command(subcommand)]
+    pub command: ElementsCommand,
+}
 
-pub fn run(_args: ElementsArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
-    anyhow::bail!("`elements` is not implemented yet")
+/// The element search path options shared by every command that reads elements.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ElementsPathArgs {
+    /// Search this directory for elements before $ELEMENTS_PATH and the built-in elements
+    /// (repeatable; earlier entries win).
+    #[arg(long = "elements-path", value_name = "DIR")]
+    pub elements_path: Vec<PathBuf>,
+}
+
+impl ElementsPathArgs {
+    /// `--elements-path` entries, then `$ELEMENTS_PATH`, then the built-in `elements/`.
+    pub fn search_path(&self) -> Vec<PathBuf> {
+        let env_value = std::env::var("ELEMENTS_PATH").ok();
+        element::search_path(&self.elements_path, env_value.as_deref(), &crate::paths::builtin_elements_dir())
+    }
+
+    pub fn scan(&self) -> anyhow::Result<ElementLibrary> {
+        Ok(ElementLibrary::scan(&self.search_path())?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ElementsCommand {
+    /// List every element on the search path: name, where it comes from, one-line summary.
+    List(ElementsPathArgs),
+    /// Show one element: deps, provides, scripts per phase, packages.
+    Show {
+        /// The element's name.
+        name: String,
+        #[command(flatten)]
+        path: ElementsPathArgs,
+    },
+    /// Print the resolved element set of NAME..., one name per line, sorted.
+    Resolve {
+        /// Requested elements (one must provide `operating-system`).
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        #[command(flatten)]
+        path: ElementsPathArgs,
+    },
+}
+
+pub fn run(args: ElementsArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
+    match args.command {
+        ElementsCommand::List(path) => list(&path.scan()?),
+        ElementsCommand::Show { name, path } => show(&path.scan()?, &name),
+        ElementsCommand::Resolve { names, path } => resolve(&path.scan()?, &names),
+    }
+}
+
+fn list(library: &ElementLibrary) -> anyhow::Result<()> {
+    let width = library.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    let source_width = library.iter().map(|e| e.source.display().to_string().len()).max().unwrap_or(0);
+    for element in library.iter() {
+        let summary = element.summary().unwrap_or_default();
+        let line =
+            format!("{:width$}  {:source_width$}  {summary}", element.name, element.source.display().to_string());
+        println!("{}", line.trim_end());
+    }
+    Ok(())
+}
+
+fn show(library: &ElementLibrary, name: &str) -> anyhow::Result<()> {
+    let element = library
+        .get(name)
+        .with_context(|| format!("element `{name}` not found (ELEMENTS_PATH: {})", library.elements_path_var()))?;
+    println!("name:     {}", element.name);
+    println!("path:     {}", element.path.display());
+    if let Some(summary) = element.summary() {
+        println!("summary:  {summary}");
+    }
+    println!("deps:     {}", join_or_none(element.deps.iter()));
+    println!("provides: {}", join_or_none(element.provides.iter()));
+    print_scripts(element)?;
+    print_packages(element)?;
+    if PkgMapFile::load(&element.path)?.is_some() {
+        println!("pkg-map:  {}", element.path.join("pkg-map").display());
+    }
+    if let Some(bin) = element.bin_dir() {
+        println!("bin/:     {}", bin.display());
+    }
+    if let Some(static_dir) = element.static_dir() {
+        println!("static/:  {}", static_dir.display());
+    }
+    Ok(())
+}
+
+fn print_scripts(element: &Element) -> anyhow::Result<()> {
+    let env_files = merge_environment_d(&[element])?;
+    if !env_files.is_empty() {
+        println!("environment.d:");
+        for file in env_files {
+            println!("  {}", file.name);
+        }
+    }
+    for phase in Phase::ALL {
+        let scripts = element_scripts(element, phase)?;
+        if scripts.is_empty() {
+            continue;
+        }
+        println!("{}:", phase.dir_name());
+        for script in scripts {
+            match script.skipped {
+                Some(reason) => println!("  {} (skipped: {reason})", script.name),
+                None => println!("  {}", script.name),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_packages(element: &Element) -> anyhow::Result<()> {
+    for file in PackageInstalls::load(&element.path)? {
+        println!("packages ({}):", file.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        for decl in file.decls {
+            let params = decl.params.to_string();
+            if params.is_empty() {
+                println!("  {}", decl.name);
+            } else {
+                println!("  {}  [{params}]", decl.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resolve(library: &ElementLibrary, names: &[String]) -> anyhow::Result<()> {
+    let resolved = library.resolve(names)?;
+    // Catch malformed hook directories and package files now, not halfway through a build.
+    merge_hooks(&resolved)?;
+    merge_environment_d(&resolved)?;
+    for element in &resolved {
+        PackageInstalls::load(&element.path)?;
+        PkgMapFile::load(&element.path)?;
+    }
+    for element in resolved {
+        println!("{}", element.name);
+    }
+    Ok(())
+}
+
+fn join_or_none<'a>(items: impl Iterator<Item = &'a String>) -> String {
+    let joined = items.map(String::as_str).collect::<Vec<_>>().join(" ");
+    if joined.is_empty() {
+        "(none)".to_owned()
+    } else {
+        joined
+    }
 }

@@ -1,12 +1,70 @@
-//! `mesos-image recipes`.
+//! `mesos-image recipes`: list and show recipes.
 
-use clap::Args;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
+use crate::recipe::Recipe;
 
 #[derive(Debug, Args)]
-pub struct RecipesArgs {}
+pub struct RecipesArgs {
+    #[command(subcommand)]
+    pub command: RecipesCommand,
+}
 
-pub fn run(_args: RecipesArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
-    anyhow::bail!("`recipes` is not implemented yet")
+/// The recipe search path options.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RecipesDirArgs {
+    /// Search this directory for recipes before the built-in recipes (repeatable).
+    #[arg(long = "recipes-dir", value_name = "DIR")]
+    pub recipes_dir: Vec<PathBuf>,
+}
+
+impl RecipesDirArgs {
+    /// `--recipes-dir` entries, then the built-in `recipes/`.
+    pub fn search_path(&self) -> Vec<PathBuf> {
+        let mut dirs = self.recipes_dir.clone();
+        dirs.push(crate::paths::builtin_recipes_dir());
+        dirs
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipesCommand {
+    /// List recipes: name, distro and release, description.
+    List(RecipesDirArgs),
+    /// Print a recipe (as YAML, every default filled in), found by name or path.
+    Show {
+        /// Recipe name (looked up as NAME.yaml) or path to a recipe file.
+        name: String,
+        #[command(flatten)]
+        dirs: RecipesDirArgs,
+    },
+}
+
+pub fn run(args: RecipesArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
+    match args.command {
+        RecipesCommand::List(dirs) => list(&dirs),
+        RecipesCommand::Show { name, dirs } => show(&name, &dirs),
+    }
+}
+
+fn list(dirs: &RecipesDirArgs) -> anyhow::Result<()> {
+    let recipes = Recipe::list(&dirs.search_path())?;
+    let width = recipes.iter().map(|(r, _)| r.name.len()).max().unwrap_or(0);
+    for (recipe, _path) in recipes {
+        let target = format!("{} {} {}", recipe.distro, recipe.release, recipe.arch);
+        let line =
+            format!("{:width$}  {:24}  {}", recipe.name, target, recipe.description.lines().next().unwrap_or(""));
+        println!("{}", line.trim_end());
+    }
+    Ok(())
+}
+
+fn show(name: &str, dirs: &RecipesDirArgs) -> anyhow::Result<()> {
+    let (recipe, path) = Recipe::find(name, &dirs.search_path())?;
+    println!("# {}", path.display());
+    print!("{}", serde_yaml_ng::to_string(&recipe)?);
+    Ok(())
 }
