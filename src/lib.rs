@@ -9,4 +9,5 @@ pub mod paths;
 pub mod plan;
 pub mod progress;
 pub mod recipe;
+pub mod sandbox;
 pub mod stage;
