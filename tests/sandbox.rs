@@ -42,7 +42,7 @@ fn isolated_body(dir: &Path) {
     let mut sleeper = Command::new("sleep").arg("1000").spawn().unwrap();
     // An orphan: its parent exits at once, so the namespace's init inherits it.
     Command::new("sh").args(["-c", "sleep 1000 & (sleep 0.2 &) ; exit 0"]).status().unwrap();
-    let inside: Vec<PathBuf> = sandbox::mount_points_under(&dir).unwrap();
+    let inside: Vec<PathBuf> = sandbox::mount_points_under(dir).unwrap();
     fs::write(dir.join("ready.tmp"), format!("{inside:?}")).unwrap();
     fs::rename(dir.join("ready.tmp"), dir.join("ready")).unwrap();
     let _ = sleeper.wait();

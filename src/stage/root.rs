@@ -34,7 +34,26 @@ pub fn run(ctx: &BuildContext) -> anyhow::Result<()> {
         Some(BaseMethod::CloudImage) => cloud_image(ctx)?,
         None => {}
     }
+    if matches!(ctx.plan.base, Some(BaseMethod::Mmdebstrap | BaseMethod::Debootstrap)) {
+        forget_build_host(&ctx.target)?;
+    }
     phases::run_phase(ctx, Phase::Root)
+}
+
+/// Both bootstrap tools copy the build host's resolv.conf and hostname into the tree; neither
+/// belongs in an image (cloud-init sets the guest's own at boot).
+fn forget_build_host(target: &Path) -> anyhow::Result<()> {
+    let same_as_host = |file: &str| {
+        let host = fs::read(Path::new("/").join(file)).ok();
+        host.is_some() && fs::read(target.join(file)).ok() == host
+    };
+    if same_as_host("etc/resolv.conf") {
+        fs::remove_file(target.join("etc/resolv.conf")).context("cannot remove the build host's resolv.conf from the tree")?;
+    }
+    if same_as_host("etc/hostname") {
+        fs::write(target.join("etc/hostname"), "localhost\n").context("cannot reset the tree's hostname")?;
+    }
+    Ok(())
 }
 
 fn mirror<'a>(ctx: &BuildContext<'a>) -> Result<&'a str, RootError> {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mesos_image::element::Phase;
-use mesos_image::plan::{PackageSet, Plan, PlannedElement, PlannedScript};
+use mesos_image::plan::{Plan, PlannedElement, PlannedScript};
 use mesos_image::progress::Reporter;
 use mesos_image::recipe::{BaseMethod, GlanceSpec, ImageSpec};
 use mesos_image::stage::BuildContext;
@@ -68,7 +68,7 @@ pub fn add_element(plan: &mut Plan, name: &str, dir: &Path) {
 }
 
 pub fn packages(plan: &mut Plan, phase: Phase, install: &[&str]) {
-    let set = plan.packages.entry(phase).or_insert_with(PackageSet::default);
+    let set = plan.packages.entry(phase).or_default();
     set.install = install.iter().map(|s| s.to_string()).collect();
 }
 
