@@ -221,6 +221,10 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
     // Build leftovers are gone.
     assert!(!dirs.target.join(mesos_image::stage::target_config::UNSAFE_IO_CONFIG).exists());
     assert!(!dirs.target.join("usr/sbin/policy-rc.d").exists());
+    // The build host's resolver and name stay out of the image.
+    assert!(!dirs.target.join("etc/resolv.conf").exists(), "the bootstrap tree had none of its own");
+    assert!(!dirs.target.join("etc/resolv.conf.ORIG").exists());
+    assert_eq!(fs::read_to_string(dirs.target.join("etc/hostname")).unwrap(), "localhost\n");
     let lists: Vec<_> = fs::read_dir(dirs.target.join("var/lib/apt/lists")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(lists.iter().all(|name| name == "partial" || name == "lock"), "{lists:?}");
     assert!(fs::read_dir(dirs.target.join("var/cache/apt/archives")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".deb")));

@@ -29,6 +29,12 @@ fn resolv_saved(target: &Path) -> PathBuf {
     target.join("etc/resolv.conf.ORIG")
 }
 
+/// Present while the tree holds our build-time resolv.conf. Without it a second [`enter`]
+/// could not tell our copy from the tree's own and would save ours as the original.
+fn resolv_swapped(target: &Path) -> PathBuf {
+    target.join("etc/resolv.conf.mesos-image-build")
+}
+
 /// Block services, give the chroot the host's resolver, make dpkg skip fsync.
 pub fn enter(ctx: &BuildContext) -> anyhow::Result<()> {
     let target = &ctx.target;
@@ -66,18 +72,20 @@ fn block_services(target: &Path) -> anyhow::Result<()> {
 /// host's content in its place.
 fn use_host_resolver(target: &Path) -> anyhow::Result<()> {
     let current = resolv(target);
-    let saved = resolv_saved(target);
-    if fs::symlink_metadata(&saved).is_ok() {
+    let swapped = resolv_swapped(target);
+    if fs::symlink_metadata(&swapped).is_ok() {
         return Ok(());
     }
     if let Some(dir) = current.parent() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     if fs::symlink_metadata(&current).is_ok() {
+        let saved = resolv_saved(target);
         fs::rename(&current, &saved).with_context(|| format!("cannot move {} aside", current.display()))?;
     }
     let host = fs::read("/etc/resolv.conf").unwrap_or_default();
-    fs::write(&current, host).with_context(|| format!("cannot write {}", current.display()))
+    fs::write(&current, host).with_context(|| format!("cannot write {}", current.display()))?;
+    fs::write(&swapped, "").with_context(|| format!("cannot write {}", swapped.display()))
 }
 
 /// DIB: if an element turned resolv.conf into a symlink, keep it; otherwise put the original
@@ -85,6 +93,11 @@ fn use_host_resolver(target: &Path) -> anyhow::Result<()> {
 fn restore_resolver(target: &Path) -> anyhow::Result<()> {
     let current = resolv(target);
     let saved = resolv_saved(target);
+    let swapped = resolv_swapped(target);
+    if fs::symlink_metadata(&swapped).is_err() {
+        return Ok(());
+    }
+    remove_if_present(&swapped)?;
     let element_made_symlink = fs::symlink_metadata(&current).map(|m| m.file_type().is_symlink()).unwrap_or(false);
     if element_made_symlink {
         return remove_if_present(&saved);
@@ -109,5 +122,52 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(err).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree_with_resolv(text: Option<&str>) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("etc")).unwrap();
+        if let Some(text) = text {
+            fs::write(resolv(root.path()), text).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn repeated_swaps_restore_the_original_resolv_conf() {
+        let tree = tree_with_resolv(Some("nameserver 192.0.2.1\n"));
+        for _ in 0..3 {
+            use_host_resolver(tree.path()).unwrap();
+        }
+        restore_resolver(tree.path()).unwrap();
+        assert_eq!(fs::read_to_string(resolv(tree.path())).unwrap(), "nameserver 192.0.2.1\n");
+        assert!(!resolv_saved(tree.path()).exists() && !resolv_swapped(tree.path()).exists());
+    }
+
+    #[test]
+    fn a_tree_without_resolv_conf_ends_without_one() {
+        let tree = tree_with_resolv(None);
+        use_host_resolver(tree.path()).unwrap();
+        use_host_resolver(tree.path()).unwrap();
+        assert!(resolv(tree.path()).exists(), "the build gets the host's resolver");
+        restore_resolver(tree.path()).unwrap();
+        assert!(!resolv(tree.path()).exists());
+        assert!(!resolv_saved(tree.path()).exists());
+    }
+
+    #[test]
+    fn a_symlink_made_by_an_element_is_kept() {
+        let tree = tree_with_resolv(Some("original\n"));
+        use_host_resolver(tree.path()).unwrap();
+        fs::remove_file(resolv(tree.path())).unwrap();
+        std::os::unix::fs::symlink("/run/systemd/resolve/stub-resolv.conf", resolv(tree.path())).unwrap();
+        restore_resolver(tree.path()).unwrap();
+        assert!(fs::symlink_metadata(resolv(tree.path())).unwrap().file_type().is_symlink());
+        assert!(!resolv_saved(tree.path()).exists());
     }
 }
