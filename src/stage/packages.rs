@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use anyhow::Context;
+use nix::fcntl::{Flock, FlockArg};
 
 use super::BuildContext;
 use crate::sandbox::{chroot_command, Bind, ChrootMounts};
@@ -35,12 +36,27 @@ pub fn install(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
     }
     fs::create_dir_all(ctx.apt_cache.join("partial"))
         .with_context(|| format!("cannot create the apt cache {}", ctx.apt_cache.display()))?;
+    let _exclusive = lock_cache(&ctx.apt_cache)?;
     let cache = ChrootMounts::binds(&ctx.target, &[Bind::read_write(&ctx.apt_cache, "/var/cache/apt/archives")])?;
     let mut args = vec!["install", "--assume-yes"];
     args.extend(names.iter().map(String::as_str));
     let result = ctx.reporter.run(&format!("apt-get install {}", names.join(" ")), &mut apt_get(ctx, &args)?);
     cache.unmount()?;
     result
+}
+
+/// Wait for other builds using the same host cache: apt inside each chroot takes the
+/// archives lock without waiting, so a concurrent build would fail instead of queueing.
+fn lock_cache(cache: &Path) -> anyhow::Result<Flock<fs::File>> {
+    let path = cache.join(".mesos-image.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| anyhow::anyhow!("cannot lock {}: {errno}", path.display()))
 }
 
 /// Remove `names` (configuration kept, as DIB's `uninstall`).
