@@ -24,6 +24,9 @@ pub fn run(ctx: &BuildContext) -> anyhow::Result<()> {
     // Nothing of ours is mounted any more; anything left (an element's own mount) goes first
     // so no deletion below can reach a host directory.
     sandbox::unmount_below(&ctx.target)?;
+    if let Some(still) = sandbox::mount_points_under(&ctx.target)?.first() {
+        anyhow::bail!("refusing to clean the tree: {} is still mounted", still.display());
+    }
     target_config::leave(ctx)?;
     let target = &ctx.target;
     for dir in EMPTIED_DIRS {
