@@ -185,7 +185,7 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
     let dir = support::element(&work, "probe", &[
         // Runs before the install slot (01): the packages must not be there yet.
         ("install.d/00-before", "#!/bin/bash\nif command -v jq; then exit 1; fi\ntouch /before-ok\n"),
-        ("install.d/50-after", "#!/bin/bash\nset -e\necho '{\"a\":1}' | jq -e .a > /after-ok\ninstall-packages -m probe tree-alias\n"),
+        ("install.d/50-after", "#!/bin/bash\nset -e\necho '{\"a\":1}' | jq -e .a > /after-ok\ninstall-packages -m probe tree-alias\ncommand -v tree > /tree-ok\n"),
     ]);
     let mut plan = support::empty_plan();
     plan.base = Some(BaseMethod::Mmdebstrap);
@@ -193,6 +193,8 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
     support::add_element(&mut plan, "probe", &dir);
     support::packages(&mut plan, Phase::Install, &["jq"]);
     plan.packages.get_mut(&Phase::Install).unwrap().build_only = vec!["file".into()];
+    // `uninstall: true`: removed at the end of its phase.
+    plan.packages.entry(Phase::PostInstall).or_default().uninstall = vec!["tree".into()];
     plan.pkg_maps.insert("probe".into(), BTreeMap::from([("tree-alias".into(), "tree".into())]));
     let reporter = Reporter::new(true, false, Some(&work.join("build.log"))).unwrap();
     let dirs = support::Dirs::new(&work.join("build"));
@@ -210,7 +212,9 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
 
     assert!(dirs.target.join("before-ok").exists() && dirs.target.join("after-ok").exists());
     let names: Vec<&str> = installed.iter().map(|(name, _)| name.as_str()).collect();
-    assert!(names.contains(&"jq") && names.contains(&"tree"), "{names:?}");
+    assert!(names.contains(&"jq"), "{names:?}");
+    assert!(dirs.target.join("tree-ok").exists(), "install-packages -m maps through pkg-map.d");
+    assert!(!names.contains(&"tree"), "uninstall packages are removed after their phase: {names:?}");
     assert!(!names.contains(&"file"), "build-only packages are purged: {names:?}");
     let manifest = fs::read_to_string(dirs.target.join("etc/dib-manifests/dib-packages")).unwrap();
     assert!(manifest.lines().any(|line| line.starts_with("jq ")), "{manifest}");
