@@ -100,6 +100,26 @@ fn cloud_image_is_downloaded_verified_cached_and_extracted() {
 }
 
 #[test]
+fn squashfs_cloud_image_is_unsquashed() {
+    let work = tempfile::tempdir().unwrap();
+    let served = work.path().join("served/releases");
+    fs::create_dir_all(&served).unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cloud-image/root");
+    let image = served.join("fixture.squashfs");
+    let status = Command::new("mksquashfs").arg(&fixture).arg(&image).args(["-quiet", "-no-progress"]).status().unwrap();
+    assert!(status.success());
+    let sum = root::sha256_file(&image).unwrap();
+    fs::write(served.join("SHA256SUMS"), format!("{sum} *fixture.squashfs\n")).unwrap();
+    let server = serve(work.path().join("served"));
+    let mut plan = cloud_plan(&server);
+    plan.env.insert("BASE_IMAGE_FILE".into(), "fixture.squashfs".into());
+    let reporter = Reporter::silent();
+    let dirs = support::Dirs::new(&work.path().join("build"));
+    root::run(&dirs.context(&plan, &reporter)).unwrap();
+    assert_eq!(fs::read_to_string(dirs.target.join("etc/hostname")).unwrap(), "fixture\n");
+}
+
+#[test]
 fn corrupted_cloud_image_fails_naming_the_file_and_is_not_cached() {
     let work = tempfile::tempdir().unwrap();
     let served = work.path().join("served");
