@@ -13,5 +13,6 @@ pub mod paths;
 pub mod plan;
 pub mod progress;
 pub mod recipe;
+pub mod sandbox;
 pub mod stage;
 pub mod workdir;

@@ -1,6 +1,13 @@
 //! Pipeline stages (DESIGN.md section 2). Each stage reads the immutable [`Plan`] and the tree the
 //! previous stage left under [`BuildContext::target`].
 
+pub mod cleanup;
+pub mod finalise;
+pub mod packages;
+pub mod phases;
+pub mod root;
+pub mod target_config;
+
 use std::path::PathBuf;
 
 use crate::element::Phase;

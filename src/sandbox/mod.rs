@@ -1,0 +1,13 @@
+//! The build's sandbox (DESIGN.md section 3.2): a private mount and PID namespace tied to the
+//! tool's life, the chroot's mounts as an RAII guard, chrooted commands, and tree removal that
+//! never deletes through a mount point.
+
+mod chroot;
+mod mounts;
+mod namespace;
+
+pub use chroot::chroot_command;
+pub use mounts::{
+    mount_points_under, mount_tmpfs, remove_tree, unmount_below, Bind, ChrootMounts, MountError,
+};
+pub use namespace::{check_interrupted, interrupted, isolate, Interrupted};

@@ -1,0 +1,53 @@
+//! The finalise stage: `pre-finalise.d` and `finalise.d` inside the target, the build-only
+//! packages purged, then the manifests DIB's `manifests` element leaves in the image.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::{packages, phases, BuildContext};
+use crate::element::Phase;
+
+/// Where the manifests go inside the image (DIB's `DIB_MANIFEST_IMAGE_DIR`).
+pub const MANIFEST_DIR: &str = "etc/dib-manifests";
+
+/// Run pre-finalise.d and finalise.d, purge every phase's build-only packages, write
+/// `/etc/dib-manifests/dib-element-manifest` (one element per line) and
+/// `/etc/dib-manifests/dib-packages` (`name version` per line). Returns the installed packages
+/// (name, version), sorted, for the JSON manifest.
+pub fn run(ctx: &BuildContext) -> anyhow::Result<Vec<(String, String)>> {
+    phases::run_phase(ctx, Phase::PreFinalise)?;
+    phases::run_phase(ctx, Phase::Finalise)?;
+    purge_build_only(ctx)?;
+    let installed = if ctx.target.join("var/lib/dpkg/status").is_file() {
+        packages::installed(&ctx.target)?
+    } else {
+        Vec::new()
+    };
+    write_manifests(ctx, &installed)?;
+    Ok(installed)
+}
+
+/// Purged after the last chrooted script (so the package list is final), in one apt run.
+fn purge_build_only(ctx: &BuildContext) -> anyhow::Result<()> {
+    let build_only: Vec<String> = ctx.plan.packages.values().flat_map(|set| set.build_only.iter().cloned()).collect();
+    if build_only.is_empty() {
+        return Ok(());
+    }
+    let _mounts = phases::mount_for_phase(ctx)?;
+    packages::purge(ctx, &build_only)
+}
+
+fn write_manifests(ctx: &BuildContext, installed: &[(String, String)]) -> anyhow::Result<()> {
+    let dir = ctx.target.join(MANIFEST_DIR);
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let elements: String = ctx.plan.elements.iter().map(|e| format!("{}\n", e.name)).collect();
+    write(&dir.join("dib-element-manifest"), &elements)?;
+    let list: String = installed.iter().map(|(name, version)| format!("{name} {version}\n")).collect();
+    write(&dir.join("dib-packages"), &list)
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,171 @@
+//! apt inside the target: one transaction per phase for all elements' packages, removals,
+//! and the installed-package list for the manifests. The caller holds the chroot's mounts.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::BuildContext;
+use crate::sandbox::{chroot_command, Bind, ChrootMounts};
+
+/// apt options for every run: never prompt, keep files elements placed (as DIB's
+/// install-packages does), no recommends (DIB's dpkg element disables them), run downloads as
+/// root because the bound host cache is not writable by the target's `_apt` user, and keep
+/// what was downloaded so the shared cache fills.
+const APT_OPTIONS: [&str; 10] = [
+    "-o", "Dpkg::Options::=--force-confold",
+    "-o", "Dpkg::Options::=--force-confdef",
+    "-o", "APT::Install-Recommends=false",
+    "-o", "APT::Sandbox::User=root",
+    "-o", "APT::Keep-Downloaded-Packages=true",
+];
+
+/// Install `names` in one `apt-get install`, with the host's archive cache bound in.
+/// Runs `apt-get update` first when the lists are missing or older than the apt sources.
+pub fn install(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let _step = ctx.reporter.step(format!("packages: install {}", names.len()));
+    if lists_are_stale(&ctx.target) {
+        ctx.reporter.run("apt-get update", &mut apt_get(ctx, &["update"])?)?;
+    }
+    fs::create_dir_all(ctx.apt_cache.join("partial"))
+        .with_context(|| format!("cannot create the apt cache {}", ctx.apt_cache.display()))?;
+    let _exclusive = lock_cache(&ctx.apt_cache)?;
+    let cache = ChrootMounts::binds(&ctx.target, &[Bind::read_write(&ctx.apt_cache, "/var/cache/apt/archives")])?;
+    let mut args = vec!["install", "--assume-yes"];
+    args.extend(names.iter().map(String::as_str));
+    let result = ctx.reporter.run(&format!("apt-get install {}", names.join(" ")), &mut apt_get(ctx, &args)?);
+    cache.unmount()?;
+    result
+}
+
+/// Wait for other builds using the same host cache: apt inside each chroot takes the
+/// archives lock without waiting, so a concurrent build would fail instead of queueing.
+fn lock_cache(cache: &Path) -> anyhow::Result<Flock<fs::File>> {
+    let path = cache.join(".mesos-image.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| anyhow::anyhow!("cannot lock {}: {errno}", path.display()))
+}
+
+/// Remove `names` (configuration kept, as DIB's `uninstall`).
+pub fn remove(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
+    remove_with(ctx, "remove", names)
+}
+
+/// Purge `names` and the dependencies nothing else needs (`build-only` packages).
+pub fn purge(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
+    remove_with(ctx, "purge", names)?;
+    if !names.is_empty() {
+        ctx.reporter.run("apt-get autoremove", &mut apt_get(ctx, &["autoremove", "--purge", "--assume-yes"])?)?;
+    }
+    Ok(())
+}
+
+fn remove_with(ctx: &BuildContext, action: &str, names: &[String]) -> anyhow::Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let _step = ctx.reporter.step(format!("packages: {action} {}", names.len()));
+    let mut args = vec![action, "--assume-yes"];
+    args.extend(names.iter().map(String::as_str));
+    ctx.reporter.run(&format!("apt-get {action} {}", names.join(" ")), &mut apt_get(ctx, &args)?)
+}
+
+/// Installed packages as (name, version), sorted by name (`dpkg-query` on the target).
+pub fn installed(target: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let output = Command::new("dpkg-query")
+        .arg(format!("--admindir={}", target.join("var/lib/dpkg").display()))
+        .args(["-W", "-f", "${db:Status-Abbrev}\t${binary:Package}\t${Version}\n"])
+        .output()
+        .context("cannot run dpkg-query")?;
+    if !output.status.success() {
+        anyhow::bail!("dpkg-query on {} failed: {}", target.display(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(parse_installed(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Keep lines whose status is "installed" (`ii`); architecture qualifiers stay as dpkg prints.
+fn parse_installed(text: &str) -> Vec<(String, String)> {
+    let mut packages: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            let status = fields.next()?;
+            let name = fields.next()?;
+            let version = fields.next()?;
+            status.starts_with("ii").then(|| (name.to_owned(), version.to_owned()))
+        })
+        .collect();
+    packages.sort();
+    packages
+}
+
+fn apt_get(ctx: &BuildContext, args: &[&str]) -> anyhow::Result<Command> {
+    let mut command = chroot_command(&ctx.target, "apt-get").context("cannot prepare apt-get in the chroot")?;
+    command.env("DEBIAN_FRONTEND", "noninteractive").args(APT_OPTIONS).args(args);
+    Ok(command)
+}
+
+/// The lists need an update when there are none, or when a source or key changed after the
+/// newest list was written (a pre-slot script added a repository).
+fn lists_are_stale(target: &Path) -> bool {
+    let lists = newest_mtime(&target.join("var/lib/apt/lists"), |name| name.ends_with("Packages") || name.contains("Packages."));
+    let Some(lists) = lists else { return true };
+    let config_dirs = ["etc/apt/sources.list.d", "etc/apt/trusted.gpg.d", "etc/apt/keyrings", "etc/apt/preferences.d"];
+    let mut newest_config = newest_mtime(&target.join("etc/apt"), |name| name == "sources.list" || name == "trusted.gpg");
+    for dir in config_dirs {
+        newest_config = newest_config.max(newest_mtime(&target.join(dir), |_| true));
+    }
+    newest_config.is_some_and(|config| config > lists)
+}
+
+fn newest_mtime(dir: &Path, wanted: impl Fn(&str) -> bool) -> Option<SystemTime> {
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| wanted(&entry.file_name().to_string_lossy()))
+        .filter_map(|entry| entry.metadata().ok()?.modified().ok())
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_installed_packages_are_listed_sorted() {
+        let text = "ii \tzlib1g:amd64\t1:1.2.13\nrc \told\t1.0\nii \tbash\t5.2\n";
+        assert_eq!(
+            parse_installed(text),
+            vec![("bash".to_owned(), "5.2".to_owned()), ("zlib1g:amd64".to_owned(), "1:1.2.13".to_owned())]
+        );
+    }
+
+    #[test]
+    fn missing_lists_are_stale_and_a_new_source_makes_them_stale() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path();
+        assert!(lists_are_stale(target));
+        fs::create_dir_all(target.join("var/lib/apt/lists")).unwrap();
+        fs::create_dir_all(target.join("etc/apt/sources.list.d")).unwrap();
+        fs::write(target.join("etc/apt/sources.list"), "deb x y z\n").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(target.join("var/lib/apt/lists/x_dists_y_main_binary-amd64_Packages"), "").unwrap();
+        assert!(!lists_are_stale(target));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(target.join("etc/apt/sources.list.d/mesos.list"), "deb a b c\n").unwrap();
+        assert!(lists_are_stale(target));
+    }
+}

@@ -1,0 +1,332 @@
+//! Element hooks with DIB's semantics: the hooks dir laid out as DIB's `TMP_HOOKS_PATH`, and
+//! each phase's scripts run in order (outside on the host, inside chrooted), with the phase's
+//! packages installed in one apt transaction at DIB's slot.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::Context;
+
+use super::{packages, target_config, BreakPoint, BuildContext};
+use crate::element::Phase;
+use crate::plan::PlannedScript;
+use crate::sandbox::{self, chroot_command, Bind, ChrootMounts};
+
+/// Where the hooks dir is bound inside the chroot (DIB's `TMP_HOOKS_PATH` inside).
+pub const HOOKS_INSIDE: &str = "/tmp/in_target.d";
+
+/// The in-chroot helpers DIB elements call, written to `<hooks>/bin`.
+const HELPERS: [(&str, &str); 4] = [
+    ("install-packages", include_str!("helpers/install-packages")),
+    ("pkg-map", include_str!("helpers/pkg-map")),
+    ("dib-init-system", include_str!("helpers/dib-init-system")),
+    ("dib-run-parts", include_str!("helpers/dib-run-parts")),
+];
+
+/// Lay out `ctx.hooks_dir` as DIB's `TMP_HOOKS_PATH`: `<phase>.d/` with the plan's scripts,
+/// `environment.d/`, `bin/` with the in-chroot helpers and `pkg-map.d/<element>` with each
+/// element's resolved pkg-map. Call once, before the root stage.
+pub fn prepare_hooks(ctx: &BuildContext) -> anyhow::Result<()> {
+    let hooks = &ctx.hooks_dir;
+    for phase in Phase::ALL {
+        let dir = hooks.join(phase.dir_name());
+        create_dir(&dir)?;
+        for script in ctx.plan.scripts.get(&phase).into_iter().flatten() {
+            copy_script(script, &dir)?;
+        }
+    }
+    let env_dir = hooks.join("environment.d");
+    create_dir(&env_dir)?;
+    for file in &ctx.plan.environment_d {
+        copy_script(file, &env_dir)?;
+    }
+    let bin = hooks.join("bin");
+    create_dir(&bin)?;
+    for (name, text) in HELPERS {
+        write_executable(&bin.join(name), text)?;
+    }
+    let maps = hooks.join("pkg-map.d");
+    create_dir(&maps)?;
+    for (element, map) in &ctx.plan.pkg_maps {
+        let lines: String = map.iter().map(|(generic, mapped)| format!("{generic} {mapped}\n")).collect();
+        let path = maps.join(element);
+        fs::write(&path, lines).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Run one phase: its scripts in plan order, its packages at the phase's slot, `--break`
+/// shells where asked. Inside phases get the chroot's mounts for their duration.
+pub fn run_phase(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
+    sandbox::check_interrupted()?;
+    let _mounts = if phase.runs_inside() {
+        target_config::enter(ctx)?;
+        Some(mount_for_phase(ctx)?)
+    } else {
+        None
+    };
+    let _step = ctx.reporter.step(format!("{phase} phase"));
+    break_if(ctx, BreakPoint::Before(phase), phase);
+    match run_steps(ctx, phase) {
+        Ok(()) => {
+            break_if(ctx, BreakPoint::After(phase), phase);
+            Ok(())
+        }
+        Err(err) => {
+            break_if(ctx, BreakPoint::AfterError, phase);
+            Err(err)
+        }
+    }
+}
+
+/// Mount `/proc`, `/sys`, `/dev` and the hooks dir (read-only) into the target.
+pub fn mount_for_phase(ctx: &BuildContext) -> anyhow::Result<ChrootMounts> {
+    let binds = [Bind::read_only(&ctx.hooks_dir, HOOKS_INSIDE)];
+    Ok(ChrootMounts::mount(&ctx.target, &binds)?)
+}
+
+fn run_steps(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
+    let scripts: &[PlannedScript] = ctx.plan.scripts.get(&phase).map(Vec::as_slice).unwrap_or(&[]);
+    let slot = package_slot_index(phase, scripts);
+    if phase == Phase::PreInstall {
+        copy_element_dirs(ctx, "bin", Path::new("usr/local/bin"))?;
+    }
+    for (index, script) in scripts.iter().enumerate() {
+        if slot == Some(index) {
+            after_slot(ctx, phase)?;
+        }
+        sandbox::check_interrupted()?;
+        run_script(ctx, phase, script)?;
+    }
+    if slot == Some(scripts.len()) {
+        after_slot(ctx, phase)?;
+    }
+    if let Some(set) = ctx.plan.packages.get(&phase) {
+        packages::remove(ctx, &set.uninstall)?;
+    }
+    Ok(())
+}
+
+/// At the package slot: the phase's one apt transaction, then (install phase) the elements'
+/// `static/` trees, as DIB's install-static runs after its package-installs.
+fn after_slot(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
+    if let Some(set) = ctx.plan.packages.get(&phase) {
+        let wanted: Vec<String> = set.install.iter().chain(&set.build_only).cloned().collect();
+        packages::install(ctx, &wanted)?;
+    }
+    if phase == Phase::Install {
+        copy_element_dirs(ctx, "static", Path::new(""))?;
+    }
+    Ok(())
+}
+
+/// Index of the first script that runs after the package slot, or `None` for phases without
+/// one. Scripts named before the slot (repository set-up) take effect for the transaction.
+fn package_slot_index(phase: Phase, scripts: &[PlannedScript]) -> Option<usize> {
+    let slot = phase.package_slot()?;
+    Some(
+        scripts
+            .iter()
+            .position(|script| run_parts_order(&script.name, slot) != Ordering::Less)
+            .unwrap_or(scripts.len()),
+    )
+}
+
+/// DIB's run-parts order: numeric prefix first (`sort -n`), then bytewise.
+pub fn run_parts_order(a: &str, b: &str) -> Ordering {
+    numeric_prefix(a).cmp(&numeric_prefix(b)).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+}
+
+fn numeric_prefix(name: &str) -> u64 {
+    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(0)
+}
+
+fn run_script(ctx: &BuildContext, phase: Phase, script: &PlannedScript) -> anyhow::Result<()> {
+    let _step = ctx.reporter.step(format!("{phase}/{} ({})", script.name, script.element));
+    let mut command = script_command(ctx, phase, &script.name)?;
+    let label = format!("{}/{} of element {}", phase.dir_name(), script.name, script.element);
+    ctx.reporter.run(&label, &mut command)
+}
+
+/// `bash -c` that sources every `environment.d` file, then execs the script, with the plan's
+/// variables and the runtime paths DIB elements rely on.
+fn script_command(ctx: &BuildContext, phase: Phase, name: &str) -> anyhow::Result<Command> {
+    let inside = phase.runs_inside();
+    let hooks = if inside { PathBuf::from(HOOKS_INSIDE) } else { ctx.hooks_dir.clone() };
+    let prelude = source_prelude(ctx, &hooks);
+    let script = hooks.join(phase.dir_name()).join(name);
+    let mut command = if inside {
+        chroot_command(&ctx.target, "bash").context("cannot prepare a chrooted command")?
+    } else {
+        let mut host = Command::new("bash");
+        host.current_dir(&ctx.target);
+        host
+    };
+    command.arg("-c").arg(format!("{prelude}exec \"$0\"")).arg(&script);
+    command.envs(script_env(ctx, inside));
+    Ok(command)
+}
+
+fn source_prelude(ctx: &BuildContext, hooks: &Path) -> String {
+    let mut prelude = String::from(if ctx.trace { "set -ex; " } else { "set -e; " });
+    for file in &ctx.plan.environment_d {
+        let path = hooks.join("environment.d").join(&file.name);
+        prelude.push_str(&format!("source {}; ", shell_quote(&path.to_string_lossy())));
+    }
+    prelude
+}
+
+/// The variables every script sees: the plan's, then the runtime paths.
+pub fn script_env(ctx: &BuildContext, inside: bool) -> BTreeMap<String, String> {
+    let mut env = ctx.plan.env.clone();
+    if ctx.trace {
+        env.insert("DIB_DEBUG_TRACE".into(), "1".into());
+    }
+    env.entry("ARCH".into()).or_insert_with(|| ctx.plan.arch.clone());
+    env.entry("DIB_RELEASE".into()).or_insert_with(|| ctx.plan.release.clone());
+    env.entry("DISTRO_NAME".into()).or_insert_with(|| ctx.plan.distro.clone());
+    if inside {
+        env.insert("TMP_HOOKS_PATH".into(), HOOKS_INSIDE.into());
+        env.insert("DEBIAN_FRONTEND".into(), "noninteractive".into());
+        let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        env.insert("PATH".into(), format!("{path}:{HOOKS_INSIDE}/bin"));
+    } else {
+        let target = ctx.target.to_string_lossy().into_owned();
+        env.insert("TARGET_ROOT".into(), target.clone());
+        env.insert("TMP_MOUNT_PATH".into(), target);
+        env.insert("TMP_HOOKS_PATH".into(), ctx.hooks_dir.to_string_lossy().into_owned());
+        let cache = ctx.cache_dir.to_string_lossy().into_owned();
+        env.entry("DIB_IMAGE_CACHE".into()).or_insert(cache);
+    }
+    env
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// `--break`: an interactive shell (chrooted for inside phases) before going on or failing.
+fn break_if(ctx: &BuildContext, point: BreakPoint, phase: Phase) {
+    if ctx.break_at != Some(point) {
+        return;
+    }
+    eprintln!("--break at {phase}: starting a shell in {}; exit it to resume", ctx.target.display());
+    let command = if phase.runs_inside() {
+        chroot_command(&ctx.target, "bash").map(|mut c| {
+            c.envs(script_env(ctx, true));
+            c
+        })
+    } else {
+        let mut host = Command::new("bash");
+        host.current_dir(&ctx.target).envs(script_env(ctx, false));
+        Ok(host)
+    };
+    let status = command.and_then(|mut c| c.stdin(Stdio::inherit()).stdout(Stdio::inherit()).status());
+    if let Err(err) = status {
+        eprintln!("--break: cannot start the shell: {err}");
+    }
+}
+
+/// Copy every element's `<dir>/` into `<target>/<to>`, elements in plan order.
+fn copy_element_dirs(ctx: &BuildContext, dir: &str, to: &Path) -> anyhow::Result<()> {
+    for element in &ctx.plan.elements {
+        let source = element.path.join(dir);
+        if source.is_dir() {
+            copy_tree(&source, &ctx.target.join(to))
+                .with_context(|| format!("element {}: cannot copy {dir}/ into the image", element.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copy a directory tree (files keep their mode, symlinks stay symlinks). Refuses to write
+/// through a symlink in the target, so an element cannot overwrite host files.
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in walkdir::WalkDir::new(from).follow_links(false) {
+        let entry = entry?;
+        let relative = entry.path().strip_prefix(from)?;
+        let dest = to.join(relative);
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            if fs::symlink_metadata(&dest).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+                anyhow::bail!("{} is a symlink in the image", dest.display());
+            }
+            fs::create_dir_all(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
+        } else {
+            remove_existing_file(&dest)?;
+            if kind.is_symlink() {
+                let link = fs::read_link(entry.path())?;
+                std::os::unix::fs::symlink(&link, &dest).with_context(|| format!("cannot create {}", dest.display()))?;
+            } else {
+                fs::copy(entry.path(), &dest).with_context(|| format!("cannot copy to {}", dest.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_existing_file(path: &Path) -> anyhow::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_dir() => fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display())),
+        _ => Ok(()),
+    }
+}
+
+fn copy_script(script: &PlannedScript, dir: &Path) -> anyhow::Result<()> {
+    let dest = dir.join(&script.name);
+    fs::copy(&script.path, &dest).with_context(|| {
+        format!("element {}: cannot copy {} to the hooks dir", script.element, script.path.display())
+    })?;
+    Ok(())
+}
+
+fn write_executable(path: &Path, text: &str) -> anyhow::Result<()> {
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).with_context(|| format!("cannot chmod {}", path.display()))
+}
+
+fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    match fs::create_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("cannot create {}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(name: &str) -> PlannedScript {
+        PlannedScript { name: name.into(), element: "e".into(), path: PathBuf::from("/nonexistent") }
+    }
+
+    #[test]
+    fn run_parts_order_is_numeric_then_bytewise() {
+        assert_eq!(run_parts_order("9-a", "10-a"), Ordering::Less);
+        assert_eq!(run_parts_order("10-a", "10-b"), Ordering::Less);
+        assert_eq!(run_parts_order("01-x", "1-x"), Ordering::Less);
+    }
+
+    #[test]
+    fn packages_go_after_scripts_named_before_the_slot() {
+        let scripts = [script("05-add-repo"), script("10-package-installs-z"), script("50-configure")];
+        // pre-install slot is 10-package-installs: 05 runs first, then the transaction.
+        assert_eq!(package_slot_index(Phase::PreInstall, &scripts), Some(1));
+        // post-install slot 00-package-installs sorts before everything.
+        assert_eq!(package_slot_index(Phase::PostInstall, &scripts), Some(0));
+        assert_eq!(package_slot_index(Phase::Root, &scripts), None);
+        assert_eq!(package_slot_index(Phase::Install, &[script("00-a")]), Some(1));
+    }
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
+}
