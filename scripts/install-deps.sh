@@ -12,3 +12,5 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap debootstrap e2fs
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports qemu-system-x86
 # stages: the cloud-image base downloads with curl.
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl ca-certificates
+# elements: tests/elements/element_tool.py (package-installs.yaml parsing for the chroot phase runner)
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-yaml

@@ -1,0 +1,117 @@
+//! Every shipped recipe loads with the real recipe loader and says what its image needs.
+
+use std::path::{Path, PathBuf};
+
+use mesos_image::recipe::{BaseMethod, Check, FileCheck, ImageFormat, Recipe, ServiceCheck};
+
+fn recipes_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes")
+}
+
+fn load(name: &str) -> Recipe {
+    Recipe::load_file(&recipes_dir().join(format!("{name}.yaml"))).unwrap()
+}
+
+fn elements_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("elements")
+}
+
+#[test]
+fn every_recipe_file_loads_and_is_named_after_its_file() {
+    let mut count = 0;
+    for entry in std::fs::read_dir(recipes_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let recipe = Recipe::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(recipe.name, stem, "{}", path.display());
+        for element in &recipe.elements {
+            assert!(elements_dir().join(element).is_dir(), "{}: element `{element}` is not in elements/", path.display());
+        }
+        count += 1;
+    }
+    assert!(count >= 3, "expected ubuntu-mesos, debian-mesos and debian-base, found {count}");
+}
+
+#[test]
+fn ubuntu_mesos_is_the_heat_templates_image() {
+    let recipe = load("ubuntu-mesos");
+    assert_eq!(recipe.distro, "ubuntu");
+    assert_eq!(recipe.release, "trusty");
+    assert_eq!(recipe.base, BaseMethod::CloudImage);
+    assert_eq!(
+        recipe.elements,
+        [
+            "ubuntu",
+            "vm",
+            "docker",
+            "mesos",
+            "os-collect-config",
+            "os-refresh-config",
+            "os-apply-config",
+            "heat-config",
+            "heat-config-script"
+        ]
+    );
+    assert_eq!(recipe.image.formats, vec![ImageFormat::Qcow2]);
+    assert_eq!(recipe.glance.disk_format.as_deref(), Some("qcow2"));
+    assert_eq!(recipe.glance.container_format.as_deref(), Some("bare"));
+    assert_eq!(recipe.glance.visibility.as_deref(), Some("public"));
+    assert_eq!(recipe.glance.properties.get("os_distro").map(String::as_str), Some("ubuntu"));
+}
+
+/// The section 6 checklist, shared by both Mesos recipes.
+fn assert_mesos_checks(recipe: &Recipe) {
+    let checks = &recipe.checks;
+    for package in ["zookeeperd", "mesos", "marathon", "docker.io", "jq", "curl"] {
+        assert!(checks.contains(&Check::Package(package.into())), "{}: package {package}", recipe.name);
+    }
+    assert!(checks.contains(&Check::File(FileCheck {
+        path: "/etc/os-collect-config.conf".into(),
+        mode: Some("600".into()),
+        contains: Some("command = os-refresh-config".into()),
+    })));
+    for dir in ["/etc/mesos-master", "/etc/mesos-slave", "/etc/marathon/conf"] {
+        assert!(checks.contains(&Check::Dir(dir.into())), "{}: dir {dir}", recipe.name);
+    }
+    for service in ["docker", "zookeeper", "mesos-master", "mesos-slave", "marathon"] {
+        let disabled = Check::Service(ServiceCheck { name: service.into(), enabled: false, active: None });
+        assert!(checks.contains(&disabled), "{}: {service} must not start at boot", recipe.name);
+    }
+    let collector = Check::Service(ServiceCheck { name: "os-collect-config".into(), enabled: true, active: None });
+    assert!(checks.contains(&collector));
+    for port in [2181, 5050, 5051, 8080] {
+        assert!(checks.contains(&Check::PortClosed(port)), "{}: port {port}", recipe.name);
+    }
+    assert!(checks.contains(&Check::CloudInitDone));
+    assert!(checks.contains(&Check::HeatDeployment("script".into())));
+}
+
+#[test]
+fn mesos_recipes_carry_the_image_checklist() {
+    assert_mesos_checks(&load("ubuntu-mesos"));
+    assert_mesos_checks(&load("debian-mesos"));
+}
+
+#[test]
+fn debian_mesos_is_the_same_image_on_bookworm() {
+    let ubuntu = load("ubuntu-mesos");
+    let debian = load("debian-mesos");
+    assert_eq!((debian.distro.as_str(), debian.release.as_str()), ("debian", "bookworm"));
+    assert_eq!(debian.base, BaseMethod::Mmdebstrap);
+    assert_eq!(debian.elements[0], "debian-minimal");
+    for element in ubuntu.elements.iter().filter(|e| *e != "ubuntu") {
+        assert!(debian.elements.contains(element), "debian-mesos lacks `{element}`");
+    }
+    assert_eq!(debian.checks, ubuntu.checks);
+}
+
+#[test]
+fn debian_base_needs_only_a_debian_mirror() {
+    let recipe = load("debian-base");
+    assert_eq!(recipe.elements, ["debian-minimal", "vm", "cloud-init-datasources"]);
+    assert!(recipe.environment.keys().all(|k| !k.starts_with("DIB_MESOS")));
+    assert!(recipe.checks.contains(&Check::CloudInitDone));
+}
