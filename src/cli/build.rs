@@ -14,6 +14,8 @@ use super::GlobalOpts;
 use crate::element::{runparts, Phase};
 use crate::plan::{HostContext, Plan, PlanOptions};
 use crate::recipe::{parse_size, BaseMethod, ImageFormat, Overrides, Recipe};
+use crate::build::{self, BuildOptions};
+use crate::paths;
 use crate::stage::BreakPoint;
 
 /// The recipe used when neither elements nor `--recipe` are given.
@@ -74,8 +76,8 @@ pub struct BuildArgs {
     /// Variable passed to every element script (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
-    /// Cache root for packages, base trees and stage outputs.
-    #[arg(long, value_name = "DIR")]
+    /// Cache root for packages, base trees and stage outputs [default: ~/.cache/mesos-image].
+    #[arg(long, value_name = "DIR", env = "MESOS_IMAGE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Neither read nor write the stage cache.
     #[arg(long)]
@@ -114,8 +116,22 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
 }
 
 /// Run the build the plan describes.
-pub fn execute(_plan: Plan, _args: &BuildArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
-    anyhow::bail!("building is not wired in yet")
+pub fn execute(plan: Plan, args: &BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
+    let output = args.output.clone().context("--output is required (or use --dry-run)")?;
+    let options = BuildOptions {
+        output,
+        cache_dir: args.cache_dir.clone().unwrap_or_else(paths::default_cache_dir),
+        use_cache: !args.no_cache,
+        log_file: args.log_file.clone(),
+        break_at: args.break_at,
+        trace: args.trace,
+        checksum: args.checksum,
+        work_dir: args.work_dir.clone(),
+        quiet: global.quiet,
+        verbose: global.verbose > 0,
+    };
+    build::execute(&plan, &options)?;
+    Ok(())
 }
 
 /// The plan the arguments describe: DIB mode with elements, else the given or default recipe.

@@ -1,0 +1,419 @@
+//! One build, start to finish: cache lookup, sandbox, stages in order, outputs, manifest.
+//!
+//! The stage cache is consulted at three points: the finished image (a warm rebuild copies it
+//! out without even needing root), the tree after the install phase (a change to a late hook
+//! resumes there), and the base tree (a change to an install hook resumes there).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use crate::cache::{Fingerprint, StageCache, StageKey};
+use crate::element::Phase;
+use crate::manifest::{Manifest, OutputEntry, Package, StageTiming};
+use crate::output;
+use crate::plan::Plan;
+use crate::progress::Reporter;
+use crate::stage::{self, BreakPoint, BuildContext};
+use crate::workdir;
+
+/// Phases whose hooks only matter after the install snapshot; changing them must not
+/// invalidate it.
+const LATE_PHASE_DIRS: [&str; 6] =
+    ["post-install.d", "post-root.d", "block-device.d", "pre-finalise.d", "finalise.d", "cleanup.d"];
+
+/// Options of one build that are not part of the plan.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The first output image; further formats get their extension swapped.
+    pub output: PathBuf,
+    pub cache_dir: PathBuf,
+    pub use_cache: bool,
+    pub log_file: Option<PathBuf>,
+    pub break_at: Option<BreakPoint>,
+    pub trace: bool,
+    pub checksum: bool,
+    /// Scratch directory; default `<cache-dir>/work`.
+    pub work_dir: Option<PathBuf>,
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+/// The keys of the three cache points, derived from the plan alone.
+#[derive(Debug, Clone)]
+struct StageKeys {
+    base: StageKey,
+    install: StageKey,
+    outputs: StageKey,
+}
+
+impl StageKeys {
+    fn compute(plan: &Plan, checksum: bool) -> anyhow::Result<StageKeys> {
+        let mut base = Fingerprint::new("base", None);
+        add_common_inputs(&mut base, plan)?;
+        add_phase_scripts(&mut base, plan, &[Phase::Root])?;
+        let base = base.finish();
+
+        let mut install = Fingerprint::new("install", Some(&base));
+        add_phase_scripts(&mut install, plan, &[Phase::ExtraData, Phase::PreInstall, Phase::Install])?;
+        add_packages(&mut install, plan, &[Phase::PreInstall, Phase::Install]);
+        for element in &plan.elements {
+            add_element_dir(&mut install, &element.name, &element.path, &LATE_PHASE_DIRS)?;
+        }
+        let install = install.finish();
+
+        let mut outputs = Fingerprint::new("outputs", Some(&install));
+        for element in &plan.elements {
+            add_element_dir(&mut outputs, &element.name, &element.path, &[])?;
+        }
+        add_packages(&mut outputs, plan, &Phase::ALL);
+        outputs.add_str("image", &serde_json::to_string(&plan.image)?);
+        outputs.add_str("checksum", if checksum { "yes" } else { "no" });
+        Ok(StageKeys { base, install, outputs: outputs.finish() })
+    }
+}
+
+/// Inputs every stage depends on: target, mirror, environment, and `environment.d`.
+fn add_common_inputs(fingerprint: &mut Fingerprint, plan: &Plan) -> anyhow::Result<()> {
+    fingerprint.add_str("distro", &plan.distro);
+    fingerprint.add_str("release", &plan.release);
+    fingerprint.add_str("arch", &plan.arch);
+    fingerprint.add_str("base", &plan.base.map(|b| b.to_string()).unwrap_or_default());
+    fingerprint.add_str("mirror", plan.mirror.as_deref().unwrap_or(""));
+    for (key, value) in &plan.env {
+        fingerprint.add_str(&format!("env:{key}"), value);
+        // Variables naming host files (signing keys, local repositories' keys) change the
+        // build when the file changes, not only when the name does.
+        let path = Path::new(value);
+        if value.starts_with('/') && path.is_file() {
+            fingerprint.add_path(&format!("env-file:{key}"), path)?;
+        }
+    }
+    for script in &plan.environment_d {
+        fingerprint.add_path(&format!("environment.d:{}:{}", script.element, script.name), &script.path)?;
+    }
+    Ok(())
+}
+
+fn add_phase_scripts(fingerprint: &mut Fingerprint, plan: &Plan, phases: &[Phase]) -> anyhow::Result<()> {
+    for phase in phases {
+        for script in plan.scripts.get(phase).into_iter().flatten() {
+            let label = format!("{}:{}:{}", phase.dir_name(), script.element, script.name);
+            fingerprint.add_path(&label, &script.path)?;
+        }
+    }
+    Ok(())
+}
+
+fn add_packages(fingerprint: &mut Fingerprint, plan: &Plan, phases: &[Phase]) {
+    for phase in phases {
+        if let Some(set) = plan.packages.get(phase) {
+            fingerprint.add_str(&format!("packages:{}", phase.name()), &format!("{set:?}"));
+        }
+    }
+}
+
+/// Hash an element directory except the subdirectories named in `skip`.
+fn add_element_dir(fingerprint: &mut Fingerprint, name: &str, dir: &Path, skip: &[&str]) -> anyhow::Result<()> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("element {name}: cannot read {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        let file_name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if skip.contains(&file_name.as_str()) || file_name.starts_with("README") {
+            continue;
+        }
+        fingerprint
+            .add_path(&format!("element:{name}/{file_name}"), &entry)
+            .with_context(|| format!("element {name}: cannot read {}", entry.display()))?;
+    }
+    Ok(())
+}
+
+/// Where each requested format lands: the first at `output`, the others beside it.
+fn output_paths(plan: &Plan, output: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        bail!("--output: directory {} does not exist", dir.display());
+    }
+    if output.file_name().is_none() {
+        bail!("--output: {} is not a file name", output.display());
+    }
+    Ok(plan
+        .image
+        .formats
+        .iter()
+        .enumerate()
+        .map(|(index, format)| if index == 0 { output.to_owned() } else { output.with_extension(format.name()) })
+        .collect())
+}
+
+/// Run one build. Returns the manifest written beside the image.
+pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> {
+    let started = Instant::now();
+    let destinations = output_paths(plan, &options.output)?;
+    let cache = StageCache::open(&options.cache_dir)?;
+    let keys = StageKeys::compute(plan, options.checksum)?;
+    let reporter = Reporter::new(options.quiet, options.verbose, options.log_file.as_deref())?;
+
+    if options.use_cache {
+        if let Some(stored) = cache.outputs(&keys.outputs) {
+            let _step = reporter.step(format!("outputs: unchanged inputs, restoring from cache ({})", keys.outputs.short()));
+            return publish_cached(&stored, &destinations, started);
+        }
+    }
+    require_root()?;
+    let work_root = options.work_dir.clone().unwrap_or_else(|| cache.root().join("work"));
+    remove_stale_work_dirs(&work_root);
+    let work = work_root.join(format!("build-{}", std::process::id()));
+    fs::create_dir_all(&work).with_context(|| format!("cannot create work directory {}", work.display()))?;
+
+    // From here on every mount and process lives in namespaces that die with this tool.
+    crate::sandbox::isolate()?;
+    let result = build_in_sandbox(plan, options, &cache, &keys, &reporter, &work, &destinations, started);
+    workdir::release(&work);
+    result
+}
+
+/// Everything that needs the sandbox.
+#[allow(clippy::too_many_arguments)]
+fn build_in_sandbox(
+    plan: &Plan,
+    options: &BuildOptions,
+    cache: &StageCache,
+    keys: &StageKeys,
+    reporter: &Reporter,
+    work: &Path,
+    destinations: &[PathBuf],
+    started: Instant,
+) -> anyhow::Result<Manifest> {
+    workdir::mount_tmpfs_if_memory_allows(work)?;
+    let ctx = BuildContext {
+        plan,
+        target: work.join("root"),
+        hooks_dir: work.join("hooks"),
+        work_dir: work.to_owned(),
+        cache_dir: cache.root().to_owned(),
+        apt_cache: cache.apt_archives(),
+        trace: options.trace,
+        break_at: options.break_at,
+        reporter,
+    };
+    for dir in [&ctx.target, &ctx.hooks_dir] {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let label = plan.recipe.clone().unwrap_or_else(|| plan.elements.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" "));
+    let mut timings = Vec::new();
+
+    let resume = if !options.use_cache {
+        Resume::Cold
+    } else if cache.has_tree(&keys.install) {
+        Resume::AfterInstall
+    } else if cache.has_tree(&keys.base) {
+        Resume::AfterBase
+    } else {
+        Resume::Cold
+    };
+
+    match resume {
+        Resume::AfterInstall => timed(&mut timings, reporter, "restore install snapshot", true, || {
+            cache.restore_tree(&keys.install, &ctx.target)
+        })?,
+        Resume::AfterBase => timed(&mut timings, reporter, "restore base snapshot", true, || {
+            cache.restore_tree(&keys.base, &ctx.target)
+        })?,
+        Resume::Cold => {
+            timed(&mut timings, reporter, "root", false, || stage::root::run(&ctx))?;
+            if options.use_cache {
+                timed(&mut timings, reporter, "save base snapshot", false, || {
+                    cache.save_tree(&keys.base, "base", &label, &ctx.target)
+                })?;
+            }
+        }
+    }
+
+    timed(&mut timings, reporter, "hooks", false, || stage::phases::prepare_hooks(&ctx))?;
+    timed(&mut timings, reporter, "extra-data", false, || stage::phases::run_phase(&ctx, Phase::ExtraData))?;
+    if resume != Resume::AfterInstall {
+        for phase in [Phase::PreInstall, Phase::Install] {
+            timed(&mut timings, reporter, phase.name(), false, || stage::phases::run_phase(&ctx, phase))?;
+        }
+        if options.use_cache {
+            timed(&mut timings, reporter, "save install snapshot", false, || {
+                cache.save_tree(&keys.install, "install", &label, &ctx.target)
+            })?;
+        }
+    }
+    for phase in [Phase::PostInstall, Phase::PostRoot] {
+        timed(&mut timings, reporter, phase.name(), false, || stage::phases::run_phase(&ctx, phase))?;
+    }
+    let packages = timed(&mut timings, reporter, "finalise", false, || stage::finalise::run(&ctx))?;
+    timed(&mut timings, reporter, "cleanup", false, || stage::cleanup::run(&ctx))?;
+
+    let raw = work.join("disk.raw");
+    timed(&mut timings, reporter, "disk", false, || stage::disk::run(&ctx, &raw).map(|_| ()))?;
+    let converted_dir = work.join("out");
+    fs::create_dir_all(&converted_dir).context("cannot create the conversion directory")?;
+    let first_name = destinations[0].file_name().map(PathBuf::from).unwrap_or_default();
+    let converted = timed(&mut timings, reporter, "convert", false, || {
+        stage::convert::run(&raw, &converted_dir.join(&first_name), &plan.image, options.checksum, reporter)
+    })?;
+
+    let mut outputs = Vec::new();
+    let mut to_cache = Vec::new();
+    timed(&mut timings, reporter, "publish", false, || {
+        for (file, destination) in converted.iter().zip(destinations) {
+            output::publish_file(&file.path, destination)?;
+            to_cache.push((file_name(destination), file.path.clone()));
+            outputs.push(OutputEntry {
+                file: file_name(destination),
+                format: file.format.name().to_owned(),
+                size: file.size,
+                sha256: file.sha256.clone(),
+            });
+            if options.checksum {
+                let line = format!("{}  {}\n", file.sha256, file_name(destination));
+                let sums = checksum_path(destination);
+                output::publish_bytes(line.as_bytes(), &sums)?;
+                to_cache.push((file_name(&sums), sums.clone()));
+            }
+        }
+        Ok(())
+    })?;
+
+    let manifest = Manifest {
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        recipe: plan.recipe.clone(),
+        distro: plan.distro.clone(),
+        release: plan.release.clone(),
+        arch: plan.arch.clone(),
+        elements: plan.elements.iter().map(|e| e.name.clone()).collect(),
+        packages: packages.into_iter().map(|(name, version)| Package { name, version }).collect(),
+        outputs,
+        stages: timings,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        cache_key: keys.outputs.to_string(),
+    };
+    let manifest_path = Manifest::path_for(&destinations[0]);
+    output::publish_bytes(&manifest.to_json()?, &manifest_path)?;
+    if options.use_cache {
+        to_cache.push((file_name(&manifest_path), manifest_path.clone()));
+        if let Err(err) = cache.save_outputs(&keys.outputs, &label, &to_cache) {
+            // The image is built; a full cache disk must not fail the build.
+            tracing::warn!("could not store the outputs in the cache: {err:#}");
+        }
+    }
+    print_timings(reporter, &manifest, options.quiet);
+    Ok(manifest)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    Cold,
+    AfterBase,
+    AfterInstall,
+}
+
+/// Run a stage under a progress step, recording its duration.
+fn timed<T>(
+    timings: &mut Vec<StageTiming>,
+    reporter: &Reporter,
+    stage: &str,
+    cached: bool,
+    work: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    let step = reporter.step(stage);
+    let result = work().with_context(|| format!("stage {stage}"));
+    drop(step);
+    timings.push(StageTiming { stage: stage.to_owned(), seconds: started.elapsed().as_secs_f64(), cached });
+    result
+}
+
+/// Copy outputs stored in the cache to their destinations; the cached manifest goes along.
+fn publish_cached(stored: &[(String, PathBuf)], destinations: &[PathBuf], started: Instant) -> anyhow::Result<Manifest> {
+    let lookup = |name: &str| stored.iter().find(|(stored_name, _)| stored_name == name).map(|(_, path)| path);
+    let manifest_name = stored
+        .iter()
+        .map(|(name, _)| name)
+        .find(|name| name.ends_with(".manifest.json"))
+        .context("cache entry has no manifest")?;
+    let manifest_source = lookup(manifest_name).context("cache entry has no manifest")?;
+    let mut manifest: Manifest = serde_json::from_slice(&fs::read(manifest_source)?).context("cached manifest is unreadable")?;
+    for (entry, destination) in manifest.outputs.iter_mut().zip(destinations) {
+        let source = lookup(&entry.file).with_context(|| format!("cache entry lacks {}", entry.file))?;
+        output::publish_file(source, destination)?;
+        let sums_name = file_name(&checksum_path(Path::new(&entry.file)));
+        if let Some(sums) = lookup(&sums_name) {
+            let text = fs::read_to_string(sums)?.replace(&entry.file, &file_name(destination));
+            output::publish_bytes(text.as_bytes(), &checksum_path(destination))?;
+        }
+        entry.file = file_name(destination);
+    }
+    manifest.stages = vec![StageTiming { stage: "outputs".into(), seconds: started.elapsed().as_secs_f64(), cached: true }];
+    manifest.duration_seconds = started.elapsed().as_secs_f64();
+    output::publish_bytes(&manifest.to_json()?, &Manifest::path_for(&destinations[0]))?;
+    Ok(manifest)
+}
+
+fn checksum_path(image: &Path) -> PathBuf {
+    let mut name = image.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".sha256");
+    image.with_file_name(name)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn require_root() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("building needs root (mount namespaces, chroot); run it with sudo");
+    }
+    Ok(())
+}
+
+/// Work directories of builds that died (their process is gone) are removed at the next start.
+/// Their mounts died with their namespaces, so nothing host-owned is reachable through them.
+fn remove_stale_work_dirs(work_root: &Path) {
+    let Ok(entries) = fs::read_dir(work_root) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("build-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            workdir::release(&entry.path());
+        }
+    }
+}
+
+fn print_timings(reporter: &Reporter, manifest: &Manifest, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let mut steps = reporter.timings();
+    steps.sort_by(|a, b| b.1.cmp(&a.1));
+    eprintln!("\n{:<60} {:>9}", "step (slowest first)", "seconds");
+    for (label, duration) in steps.iter().take(25) {
+        eprintln!("{:<60} {:>9.1}", truncate(label, 60), duration.as_secs_f64());
+    }
+    eprintln!("{:<60} {:>9.1}", "total", manifest.duration_seconds);
+    for output in &manifest.outputs {
+        eprintln!("wrote {} ({} bytes, sha256 {})", output.file, output.size, output.sha256);
+    }
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let kept: String = text.chars().take(width - 1).collect();
+        format!("{kept}…")
+    }
+}
