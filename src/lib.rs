@@ -4,7 +4,9 @@
 //! -> finalise -> cleanup -> disk -> convert`; each stage lives in its own module under `stage/`.
 
 pub mod cli;
+pub mod disk;
 pub mod element;
+pub mod hashing;
 pub mod paths;
 pub mod plan;
 pub mod progress;
