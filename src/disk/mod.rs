@@ -169,12 +169,22 @@ fn create_sparse_file(path: &Path, bytes: u64) -> anyhow::Result<()> {
     file.set_len(bytes).with_context(|| format!("cannot size {} to {bytes} bytes", path.display()))
 }
 
-/// MBR (or protective MBR + GPT) with GRUB's boot code, and core.img where boot.img looks.
+/// GRUB's boot code and partition table in the MBR, core.img where boot.img looks.
 fn write_boot_area(tree: &Path, raw: &Path, layout: &Layout, core: &[u8]) -> anyhow::Result<()> {
     let boot_img_path = tree.join(grub::I386_PC_DIR).join("boot.img");
     let boot_img = std::fs::read(&boot_img_path).with_context(|| format!("cannot read {}", boot_img_path.display()))?;
     let (core_sector, _) = layout.core_img_area();
     let code = grub::boot_code(&boot_img, &boot_img_path, core_sector)?;
+    write_partition_table(raw, layout, &code)?;
+    let file = OpenOptions::new().write(true).open(raw).with_context(|| format!("cannot open {}", raw.display()))?;
+    file.write_all_at(core, core_sector * SECTOR as u64)
+        .with_context(|| format!("cannot write core.img to {} at sector {core_sector}", raw.display()))?;
+    file.sync_all().with_context(|| format!("cannot sync {}", raw.display()))
+}
+
+/// Write `layout`'s partition table (MBR, or protective MBR + both GPT copies) into the disk
+/// file `raw`, with `boot_code` (at most 440 bytes) in front of the MBR's table.
+pub fn write_partition_table(raw: &Path, layout: &Layout, boot_code: &[u8]) -> anyhow::Result<()> {
     let file = OpenOptions::new().write(true).open(raw).with_context(|| format!("cannot open {}", raw.display()))?;
     let write_at = |bytes: &[u8], lba: u64| {
         file.write_all_at(bytes, lba * SECTOR as u64).with_context(|| format!("cannot write {} at sector {lba}", raw.display()))
@@ -197,10 +207,8 @@ fn write_boot_area(tree: &Path, raw: &Path, layout: &Layout, core: &[u8]) -> any
             mbr::render(signature, &[protective])
         }
     };
-    mbr::install_boot_code(&mut mbr_sector, &code);
-    write_at(&mbr_sector, 0)?;
-    write_at(core, core_sector)?;
-    file.sync_all().with_context(|| format!("cannot sync {}", raw.display()))
+    mbr::install_boot_code(&mut mbr_sector, boot_code);
+    write_at(&mbr_sector, 0)
 }
 
 fn mbr_entries(layout: &Layout) -> Vec<mbr::MbrEntry> {
