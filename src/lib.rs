@@ -3,9 +3,12 @@
 //! The pipeline is `plan -> root -> extra-data -> pre-install/install/post-install -> post-root
 //! -> finalise -> cleanup -> disk -> convert`; each stage lives in its own module under `stage/`.
 
+pub mod build;
 pub mod cache;
 pub mod cli;
+pub mod disk;
 pub mod element;
+pub mod hashing;
 pub mod manifest;
 pub mod mirror;
 pub mod output;

@@ -57,3 +57,6 @@ pub struct BuildContext<'a> {
     pub break_at: Option<BreakPoint>,
     pub reporter: &'a Reporter,
 }
+
+pub mod convert;
+pub mod disk;

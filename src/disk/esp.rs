@@ -1,0 +1,58 @@
+//! The UEFI system partition, made without mounting: `mkfs.fat --offset` formats its byte range
+//! of the disk file and mtools copies GRUB's EFI binary (from the target's own grub-mkimage) to
+//! the removable-media path firmware boots without NVRAM entries.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Context;
+
+use super::grub::Platform;
+use super::layout::{Layout, Partition};
+use crate::progress::Reporter;
+
+/// Where firmware looks on removable media (and on any disk without a boot entry).
+const REMOVABLE_PATH: &str = "::/EFI/BOOT/BOOTX64.EFI";
+
+/// Format the ESP inside `raw` and put GRUB's EFI image on it.
+pub fn build_esp(tree: &Path, raw: &Path, esp: &Partition, layout: &Layout, reporter: &Reporter) -> anyhow::Result<()> {
+    let _step = reporter.step("ESP (FAT, GRUB x86_64-efi)");
+    let efi_image = super::run_mkimage_in_tree(tree, Platform::X86_64Efi, &layout.grub_root_partition(), reporter)?;
+    reporter.run("mkfs.fat", &mut mkfs_fat_command(raw, esp))?;
+    let staging = tempfile::NamedTempFile::new().context("cannot create a temporary file for the EFI image")?;
+    std::fs::write(staging.path(), efi_image).with_context(|| format!("cannot write {}", staging.path().display()))?;
+    let image = mtools_image(raw, esp);
+    reporter.run("mmd", Command::new("mmd").args(["-i", &image, "::/EFI", "::/EFI/BOOT"]))?;
+    reporter.run("mcopy", Command::new("mcopy").args(["-i", &image]).arg(staging.path()).arg(REMOVABLE_PATH))?;
+    Ok(())
+}
+
+fn mkfs_fat_command(raw: &Path, esp: &Partition) -> Command {
+    let mut command = Command::new("mkfs.fat");
+    command
+        .args(["-n", "ESP", "--offset", &esp.first_lba.to_string()])
+        .arg(raw)
+        // mkfs.fat counts in KiB blocks.
+        .arg((esp.size_bytes() / 1024).to_string());
+    command
+}
+
+/// mtools addresses a partition inside an image file as `FILE@@OFFSET`.
+fn mtools_image(raw: &Path, esp: &Partition) -> String {
+    format!("{}@@{}", raw.display(), esp.offset_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::layout::Role;
+
+    #[test]
+    fn fat_lands_in_the_esp_range() {
+        let esp = Partition { number: 2, role: Role::Esp, first_lba: 4096, sectors: 131072 };
+        let args: Vec<_> =
+            mkfs_fat_command(Path::new("/d.raw"), &esp).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args, ["-n", "ESP", "--offset", "4096", "/d.raw", "65536"]);
+        assert_eq!(mtools_image(Path::new("/d.raw"), &esp), "/d.raw@@2097152");
+    }
+}

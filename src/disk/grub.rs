@@ -1,0 +1,334 @@
+//! GRUB for BIOS by embedding, without grub-install (which wants block devices): boot.img goes in
+//! the MBR, core.img (made by the TARGET's own grub-mkimage, so its modules match the target's
+//! GRUB) goes in the gap after the MBR or in the BIOS boot partition, and grub.cfg is written into
+//! the tree before mkfs.
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::layout::SECTOR;
+
+/// Where the target keeps GRUB's i386-pc images and modules.
+pub const I386_PC_DIR: &str = "usr/lib/grub/i386-pc";
+/// boot.img field: 64-bit LBA of core.img's first sector.
+const BOOT_KERNEL_SECTOR_OFFSET: usize = 0x5c;
+/// diskboot.img (core.img's first sector) ends with a blocklist: 64-bit start LBA, 16-bit length,
+/// 16-bit segment. Its start must name the sector right after core.img's first.
+const DISKBOOT_BLOCKLIST_START_OFFSET: usize = SECTOR - 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrubError {
+    #[error("no kernel in {0} (expected vmlinuz-VERSION; install a kernel package)")]
+    NoKernel(PathBuf),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is {actual} bytes, expected {expected} (is grub-pc-bin installed in the tree?)")]
+    BadBootImage { path: PathBuf, actual: usize, expected: usize },
+    #[error("core.img is {size} bytes but only {room} bytes are free for it before the first partition")]
+    CoreTooLarge { size: usize, room: u64 },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("the tree has no {path} (install {package} in the image)")]
+    MissingTool { path: PathBuf, package: &'static str },
+}
+
+/// The kernel the image boots: the newest `vmlinuz-*` in /boot, and its initrd if there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootKernel {
+    pub version: String,
+    pub initrd: bool,
+}
+
+pub fn find_kernel(tree: &Path) -> Result<BootKernel, GrubError> {
+    let boot = tree.join("boot");
+    let entries = std::fs::read_dir(&boot).map_err(|source| GrubError::Read { path: boot.clone(), source })?;
+    let mut versions: Vec<String> = entries
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.strip_prefix("vmlinuz-")).map(str::to_owned))
+        .collect();
+    versions.sort_by(|a, b| compare_versions(a, b));
+    let version = versions.pop().ok_or_else(|| GrubError::NoKernel(boot.clone()))?;
+    let initrd = boot.join(format!("initrd.img-{version}")).exists();
+    Ok(BootKernel { version, initrd })
+}
+
+/// Compare kernel versions the way humans read them: digit runs numerically, the rest as text
+/// (`6.1.0-10` > `6.1.0-9`).
+fn compare_versions(a: &str, b: &str) -> Ordering {
+    let (mut left, mut right) = (a, b);
+    loop {
+        match (left.is_empty(), right.is_empty()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            _ => {}
+        }
+        let (l_chunk, l_rest) = split_chunk(left);
+        let (r_chunk, r_rest) = split_chunk(right);
+        let ordering = match (l_chunk.parse::<u64>(), r_chunk.parse::<u64>()) {
+            (Ok(l), Ok(r)) => l.cmp(&r),
+            _ => l_chunk.cmp(r_chunk),
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+        (left, right) = (l_rest, r_rest);
+    }
+}
+
+fn split_chunk(text: &str) -> (&str, &str) {
+    let digits = text.starts_with(|c: char| c.is_ascii_digit());
+    let end = text.find(|c: char| c.is_ascii_digit() != digits).unwrap_or(text.len());
+    text.split_at(end)
+}
+
+/// Everything grub.cfg needs to know.
+pub struct BootConfig<'a> {
+    pub kernel: &'a BootKernel,
+    pub root_uuid: &'a str,
+    pub kernel_args: &'a [String],
+}
+
+/// grub.cfg: serial and VGA console, one entry, short timeout. Written by us instead of
+/// update-grub, which probes block devices the build does not have.
+pub fn render_grub_cfg(config: &BootConfig<'_>) -> String {
+    let version = &config.kernel.version;
+    let mut cmdline = format!(
+        "root=UUID={} ro console=tty0 console=ttyS0,115200n8 net.ifnames=0 biosdevname=0",
+        config.root_uuid
+    );
+    for arg in config.kernel_args {
+        cmdline.push(' ');
+        cmdline.push_str(arg);
+    }
+    let initrd = if config.kernel.initrd { format!("\tinitrd /boot/initrd.img-{version}\n") } else { String::new() };
+    format!(
+        "# Written by mesos-image; regenerate with update-grub inside the guest if you like.\n\
+         serial --unit=0 --speed=115200\n\
+         terminal_input serial console\n\
+         terminal_output serial console\n\
+         set default=0\n\
+         set timeout=1\n\
+         \n\
+         menuentry 'Linux {version}' {{\n\
+         \tinsmod part_msdos\n\
+         \tinsmod part_gpt\n\
+         \tinsmod ext2\n\
+         \tsearch --no-floppy --fs-uuid --set=root {uuid}\n\
+         \tlinux /boot/vmlinuz-{version} {cmdline}\n\
+         {initrd}}}\n",
+        uuid = config.root_uuid,
+    )
+}
+
+/// /etc/fstab with our root line first; other mounts the elements wrote stay, any other `/`
+/// line goes (it names a filesystem that no longer exists).
+pub fn render_fstab(existing: &str, root_uuid: &str) -> String {
+    let mut out = format!("UUID={root_uuid} / ext4 defaults,errors=remount-ro 0 1\n");
+    for line in existing.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let is_root_mount = !line.trim_start().starts_with('#') && fields.get(1) == Some(&"/");
+        if !is_root_mount {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A GRUB platform we build a core image for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// BIOS: core.img embedded after the MBR or in the BIOS boot partition.
+    I386Pc,
+    /// UEFI: an EFI binary on the ESP.
+    X86_64Efi,
+}
+
+impl Platform {
+    /// GRUB's name, used by `-O` and as the module directory name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::I386Pc => "i386-pc",
+            Platform::X86_64Efi => "x86_64-efi",
+        }
+    }
+
+    /// What the core must hold to read grub.cfg; the rest loads from `$prefix/<platform>`.
+    fn core_modules(self, partmap: &'static str) -> Vec<&'static str> {
+        match self {
+            Platform::I386Pc => vec!["biosdisk", partmap, "ext2"],
+            Platform::X86_64Efi => vec![partmap, "ext2"],
+        }
+    }
+}
+
+/// grub-mkimage command, run chrooted in the tree so the target's GRUB builds its own core.
+/// `output_in_tree` is a path inside the tree.
+pub fn mkimage_command(tree: &Path, platform: Platform, output_in_tree: &str, grub_root_partition: &str) -> Command {
+    let partmap = if grub_root_partition.starts_with("gpt") { "part_gpt" } else { "part_msdos" };
+    let mut command = Command::new("chroot");
+    command
+        .arg(tree)
+        .args(["grub-mkimage", "-O", platform.name(), "-d", &format!("/usr/lib/grub/{}", platform.name())])
+        .args(["-o", output_in_tree])
+        .args(["-p", &format!("(hd0,{grub_root_partition})/boot/grub")])
+        .args(platform.core_modules(partmap))
+        // A minimal PATH: the host's may name directories the tree lacks.
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    command
+}
+
+/// Copy the platform's modules and lists to `/boot/grub/<platform>`, where core.img's prefix
+/// makes GRUB look for `normal.mod` and the rest (grub-install does the same).
+pub fn install_modules(tree: &Path, platform: &str) -> Result<(), GrubError> {
+    let source = tree.join("usr/lib/grub").join(platform);
+    let target = tree.join("boot/grub").join(platform);
+    std::fs::create_dir_all(&target).map_err(|source| GrubError::Write { path: target.clone(), source })?;
+    let entries = std::fs::read_dir(&source).map_err(|err| GrubError::Read { path: source.clone(), source: err })?;
+    for entry in entries {
+        let entry = entry.map_err(|err| GrubError::Read { path: source.clone(), source: err })?;
+        let name = entry.file_name();
+        let wanted = Path::new(&name).extension().is_some_and(|ext| ext == "mod" || ext == "lst");
+        if wanted {
+            let destination = target.join(&name);
+            std::fs::copy(entry.path(), &destination).map_err(|source| GrubError::Write { path: destination, source })?;
+        }
+    }
+    Ok(())
+}
+
+/// Check the target can build a core.img before any work is done.
+pub fn check_tree_has_grub(tree: &Path) -> Result<(), GrubError> {
+    require_in_tree(tree, &["usr/bin/grub-mkimage", "usr/lib/grub/i386-pc/boot.img", "usr/lib/grub/i386-pc/biosdisk.mod"], "grub-pc-bin")
+}
+
+/// Check the target can build a UEFI GRUB image (`image.uefi`).
+pub fn check_tree_has_efi_grub(tree: &Path) -> Result<(), GrubError> {
+    require_in_tree(tree, &["usr/bin/grub-mkimage", "usr/lib/grub/x86_64-efi/part_gpt.mod"], "grub-efi-amd64-bin")
+}
+
+fn require_in_tree(tree: &Path, relatives: &[&str], package: &'static str) -> Result<(), GrubError> {
+    match relatives.iter().find(|relative| !tree.join(relative).exists()) {
+        Some(missing) => Err(GrubError::MissingTool { path: Path::new("/").join(missing), package }),
+        None => Ok(()),
+    }
+}
+
+/// The 440 bytes of boot code for the MBR: the tree's boot.img pointed at `core_sector`.
+pub fn boot_code(boot_img: &[u8], boot_img_path: &Path, core_sector: u64) -> Result<Vec<u8>, GrubError> {
+    if boot_img.len() != SECTOR {
+        return Err(GrubError::BadBootImage { path: boot_img_path.to_owned(), actual: boot_img.len(), expected: SECTOR });
+    }
+    let mut code = boot_img.to_vec();
+    code[BOOT_KERNEL_SECTOR_OFFSET..BOOT_KERNEL_SECTOR_OFFSET + 8].copy_from_slice(&core_sector.to_le_bytes());
+    code.truncate(super::mbr::BOOT_CODE_SIZE);
+    Ok(code)
+}
+
+/// core.img as it must lie at `core_sector`: its first sector's blocklist points at the rest.
+pub fn place_core(mut core: Vec<u8>, core_sector: u64, room_sectors: u64) -> Result<Vec<u8>, GrubError> {
+    let room = room_sectors * SECTOR as u64;
+    if core.len() as u64 > room || core.len() < SECTOR {
+        return Err(GrubError::CoreTooLarge { size: core.len(), room });
+    }
+    let at = DISKBOOT_BLOCKLIST_START_OFFSET;
+    core[at..at + 8].copy_from_slice(&(core_sector + 1).to_le_bytes());
+    Ok(core)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_kernel_wins_numerically() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = dir.path().join("boot");
+        std::fs::create_dir(&boot).unwrap();
+        for name in ["vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-10-amd64", "initrd.img-6.1.0-10-amd64", "config-7.0"] {
+            std::fs::write(boot.join(name), b"").unwrap();
+        }
+        let kernel = find_kernel(dir.path()).unwrap();
+        assert_eq!(kernel, BootKernel { version: "6.1.0-10-amd64".into(), initrd: true });
+    }
+
+    #[test]
+    fn missing_kernel_names_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("boot")).unwrap();
+        let err = find_kernel(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("/boot") && err.contains("no kernel"), "{err}");
+    }
+
+    #[test]
+    fn version_order() {
+        assert_eq!(compare_versions("3.13.0-170-generic", "3.13.0-24-generic"), Ordering::Greater);
+        assert_eq!(compare_versions("6.1.0", "6.1.0-1"), Ordering::Less);
+        assert_eq!(compare_versions("5.4", "5.4"), Ordering::Equal);
+    }
+
+    #[test]
+    fn grub_cfg_has_serial_console_uuid_and_args() {
+        let kernel = BootKernel { version: "6.1.0-10-amd64".into(), initrd: true };
+        let args = vec!["quiet".to_owned()];
+        let cfg = render_grub_cfg(&BootConfig { kernel: &kernel, root_uuid: "abcd", kernel_args: &args });
+        assert!(cfg.contains("serial --unit=0 --speed=115200\n"));
+        assert!(cfg.contains("terminal_input serial console\n"));
+        assert!(cfg.contains("set timeout=1\n"));
+        assert!(cfg.contains("search --no-floppy --fs-uuid --set=root abcd\n"));
+        assert!(cfg.contains(
+            "\tlinux /boot/vmlinuz-6.1.0-10-amd64 root=UUID=abcd ro console=tty0 console=ttyS0,115200n8 net.ifnames=0 biosdevname=0 quiet\n"
+        ));
+        assert!(cfg.contains("\tinitrd /boot/initrd.img-6.1.0-10-amd64\n}\n"));
+    }
+
+    #[test]
+    fn grub_cfg_without_initrd_has_no_initrd_line() {
+        let kernel = BootKernel { version: "5".into(), initrd: false };
+        let cfg = render_grub_cfg(&BootConfig { kernel: &kernel, root_uuid: "u", kernel_args: &[] });
+        assert!(!cfg.contains("initrd"));
+    }
+
+    #[test]
+    fn fstab_replaces_root_line_and_keeps_others() {
+        let existing = "# comment with / in it\nLABEL=cloudimg-rootfs / ext4 defaults 0 1\nproc /proc proc defaults 0 0\n";
+        let fstab = render_fstab(existing, "u-1");
+        assert_eq!(
+            fstab,
+            "UUID=u-1 / ext4 defaults,errors=remount-ro 0 1\n# comment with / in it\nproc /proc proc defaults 0 0\n"
+        );
+    }
+
+    #[test]
+    fn boot_code_points_at_core_and_stops_before_the_table() {
+        let boot_img = vec![0xAAu8; 512];
+        let code = boot_code(&boot_img, Path::new("boot.img"), 2048).unwrap();
+        assert_eq!(code.len(), 440);
+        assert_eq!(&code[0x5c..0x64], &2048u64.to_le_bytes());
+        assert_eq!(code[0x5b], 0xAA);
+        assert!(boot_code(&[0; 10], Path::new("boot.img"), 1).unwrap_err().to_string().contains("boot.img"));
+    }
+
+    #[test]
+    fn core_blocklist_follows_its_sector_and_size_is_checked() {
+        let core = place_core(vec![0u8; 4 * 512], 2048, 2048).unwrap();
+        assert_eq!(&core[500..508], &2049u64.to_le_bytes());
+        let err = place_core(vec![0u8; 3 * 512], 1, 2).unwrap_err();
+        assert!(matches!(err, GrubError::CoreTooLarge { .. }));
+    }
+
+    #[test]
+    fn mkimage_uses_the_partition_map_of_the_table() {
+        let args = |part: &str| {
+            mkimage_command(Path::new("/t"), Platform::I386Pc, "/tmp/core.img", part)
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert!(args("msdos1").ends_with("-p (hd0,msdos1)/boot/grub biosdisk part_msdos ext2"));
+        assert!(args("gpt2").ends_with("-p (hd0,gpt2)/boot/grub biosdisk part_gpt ext2"));
+    }
+}

@@ -1,0 +1,276 @@
+//! Tree -> bootable raw disk file, without loop devices, device-mapper or mounts: the partition
+//! table and GRUB's boot sectors are written by us, the root filesystem by `mkfs.ext4 -d` straight
+//! into its byte range of the file.
+
+pub mod esp;
+pub mod ext4;
+pub mod gpt;
+pub mod grub;
+pub mod layout;
+pub mod mbr;
+pub mod size;
+pub mod uuid;
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::progress::Reporter;
+use crate::recipe::{parse_size, ImageSpec, Partitioning};
+use ext4::{Ext4Generation, Ext4Spec};
+use grub::{BootConfig, BootKernel};
+use layout::{Layout, Role, MIB, SECTOR};
+use uuid::Guid;
+
+/// What the disk stage made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskReport {
+    pub path: PathBuf,
+    pub disk_bytes: u64,
+    pub partitioning: Partitioning,
+    pub root_partition: u32,
+    pub root_uuid: String,
+    pub root_label: String,
+    /// The `-O` string given to mke2fs.
+    pub ext4_features: String,
+    pub kernel_version: String,
+    /// Bytes the tree occupies as ext4 will store it.
+    pub tree_bytes: u64,
+    pub mkfs_time: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("--image-size (image.size) `{given}`: {reason}")]
+    BadImageSize { given: String, reason: String },
+    #[error("--image-size (image.size) `{given}` is too small for the tree: it needs at least {needed_mib} MiB")]
+    ImageSizeTooSmall { given: String, needed_mib: u64 },
+    #[error("image.uefi needs `partitioning: gpt` (an ESP cannot live in this MBR layout)")]
+    UefiNeedsGpt,
+    #[error("cannot measure the tree {tree}: {source}")]
+    Measure { tree: PathBuf, source: walkdir::Error },
+}
+
+/// Build the bootable raw disk `raw` from `tree` for a target of `release`.
+///
+/// Writes `/boot/grub/grub.cfg` and `/etc/fstab` into the tree first, so they land in the image.
+pub fn build_disk(tree: &Path, spec: &ImageSpec, release: &str, raw: &Path, reporter: &Reporter) -> anyhow::Result<DiskReport> {
+    let kernel = grub::find_kernel(tree)?;
+    grub::check_tree_has_grub(tree)?;
+    if spec.uefi {
+        grub::check_tree_has_efi_grub(tree)?;
+    }
+    let usage = size::measure_tree(tree).map_err(|source| DiskError::Measure { tree: tree.to_owned(), source })?;
+    let layout = choose_layout(spec, usage)?;
+    let root_uuid = Guid::random().context("cannot read random bytes for the filesystem UUID")?;
+    write_boot_files(tree, &kernel, &root_uuid.to_string(), &spec.kernel_args)?;
+    let core = make_core_img(tree, &layout, reporter)?;
+    if spec.uefi {
+        grub::install_modules(tree, grub::Platform::X86_64Efi.name())?;
+    }
+    create_sparse_file(raw, layout.disk_bytes)?;
+
+    let generation = Ext4Generation::for_release(release);
+    let ext4 = Ext4Spec { tree, label: &spec.root_label, uuid: root_uuid, generation };
+    let root = layout.root();
+    let started = Instant::now();
+    {
+        let _step = reporter.step(format!("mkfs.ext4 -d ({} MiB root filesystem)", root.size_bytes() / MIB));
+        reporter.run("mkfs.ext4", &mut ext4::mkfs_command(&ext4, raw, &root))?;
+    }
+    let mkfs_time = started.elapsed();
+    if let Some(esp) = layout.find(Role::Esp) {
+        esp::build_esp(tree, raw, &esp, &layout, reporter)?;
+    }
+    // The table and boot sectors go in after mkfs, so nothing mkfs does can touch them.
+    write_boot_area(tree, raw, &layout, &core)?;
+    Ok(DiskReport {
+        path: raw.to_owned(),
+        disk_bytes: layout.disk_bytes,
+        partitioning: layout.table,
+        root_partition: root.number,
+        root_uuid: root_uuid.to_string(),
+        root_label: spec.root_label.clone(),
+        ext4_features: generation.feature_flags().to_owned(),
+        kernel_version: kernel.version,
+        tree_bytes: usage.data_bytes,
+        mkfs_time,
+    })
+}
+
+/// The disk layout for the given or computed size; a given size must hold the tree.
+fn choose_layout(spec: &ImageSpec, usage: size::TreeUsage) -> Result<Layout, DiskError> {
+    if spec.uefi && spec.partitioning != Partitioning::Gpt {
+        return Err(DiskError::UefiNeedsGpt);
+    }
+    let overhead = layout::overhead_bytes(spec.partitioning, spec.uefi);
+    let minimum_disk = size::minimum_fs_bytes(usage) + overhead;
+    let Some(given) = &spec.size else {
+        let disk_bytes = size::default_fs_bytes(usage) + overhead;
+        return Layout::for_disk(spec.partitioning, spec.uefi, disk_bytes)
+            .ok_or(DiskError::ImageSizeTooSmall { given: disk_bytes.to_string(), needed_mib: minimum_disk / MIB });
+    };
+    let bytes = parse_size(given).map_err(|reason| DiskError::BadImageSize { given: given.clone(), reason })?;
+    let too_small = || DiskError::ImageSizeTooSmall { given: given.clone(), needed_mib: minimum_disk / MIB };
+    let layout = Layout::for_disk(spec.partitioning, spec.uefi, bytes).ok_or_else(too_small)?;
+    if layout.root().size_bytes() < size::minimum_fs_bytes(usage) {
+        return Err(too_small());
+    }
+    Ok(layout)
+}
+
+/// grub.cfg and fstab, written into the tree before mkfs copies it.
+fn write_boot_files(tree: &Path, kernel: &BootKernel, root_uuid: &str, kernel_args: &[String]) -> anyhow::Result<()> {
+    let grub_dir = tree.join("boot/grub");
+    std::fs::create_dir_all(&grub_dir).with_context(|| format!("cannot create {}", grub_dir.display()))?;
+    let cfg = grub::render_grub_cfg(&BootConfig { kernel, root_uuid, kernel_args });
+    write_file(&grub_dir.join("grub.cfg"), &cfg)?;
+    let fstab_path = tree.join("etc/fstab");
+    let existing = match std::fs::read_to_string(&fstab_path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", fstab_path.display())),
+    };
+    write_file(&fstab_path, &grub::render_fstab(&existing, root_uuid))
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Run the target's grub-mkimage in the tree and return core.img placed for its sector.
+fn make_core_img(tree: &Path, layout: &Layout, reporter: &Reporter) -> anyhow::Result<Vec<u8>> {
+    let _step = reporter.step("grub-mkimage (target's own, i386-pc)");
+    grub::install_modules(tree, grub::Platform::I386Pc.name())?;
+    let core = run_mkimage_in_tree(tree, grub::Platform::I386Pc, &layout.grub_root_partition(), reporter)?;
+    let (sector, room) = layout.core_img_area();
+    Ok(grub::place_core(core, sector, room)?)
+}
+
+/// grub-mkimage chrooted in the tree, writing to the tree's /tmp; returns the image bytes and
+/// never leaves the file behind.
+pub(crate) fn run_mkimage_in_tree(tree: &Path, platform: grub::Platform, partition: &str, reporter: &Reporter) -> anyhow::Result<Vec<u8>> {
+    let tmp = tree.join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let name = format!("mesos-image-{}-{}.img", platform.name(), std::process::id());
+    let in_tree = format!("/tmp/{name}");
+    let on_host = tmp.join(&name);
+    let result = reporter.run("grub-mkimage", &mut grub::mkimage_command(tree, platform, &in_tree, partition));
+    let image = result.and_then(|()| std::fs::read(&on_host).with_context(|| format!("cannot read {}", on_host.display())));
+    let _ = std::fs::remove_file(&on_host);
+    image
+}
+
+fn create_sparse_file(path: &Path, bytes: u64) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.set_len(bytes).with_context(|| format!("cannot size {} to {bytes} bytes", path.display()))
+}
+
+/// GRUB's boot code and partition table in the MBR, core.img where boot.img looks.
+fn write_boot_area(tree: &Path, raw: &Path, layout: &Layout, core: &[u8]) -> anyhow::Result<()> {
+    let boot_img_path = tree.join(grub::I386_PC_DIR).join("boot.img");
+    let boot_img = std::fs::read(&boot_img_path).with_context(|| format!("cannot read {}", boot_img_path.display()))?;
+    let (core_sector, _) = layout.core_img_area();
+    let code = grub::boot_code(&boot_img, &boot_img_path, core_sector)?;
+    write_partition_table(raw, layout, &code)?;
+    let file = OpenOptions::new().write(true).open(raw).with_context(|| format!("cannot open {}", raw.display()))?;
+    file.write_all_at(core, core_sector * SECTOR as u64)
+        .with_context(|| format!("cannot write core.img to {} at sector {core_sector}", raw.display()))?;
+    file.sync_all().with_context(|| format!("cannot sync {}", raw.display()))
+}
+
+/// Write `layout`'s partition table (MBR, or protective MBR + both GPT copies) into the disk
+/// file `raw`, with `boot_code` (at most 440 bytes) in front of the MBR's table.
+pub fn write_partition_table(raw: &Path, layout: &Layout, boot_code: &[u8]) -> anyhow::Result<()> {
+    let file = OpenOptions::new().write(true).open(raw).with_context(|| format!("cannot open {}", raw.display()))?;
+    let write_at = |bytes: &[u8], lba: u64| {
+        file.write_all_at(bytes, lba * SECTOR as u64).with_context(|| format!("cannot write {} at sector {lba}", raw.display()))
+    };
+    let signature = uuid::random_disk_signature().context("cannot read random bytes for the disk signature")?;
+    let mut mbr_sector = match layout.table {
+        Partitioning::Mbr => mbr::render(signature, &mbr_entries(layout)),
+        Partitioning::Gpt => {
+            let image = gpt::render(Guid::random()?, layout.disk_sectors(), &gpt_entries(layout)?);
+            write_at(&image.primary_header, 1)?;
+            write_at(&image.entries, 2)?;
+            write_at(&image.entries, image.backup_entries_lba)?;
+            write_at(&image.backup_header, image.backup_header_lba)?;
+            let protective = mbr::MbrEntry {
+                bootable: false,
+                kind: mbr::TYPE_GPT_PROTECTIVE,
+                first_lba: 1,
+                sectors: layout.disk_sectors() - 1,
+            };
+            mbr::render(signature, &[protective])
+        }
+    };
+    mbr::install_boot_code(&mut mbr_sector, boot_code);
+    write_at(&mbr_sector, 0)
+}
+
+fn mbr_entries(layout: &Layout) -> Vec<mbr::MbrEntry> {
+    let root = layout.root();
+    vec![mbr::MbrEntry { bootable: true, kind: mbr::TYPE_LINUX, first_lba: root.first_lba, sectors: root.sectors }]
+}
+
+fn gpt_entries(layout: &Layout) -> anyhow::Result<Vec<gpt::GptEntry>> {
+    layout
+        .partitions
+        .iter()
+        .map(|partition| {
+            let (kind, name, attributes) = match partition.role {
+                Role::BiosBoot => (gpt::TYPE_BIOS_BOOT, "bios", 0),
+                Role::Esp => (gpt::TYPE_EFI_SYSTEM, "esp", 0),
+                Role::Root => (gpt::TYPE_LINUX_FS, "root", gpt::ATTR_LEGACY_BOOTABLE),
+            };
+            Ok(gpt::GptEntry {
+                kind,
+                unique: Guid::random()?,
+                first_lba: partition.first_lba,
+                last_lba: partition.first_lba + partition.sectors - 1,
+                attributes,
+                name: name.to_owned(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(mib: u64) -> size::TreeUsage {
+        size::TreeUsage { data_bytes: mib * MIB, inodes: 1000 }
+    }
+
+    #[test]
+    fn computed_size_has_headroom() {
+        let layout = choose_layout(&ImageSpec::default(), usage(1000)).unwrap();
+        assert!(layout.root().size_bytes() >= size::default_fs_bytes(usage(1000)));
+        assert_eq!(layout.disk_bytes % MIB, 0);
+    }
+
+    #[test]
+    fn given_size_too_small_names_the_option() {
+        let spec = ImageSpec { size: Some("512M".into()), ..ImageSpec::default() };
+        let err = choose_layout(&spec, usage(1000)).unwrap_err().to_string();
+        assert!(err.starts_with("--image-size (image.size) `512M` is too small"), "{err}");
+    }
+
+    #[test]
+    fn given_size_is_the_disk_size() {
+        let spec = ImageSpec { size: Some("4G".into()), ..ImageSpec::default() };
+        let layout = choose_layout(&spec, usage(1000)).unwrap();
+        assert_eq!(layout.disk_bytes, 4 << 30);
+    }
+
+    #[test]
+    fn bad_size_names_the_option() {
+        let spec = ImageSpec { size: Some("4Q".into()), ..ImageSpec::default() };
+        let err = choose_layout(&spec, usage(1)).unwrap_err().to_string();
+        assert!(err.starts_with("--image-size (image.size) `4Q`:"), "{err}");
+    }
+}

@@ -1,0 +1,80 @@
+//! mke2fs on this host accepts each release's feature string and the result has exactly the
+//! features the target can read. Runs mkfs on small files: fast, no root.
+
+use std::path::Path;
+use std::process::Command;
+
+use mesos_image::disk::ext4::{mkfs_command, offset_device, Ext4Generation, Ext4Spec};
+use mesos_image::disk::layout::{Layout, MIB};
+use mesos_image::disk::uuid::Guid;
+use mesos_image::recipe::Partitioning;
+
+fn features_after_mkfs(release: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hostname"), "probe\n").unwrap();
+    std::fs::hard_link(tree.join("etc/hostname"), tree.join("etc/hostname.link")).unwrap();
+    let raw = dir.path().join("disk.raw");
+    let layout = Layout::for_disk(Partitioning::Mbr, false, 64 * MIB).unwrap();
+    std::fs::File::create(&raw).unwrap().set_len(layout.disk_bytes).unwrap();
+    // Bytes before the partition must survive mkfs (the MBR and core.img live there).
+    let spec = Ext4Spec {
+        tree: &tree,
+        label: "cloudimg-rootfs",
+        uuid: Guid::random().unwrap(),
+        generation: Ext4Generation::for_release(release),
+    };
+    let output = mkfs_command(&spec, &raw, &layout.root()).output().unwrap();
+    assert!(output.status.success(), "{release}: {}", String::from_utf8_lossy(&output.stderr));
+    let device = offset_device(&raw, &layout.root());
+    let fsck = Command::new("e2fsck").args(["-fn", &device]).output().unwrap();
+    assert!(fsck.status.success(), "{release}: {}", String::from_utf8_lossy(&fsck.stdout));
+    let links = run(Command::new("debugfs").args(["-R", "stat /etc/hostname", &device]));
+    assert!(links.contains("Links: 2"), "{release}: hard link not kept: {links}");
+    let head = std::fs::read(&raw).unwrap();
+    assert!(head[..MIB as usize].iter().all(|b| *b == 0), "{release}: mkfs wrote before the partition");
+    let header = run(Command::new("dumpe2fs").args(["-h", &device]));
+    header.lines().find(|l| l.starts_with("Filesystem features:")).unwrap().to_owned()
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn has(features: &str, name: &str) -> bool {
+    features.split_whitespace().any(|f| f == name)
+}
+
+#[test]
+fn trusty_filesystem_has_only_what_e2fsprogs_1_42_knows() {
+    let features = features_after_mkfs("trusty");
+    for absent in ["metadata_csum", "metadata_csum_seed", "64bit", "orphan_file"] {
+        assert!(!has(&features, absent), "{absent} in {features}");
+    }
+    for present in ["has_journal", "extent", "flex_bg", "huge_file", "dir_nlink", "extra_isize"] {
+        assert!(has(&features, present), "{present} missing from {features}");
+    }
+}
+
+#[test]
+fn focal_keeps_checksums_without_orphan_file() {
+    let features = features_after_mkfs("focal");
+    assert!(has(&features, "metadata_csum") && has(&features, "64bit"), "{features}");
+    assert!(!has(&features, "orphan_file") && !has(&features, "metadata_csum_seed"), "{features}");
+}
+
+#[test]
+fn bookworm_has_no_checksum_seed() {
+    let features = features_after_mkfs("bookworm");
+    assert!(has(&features, "metadata_csum"), "{features}");
+    assert!(!has(&features, "metadata_csum_seed"), "{features}");
+}
+
+#[test]
+fn offset_device_names_the_partition() {
+    let layout = Layout::for_disk(Partitioning::Mbr, false, 64 * MIB).unwrap();
+    assert_eq!(offset_device(Path::new("/d.raw"), &layout.root()), "/d.raw?offset=1048576");
+}
