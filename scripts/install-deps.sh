@@ -1,16 +1,63 @@
-set -e
-uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-cat > /etc/apt/sources.list.d/backports.sources <<EOT
+#!/usr/bin/env bash
+# Install everything mesos-image needs on a Debian 12 host: build tools, qemu for `mesos-image
+# test`, and a Rust toolchain when none is present. Idempotent; run as root. No mirror is named
+# here: bookworm-backports is added with the URI of the host's own Debian sources.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps.sh: run as root (it installs system packages)" >&2
+    exit 1
+fi
+
+# The first URI of the main Debian archive in the host's apt sources (deb822 or one-line style).
+host_debian_uri() {
+    local uri
+    uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+    if [ -z "$uri" ]; then
+        uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) {print $i; exit}}' \
+            /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | head -n 1 || true)
+    fi
+    printf '%s\n' "$uri"
+}
+
+# qemu-utils on these hosts comes from bookworm-backports, so qemu-system-x86 must too.
+add_backports() {
+    local uri
+    uri=$(host_debian_uri)
+    if [ -z "$uri" ]; then
+        echo "install-deps.sh: no Debian archive found in the host's apt sources" >&2
+        exit 1
+    fi
+    cat > /etc/apt/sources.list.d/mesos-image-backports.sources <<EOF
 Types: deb
 URIs: $uri
 Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOT
+EOF
+}
+
+add_backports
 apt-get update -q
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap debootstrap e2fsprogs grub-pc-bin grub-common mtools dosfstools ubuntu-keyring debian-archive-keyring fdisk dpkg-dev apt-utils gnupg arch-test uidmap squashfs-tools zstd xz-utils
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports qemu-system-x86
-# stages: the cloud-image base downloads with curl.
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl ca-certificates
-# elements: tests/elements/element_tool.py (package-installs.yaml parsing for the chroot phase runner)
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-yaml
+
+packages=(
+    # base trees and element helpers
+    mmdebstrap debootstrap arch-test debian-archive-keyring ubuntu-keyring squashfs-tools
+    zstd xz-utils curl ca-certificates gnupg python3-yaml
+    # disk assembly and conversion
+    e2fsprogs fdisk grub-pc-bin grub-common mtools dosfstools
+    # the Mesos fixture repository used by tests
+    dpkg-dev apt-utils
+    # `mesos-image test`: seed key
+    openssh-client
+    # toolchain pieces crates need
+    gcc libc6-dev pkg-config
+)
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -t bookworm-backports \
+    qemu-system-x86 qemu-utils
+
+# A Rust toolchain: keep the one that is there, else Debian's newer rustc-web/cargo-web.
+if ! command -v cargo >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends rustc-web cargo-web
+fi

@@ -24,6 +24,14 @@ use crate::workdir;
 const LATE_PHASE_DIRS: [&str; 6] =
     ["post-install.d", "post-root.d", "block-device.d", "pre-finalise.d", "finalise.d", "cleanup.d"];
 
+/// Variables that only locate inputs (whose content is hashed anyway) or name the output:
+/// they must not change a key, or building the same image under another name or from a moved
+/// checkout would start cold.
+const KEY_NEUTRAL_ENV: [&str; 3] = ["ELEMENTS_PATH", "IMAGE_NAME", "DIB_ARGS"];
+
+/// Steps that belong to the orchestrator rather than to a stage module.
+const ORCHESTRATOR_STEPS: [&str; 4] = ["restore ", "save ", "publish", "hooks"];
+
 /// Options of one build that are not part of the plan.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -82,7 +90,7 @@ fn add_common_inputs(fingerprint: &mut Fingerprint, plan: &Plan) -> anyhow::Resu
     fingerprint.add_str("arch", &plan.arch);
     fingerprint.add_str("base", &plan.base.map(|b| b.to_string()).unwrap_or_default());
     fingerprint.add_str("mirror", plan.mirror.as_deref().unwrap_or(""));
-    for (key, value) in &plan.env {
+    for (key, value) in plan.env.iter().filter(|(key, _)| !KEY_NEUTRAL_ENV.contains(&key.as_str())) {
         fingerprint.add_str(&format!("env:{key}"), value);
         // Variables naming host files (signing keys, local repositories' keys) change the
         // build when the file changes, not only when the name does.
@@ -321,7 +329,8 @@ enum Resume {
     AfterInstall,
 }
 
-/// Run a stage under a progress step, recording its duration.
+/// Run a stage, recording its duration for the manifest. Stages announce their own steps; the
+/// cache and publishing work announced here is the orchestrator's own.
 fn timed<T>(
     timings: &mut Vec<StageTiming>,
     reporter: &Reporter,
@@ -330,9 +339,9 @@ fn timed<T>(
     work: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let started = Instant::now();
-    let step = reporter.step(stage);
+    let own_step = ORCHESTRATOR_STEPS.iter().any(|prefix| stage.starts_with(prefix)).then(|| reporter.step(stage));
     let result = work().with_context(|| format!("stage {stage}"));
-    drop(step);
+    drop(own_step);
     timings.push(StageTiming { stage: stage.to_owned(), seconds: started.elapsed().as_secs_f64(), cached });
     result
 }
