@@ -48,6 +48,8 @@ packages=(
     e2fsprogs fdisk grub-pc-bin grub-common mtools dosfstools
     # the Mesos fixture repository used by tests
     dpkg-dev apt-utils
+    # bench/ arithmetic
+    bc
     # `mesos-image test`: seed key
     openssh-client
     # toolchain pieces crates need
