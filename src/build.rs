@@ -230,6 +230,8 @@ fn build_in_sandbox(
         Resume::Cold
     };
 
+    // root.d scripts run from the hooks dir too, so it is laid out first, in every build.
+    timed(&mut timings, reporter, "hooks", false, || stage::phases::prepare_hooks(&ctx))?;
     match resume {
         Resume::AfterInstall => timed(&mut timings, reporter, "restore install snapshot", true, || {
             cache.restore_tree(&keys.install, &ctx.target)
@@ -247,7 +249,6 @@ fn build_in_sandbox(
         }
     }
 
-    timed(&mut timings, reporter, "hooks", false, || stage::phases::prepare_hooks(&ctx))?;
     timed(&mut timings, reporter, "extra-data", false, || stage::phases::run_phase(&ctx, Phase::ExtraData))?;
     if resume != Resume::AfterInstall {
         for phase in [Phase::PreInstall, Phase::Install] {
