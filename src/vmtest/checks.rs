@@ -208,13 +208,14 @@ fn cloud_init_snippet(index: usize) -> String {
         r#"r=/var/lib/cloud/data/result.json
 if cloud-init status >/dev/null 2>&1 || cloud-init status 2>&1 | grep -q '^status:'; then
     s=$(cloud-init status 2>&1 | grep '^status:' | tail -n 1)
-else
-    if [ -e /var/lib/cloud/instance/boot-finished ]; then s='status: done'; else s='status: running'; fi
-fi
-case "$s" in *'status: done'*) ;; *) fail {index} "$s"; exit ;; esac
-if [ ! -f "$r" ]; then fail {index} "$s but no $r"; exit; fi
-if tr -d ' \t\r\n' < "$r" | grep -q '"errors":\[\]'; then pass {index} "$s"
-else fail {index} "errors: $(tr -d '\n' < "$r" | sed 's/.*"errors"://')"; fi"#
+elif [ -e /var/lib/cloud/instance/boot-finished ]; then s='status: done'
+else s='status: running'; fi
+if [ ! -f "$r" ]; then fail {index} "$s, no $r"; exit; fi
+errors=$(tr -d '\r\n' < "$r" | sed 's/.*"errors": *\[//; s/\].*//; s/^ *//')
+case "$s" in
+    *'status: done'*) if [ -z "$errors" ]; then pass {index} "$s"; else fail {index} "$s, errors: $errors"; fi ;;
+    *) fail {index} "$s, errors: ${{errors:-none listed}}" ;;
+esac"#
     )
 }
 

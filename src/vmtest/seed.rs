@@ -80,7 +80,8 @@ fn launcher() -> String {
             "while [ ! -e /var/lib/cloud/instance/boot-finished ]; do sleep 2; done; {run_checks}"
         ))
     );
-    format!("if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then {systemd}; else {upstart} & fi")
+    // Launch errors go to the console too, so a run that never reports can be diagnosed.
+    format!("exec >/dev/ttyS0 2>&1; if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then {systemd}; else {upstart} & fi")
 }
 
 /// NoCloud meta-data.
