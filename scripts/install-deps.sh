@@ -10,3 +10,5 @@ EOT
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap debootstrap e2fsprogs grub-pc-bin grub-common mtools dosfstools ubuntu-keyring debian-archive-keyring fdisk dpkg-dev apt-utils gnupg arch-test uidmap squashfs-tools zstd xz-utils
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports qemu-system-x86
+# mesos-image test: ssh-keygen for the guest's throwaway key; mtools/dosfstools build the NoCloud seed.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-client mtools dosfstools

@@ -26,6 +26,9 @@ const HEAT_RUN_TIMEOUT_SECS: u32 = 300;
 /// os-collect-config retries while the running service holds os-refresh-config's lock.
 const HEAT_LOCK_RETRIES: u32 = 10;
 
+/// Two-second polls for the service's own run to finish applying the deployment.
+const HEAT_SETTLE_POLLS: u32 = 60;
+
 /// Deployment id the heat check writes and then looks for (the agent side matches it).
 pub const HEAT_DEPLOYMENT_ID: &str = "mesos-image-check";
 
@@ -249,6 +252,12 @@ while :; do
     sleep 10
 done
 notify=/var/lib/heat-config/deployed/{id}.notify.json
+# The running service may have picked the deployment up first; give its run time to finish.
+j=0
+while [ "$j" -lt {settle} ] && ! {{ grep -qs applied /tmp/mesos-image-check-result && [ -e "$notify" ]; }}; do
+    sleep 2
+    j=$((j + 1))
+done
 if grep -qs applied /tmp/mesos-image-check-result && [ -e "$notify" ]; then pass {index} "applied after $i run(s)"
 elif grep -qs applied /tmp/mesos-image-check-result; then fail {index} "applied but no $notify (os-collect-config exit $rc)"
 else fail {index} "not applied (os-collect-config exit $rc after $i run(s)): $(last_line "$log")"; fi"#,
@@ -256,6 +265,7 @@ else fail {index} "not applied (os-collect-config exit $rc after $i run(s)): $(l
         id = HEAT_DEPLOYMENT_ID,
         run_timeout = HEAT_RUN_TIMEOUT_SECS,
         retries = HEAT_LOCK_RETRIES,
+        settle = HEAT_SETTLE_POLLS,
     )
 }
 

@@ -80,8 +80,11 @@ fn launcher() -> String {
             "while [ ! -e /var/lib/cloud/instance/boot-finished ]; do sleep 2; done; {run_checks}"
         ))
     );
-    // Launch errors go to the console too, so a run that never reports can be diagnosed.
-    format!("exec >/dev/ttyS0 2>&1; if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then {systemd}; else {upstart} & fi")
+    // Launch errors go to the console too, so a run that never reports can be diagnosed. Should
+    // systemd-run fail, the background shell still works: cloud-final's KillMode=process spares it.
+    format!(
+        "exec >/dev/ttyS0 2>&1; if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then {systemd} || {upstart} & else {upstart} & fi"
+    )
 }
 
 /// NoCloud meta-data.
