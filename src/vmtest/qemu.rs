@@ -500,4 +500,22 @@ mod tests {
         // Reaped by Drop, so the pid no longer exists.
         assert!(kill(pid, None).is_err());
     }
+
+    #[test]
+    #[ignore = "needs qemu-system-x86_64: runs the KVM probe guest"]
+    fn auto_accel_is_decided_within_the_probe_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("empty.img");
+        std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+        let config = VmConfig::new(&disk, &dir.path().join("serial.log")).unwrap();
+        let started = Instant::now();
+        let accel = resolve_accel(&config).unwrap();
+        assert_ne!(accel, Accel::Auto);
+        assert!(started.elapsed() < KVM_PROBE_BUDGET + Duration::from_secs(2));
+        if accel == Accel::Tcg {
+            // Forcing KVM where the probe failed must be an error naming KVM, not a hung boot.
+            let forced = VmConfig { accel: Accel::Kvm, ..config };
+            assert!(matches!(resolve_accel(&forced), Err(VmError::KvmUnusable(_))));
+        }
+    }
 }
