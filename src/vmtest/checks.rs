@@ -94,7 +94,7 @@ report() {
 pass() { report "$1" PASS "$2"; }
 fail() { report "$1" FAIL "$2"; }
 is_systemd() { [ -d /run/systemd/system ]; }
-last_line() { tail -n 3 "$1" 2>/dev/null | tr '\n' ' '; }
+tail_of() { tail -n 3 "$1" 2>/dev/null | tr '\n' ' '; }
 printf 'MESOS-IMAGE-%s\n' CHECKS-BEGIN
 "#;
 
@@ -128,10 +128,10 @@ fn file_snippet(index: usize, file: &FileCheck, check: &Check) -> Result<String,
     if let Some(mode) = &file.mode {
         let want = normalise_mode(mode)
             .ok_or_else(|| CheckError::BadMode { index, label: label(check), mode: mode.clone() })?;
-        let _ = writeln!(text, "m=$(stat -c %a \"$p\"); [ \"$m\" = {want} ] || d=\"$d mode $m, want {want};\"");
+        let _ = writeln!(text, "m=$(stat -c %a \"$p\"); [ \"$m\" = {want} ] || d=\"$d${{d:+; }}mode $m, want {want}\"");
     }
     if let Some(needle) = &file.contains {
-        let _ = writeln!(text, "grep -qF -e {} \"$p\" || d=\"$d does not contain the expected text;\"", quote(needle));
+        let _ = writeln!(text, "grep -qF -e {} \"$p\" || d=\"$d${{d:+; }}does not contain the expected text\"", quote(needle));
     }
     let _ = write!(text, "if [ -z \"$d\" ]; then pass {index} \"mode $(stat -c %a \"$p\")\"; else fail {index} \"$d\"; fi");
     Ok(text)
@@ -260,7 +260,7 @@ while [ "$j" -lt {settle} ] && ! {{ grep -qs applied /tmp/mesos-image-check-resu
 done
 if grep -qs applied /tmp/mesos-image-check-result && [ -e "$notify" ]; then pass {index} "applied after $i run(s)"
 elif grep -qs applied /tmp/mesos-image-check-result; then fail {index} "applied but no $notify (os-collect-config exit $rc)"
-else fail {index} "not applied (os-collect-config exit $rc after $i run(s)): $(last_line "$log")"; fi"#,
+else fail {index} "not applied (os-collect-config exit $rc after $i run(s)): $(tail_of "$log")"; fi"#,
         doc = quote(&document.to_string()),
         id = HEAT_DEPLOYMENT_ID,
         run_timeout = HEAT_RUN_TIMEOUT_SECS,
@@ -274,7 +274,7 @@ fn command_snippet(index: usize, command: &CommandCheck) -> String {
         r#"out=/var/lib/mesos-image-check-{index}.out
 timeout {COMMAND_TIMEOUT_SECS} sh -c {run} > "$out" 2>&1 < /dev/null
 rc=$?
-if [ "$rc" -eq 0 ]; then pass {index} "$(last_line "$out")"; else fail {index} "exit $rc: $(last_line "$out")"; fi"#,
+if [ "$rc" -eq 0 ]; then pass {index} "$(tail_of "$out")"; else fail {index} "exit $rc: $(tail_of "$out")"; fi"#,
         run = quote(&command.run)
     )
 }
@@ -336,7 +336,7 @@ mod tests {
         assert!(result_line(&output, 1).contains(" FAIL "));
         assert!(result_line(&output, 2).ends_with("PASS mode 600"), "{output}");
         let bad_file = result_line(&output, 3);
-        assert!(bad_file.contains(" FAIL ") && bad_file.contains("mode 600, want 644") && bad_file.contains("does not contain"), "{bad_file}");
+        assert!(bad_file.contains(" FAIL ") && bad_file.ends_with("FAIL mode 600, want 644; does not contain the expected text"), "{bad_file}");
         assert!(result_line(&output, 4).ends_with("PASS it works"), "{output}");
         assert!(result_line(&output, 5).contains("FAIL exit 3: broken"), "{output}");
     }

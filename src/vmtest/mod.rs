@@ -133,11 +133,21 @@ pub fn run_checks(
     drop(vm);
 
     if let Some(keep) = &options.keep_serial_log {
-        std::fs::copy(&serial_log, keep).with_context(|| format!("cannot copy the serial log to {}", keep.display()))?;
+        keep_copy(&serial_log, keep)?;
     }
     let log = std::fs::read(&serial_log).with_context(|| format!("cannot read {}", serial_log.display()))?;
     let report = Report::from_serial_log(&String::from_utf8_lossy(&log), checks);
     Ok(TestOutcome { report, accel: accel.name().to_owned(), phases, problem })
+}
+
+/// Copy under a temporary name beside the target, then rename: no half-written log is left.
+fn keep_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let mut partial = to.as_os_str().to_owned();
+    partial.push(".part");
+    let partial = PathBuf::from(partial);
+    std::fs::copy(from, &partial).with_context(|| format!("cannot copy the serial log to {}", partial.display()))?;
+    std::fs::rename(&partial, to).with_context(|| format!("cannot rename {} to {}", partial.display(), to.display()))?;
+    Ok(())
 }
 
 fn vm_config(image: &Path, seed_image: &Path, serial_log: &Path, options: &TestOptions) -> anyhow::Result<VmConfig> {
