@@ -1,4 +1,4 @@
-//! NoCloud seed: a vfat image labelled CIDATA, built without mounting (mkfs.vfat + mcopy).
+//! NoCloud seed: a vfat image labelled `cidata`, built without mounting (mkfs.vfat + mcopy).
 //!
 //! The user-data installs the check script with `write_files` and starts it from `runcmd`,
 //! detached, so it runs after cloud-init has finished: as a transient systemd unit where systemd
@@ -11,6 +11,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::checks::{quote, GUEST_SCRIPT_PATH};
+
+/// Lowercase on purpose: cloud-init before 17.x (trusty's 0.7.5) asks blkid for `LABEL=cidata`
+/// only, case-sensitively; newer cloud-init and ds-identify accept either case.
+const SEED_LABEL: &str = "cidata";
 
 /// Size of the seed filesystem in KiB; user-data with a long check list stays far below it.
 const SEED_KIB: u32 = 2048;
@@ -103,7 +107,7 @@ pub fn build_seed(spec: &SeedSpec, dir: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot write {}", meta_data_path.display()))?;
     let image = dir.join("seed.img");
     let _ = std::fs::remove_file(&image);
-    run_tool(Command::new("mkfs.vfat").args(["-C", "-n", "CIDATA"]).arg(&image).arg(SEED_KIB.to_string()))?;
+    run_tool(Command::new("mkfs.vfat").args(["-C", "-n", SEED_LABEL]).arg(&image).arg(SEED_KIB.to_string()))?;
     run_tool(Command::new("mcopy").arg("-i").arg(&image).arg(&user_data_path).arg(&meta_data_path).arg("::/"))?;
     Ok(image)
 }
@@ -167,7 +171,7 @@ mod tests {
         let listing = String::from_utf8_lossy(&listing.stdout);
         assert!(listing.contains("user-data") && listing.contains("meta-data"), "{listing}");
         let label = Command::new("mlabel").args(["-s", "-i"]).arg(&image).arg("::").output().unwrap();
-        assert!(String::from_utf8_lossy(&label.stdout).contains("CIDATA"));
+        assert!(String::from_utf8_lossy(&label.stdout).contains("cidata"));
     }
 
     #[test]
