@@ -178,3 +178,34 @@ fn image_without_recipe_or_manifest_says_how_to_pass_one() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("plain.qcow2") && stderr.contains("--recipe NAME"), "{stderr}");
 }
+
+#[test]
+#[ignore = "needs qemu-system-x86_64: boots an empty disk until the timeout"]
+fn a_guest_that_never_reports_times_out_with_every_check_failed() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("vmtest-fixture.yaml"), RECIPE).unwrap();
+    let image = work.path().join("empty.img");
+    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    let started = Instant::now();
+    let output = Command::cargo_bin("mesos-image")
+        .unwrap()
+        .arg("--quiet")
+        .arg("test")
+        .arg(&image)
+        .arg("--recipes-dir")
+        .arg(work.path())
+        .args(["--recipe", "vmtest-fixture", "--accel", "tcg", "--format", "json", "--timeout", "5", "--memory", "128"])
+        .output()
+        .unwrap();
+    assert!(started.elapsed().as_secs() < 30, "the timeout must end the run");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // --quiet: only the one-line error.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("11 of 11 checks failed: timed out after 5s"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["started"], false);
+    assert!(json["results"].as_array().unwrap().iter().all(|r| r["result"] == "fail"));
+    // The image was attached as a snapshot: still all zeros.
+    assert!(std::fs::read(&image).unwrap().iter().all(|&b| b == 0));
+}
