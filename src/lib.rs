@@ -18,4 +18,5 @@ pub mod progress;
 pub mod recipe;
 pub mod sandbox;
 pub mod stage;
+pub mod vmtest;
 pub mod workdir;

@@ -1,12 +1,200 @@
-//! `mesos-image test`.
+//! `mesos-image test IMAGE [--recipe NAME]`: boot the image in qemu and run its recipe's checks.
 
-use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
 
 use super::GlobalOpts;
+use crate::recipe::{Check, Recipe};
+use crate::vmtest::qemu::Accel;
+use crate::vmtest::{self, Phase, TestOptions, TestOutcome};
 
 #[derive(Debug, Args)]
-pub struct TestArgs {}
+pub struct TestArgs {
+    /// The disk image to boot (qcow2, raw, vmdk or vhd; never modified).
+    pub image: PathBuf,
+    /// Recipe (name or path) whose checks run; default: the `recipe` in `<IMAGE>.manifest.json`.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub recipe: Option<String>,
+    /// Extra directory searched for recipes before the built-in ones (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub recipes_dir: Vec<PathBuf>,
+    /// Seconds from boot to the last check result before the VM is killed.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub timeout: u64,
+    /// qemu accelerator; `auto` uses KVM only when a probe guest runs under it.
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    pub memory: u32,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Boot this kernel directly instead of the disk's bootloader (for bare filesystem images).
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// Initrd for --kernel.
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line for --kernel.
+    #[arg(long, value_name = "ARGS", requires = "kernel")]
+    pub append: Option<String>,
+    /// Result output.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Copy the guest's serial console log here (kept whatever the outcome).
+    #[arg(long, value_name = "PATH")]
+    pub keep_serial_log: Option<PathBuf>,
+}
 
-pub fn run(_args: TestArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
-    anyhow::bail!("`test` is not implemented yet")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Boot, check, print; an error (exit status 1) unless every check passed.
+pub fn run(args: TestArgs, global: &GlobalOpts) -> anyhow::Result<()> {
+    if !args.image.is_file() {
+        anyhow::bail!("{}: no such image file", args.image.display());
+    }
+    let (recipe_name, checks) = recipe_checks(&args)?;
+    let options = TestOptions {
+        accel: args.accel,
+        memory_mib: args.memory,
+        cpus: args.cpus,
+        timeout: Duration::from_secs(args.timeout),
+        kernel: args.kernel.clone(),
+        initrd: args.initrd.clone(),
+        append: args.append.clone(),
+        keep_serial_log: args.keep_serial_log.clone(),
+    };
+    if !global.quiet {
+        eprintln!("==> testing {} with {} checks of recipe {recipe_name}", args.image.display(), checks.len());
+    }
+    let mut on_phase = |phase: Phase, elapsed: Duration| {
+        if !global.quiet {
+            eprintln!("    {:<20} {:>6.1}s", phase.describe(), elapsed.as_secs_f64());
+        }
+    };
+    let outcome = vmtest::run_checks(&args.image, &checks, &options, &mut on_phase)?;
+    print_outcome(&outcome, args.format)?;
+    if outcome.passed() {
+        return Ok(());
+    }
+    let failed = outcome.report.failures();
+    match &outcome.problem {
+        Some(problem) => anyhow::bail!("{}: {failed} of {} checks failed: {problem}", args.image.display(), checks.len()),
+        None => anyhow::bail!("{}: {failed} of {} checks failed", args.image.display(), checks.len()),
+    }
+}
+
+fn print_outcome(outcome: &TestOutcome, format: OutputFormat) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(outcome).context("cannot render the results as JSON")?);
+        }
+        OutputFormat::Table => {
+            print!("{}", outcome.report.table());
+            let passed = outcome.report.results.len() - outcome.report.failures();
+            let timing = match outcome.boot_to_results() {
+                Some(secs) => format!(", boot to results {secs:.0}s ({})", outcome.accel),
+                None => format!(" ({})", outcome.accel),
+            };
+            println!("{passed} passed, {} failed{timing}", outcome.report.failures());
+        }
+    }
+    Ok(())
+}
+
+/// The checks to run and the recipe they came from: `--recipe`, else the image's manifest.
+fn recipe_checks(args: &TestArgs) -> anyhow::Result<(String, Vec<Check>)> {
+    let name = match &args.recipe {
+        Some(name) => name.clone(),
+        None => manifest_recipe(&args.image)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: no recipe to take checks from: no manifest naming one beside the image ({}); pass --recipe NAME or --recipe PATH",
+                args.image.display(),
+                manifest_candidates(&args.image).iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" or ")
+            )
+        })?,
+    };
+    let mut search = args.recipes_dir.clone();
+    search.push(crate::paths::builtin_recipes_dir());
+    let (recipe, path) = Recipe::find(&name, &search)?;
+    if recipe.checks.is_empty() {
+        anyhow::bail!(
+            "{}: recipe `{}` ({}) has no checks; pass --recipe with a recipe that lists `checks:`",
+            args.image.display(),
+            recipe.name,
+            path.display()
+        );
+    }
+    Ok((recipe.name, recipe.checks))
+}
+
+/// `<image>.manifest.json` (e.g. `x.qcow2.manifest.json`), then `<stem>.manifest.json`.
+fn manifest_candidates(image: &Path) -> Vec<PathBuf> {
+    let mut full = image.as_os_str().to_owned();
+    full.push(".manifest.json");
+    let mut candidates = vec![PathBuf::from(full)];
+    let stem = image.with_extension("manifest.json");
+    if !candidates.contains(&stem) {
+        candidates.push(stem);
+    }
+    candidates
+}
+
+/// The top-level `"recipe"` string of the first manifest found beside the image.
+fn manifest_recipe(image: &Path) -> anyhow::Result<Option<String>> {
+    let Some(path) = manifest_candidates(image).into_iter().find(|p| p.is_file()) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read manifest {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: manifest is not valid JSON", path.display()))?;
+    Ok(value.get("recipe").and_then(|r| r.as_str()).map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_beside_the_image_names_the_recipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("x.qcow2");
+        assert_eq!(manifest_recipe(&image).unwrap(), None);
+        std::fs::write(dir.path().join("x.manifest.json"), r#"{"recipe": "debian-mesos"}"#).unwrap();
+        assert_eq!(manifest_recipe(&image).unwrap().as_deref(), Some("debian-mesos"));
+        // The full-name manifest wins over the stem one.
+        std::fs::write(dir.path().join("x.qcow2.manifest.json"), r#"{"recipe": "ubuntu-mesos"}"#).unwrap();
+        assert_eq!(manifest_recipe(&image).unwrap().as_deref(), Some("ubuntu-mesos"));
+    }
+
+    #[test]
+    fn no_recipe_and_no_manifest_says_how_to_pass_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("x.qcow2");
+        std::fs::write(&image, b"").unwrap();
+        let args = TestArgs {
+            image: image.clone(),
+            recipe: None,
+            recipes_dir: vec![],
+            timeout: 1,
+            accel: Accel::Tcg,
+            memory: 64,
+            cpus: 1,
+            kernel: None,
+            initrd: None,
+            append: None,
+            format: OutputFormat::Table,
+            keep_serial_log: None,
+        };
+        let err = recipe_checks(&args).unwrap_err().to_string();
+        assert!(err.contains("x.qcow2") && err.contains("--recipe"), "{err}");
+    }
 }

@@ -1,0 +1,211 @@
+//! `mesos-image test` against a real guest: a bookworm tree made with mmdebstrap from the host's
+//! Debian mirror, packed with `mkfs.ext4 -d` and booted by qemu with direct kernel boot.
+//!
+//! The fixture is cached in `$MESOS_IMAGE_VMTEST_DIR` (default: `<tmp>/mesos-image-vmtest-fixture`)
+//! because building it takes minutes; delete the directory to rebuild.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+struct Fixture {
+    fs_image: PathBuf,
+    kernel: PathBuf,
+    initrd: PathBuf,
+}
+
+/// The mirror the build host itself uses (first `URIs:` of its deb822 sources).
+fn host_mirror() -> String {
+    let sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").expect("host apt sources");
+    sources
+        .lines()
+        .find_map(|line| line.strip_prefix("URIs:"))
+        .and_then(|uris| uris.split_whitespace().next())
+        .expect("a URIs: line in debian.sources")
+        .to_owned()
+}
+
+fn fixture() -> Fixture {
+    let dir = std::env::var_os("MESOS_IMAGE_VMTEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("mesos-image-vmtest-fixture"));
+    let fs_image = dir.join("fs.img");
+    if !fs_image.is_file() {
+        build_fixture(&dir);
+    }
+    let boot = dir.join("tree/boot");
+    let pick = |prefix: &str| -> PathBuf {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&boot)
+            .expect("fixture boot dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix)))
+            .collect();
+        found.sort();
+        found.pop().unwrap_or_else(|| panic!("no {prefix}* in {}", boot.display()))
+    };
+    Fixture { fs_image, kernel: pick("vmlinuz-"), initrd: pick("initrd.img-") }
+}
+
+fn build_fixture(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let tree = dir.join("tree");
+    let _ = std::fs::remove_dir_all(&tree);
+    let hooks = [
+        // NoCloud must be in the datasource list; resizefs cannot grow a bare filesystem image and
+        // the tree has no locales package.
+        r#"printf 'datasource_list: [ NoCloud, None ]\nresize_rootfs: false\nlocale: false\n' > "$1/etc/cloud/cloud.cfg.d/90_dpkg.cfg""#,
+        r#"echo '/dev/vda / ext4 defaults 0 1' > "$1/etc/fstab""#,
+        r#"printf 'auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n' > "$1/etc/network/interfaces""#,
+        // A SysV-only service without rc links, like zookeeperd after `systemctl disable`.
+        r#"printf '#!/bin/sh\n### BEGIN INIT INFO\n# Provides: fakesysv\n# Required-Start: $remote_fs\n# Required-Stop: $remote_fs\n# Default-Start: 2 3 4 5\n# Default-Stop: 0 1 6\n# Short-Description: test\n### END INIT INFO\nexit 0\n' > "$1/etc/init.d/fakesysv"; chmod 755 "$1/etc/init.d/fakesysv""#,
+    ];
+    let mut command = Command::new("mmdebstrap");
+    command.args([
+        "--variant=apt",
+        "--mode=root",
+        "--dpkgopt=force-unsafe-io",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        "--include=linux-image-amd64,systemd-sysv,udev,cloud-init,ifupdown,isc-dhcp-client,jq,curl,openssh-server,netbase",
+    ]);
+    for hook in hooks {
+        command.arg(format!("--customize-hook={hook}"));
+    }
+    command.arg("bookworm").arg(&tree).arg(host_mirror());
+    assert!(command.status().expect("mmdebstrap runs").success(), "mmdebstrap failed");
+    let partial = dir.join("fs.img.part");
+    let status = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "root", "-d"])
+        .arg(&tree)
+        .arg(&partial)
+        .arg("3G")
+        .status()
+        .expect("mkfs.ext4 runs");
+    assert!(status.success());
+    std::fs::rename(&partial, dir.join("fs.img")).unwrap();
+}
+
+const RECIPE: &str = r#"name: vmtest-fixture
+distro: debian
+release: bookworm
+elements: [debian-minimal, vm]
+checks:
+  - package: jq
+  - package: no-such-package
+  - file: {path: /etc/fstab, mode: "0644", contains: "/dev/vda"}
+  - file: {path: /etc/shadow, mode: "600"}
+  - dir: /etc/network/interfaces.d
+  - service: {name: ssh, enabled: true, active: true}
+  - service: {name: fakesysv, enabled: false, active: false}
+  - port-closed: 2181
+  - port-closed: 22
+  - cloud-init-done
+  - command: {name: eth0, run: "test -e /sys/class/net/eth0"}
+"#;
+
+/// (check index, expected result): the fixture's /etc/shadow is 640 and sshd listens on 22.
+const EXPECTED: [(usize, &str); 11] = [
+    (0, "pass"),
+    (1, "fail"),
+    (2, "pass"),
+    (3, "fail"),
+    (4, "pass"),
+    (5, "pass"),
+    (6, "pass"),
+    (7, "pass"),
+    (8, "fail"),
+    (9, "pass"),
+    (10, "pass"),
+];
+
+#[test]
+#[ignore = "needs root, network (Debian mirror), mmdebstrap and qemu; boots a VM for minutes"]
+fn failing_and_passing_checks_are_reported_from_a_real_guest() {
+    let fixture = fixture();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("vmtest-fixture.yaml"), RECIPE).unwrap();
+    let serial = work.path().join("serial.log");
+    let started = Instant::now();
+    let output = Command::cargo_bin("mesos-image")
+        .unwrap()
+        .arg("test")
+        .arg(&fixture.fs_image)
+        .arg("--recipes-dir")
+        .arg(work.path())
+        .args(["--recipe", "vmtest-fixture", "--accel", "tcg", "--format", "json", "--timeout", "600"])
+        .arg("--kernel")
+        .arg(&fixture.kernel)
+        .arg("--initrd")
+        .arg(&fixture.initrd)
+        .args(["--append", "root=/dev/vda rw console=ttyS0 net.ifnames=0"])
+        .arg("--keep-serial-log")
+        .arg(&serial)
+        .output()
+        .unwrap();
+    eprintln!("boot to results took {:.0}s", started.elapsed().as_secs_f64());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "a failing check must fail the run\n{stdout}\n{stderr}");
+    assert!(stderr.contains("3 of 11 checks failed"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+    assert_eq!(json["finished"], true, "{stdout}");
+    let results = json["results"].as_array().unwrap();
+    for (index, expected) in EXPECTED {
+        assert_eq!(results[index]["result"], expected, "check {index}: {}", results[index]);
+    }
+    assert!(results[1]["detail"].as_str().unwrap().contains("no packages found"));
+    assert!(results[3]["detail"].as_str().unwrap().contains("want 600"));
+    assert!(std::fs::read_to_string(&serial).unwrap().contains("MESOS-IMAGE-CHECKS-END"));
+}
+
+#[test]
+fn missing_image_is_a_one_line_error_naming_it() {
+    let output = Command::cargo_bin("mesos-image").unwrap().args(["test", "/nonexistent/x.qcow2"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/x.qcow2: no such image file"), "{stderr}");
+}
+
+#[test]
+fn image_without_recipe_or_manifest_says_how_to_pass_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("plain.qcow2");
+    std::fs::write(&image, b"QFI\xfb").unwrap();
+    let output = Command::cargo_bin("mesos-image").unwrap().arg("test").arg(&image).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("plain.qcow2") && stderr.contains("--recipe NAME"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs qemu-system-x86_64: boots an empty disk until the timeout"]
+fn a_guest_that_never_reports_times_out_with_every_check_failed() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("vmtest-fixture.yaml"), RECIPE).unwrap();
+    let image = work.path().join("empty.img");
+    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    let started = Instant::now();
+    let output = Command::cargo_bin("mesos-image")
+        .unwrap()
+        .arg("--quiet")
+        .arg("test")
+        .arg(&image)
+        .arg("--recipes-dir")
+        .arg(work.path())
+        .args(["--recipe", "vmtest-fixture", "--accel", "tcg", "--format", "json", "--timeout", "5", "--memory", "128"])
+        .output()
+        .unwrap();
+    assert!(started.elapsed().as_secs() < 30, "the timeout must end the run");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // --quiet: only the one-line error.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("11 of 11 checks failed: timed out after 5s"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["started"], false);
+    assert!(json["results"].as_array().unwrap().iter().all(|r| r["result"] == "fail"));
+    // The image was attached as a snapshot: still all zeros.
+    assert!(std::fs::read(&image).unwrap().iter().all(|&b| b == 0));
+}
