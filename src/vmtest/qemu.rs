@@ -15,6 +15,9 @@ use nix::unistd::Pid;
 const POLL: Duration = Duration::from_millis(250);
 /// Time qemu gets to exit after SIGTERM before SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(3);
+/// How long an automatically chosen KVM guest must survive before we trust it.
+const KVM_STARTUP_GRACE: Duration = Duration::from_secs(8);
+
 /// Budget for the KVM probe: SeaBIOS reaches "No bootable device" in well under a second when
 /// KVM works (and in TCG); on hosts where KVM cannot run guests it stalls forever.
 const KVM_PROBE_BUDGET: Duration = Duration::from_secs(5);
@@ -214,6 +217,33 @@ impl Vm {
     /// Start qemu. Returns once the process runs; use [`Vm::wait_for`] to follow the boot.
     pub fn boot(config: &VmConfig) -> Result<Vm, VmError> {
         let accel = resolve_accel(config)?;
+        let mut vm = Vm::start(config, accel)?;
+        // The probe is not the whole truth: on some hosts KVM passes it and then aborts a real
+        // guest while setting up its vCPUs. An automatic choice falls back to TCG then.
+        if config.accel == Accel::Auto && accel == Accel::Kvm && vm.died_starting() {
+            let stderr = std::fs::read_to_string(&vm.qemu_log).unwrap_or_default();
+            tracing::info!("KVM guest died while starting ({}); using TCG", stderr.trim());
+            vm = Vm::start(config, Accel::Tcg)?;
+        }
+        Ok(vm)
+    }
+
+    /// True when qemu exits before the guest printed anything on its serial console.
+    fn died_starting(&mut self) -> bool {
+        let deadline = Instant::now() + KVM_STARTUP_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return !status.success();
+            }
+            if std::fs::metadata(&self.serial_log).map(|m| m.len() > 0).unwrap_or(false) {
+                return false;
+            }
+            std::thread::sleep(POLL);
+        }
+        false
+    }
+
+    fn start(config: &VmConfig, accel: Accel) -> Result<Vm, VmError> {
         let qemu_log = config.qemu_log();
         // The serial file must exist before anyone watches it; qemu truncates it again.
         File::create(&config.serial_log)

@@ -1,0 +1,78 @@
+//! Helpers for the end-to-end tests that drive the real `mesos-image` binary.
+//!
+//! All of them share one cache directory (`MESOS_IMAGE_CACHE_DIR`, else a fixed path under
+//! /var/tmp), so an image one test builds is restored from the stage cache by the next.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_mesos-image")
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("MESOS_IMAGE_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/mesos-image-test-cache"))
+}
+
+/// Run `mesos-image ARGS...` and return its output; panics with stderr when it fails.
+pub fn mesos_image(args: &[&str]) -> Output {
+    let output = Command::new(binary()).args(args).env("MESOS_IMAGE_CACHE_DIR", cache_dir()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "mesos-image {args:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The FIXTURE Mesos repository (tests/fixtures/mesos-repo), built and served on 127.0.0.1
+/// while this value lives.
+pub struct FixtureRepo {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl FixtureRepo {
+    pub fn start() -> FixtureRepo {
+        let dir = tempfile::Builder::new().prefix("mesos-fixture-").tempdir_in("/var/tmp").unwrap();
+        let scripts = repo_root().join("tests/fixtures/mesos-repo");
+        let built = Command::new(scripts.join("build.sh")).arg(dir.path()).output().unwrap();
+        assert!(built.status.success(), "fixture build: {}", String::from_utf8_lossy(&built.stderr));
+        let port = free_port();
+        let served = Command::new(scripts.join("serve.sh")).arg(dir.path()).arg(port.to_string()).output().unwrap();
+        assert!(served.status.success(), "fixture serve: {}", String::from_utf8_lossy(&served.stderr));
+        FixtureRepo { dir, port }
+    }
+
+    /// `--mesos-repo ... --mesos-repo-key ...` for `suite`.
+    pub fn build_args(&self, suite: &str) -> Vec<String> {
+        vec![
+            "--mesos-repo".into(),
+            format!("http://127.0.0.1:{} {suite} main", self.port),
+            "--mesos-repo-key".into(),
+            self.dir.path().join("fixture-key.asc").display().to_string(),
+        ]
+    }
+}
+
+impl Drop for FixtureRepo {
+    fn drop(&mut self) {
+        let scripts = repo_root().join("tests/fixtures/mesos-repo");
+        let _ = Command::new(scripts.join("serve.sh")).arg("--stop").arg(self.dir.path()).status();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
