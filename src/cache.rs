@@ -21,6 +21,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::hashing::HashingReader;
 use crate::output;
 
 /// Bump when the snapshot format or key derivation changes, so old entries stop matching.
@@ -333,18 +334,11 @@ fn tar_command() -> Command {
 /// Copy `input` to `output` and hash all of `input`. A failing `output` (tar exited early) does
 /// not stop the hashing, so the checksum verdict is about the archive alone.
 fn copy_and_hash(input: &mut dyn Read, output: &mut dyn Write) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut output_ok = true;
-    loop {
-        let read = input.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-        output_ok = output_ok && output.write_all(&buffer[..read]).is_ok();
+    let mut reader = HashingReader::new(io::BufReader::with_capacity(1 << 20, input));
+    if io::copy(&mut reader, output).is_err() {
+        io::copy(&mut reader, &mut io::sink())?;
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(reader.finish())
 }
 
 fn write_meta(path: &Path, meta: &EntryMeta) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::hashing::HashingWriter;
 
 /// Errors while publishing an output file.
 #[derive(Debug, thiserror::Error)]
@@ -79,23 +79,12 @@ fn libc_o_tmpfile() -> i32 {
     nix::fcntl::OFlag::O_TMPFILE.bits()
 }
 
-/// Copy everything, returning the byte count and hex sha256. Large buffer: this moves images.
+/// Copy everything, returning the byte count and hex sha256. Large reads: this moves images.
 fn copy_hashing(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<(u64, String)> {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let read = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        hasher.update(&buffer[..read]);
-        writer.write_all(&buffer[..read])?;
-        total += read as u64;
-    }
-    Ok((total, hex::encode(hasher.finalize())))
+    let mut hashing = HashingWriter::new(writer);
+    io::copy(&mut io::BufReader::with_capacity(1 << 20, reader), &mut hashing)?;
+    let size = hashing.byte_count();
+    Ok((size, hashing.finish().1))
 }
 
 /// Give the unnamed file a hidden name, then rename it over `dest`.

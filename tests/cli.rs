@@ -298,7 +298,7 @@ fn build_argument_errors() {
         ])
         .assert()
         .failure()
-        .stderr(one_line_error("building is not wired in yet"));
+        .stderr(one_line_error("--output: directory /tmp/engine-never does not exist"));
     bin()
         .args(["build", "--dry-run", "--elements-path", &build_path, "dup-a", "dup-b", "fake-os"])
         .assert()

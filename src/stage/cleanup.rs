@@ -7,7 +7,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::{phases, target_config, BuildContext};
+use super::target_config::{self, remove_if_present};
+use super::{phases, BuildContext};
 use crate::element::Phase;
 use crate::sandbox;
 
@@ -33,7 +34,7 @@ pub fn run(ctx: &BuildContext) -> anyhow::Result<()> {
         empty_dir(&target.join(dir))?;
     }
     for file in APT_CACHES {
-        remove_file(&target.join(file))?;
+        remove_if_present(&target.join(file))?;
     }
     truncate_logs(&target.join("var/log"))
 }
@@ -55,7 +56,7 @@ fn empty_dir(dir: &Path) -> anyhow::Result<()> {
                 fs::create_dir(&path).with_context(|| format!("cannot recreate {}", path.display()))?;
             }
         } else if entry.file_name() != "lock" {
-            remove_file(&path)?;
+            remove_if_present(&path)?;
         }
     }
     Ok(())
@@ -77,14 +78,6 @@ fn truncate_logs(dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn remove_file(path: &Path) -> anyhow::Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("cannot remove {}", path.display())),
-    }
 }
 
 #[cfg(test)]

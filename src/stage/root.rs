@@ -2,15 +2,15 @@
 //! cloud-image root tarball / squashfs, sha256-verified and cached), then element `root.d`.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 
 use super::{phases, target_config, BuildContext};
+use crate::hashing;
 use crate::element::Phase;
 use crate::recipe::BaseMethod;
 
@@ -230,20 +230,9 @@ pub fn expected_sum(sums: &str, file: &str) -> Option<String> {
     })
 }
 
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
-        };
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex::encode(hasher.finalize()))
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let (digest, _) = hashing::sha256_file(path).with_context(|| format!("cannot hash {}", path.display()))?;
+    Ok(digest)
 }
 
 /// Unpack a root tarball (owners, modes, xattrs kept) or a squashfs into the target.

@@ -117,7 +117,7 @@ fn write_unsafe_io(target: &Path) -> anyhow::Result<()> {
     fs::write(&path, "force-unsafe-io\n").with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
