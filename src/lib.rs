@@ -10,3 +10,4 @@ pub mod plan;
 pub mod progress;
 pub mod recipe;
 pub mod stage;
+pub mod upload;
