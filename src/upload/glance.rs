@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use reqwest::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -233,9 +233,12 @@ impl Glance {
                 let cancel = Arc::new(AtomicBool::new(false));
                 let (pump, body) = Pump::start(CancelOnFlag { inner: reader, cancel: cancel.clone() });
                 current = Some((pump, cancel));
+                // The server may answer before reading all data (403, 413) and then close the
+                // connection; never hand that connection back to the pool for the next request.
                 Ok(http
                     .put(&url)
                     .header("x-auth-token", token)
+                    .header(CONNECTION, "close")
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, size)
                     .header("x-openstack-image-size", size)

@@ -123,7 +123,7 @@ async fn remove_failed_record(glance: &mut Glance, id: &str, err: anyhow::Error)
             tracing::debug!("deleted the record {id} of the failed upload");
             err
         }
-        Err(cleanup) => err.context(format!("(and deleting the failed image {id} failed too: {cleanup})")),
+        Err(cleanup) => anyhow::anyhow!("{err:#}; deleting the failed image {id} failed too: {cleanup}"),
     }
 }
 
@@ -138,7 +138,13 @@ async fn send_and_verify(
         Method::Direct => match glance.send_data(id, DataTarget::File, &job.image, bar).await {
             Ok(digests) => (digests, Method::Direct),
             Err(refusal) => {
-                let methods = glance.import_methods().await.unwrap_or_default();
+                let methods = match glance.import_methods().await {
+                    Ok(methods) => methods,
+                    Err(err) => {
+                        tracing::warn!("cannot ask Glance for its import methods: {:#}", anyhow::Error::from(err));
+                        Vec::new()
+                    }
+                };
                 if !should_fall_back_to_import(&refusal, &methods) {
                     return Err(refusal.into());
                 }

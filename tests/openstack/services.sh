@@ -6,6 +6,10 @@
 #   OSDIR        state directory (config, databases, images, logs, pids, openrc); required
 #   KS_PORT      Keystone port (default 25730)      GL_PORT  Glance port (default 29730)
 #   GL_SIZE_CAP  Glance image_size_cap in bytes (default 1 TiB, Glance's own default)
+#   GL_TLS_PORT  if set, a second Glance process serves the same images over TLS on this port,
+#                with a certificate for 127.0.0.1 signed by $OSDIR/tls/ca.pem
+#   WATCH_PID    if set, the servers are stopped and $OSDIR removed once this process is gone
+#                (test binaries have no teardown hook; a crash must not leave servers behind)
 #   VENV         venv holding glance/keystone/gunicorn (default /var/tmp/mesos-image-openstack-venv,
 #                created on first use and reused by later runs)
 #
@@ -47,7 +51,7 @@ kill_listener() {
 
 stop() {
   local p
-  for p in keystone glance; do
+  for p in keystone glance glance-tls; do
     if [ -f "$OSDIR/$p.pid" ]; then kill "$(cat "$OSDIR/$p.pid")" 2>/dev/null || true; rm -f "$OSDIR/$p.pid"; fi
   done
 }
@@ -176,22 +180,63 @@ EOF
 "upload_image": "(role:admin or (role:member and project_id:%(project_id)s)) and not role:nodirect"
 EOF
   "$VENV/bin/glance-manage" --config-file "$OSDIR/gl/glance-api.conf" db_sync
+  # Two Glance processes (plain and TLS) write to this database: WAL, as for Keystone.
+  "$VENV/bin/python" -c "import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')" \
+      "$OSDIR/gl/glance.sqlite"
   OS_GLANCE_CONFIG_DIR=$OSDIR/gl nohup "$VENV/bin/gunicorn" -b "127.0.0.1:$GL_PORT" -w 1 --threads 4 \
       --timeout 600 glance.wsgi.api:application > "$OSDIR/log/glance-gunicorn.log" 2>&1 &
   echo $! > "$OSDIR/glance.pid"
   wait_http "$GL/healthcheck"
 }
 
+make_tls_cert() {
+  mkdir -p "$OSDIR/tls"
+  (
+    cd "$OSDIR/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=mesos-image test CA' \
+        -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj '/CN=127.0.0.1' -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile ext.cnf -out server.pem 2>/dev/null
+  )
+}
+
+start_glance_tls() {
+  make_tls_cert
+  OS_GLANCE_CONFIG_DIR=$OSDIR/gl nohup "$VENV/bin/gunicorn" -b "127.0.0.1:$GL_TLS_PORT" -w 1 --threads 4 \
+      --timeout 600 --certfile "$OSDIR/tls/server.pem" --keyfile "$OSDIR/tls/server.key" \
+      glance.wsgi.api:application > "$OSDIR/log/glance-tls-gunicorn.log" 2>&1 &
+  echo $! > "$OSDIR/glance-tls.pid"
+  for _ in $(seq 1 600); do
+    curl -sf -m 2 --cacert "$OSDIR/tls/ca.pem" -o /dev/null "https://127.0.0.1:$GL_TLS_PORT/healthcheck" && return 0
+    sleep 0.1
+  done
+  echo "services.sh: timeout waiting for the TLS Glance (logs in $OSDIR/log)" >&2
+  return 1
+}
+
+# Stop everything once $WATCH_PID exits. Detached, so the caller's pipes are not held open.
+start_watcher() {
+  local self
+  self=$(readlink -f "$0")
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; OSDIR="$2" "$3" stop; rm -rf "$2"' \
+      watcher "$WATCH_PID" "$OSDIR" "$self" < /dev/null > /dev/null 2>&1 &
+}
+
 start() {
   ensure_venv
   kill_listener "$KS_PORT"
   kill_listener "$GL_PORT"
+  if [ -n "${GL_TLS_PORT:-}" ]; then kill_listener "$GL_TLS_PORT"; fi
   rm -rf "$OSDIR/ks" "$OSDIR/gl"
   mkdir -p "$OSDIR"/{ks/fernet,ks/cred,gl/images,gl/staging,gl/tasks,gl/cache,log}
   chmod 700 "$OSDIR/ks/fernet" "$OSDIR/ks/cred"
   start_keystone
   populate_keystone
   start_glance
+  if [ -n "${GL_TLS_PORT:-}" ]; then start_glance_tls; fi
+  if [ -n "${WATCH_PID:-}" ]; then start_watcher; fi
   cat > "$OSDIR/openrc" <<EOF
 export OS_AUTH_URL=$KS/v3
 export OS_USERNAME=demo OS_PASSWORD=demopw OS_PROJECT_NAME=demo
