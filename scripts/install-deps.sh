@@ -10,3 +10,5 @@ EOT
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap debootstrap e2fsprogs grub-pc-bin grub-common mtools dosfstools ubuntu-keyring debian-archive-keyring fdisk dpkg-dev apt-utils gnupg arch-test uidmap squashfs-tools zstd xz-utils
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports qemu-system-x86
+# upload tests and bench: Keystone + Glance run from a Python venv; curl/ss/openssl drive them.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv curl iproute2 openssl time qemu-utils

@@ -245,19 +245,25 @@ impl Glance {
                     .body(body))
             })
             .await;
-        let (pump, cancel) = current.take().ok_or_else(|| bad(&what, "no request was sent"))?;
+        let cancel = current.as_ref().map(|(_, cancel)| cancel.clone());
+        let stop_reading = || {
+            if let Some(cancel) = &cancel {
+                cancel.store(true, Ordering::SeqCst);
+            }
+        };
         let response = match sent {
             Ok(response) if response.status().is_success() => response,
             Ok(response) => {
                 // The server refused before reading everything: stop reading the file.
-                cancel.store(true, Ordering::SeqCst);
+                stop_reading();
                 return Err(require_success(&what, response).await.err().unwrap_or_else(|| bad(&what, "refused")));
             }
             Err(err) => {
-                cancel.store(true, Ordering::SeqCst);
+                stop_reading();
                 return Err(err);
             }
         };
+        let (pump, _) = current.ok_or_else(|| bad(&what, "no request was sent"))?;
         drop(response);
         let reader = pump.finish().map_err(|source| GlanceError::Read { path: path.to_owned(), source })?;
         Ok(reader.inner.into_inner().finish())
