@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use sha2::{Digest, Sha512};
 
@@ -23,9 +23,26 @@ struct Services {
     appcred_secret: String,
 }
 
-fn services() -> &'static Services {
+/// The running services, held by one test at a time: Glance on sqlite answers concurrent writes
+/// with "database is locked" (HTTP 500), which would make the tests flaky, not the client.
+struct Held {
+    services: &'static Services,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Held {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        self.services
+    }
+}
+
+fn services() -> Held {
     static SERVICES: OnceLock<Services> = OnceLock::new();
-    SERVICES.get_or_init(start_services)
+    static TURN: Mutex<()> = Mutex::new(());
+    // A failed test poisons the lock; the services are still fine for the next one.
+    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    Held { services: SERVICES.get_or_init(start_services), _turn: turn }
 }
 
 fn start_services() -> Services {
@@ -125,7 +142,8 @@ fn scratch_image(name: &str, header: &[u8], len: usize) -> (tempfile::TempDir, P
 fn scratch_qcow2(name: &str, len: usize) -> (tempfile::TempDir, PathBuf) {
     let (dir, raw) = scratch_image("data.raw", b"", len);
     let path = dir.path().join(name);
-    let status = Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "qcow2"]).arg(&raw).arg(&path).status().unwrap();
+    let status =
+        Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "qcow2"]).arg(&raw).arg(&path).status().unwrap();
     assert!(status.success(), "qemu-img convert");
     (dir, path)
 }
@@ -136,9 +154,11 @@ fn sha512_hex(path: &Path) -> String {
 
 /// A demo token, for looking at Glance independently of the tool under test.
 fn demo_token() -> String {
-    let body = format!(
-        r#"{{"auth":{{"identity":{{"methods":["password"],"password":{{"user":{{"name":"demo","domain":{{"id":"default"}},"password":"demopw"}}}}}},"scope":{{"project":{{"name":"demo","domain":{{"id":"default"}}}}}}}}}}"#
-    );
+    let body = serde_json::json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"name": "demo", "domain": {"id": "default"}, "password": "demopw"}}},
+        "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}
+    }})
+    .to_string();
     let out = Command::new("curl")
         .args(["-sf", "-D", "-", "-o", "/dev/null", "-H", "Content-Type: application/json", "-d", &body])
         .arg(format!("{}/auth/tokens", auth_url()))
@@ -182,18 +202,12 @@ fn write_recipe(data_dir: &Path) {
 #[test]
 #[ignore = "needs network (PyPI) and starts Keystone+Glance"]
 fn password_upload_round_trips_properties_and_data() {
-    services();
+    let _services = services();
     let (dir, image) = scratch_qcow2("pw.qcow2", 3 << 20);
-    let out = run(as_demo(dir.path()).args(["-vv", "upload", "--name", "it-password", "--format", "json"]).args([
-        "--property",
-        "hw_rng_model=virtio",
-        "--os-version",
-        "24.04",
-        "--tag",
-        "t1",
-        "--min-disk",
-        "3",
-    ]).arg(&image));
+    let out = run(as_demo(dir.path())
+        .args(["-vv", "upload", "--name", "it-password", "--format", "json"])
+        .args(["--property", "hw_rng_model=virtio", "--os-version", "24.04", "--tag", "t1", "--min-disk", "3"])
+        .arg(&image));
     let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(!shown.contains("demopw"), "the password was printed");
     assert!(!shown.contains("gAAAAA"), "a Fernet token was printed");
@@ -217,7 +231,7 @@ fn password_upload_round_trips_properties_and_data() {
 #[test]
 #[ignore = "needs network (PyPI) and starts Keystone+Glance"]
 fn the_recipe_named_in_the_manifest_sets_glance_properties() {
-    services();
+    let _services = services();
     let (dir, image) = scratch_qcow2("ubuntu-mesos.qcow2", 1 << 20);
     write_recipe(&dir.path().join("data"));
     std::fs::write(dir.path().join("ubuntu-mesos.qcow2.manifest.json"), r#"{"recipe": "ubuntu-mesos"}"#).unwrap();
@@ -260,17 +274,20 @@ fn write_clouds(dir: &Path, cloud: &str) {
         ),
     )
     .unwrap();
-    std::fs::write(dir.join("secure.yaml"), format!("clouds:\n  {cloud}:\n    auth:\n      password: demopw\n")).unwrap();
+    std::fs::write(dir.join("secure.yaml"), format!("clouds:\n  {cloud}:\n    auth:\n      password: demopw\n"))
+        .unwrap();
 }
 
 #[test]
 #[ignore = "needs network (PyPI) and starts Keystone+Glance"]
 fn clouds_yaml_with_secure_yaml_authenticates() {
-    services();
+    let _services = services();
     let (dir, image) = scratch_image("cy.raw", b"", 1 << 20);
     // In the current directory, found by the standard search, chosen by --os-cloud.
     write_clouds(dir.path(), "it");
-    let out = run(mesos_image(dir.path()).args(["upload", "--os-cloud", "it", "--name", "it-clouds-cwd", "--format", "json"]).arg(&image));
+    let out = run(mesos_image(dir.path())
+        .args(["upload", "--os-cloud", "it", "--name", "it-clouds-cwd", "--format", "json"])
+        .arg(&image));
     assert_eq!(json_output(&out)["status"], "active");
 
     // In $XDG_CONFIG_HOME/openstack, chosen by OS_CLOUD.
@@ -278,11 +295,15 @@ fn clouds_yaml_with_secure_yaml_authenticates() {
     let config = home.path().join(".config/openstack");
     std::fs::create_dir_all(&config).unwrap();
     write_clouds(&config, "xdg");
-    let out = run(mesos_image(home.path()).env("OS_CLOUD", "xdg").args(["upload", "--name", "it-clouds-xdg", "--format", "json"]).arg(&image));
+    let out = run(mesos_image(home.path())
+        .env("OS_CLOUD", "xdg")
+        .args(["upload", "--name", "it-clouds-xdg", "--format", "json"])
+        .arg(&image));
     assert_eq!(json_output(&out)["status"], "active");
 
     // A cloud that is not there is named, with the file searched.
-    let out = run(mesos_image(home.path()).env("OS_CLOUD", "nope").args(["upload", "--name", "it-clouds-none"]).arg(&image));
+    let out =
+        run(mesos_image(home.path()).env("OS_CLOUD", "nope").args(["upload", "--name", "it-clouds-none"]).arg(&image));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("cloud `nope` is not in") && stderr(&out).contains("xdg"), "{}", stderr(&out));
 }
@@ -290,7 +311,7 @@ fn clouds_yaml_with_secure_yaml_authenticates() {
 #[test]
 #[ignore = "needs network (PyPI) and starts Keystone+Glance"]
 fn import_path_is_used_on_request_and_as_the_fallback_of_a_403() {
-    services();
+    let _services = services();
     let (dir, image) = scratch_image("imp.raw", b"", 2 << 20);
     let out = run(as_demo(dir.path()).args(["upload", "--import", "--name", "it-import"]).arg(&image));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -312,9 +333,12 @@ fn import_path_is_used_on_request_and_as_the_fallback_of_a_403() {
 #[test]
 #[ignore = "needs network (PyPI) and starts Keystone+Glance"]
 fn a_wrong_password_is_reported_without_creating_anything() {
-    services();
+    let _services = services();
     let (dir, image) = scratch_image("wp.raw", b"", 4096);
-    let out = run(as_demo(dir.path()).env("OS_PASSWORD", "not-the-password").args(["upload", "--name", "it-wrong-pw"]).arg(&image));
+    let out = run(as_demo(dir.path())
+        .env("OS_PASSWORD", "not-the-password")
+        .args(["upload", "--name", "it-wrong-pw"])
+        .arg(&image));
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("authentication at") && err.contains("401"), "{err}");
@@ -325,18 +349,23 @@ fn a_wrong_password_is_reported_without_creating_anything() {
 #[test]
 #[ignore = "needs network (PyPI) and starts Keystone+Glance"]
 fn a_disk_format_contradicting_the_header_is_refused() {
-    services();
+    let _services = services();
     let (dir, image) = scratch_image("df.img", b"QFI\xfb\0\0\0\x03", 4096);
-    let out = run(as_demo(dir.path()).args(["upload", "--name", "it-wrong-format", "--disk-format", "raw"]).arg(&image));
+    let out =
+        run(as_demo(dir.path()).args(["upload", "--name", "it-wrong-format", "--disk-format", "raw"]).arg(&image));
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("is qcow2 (detected from its header) but --disk-format says raw"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is qcow2 (detected from its header) but --disk-format says raw"),
+        "{}",
+        stderr(&out)
+    );
     assert!(images_named("it-wrong-format").is_empty());
 }
 
 #[test]
 #[ignore = "needs network (PyPI) and starts Keystone+Glance"]
 fn a_refusal_mid_upload_leaves_no_queued_image() {
-    services();
+    let _services = services();
     let (dir, image) = scratch_image("cap.raw", b"", (SIZE_CAP + (4 << 20)) as usize);
     let out = run(as_demo(dir.path()).args(["upload", "--name", "it-size-cap"]).arg(&image));
     assert!(!out.status.success());
@@ -348,14 +377,16 @@ fn a_refusal_mid_upload_leaves_no_queued_image() {
 #[test]
 #[ignore = "needs network (PyPI) and starts Keystone+Glance"]
 fn name_clashes_need_replace_which_swaps_the_image() {
-    services();
+    let _services = services();
     let (dir, image) = scratch_image("rp.raw", b"", 8192);
-    let first = json_output(&run(as_demo(dir.path()).args(["upload", "--name", "it-replace", "--format", "json"]).arg(&image)));
+    let first =
+        json_output(&run(as_demo(dir.path()).args(["upload", "--name", "it-replace", "--format", "json"]).arg(&image)));
     let out = run(as_demo(dir.path()).args(["upload", "--name", "it-replace"]).arg(&image));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--replace"), "{}", stderr(&out));
-    let second =
-        json_output(&run(as_demo(dir.path()).args(["upload", "--name", "it-replace", "--replace", "--format", "json"]).arg(&image)));
+    let second = json_output(&run(as_demo(dir.path())
+        .args(["upload", "--name", "it-replace", "--replace", "--format", "json"])
+        .arg(&image)));
     let left: Vec<String> = images_named("it-replace").iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(left, vec![second["id"].as_str().unwrap().to_owned()]);
     assert_ne!(first["id"], second["id"]);
@@ -370,7 +401,10 @@ fn tls_options_are_honoured() {
     let ca = services.dir.join("tls/ca.pem");
 
     // Unknown CA: refused by certificate verification.
-    let out = run(as_demo(dir.path()).env("OS_IMAGE_URL", &tls_url).args(["upload", "--name", "it-tls-untrusted"]).arg(&image));
+    let out = run(as_demo(dir.path())
+        .env("OS_IMAGE_URL", &tls_url)
+        .args(["upload", "--name", "it-tls-untrusted"])
+        .arg(&image));
     assert!(!out.status.success());
     assert!(stderr(&out).to_lowercase().contains("certificate"), "{}", stderr(&out));
 
@@ -383,13 +417,20 @@ fn tls_options_are_honoured() {
     assert_eq!(json_output(&out)["status"], "active");
 
     // --insecure skips verification.
-    let out = run(as_demo(dir.path()).args(["upload", "--insecure", "--os-image-url", &tls_url, "--name", "it-tls-insecure"]).arg(&image));
+    let out = run(as_demo(dir.path())
+        .args(["upload", "--insecure", "--os-image-url", &tls_url, "--name", "it-tls-insecure"])
+        .arg(&image));
     assert!(out.status.success(), "{}", stderr(&out));
 
     // A CA file that is not one is named before anything is sent.
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "junk\n").unwrap();
-    let out = run(as_demo(dir.path()).arg("upload").arg("--os-cacert").arg(&junk).args(["--name", "it-tls-junk"]).arg(&image));
+    let out = run(as_demo(dir.path())
+        .arg("upload")
+        .arg("--os-cacert")
+        .arg(&junk)
+        .args(["--name", "it-tls-junk"])
+        .arg(&image));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("junk.pem") && stderr(&out).contains("no PEM certificate"), "{}", stderr(&out));
     assert!(images_named("it-tls-junk").is_empty());

@@ -191,9 +191,7 @@ impl RecordArgs {
 }
 
 pub fn run(args: UploadArgs, global: &GlobalOpts) -> anyhow::Result<()> {
-    let size = std::fs::metadata(&args.image)
-        .with_context(|| format!("{}: cannot read", args.image.display()))?
-        .len();
+    let size = std::fs::metadata(&args.image).with_context(|| format!("{}: cannot read", args.image.display()))?.len();
     let record = record::build_record(&args.image, &args.record.into_flags(), &[crate::paths::builtin_recipes_dir()])?;
     if let Some(recipe) = &record.recipe {
         tracing::info!("image record from recipe `{recipe}`");
@@ -220,9 +218,7 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     // The template is a constant; a bad one would be a bug caught by the tests, not user input.
-    if let Ok(style) = ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}") {
         bar.set_style(style);
     }
     bar

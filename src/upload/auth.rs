@@ -150,7 +150,10 @@ pub enum User {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scope {
     ProjectId(String),
-    ProjectName { name: String, domain: Domain },
+    ProjectName {
+        name: String,
+        domain: Domain,
+    },
     Domain(Domain),
     /// Application credentials carry their own scope; asking for another one is an error.
     Implied,
@@ -214,7 +217,9 @@ impl AuthSettings {
         let mut auth = json!({"identity": identity});
         let scope = match &self.scope {
             Scope::ProjectId(id) => Some(json!({"project": {"id": id}})),
-            Scope::ProjectName { name, domain } => Some(json!({"project": {"name": name, "domain": domain_json(domain)}})),
+            Scope::ProjectName { name, domain } => {
+                Some(json!({"project": {"name": name, "domain": domain_json(domain)}}))
+            }
             Scope::Domain(domain) => Some(json!({"domain": domain_json(domain)})),
             Scope::Implied => None,
         };
@@ -352,7 +357,11 @@ pub struct Token {
 pub fn image_endpoint(catalog: &[Endpoint], interface: &str, region: Option<&str>) -> Result<String, AuthError> {
     catalog
         .iter()
-        .find(|e| e.service_type == "image" && e.interface == interface && region.is_none_or(|r| e.region.as_deref() == Some(r)))
+        .find(|e| {
+            e.service_type == "image"
+                && e.interface == interface
+                && region.map_or(true, |r| e.region.as_deref() == Some(r))
+        })
         .map(|e| e.url.clone())
         .ok_or_else(|| AuthError::NoImageEndpoint {
             interface: interface.to_owned(),
@@ -454,7 +463,8 @@ async fn request_token(http: &reqwest::Client, settings: &AuthSettings) -> Resul
         return Err(AuthError::Rejected { url: settings.auth_url.clone(), message: server_message(status, &text) });
     }
     let bad = |why: &str| AuthError::BadResponse { url: settings.auth_url.clone(), why: why.to_owned() };
-    let value = subject.and_then(|v| v.to_str().ok().map(Secret::new)).ok_or_else(|| bad("no X-Subject-Token header"))?;
+    let value =
+        subject.and_then(|v| v.to_str().ok().map(Secret::new)).ok_or_else(|| bad("no X-Subject-Token header"))?;
     let body: Value = serde_json::from_str(&text).map_err(|_| bad("the body is not JSON"))?;
     Ok(Token {
         value,
@@ -553,7 +563,12 @@ mod tests {
     }
 
     fn endpoint(interface: &str, region: &str, url: &str) -> Endpoint {
-        Endpoint { service_type: "image".into(), interface: interface.into(), region: Some(region.into()), url: url.into() }
+        Endpoint {
+            service_type: "image".into(),
+            interface: interface.into(),
+            region: Some(region.into()),
+            url: url.into(),
+        }
     }
 
     #[test]

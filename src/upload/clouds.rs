@@ -153,9 +153,7 @@ fn entry_from_value(value: &Value, path: &Path) -> Result<CloudEntry, CloudsErro
 }
 
 fn scalars(map: &Mapping) -> BTreeMap<String, String> {
-    map.iter()
-        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), scalar(v)?)))
-        .collect()
+    map.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), scalar(v)?))).collect()
 }
 
 fn scalar(value: &Value) -> Option<String> {

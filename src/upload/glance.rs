@@ -163,9 +163,8 @@ impl Glance {
     pub async fn create(&mut self, record: &Value) -> Result<Image, GlanceError> {
         let url = self.url("images");
         let what = "creating the image record";
-        let body = self
-            .call_json(what, |http, token| Ok(http.post(&url).header("x-auth-token", token).json(record)))
-            .await?;
+        let body =
+            self.call_json(what, |http, token| Ok(http.post(&url).header("x-auth-token", token).json(record))).await?;
         let image = body.as_object().cloned().map(Image).ok_or_else(|| bad(what, "not an object"))?;
         if image.id().is_empty() {
             return Err(bad(what, "no image id"));
@@ -206,7 +205,8 @@ impl Glance {
         let url = self.url(&format!("images/{id}/import"));
         let what = format!("importing image {id} (glance-direct)");
         let body = json!({"method": {"name": "glance-direct"}});
-        let response = self.send(&what, |http, token| Ok(http.post(&url).header("x-auth-token", token).json(&body))).await?;
+        let response =
+            self.send(&what, |http, token| Ok(http.post(&url).header("x-auth-token", token).json(&body))).await?;
         require_success(&what, response).await.map(drop)
     }
 
@@ -221,7 +221,7 @@ impl Glance {
         let url = self.url(&format!("images/{id}/{}", target.path()));
         let what = format!("uploading {} to image {id}", path.display());
         let size = std::fs::metadata(path).map_err(|source| GlanceError::Read { path: path.to_owned(), source })?.len();
-        let mut current: Option<(Pump<CancelOnFlag<ProgressReader<HashingReader<File>>>>, Arc<AtomicBool>)> = None;
+        let mut current: Option<(Pump<DataReader>, Arc<AtomicBool>)> = None;
         let sent = self
             .send(&what, |http, token| {
                 if let Some((_, cancel)) = current.take() {
@@ -300,12 +300,18 @@ impl Glance {
     /// The message of the image's newest task (import failures are explained there).
     async fn last_task_message(&mut self, id: &str) -> Option<String> {
         let url = self.url(&format!("images/{id}/tasks"));
-        let body = self.call_json("reading import tasks", |http, token| Ok(http.get(&url).header("x-auth-token", token))).await.ok()?;
+        let body = self
+            .call_json("reading import tasks", |http, token| Ok(http.get(&url).header("x-auth-token", token)))
+            .await
+            .ok()?;
         let tasks = body["tasks"].as_array()?;
         let newest = tasks.iter().max_by_key(|t| t["created_at"].as_str().unwrap_or_default().to_owned())?;
         newest["message"].as_str().filter(|m| !m.is_empty()).map(|m| format!(": {m}"))
     }
 }
+
+/// The chain an upload reads through: file -> hashes -> progress -> cancel switch.
+type DataReader = CancelOnFlag<ProgressReader<HashingReader<File>>>;
 
 /// Stops reading (with an error) once `cancel` is set, so a refused upload stops reading the file.
 struct CancelOnFlag<R> {

@@ -72,10 +72,8 @@ pub fn upload(connection: &ConnectionOptions, job: &UploadJob, bar: &ProgressBar
     let connection = connection.clone().with_cloud_config()?;
     let settings = AuthSettings::from_options(&connection)?;
     let http = http::client(&http::TlsOptions { cacert: connection.cacert.clone(), insecure: connection.insecure })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(upload_with(http, settings, job, bar))
 }
 
@@ -281,7 +279,12 @@ mod tests {
     fn verification_compares_size_and_hashes() {
         let digests = Digests { bytes: 3, sha512: "s".into(), md5: "m".into() };
         let stored = |size: u64, sha: &str, md5: &str| {
-            Image(json!({"id": "i", "size": size, "os_hash_algo": "sha512", "os_hash_value": sha, "checksum": md5}).as_object().unwrap().clone())
+            Image(
+                json!({"id": "i", "size": size, "os_hash_algo": "sha512", "os_hash_value": sha, "checksum": md5})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
         };
         assert!(verify(&stored(3, "s", "m"), &digests, &job()).is_ok());
         assert!(verify(&stored(4, "s", "m"), &digests, &job()).unwrap_err().to_string().contains("4 bytes"));

@@ -96,8 +96,8 @@ pub fn manifest_recipe(image: &Path) -> Result<Option<String>, RecordError> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(RecordError::Read { path, source }),
     };
-    let manifest: Value =
-        serde_json::from_str(&text).map_err(|e| RecordError::Manifest { path: path.clone(), message: e.to_string() })?;
+    let manifest: Value = serde_json::from_str(&text)
+        .map_err(|e| RecordError::Manifest { path: path.clone(), message: e.to_string() })?;
     Ok(manifest["recipe"].as_str().map(str::to_owned))
 }
 
@@ -125,7 +125,11 @@ pub fn build_record(image: &Path, flags: &RecordFlags, recipe_dirs: &[PathBuf]) 
     Ok(ImageRecord {
         name: flags.name.clone().unwrap_or_else(|| default_name(image)),
         disk_format,
-        container_format: flags.container_format.clone().or(glance.container_format).unwrap_or_else(|| "bare".to_owned()),
+        container_format: flags
+            .container_format
+            .clone()
+            .or(glance.container_format)
+            .unwrap_or_else(|| "bare".to_owned()),
         visibility,
         min_disk: flags.min_disk.or(glance.min_disk),
         min_ram: flags.min_ram.or(glance.min_ram),
@@ -156,7 +160,10 @@ fn choose_disk_format(image: &Path, flag: Option<&str>, recipe: Option<&str>) ->
         return Ok(declared.to_owned());
     }
     if let Some(recipe) = recipe.filter(|r| *r != detected) {
-        tracing::warn!("the recipe says disk format {recipe}, {} is {detected}: uploading as {detected}", image.display());
+        tracing::warn!(
+            "the recipe says disk format {recipe}, {} is {detected}: uploading as {detected}",
+            image.display()
+        );
     }
     Ok(detected.to_owned())
 }
@@ -178,7 +185,8 @@ fn merge_properties(
         properties.insert("os_version".to_owned(), version.clone());
     }
     for pair in &flags.properties {
-        let (key, value) = pair.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| RecordError::Property(pair.clone()))?;
+        let (key, value) =
+            pair.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| RecordError::Property(pair.clone()))?;
         properties.insert(key.to_owned(), value.to_owned());
     }
     Ok(properties)

@@ -9,7 +9,8 @@
 #   GL_TLS_PORT  if set, a second Glance process serves the same images over TLS on this port,
 #                with a certificate for 127.0.0.1 signed by $OSDIR/tls/ca.pem
 #   WATCH_PID    if set, the servers are stopped and $OSDIR removed once this process is gone
-#                (test binaries have no teardown hook; a crash must not leave servers behind)
+#                (test binaries have no teardown hook; a crash must not leave servers behind);
+#                KEEP_STATE=1 keeps $OSDIR (logs) for a post-mortem
 #   VENV         venv holding glance/keystone/gunicorn (default /var/tmp/mesos-image-openstack-venv,
 #                created on first use and reused by later runs)
 #
@@ -220,8 +221,8 @@ start_glance_tls() {
 start_watcher() {
   local self
   self=$(readlink -f "$0")
-  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; OSDIR="$2" "$3" stop; rm -rf "$2"' \
-      watcher "$WATCH_PID" "$OSDIR" "$self" < /dev/null > /dev/null 2>&1 &
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; OSDIR="$2" "$3" stop; [ -n "$4" ] || rm -rf "$2"' \
+      watcher "$WATCH_PID" "$OSDIR" "$self" "${KEEP_STATE:-}" < /dev/null > /dev/null 2>&1 &
 }
 
 start() {
