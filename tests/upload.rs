@@ -435,3 +435,21 @@ fn tls_options_are_honoured() {
     assert!(stderr(&out).contains("junk.pem") && stderr(&out).contains("no PEM certificate"), "{}", stderr(&out));
     assert!(images_named("it-tls-junk").is_empty());
 }
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn an_existing_token_authenticates() {
+    let _services = services();
+    let (dir, image) = scratch_image("tok.raw", b"", 8192);
+    let token = demo_token();
+    let out = run(mesos_image(dir.path())
+        .env("OS_AUTH_URL", auth_url())
+        .env("OS_AUTH_TYPE", "v3token")
+        .env("OS_TOKEN", &token)
+        .env("OS_PROJECT_NAME", "demo")
+        .env("OS_PROJECT_DOMAIN_ID", "default")
+        .args(["-vv", "upload", "--name", "it-token", "--format", "json"])
+        .arg(&image));
+    assert!(!stderr(&out).contains(&token), "the token was printed");
+    assert_eq!(json_output(&out)["status"], "active");
+}
