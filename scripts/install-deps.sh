@@ -52,6 +52,8 @@ packages=(
     bc
     # `mesos-image test`: seed key
     openssh-client
+    # upload tests and bench: a real Keystone + Glance in a venv, TLS certificates, peak memory
+    python3-venv iproute2 openssl time
     # toolchain pieces crates need
     gcc libc6-dev pkg-config
 )

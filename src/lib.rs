@@ -18,5 +18,6 @@ pub mod progress;
 pub mod recipe;
 pub mod sandbox;
 pub mod stage;
+pub mod upload;
 pub mod vmtest;
 pub mod workdir;

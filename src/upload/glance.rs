@@ -1,0 +1,366 @@
+//! Glance v2: image records, data upload (direct or staged for `glance-direct` import), polling.
+//!
+//! Every call goes through `send`, which authenticates again once if Glance answers 401
+//! (an expired token during a long upload) and repeats the call with a fresh body.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use reqwest::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::auth::{AuthError, AuthSettings, Session};
+use super::http::server_message;
+use super::stream::{Digests, HashingReader, ProgressReader, Pump};
+
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GlanceError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{what}: Glance said {message}")]
+    Server { what: String, status: StatusCode, message: String },
+    #[error("{what}: no answer from Glance at {base}")]
+    Transport {
+        what: String,
+        base: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{what}: unexpected answer from Glance: {why}")]
+    BadResponse { what: String, why: String },
+    #[error("{path}: cannot read")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("image {id}: {why}")]
+    NotActive { id: String, why: String },
+}
+
+impl GlanceError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            GlanceError::Server { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// An image record as Glance returns it (all properties, extra ones as strings).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Image(pub Map<String, Value>);
+
+impl Image {
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+
+    pub fn id(&self) -> &str {
+        self.str("id").unwrap_or_default()
+    }
+
+    pub fn status(&self) -> &str {
+        self.str("status").unwrap_or_default()
+    }
+
+    pub fn size(&self) -> Option<u64> {
+        self.0.get("size").and_then(Value::as_u64)
+    }
+}
+
+/// Where image data goes: the store directly, or the staging area for a later import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataTarget {
+    File,
+    Stage,
+}
+
+impl DataTarget {
+    fn path(self) -> &'static str {
+        match self {
+            DataTarget::File => "file",
+            DataTarget::Stage => "stage",
+        }
+    }
+}
+
+pub struct Glance {
+    http: reqwest::Client,
+    session: Session,
+    base: String,
+}
+
+impl Glance {
+    /// Authenticate and find the image endpoint.
+    pub async fn connect(http: reqwest::Client, settings: AuthSettings) -> Result<Glance, GlanceError> {
+        let session = Session::authenticate(&http, settings).await?;
+        let base = session.image_endpoint()?;
+        tracing::debug!("image endpoint {base}");
+        Ok(Glance { http, session, base })
+    }
+
+    pub fn project_id(&self) -> Option<&str> {
+        self.session.project_id()
+    }
+
+    /// Send a request built by `build` (called again after a re-authentication).
+    async fn send<F>(&mut self, what: &str, mut build: F) -> Result<Response, GlanceError>
+    where
+        F: FnMut(&reqwest::Client, HeaderValue) -> Result<RequestBuilder, GlanceError>,
+    {
+        let mut reauthenticated = false;
+        loop {
+            let request = build(&self.http, self.session.token_header()?)?;
+            let response = request.send().await.map_err(|source| GlanceError::Transport {
+                what: what.to_owned(),
+                base: self.base.clone(),
+                source,
+            })?;
+            tracing::debug!("{what} -> {}", response.status());
+            if response.status() == StatusCode::UNAUTHORIZED && !reauthenticated {
+                self.session.reauthenticate(&self.http).await?;
+                reauthenticated = true;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v2/{path}", self.base)
+    }
+
+    /// Send, require a 2xx answer and parse its JSON body.
+    async fn call_json<F>(&mut self, what: &str, build: F) -> Result<Value, GlanceError>
+    where
+        F: FnMut(&reqwest::Client, HeaderValue) -> Result<RequestBuilder, GlanceError>,
+    {
+        let response = require_success(what, self.send(what, build).await?).await?;
+        let text = response.text().await.map_err(|e| bad(what, &e.to_string()))?;
+        serde_json::from_str(&text).map_err(|_| bad(what, "the body is not JSON"))
+    }
+
+    /// Images visible to us with exactly this name (any owner, not deleted).
+    pub async fn images_named(&mut self, name: &str) -> Result<Vec<Image>, GlanceError> {
+        let url = self.url("images");
+        let what = format!("listing images named `{name}`");
+        let body = self
+            .call_json(&what, |http, token| Ok(http.get(&url).query(&[("name", name)]).header("x-auth-token", token)))
+            .await?;
+        let images = body["images"].as_array().ok_or_else(|| bad(&what, "no `images` list"))?;
+        Ok(images.iter().filter_map(|i| i.as_object().cloned().map(Image)).collect())
+    }
+
+    pub async fn create(&mut self, record: &Value) -> Result<Image, GlanceError> {
+        let url = self.url("images");
+        let what = "creating the image record";
+        let body =
+            self.call_json(what, |http, token| Ok(http.post(&url).header("x-auth-token", token).json(record))).await?;
+        let image = body.as_object().cloned().map(Image).ok_or_else(|| bad(what, "not an object"))?;
+        if image.id().is_empty() {
+            return Err(bad(what, "no image id"));
+        }
+        Ok(image)
+    }
+
+    pub async fn get(&mut self, id: &str) -> Result<Image, GlanceError> {
+        let url = self.url(&format!("images/{id}"));
+        let what = format!("reading image {id}");
+        let body = self.call_json(&what, |http, token| Ok(http.get(&url).header("x-auth-token", token))).await?;
+        body.as_object().cloned().map(Image).ok_or_else(|| bad(&what, "not an object"))
+    }
+
+    pub async fn delete(&mut self, id: &str) -> Result<(), GlanceError> {
+        let url = self.url(&format!("images/{id}"));
+        let what = format!("deleting image {id}");
+        let response = self.send(&what, |http, token| Ok(http.delete(&url).header("x-auth-token", token))).await?;
+        require_success(&what, response).await.map(drop)
+    }
+
+    /// Import methods the server advertises (`GET /v2/info/import`); none if it cannot say.
+    pub async fn import_methods(&mut self) -> Result<Vec<String>, GlanceError> {
+        let url = self.url("info/import");
+        let what = "asking for import methods";
+        let response = self.send(what, |http, token| Ok(http.get(&url).header("x-auth-token", token))).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        let response = require_success(what, response).await?;
+        let body: Value = response.json().await.map_err(|e| bad(what, &e.to_string()))?;
+        let methods = body["import-methods"]["value"].as_array().cloned().unwrap_or_default();
+        Ok(methods.iter().filter_map(|m| m.as_str().map(str::to_owned)).collect())
+    }
+
+    /// Ask Glance to import staged data with `glance-direct`.
+    pub async fn import_staged(&mut self, id: &str) -> Result<(), GlanceError> {
+        let url = self.url(&format!("images/{id}/import"));
+        let what = format!("importing image {id} (glance-direct)");
+        let body = json!({"method": {"name": "glance-direct"}});
+        let response =
+            self.send(&what, |http, token| Ok(http.post(&url).header("x-auth-token", token).json(&body))).await?;
+        require_success(&what, response).await.map(drop)
+    }
+
+    /// Stream the file at `path` to the image's `file` or `stage` URL, hashing as it goes.
+    pub async fn send_data(
+        &mut self,
+        id: &str,
+        target: DataTarget,
+        path: &Path,
+        bar: &ProgressBar,
+    ) -> Result<Digests, GlanceError> {
+        let url = self.url(&format!("images/{id}/{}", target.path()));
+        let what = format!("uploading {} to image {id}", path.display());
+        let size = std::fs::metadata(path).map_err(|source| GlanceError::Read { path: path.to_owned(), source })?.len();
+        let mut current: Option<(Pump<DataReader>, Arc<AtomicBool>)> = None;
+        let sent = self
+            .send(&what, |http, token| {
+                if let Some((_, cancel)) = current.take() {
+                    cancel.store(true, Ordering::SeqCst);
+                }
+                let file = File::open(path).map_err(|source| GlanceError::Read { path: path.to_owned(), source })?;
+                bar.set_position(0);
+                let reader = ProgressReader::new(HashingReader::new(file), bar.clone());
+                let cancel = Arc::new(AtomicBool::new(false));
+                let (pump, body) = Pump::start(CancelOnFlag { inner: reader, cancel: cancel.clone() });
+                current = Some((pump, cancel));
+                // The server may answer before reading all data (403, 413) and then close the
+                // connection; never hand that connection back to the pool for the next request.
+                Ok(http
+                    .put(&url)
+                    .header("x-auth-token", token)
+                    .header(CONNECTION, "close")
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, size)
+                    .header("x-openstack-image-size", size)
+                    .body(body))
+            })
+            .await;
+        let cancel = current.as_ref().map(|(_, cancel)| cancel.clone());
+        let stop_reading = || {
+            if let Some(cancel) = &cancel {
+                cancel.store(true, Ordering::SeqCst);
+            }
+        };
+        let response = match sent {
+            Ok(response) if response.status().is_success() => response,
+            Ok(response) => {
+                // The server refused before reading everything: stop reading the file.
+                stop_reading();
+                return Err(require_success(&what, response).await.err().unwrap_or_else(|| bad(&what, "refused")));
+            }
+            Err(err) => {
+                stop_reading();
+                return Err(err);
+            }
+        };
+        let (pump, _) = current.ok_or_else(|| bad(&what, "no request was sent"))?;
+        drop(response);
+        let reader = pump.finish().map_err(|source| GlanceError::Read { path: path.to_owned(), source })?;
+        Ok(reader.inner.into_inner().finish())
+    }
+
+    /// Poll until the image is `active`; an error naming the state if it can no longer become so.
+    pub async fn wait_until_active(&mut self, id: &str, timeout: Duration) -> Result<Image, GlanceError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let image = self.get(id).await?;
+            let not_active = |why: String| GlanceError::NotActive { id: id.to_owned(), why };
+            match image.status() {
+                "active" => return Ok(image),
+                "killed" | "deleted" | "pending_delete" => {
+                    return Err(not_active(format!("Glance set the status to `{}`", image.status())))
+                }
+                _ => {}
+            }
+            if let Some(stores) = image.str("os_glance_failed_import").filter(|s| !s.is_empty()) {
+                let detail = self.last_task_message(id).await.unwrap_or_default();
+                return Err(not_active(format!("import to store(s) {stores} failed{detail}")));
+            }
+            if Instant::now() >= deadline {
+                return Err(not_active(format!(
+                    "still `{}` after {} s (raise --timeout?)",
+                    image.status(),
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The message of the image's newest task (import failures are explained there).
+    async fn last_task_message(&mut self, id: &str) -> Option<String> {
+        let url = self.url(&format!("images/{id}/tasks"));
+        let body = self
+            .call_json("reading import tasks", |http, token| Ok(http.get(&url).header("x-auth-token", token)))
+            .await
+            .ok()?;
+        let tasks = body["tasks"].as_array()?;
+        let newest = tasks.iter().max_by_key(|t| t["created_at"].as_str().unwrap_or_default().to_owned())?;
+        newest["message"].as_str().filter(|m| !m.is_empty()).map(|m| format!(": {m}"))
+    }
+}
+
+/// The chain an upload reads through: file -> hashes -> progress -> cancel switch.
+type DataReader = CancelOnFlag<ProgressReader<HashingReader<File>>>;
+
+/// Stops reading (with an error) once `cancel` is set, so a refused upload stops reading the file.
+struct CancelOnFlag<R> {
+    inner: R,
+    cancel: Arc<AtomicBool>,
+}
+
+impl<R: std::io::Read> std::io::Read for CancelOnFlag<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("upload cancelled"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+async fn require_success(what: &str, response: Response) -> Result<Response, GlanceError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    Err(GlanceError::Server { what: what.to_owned(), status, message: server_message(status, &text) })
+}
+
+fn bad(what: &str, why: &str) -> GlanceError {
+    GlanceError::BadResponse { what: what.to_owned(), why: why.to_owned() }
+}
+
+/// Whether a refused direct upload should be retried as stage + `glance-direct` import.
+pub fn should_fall_back_to_import(refusal: &GlanceError, methods: &[String]) -> bool {
+    refusal.status() == Some(StatusCode::FORBIDDEN) && methods.iter().any(|m| m == "glance-direct")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(status: StatusCode) -> GlanceError {
+        GlanceError::Server { what: "upload".into(), status, message: String::new() }
+    }
+
+    #[test]
+    fn falls_back_only_on_403_with_glance_direct_advertised() {
+        let with = vec!["web-download".to_owned(), "glance-direct".to_owned()];
+        let without = vec!["web-download".to_owned()];
+        assert!(should_fall_back_to_import(&refusal(StatusCode::FORBIDDEN), &with));
+        assert!(!should_fall_back_to_import(&refusal(StatusCode::FORBIDDEN), &without));
+        assert!(!should_fall_back_to_import(&refusal(StatusCode::PAYLOAD_TOO_LARGE), &with));
+        assert!(!should_fall_back_to_import(&bad("x", "y"), &with));
+    }
+}

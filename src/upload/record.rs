@@ -1,0 +1,295 @@
+//! The Glance image record: flags win over the recipe's `glance:` section, which wins over
+//! defaults (container `bare`, visibility `private`, like the glance client). disk_format comes
+//! from the file header; a `--disk-format` that disagrees is an error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::detect;
+use crate::recipe::{GlanceSpec, Recipe};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is {detected} (detected from its header) but --disk-format says {declared}")]
+    FormatMismatch { path: PathBuf, detected: String, declared: String },
+    #[error("{path}: not valid JSON: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error("recipe `{name}`: {message}")]
+    Recipe { name: String, message: String },
+    #[error("--visibility {0}: expected public, private, shared or community")]
+    Visibility(String),
+    #[error("--property {0}: expected KEY=VALUE")]
+    Property(String),
+}
+
+/// What the command line says about the record (all optional but the image path).
+#[derive(Debug, Clone, Default)]
+pub struct RecordFlags {
+    pub name: Option<String>,
+    pub disk_format: Option<String>,
+    pub container_format: Option<String>,
+    pub visibility: Option<String>,
+    pub min_disk: Option<u64>,
+    pub min_ram: Option<u64>,
+    pub tags: Vec<String>,
+    /// `KEY=VALUE` as given.
+    pub properties: Vec<String>,
+    pub os_distro: Option<String>,
+    pub os_version: Option<String>,
+    pub recipe: Option<String>,
+}
+
+/// The record sent to `POST /v2/images`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRecord {
+    pub name: String,
+    pub disk_format: String,
+    pub container_format: String,
+    pub visibility: String,
+    pub min_disk: Option<u64>,
+    pub min_ram: Option<u64>,
+    pub tags: Vec<String>,
+    pub properties: BTreeMap<String, String>,
+    /// Which recipe contributed, for the log.
+    pub recipe: Option<String>,
+}
+
+impl ImageRecord {
+    /// The create request body; extra properties are strings, as Glance requires.
+    pub fn create_body(&self) -> Value {
+        let mut body = json!({
+            "name": self.name,
+            "disk_format": self.disk_format,
+            "container_format": self.container_format,
+            "visibility": self.visibility,
+            "tags": self.tags,
+        });
+        if let Some(min_disk) = self.min_disk {
+            body["min_disk"] = json!(min_disk);
+        }
+        if let Some(min_ram) = self.min_ram {
+            body["min_ram"] = json!(min_ram);
+        }
+        for (key, value) in &self.properties {
+            body[key] = json!(value);
+        }
+        body
+    }
+}
+
+/// The manifest a build leaves beside its image: `<image>.manifest.json`.
+pub fn manifest_path(image: &Path) -> PathBuf {
+    let mut name = image.as_os_str().to_owned();
+    name.push(".manifest.json");
+    PathBuf::from(name)
+}
+
+/// The recipe named by the manifest beside `image`, if there is a manifest and it names one.
+pub fn manifest_recipe(image: &Path) -> Result<Option<String>, RecordError> {
+    let path = manifest_path(image);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(RecordError::Read { path, source }),
+    };
+    let manifest: Value = serde_json::from_str(&text)
+        .map_err(|e| RecordError::Manifest { path: path.clone(), message: e.to_string() })?;
+    Ok(manifest["recipe"].as_str().map(str::to_owned))
+}
+
+/// Build the record for the image at `image` from flags, the recipe and the file header.
+pub fn build_record(image: &Path, flags: &RecordFlags, recipe_dirs: &[PathBuf]) -> Result<ImageRecord, RecordError> {
+    let recipe_name = match &flags.recipe {
+        Some(name) => Some(name.clone()),
+        None => manifest_recipe(image)?,
+    };
+    let glance = match &recipe_name {
+        Some(name) => load_glance_spec(name, recipe_dirs)?,
+        None => GlanceSpec::default(),
+    };
+    let disk_format = choose_disk_format(image, flags.disk_format.as_deref(), glance.disk_format.as_deref())?;
+    let visibility = flags.visibility.clone().or(glance.visibility).unwrap_or_else(|| "private".to_owned());
+    if !matches!(visibility.as_str(), "public" | "private" | "shared" | "community") {
+        return Err(RecordError::Visibility(visibility));
+    }
+    let mut tags = glance.tags;
+    for tag in &flags.tags {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
+    Ok(ImageRecord {
+        name: flags.name.clone().unwrap_or_else(|| default_name(image)),
+        disk_format,
+        container_format: flags
+            .container_format
+            .clone()
+            .or(glance.container_format)
+            .unwrap_or_else(|| "bare".to_owned()),
+        visibility,
+        min_disk: flags.min_disk.or(glance.min_disk),
+        min_ram: flags.min_ram.or(glance.min_ram),
+        tags,
+        properties: merge_properties(glance.properties, flags)?,
+        recipe: recipe_name,
+    })
+}
+
+fn load_glance_spec(name: &str, recipe_dirs: &[PathBuf]) -> Result<GlanceSpec, RecordError> {
+    Recipe::find(name, recipe_dirs)
+        .map(|(recipe, _)| recipe.glance)
+        .map_err(|e| RecordError::Recipe { name: name.to_owned(), message: e.to_string() })
+}
+
+/// The detected format, unless `--disk-format` disagrees (an error: Nova would misread the disk).
+/// A recipe's format is only a build-time default, so the file on disk wins over it.
+fn choose_disk_format(image: &Path, flag: Option<&str>, recipe: Option<&str>) -> Result<String, RecordError> {
+    let detected = detect::detect_file(image).map_err(|source| RecordError::Read { path: image.to_owned(), source })?;
+    if let Some(declared) = flag {
+        if !detect::compatible(detected, declared) {
+            return Err(RecordError::FormatMismatch {
+                path: image.to_owned(),
+                detected: detected.to_owned(),
+                declared: declared.to_owned(),
+            });
+        }
+        return Ok(declared.to_owned());
+    }
+    if let Some(recipe) = recipe.filter(|r| *r != detected) {
+        tracing::warn!(
+            "the recipe says disk format {recipe}, {} is {detected}: uploading as {detected}",
+            image.display()
+        );
+    }
+    Ok(detected.to_owned())
+}
+
+/// `ubuntu-mesos.qcow2` -> `ubuntu-mesos`.
+fn default_name(image: &Path) -> String {
+    image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".to_owned())
+}
+
+/// Recipe properties, then the `--os-distro`/`--os-version` shortcuts, then `--property`.
+fn merge_properties(
+    mut properties: BTreeMap<String, String>,
+    flags: &RecordFlags,
+) -> Result<BTreeMap<String, String>, RecordError> {
+    if let Some(distro) = &flags.os_distro {
+        properties.insert("os_distro".to_owned(), distro.clone());
+    }
+    if let Some(version) = &flags.os_version {
+        properties.insert("os_version".to_owned(), version.clone());
+    }
+    for pair in &flags.properties {
+        let (key, value) =
+            pair.split_once('=').filter(|(k, _)| !k.is_empty()).ok_or_else(|| RecordError::Property(pair.clone()))?;
+        properties.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(properties)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECIPE: &str = "name: ubuntu-mesos\ndistro: ubuntu\nrelease: noble\nelements: [ubuntu]\nglance:\n  disk-format: qcow2\n  visibility: public\n  min-disk: 5\n  tags: [mesos]\n  properties:\n    os_distro: ubuntu\n    hw_rng_model: virtio\n";
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        image: PathBuf,
+    }
+
+    fn fixture(header: &[u8]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("recipes")).unwrap();
+        std::fs::write(dir.path().join("recipes/ubuntu-mesos.yaml"), RECIPE).unwrap();
+        let image = dir.path().join("ubuntu-mesos.qcow2");
+        let mut data = header.to_vec();
+        data.resize(4096, 0);
+        std::fs::write(&image, data).unwrap();
+        Fixture { dir, image }
+    }
+
+    impl Fixture {
+        fn dirs(&self) -> Vec<PathBuf> {
+            vec![self.dir.path().join("recipes")]
+        }
+    }
+
+    #[test]
+    fn defaults_without_a_recipe_are_like_glance() {
+        let f = fixture(b"QFI\xfb");
+        let record = build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap();
+        assert_eq!(record.name, "ubuntu-mesos");
+        assert_eq!(record.disk_format, "qcow2");
+        assert_eq!(record.container_format, "bare");
+        assert_eq!(record.visibility, "private");
+        assert!(record.properties.is_empty());
+        assert_eq!(record.recipe, None);
+    }
+
+    #[test]
+    fn the_manifest_beside_the_image_brings_the_recipe_and_flags_win() {
+        let f = fixture(b"QFI\xfb");
+        std::fs::write(manifest_path(&f.image), r#"{"recipe": "ubuntu-mesos", "other": [1, 2]}"#).unwrap();
+        let flags = RecordFlags {
+            visibility: Some("shared".into()),
+            tags: vec!["extra".into(), "mesos".into()],
+            properties: vec!["hw_rng_model=none".into(), "note=a=b".into()],
+            os_version: Some("24.04".into()),
+            ..Default::default()
+        };
+        let record = build_record(&f.image, &flags, &f.dirs()).unwrap();
+        assert_eq!(record.recipe.as_deref(), Some("ubuntu-mesos"));
+        assert_eq!(record.visibility, "shared");
+        assert_eq!(record.min_disk, Some(5));
+        assert_eq!(record.tags, vec!["mesos", "extra"]);
+        assert_eq!(record.properties["os_distro"], "ubuntu");
+        assert_eq!(record.properties["hw_rng_model"], "none");
+        assert_eq!(record.properties["note"], "a=b");
+        assert_eq!(record.properties["os_version"], "24.04");
+        let body = record.create_body();
+        assert_eq!(body["os_distro"], json!("ubuntu"));
+        assert_eq!(body["min_disk"], json!(5));
+    }
+
+    #[test]
+    fn a_manifest_without_a_recipe_adds_nothing() {
+        let f = fixture(b"QFI\xfb");
+        std::fs::write(manifest_path(&f.image), r#"{"recipe": null}"#).unwrap();
+        assert_eq!(build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap().recipe, None);
+        std::fs::write(manifest_path(&f.image), "{oops").unwrap();
+        let err = build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap_err().to_string();
+        assert!(err.contains("ubuntu-mesos.qcow2.manifest.json"), "{err}");
+    }
+
+    #[test]
+    fn a_disk_format_flag_that_contradicts_the_header_is_refused() {
+        let f = fixture(b"QFI\xfb");
+        let flags = RecordFlags { disk_format: Some("raw".into()), ..Default::default() };
+        let err = build_record(&f.image, &flags, &f.dirs()).unwrap_err().to_string();
+        assert!(err.contains("is qcow2") && err.contains("--disk-format says raw"), "{err}");
+    }
+
+    #[test]
+    fn the_header_beats_the_recipe_format() {
+        let f = fixture(b"\0\0\0\0");
+        let flags = RecordFlags { recipe: Some("ubuntu-mesos".into()), ..Default::default() };
+        assert_eq!(build_record(&f.image, &flags, &f.dirs()).unwrap().disk_format, "raw");
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let f = fixture(b"QFI\xfb");
+        let flags = RecordFlags { properties: vec!["novalue".into()], ..Default::default() };
+        assert!(build_record(&f.image, &flags, &f.dirs()).unwrap_err().to_string().contains("--property novalue"));
+        let flags = RecordFlags { visibility: Some("everyone".into()), ..Default::default() };
+        assert!(build_record(&f.image, &flags, &f.dirs()).unwrap_err().to_string().contains("--visibility everyone"));
+        let flags = RecordFlags { recipe: Some("nope".into()), ..Default::default() };
+        assert!(build_record(&f.image, &flags, &f.dirs()).unwrap_err().to_string().contains("recipe `nope`"));
+    }
+}

@@ -1,0 +1,215 @@
+//! The image data path: `File -> HashingReader -> ProgressReader -> pump -> HTTP body`.
+//!
+//! Every stage is a plain `Read` adapter so each can be tested alone; the pump moves fixed-size
+//! chunks through a bounded channel to the async HTTP client, so memory use does not depend on
+//! the image size and reading/hashing (one thread) overlaps with sending (the runtime thread).
+
+use std::io::{self, Read};
+use std::thread::JoinHandle;
+
+use futures_util::stream;
+use indicatif::ProgressBar;
+use md5::Md5;
+use sha2::{Digest, Sha512};
+use tokio::sync::mpsc;
+
+/// Size of one chunk handed to the HTTP client.
+pub const CHUNK_SIZE: usize = 1 << 20;
+/// Chunks that may wait in the channel: bounds the memory in flight to about 5 MiB.
+pub const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// What Glance reports about stored data, computed while the data was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    pub bytes: u64,
+    /// Hex sha512: Glance's default `hashing_algorithm`, reported as `os_hash_value`.
+    pub sha512: String,
+    /// Hex md5: Glance's legacy `checksum`, always computed by the server.
+    pub md5: String,
+}
+
+/// Hashes everything read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    sha512: Sha512,
+    md5: Md5,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader { inner, sha512: Sha512::new(), md5: Md5::new(), bytes: 0 }
+    }
+
+    /// The digests of all bytes read so far.
+    pub fn finish(self) -> Digests {
+        Digests {
+            bytes: self.bytes,
+            sha512: hex::encode(self.sha512.finalize()),
+            md5: hex::encode(self.md5.finalize()),
+        }
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha512.update(&buf[..n]);
+        self.md5.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Advances a progress bar by the bytes read through it.
+pub struct ProgressReader<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: Read> ProgressReader<R> {
+    pub fn new(inner: R, bar: ProgressBar) -> Self {
+        ProgressReader { inner, bar }
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// A reader thread feeding an HTTP body. `finish` returns the reader once the body is complete.
+pub struct Pump<R> {
+    thread: JoinHandle<io::Result<R>>,
+}
+
+impl<R: Read + Send + 'static> Pump<R> {
+    /// Start reading `reader` in `CHUNK_SIZE` pieces on a thread; the body yields them in order.
+    pub fn start(reader: R) -> (Pump<R>, reqwest::Body) {
+        let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
+        let thread = std::thread::spawn(move || pump_chunks(reader, &tx));
+        let chunks = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+        (Pump { thread }, reqwest::Body::wrap_stream(chunks))
+    }
+
+    /// Wait for the reader thread; an error if reading failed or the body was dropped early.
+    pub fn finish(self) -> io::Result<R> {
+        self.thread.join().map_err(|_| io::Error::other("the image reader thread panicked"))?
+    }
+}
+
+fn pump_chunks<R: Read>(mut reader: R, tx: &mpsc::Sender<io::Result<Vec<u8>>>) -> io::Result<R> {
+    loop {
+        let mut chunk = vec![0u8; CHUNK_SIZE];
+        let filled = match read_full(&mut reader, &mut chunk) {
+            Ok(filled) => filled,
+            Err(err) => {
+                // The HTTP client aborts the request on a body error; the caller gets `err`.
+                let _ = tx.blocking_send(Err(io::Error::new(err.kind(), err.to_string())));
+                return Err(err);
+            }
+        };
+        if filled == 0 {
+            return Ok(reader);
+        }
+        chunk.truncate(filled);
+        if tx.blocking_send(Ok(chunk)).is_err() {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the server stopped reading the image data"));
+        }
+    }
+}
+
+/// Fill `buf` unless the reader ends first; returns the bytes read.
+fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn hashing_reader_matches_known_digests() {
+        let mut reader = HashingReader::new(&b"abc"[..]);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        let digests = reader.finish();
+        assert_eq!(out, b"abc");
+        assert_eq!(digests.bytes, 3);
+        assert_eq!(digests.md5, "900150983cd24fb0d6963f7d28e17f72");
+        assert!(digests.sha512.starts_with("ddaf35a193617aba"), "{}", digests.sha512);
+        assert!(digests.sha512.ends_with("a54ca49f"), "{}", digests.sha512);
+    }
+
+    #[test]
+    fn progress_reader_counts_bytes() {
+        let bar = ProgressBar::hidden();
+        let data = vec![7u8; 100_000];
+        let mut reader = ProgressReader::new(&data[..], bar.clone());
+        let mut sink = Vec::new();
+        reader.read_to_end(&mut sink).unwrap();
+        assert_eq!(bar.position(), 100_000);
+        assert_eq!(sink, data);
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().build().unwrap()
+    }
+
+    #[test]
+    fn pump_delivers_every_byte_in_order() {
+        let data: Vec<u8> = (0..(3 * CHUNK_SIZE + 123)).map(|i| (i % 251) as u8).collect();
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let source = data.clone();
+        let thread = std::thread::spawn(move || pump_chunks(&source[..], &tx).map(|_| ()));
+        let received: Vec<u8> = runtime().block_on(async move {
+            let chunks = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+            chunks.map(|chunk| chunk.unwrap()).concat().await
+        });
+        thread.join().unwrap().unwrap();
+        assert_eq!(received, data);
+    }
+
+    /// A reader that never ends and counts what was taken from it.
+    struct Endless(Arc<AtomicU64>);
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.fetch_add(buf.len() as u64, Ordering::SeqCst);
+            Ok(buf.len())
+        }
+    }
+
+    #[test]
+    fn pump_reads_ahead_only_a_bounded_amount() {
+        let taken = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let reader = Endless(taken.clone());
+        let thread = std::thread::spawn(move || pump_chunks(reader, &tx).map(|_| ()));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let limit = ((CHUNKS_IN_FLIGHT + 1) * CHUNK_SIZE) as u64;
+        assert!(taken.load(Ordering::SeqCst) <= limit, "read ahead {} bytes", taken.load(Ordering::SeqCst));
+        // Dropping the receiving end stops the thread with an error instead of reading forever.
+        drop(rx);
+        let err = thread.join().unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+}

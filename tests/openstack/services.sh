@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# A real Keystone + Glance (Python packages in a cached venv, sqlite, file store) on 127.0.0.1,
+# for the upload integration tests and bench/upload.sh.
+#
+# Usage: services.sh start|stop
+#   OSDIR        state directory (config, databases, images, logs, pids, openrc); required
+#   KS_PORT      Keystone port (default 25730)      GL_PORT  Glance port (default 29730)
+#   GL_SIZE_CAP  Glance image_size_cap in bytes (default 1 TiB, Glance's own default)
+#   GL_TLS_PORT  if set, a second Glance process serves the same images over TLS on this port,
+#                with a certificate for 127.0.0.1 signed by $OSDIR/tls/ca.pem
+#   WATCH_PID    if set, the servers are stopped and $OSDIR removed once this process is gone
+#                (test binaries have no teardown hook; a crash must not leave servers behind);
+#                KEEP_STATE=1 keeps $OSDIR (logs) for a post-mortem
+#   VENV         venv holding glance/keystone/gunicorn (default /var/tmp/mesos-image-openstack-venv,
+#                created on first use and reused by later runs)
+#
+# `start` first kills servers a previous run left listening on the same ports, so a crashed test
+# run never makes the next one fail. It writes $OSDIR/openrc (demo user) and $OSDIR/appcred.env
+# (an application credential of the demo user); the user `importer` has the role `nodirect`,
+# which the Glance policy denies direct upload, so clients must fall back to glance-direct import.
+set -euo pipefail
+: "${OSDIR:?set OSDIR to a state directory}"
+VENV=${VENV:-/var/tmp/mesos-image-openstack-venv}
+PY=${PY:-python3}
+KS_PORT=${KS_PORT:-25730}
+GL_PORT=${GL_PORT:-29730}
+GL_SIZE_CAP=${GL_SIZE_CAP:-1099511627776}
+ADMIN_PW=${ADMIN_PW:-adminpw}
+KS=http://127.0.0.1:$KS_PORT
+GL=http://127.0.0.1:$GL_PORT
+
+wait_http() {
+  for _ in $(seq 1 600); do curl -sf -m 2 -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "services.sh: timeout waiting for $1 (logs in $OSDIR/log)" >&2
+  return 1
+}
+jget() { "$VENV/bin/python" -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+
+# Kill the gunicorn master listening on a port (a leftover of an earlier run), by its pid.
+kill_listener() {
+  local pid
+  for pid in $(ss -Hltnp "sport = :$1" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+    if grep -q gunicorn "/proc/$pid/cmdline" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
+  done
+  for _ in $(seq 1 50); do
+    [ -z "$(ss -Hltn "sport = :$1")" ] && return 0
+    sleep 0.1
+  done
+  echo "services.sh: port $1 is still in use" >&2
+  return 1
+}
+
+stop() {
+  local p
+  for p in keystone glance glance-tls; do
+    if [ -f "$OSDIR/$p.pid" ]; then kill "$(cat "$OSDIR/$p.pid")" 2>/dev/null || true; rm -f "$OSDIR/$p.pid"; fi
+  done
+}
+
+ensure_venv() {
+  # The marker is written last, so an interrupted install is redone rather than half-used.
+  if [ ! -f "$VENV/.complete" ]; then
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q 'glance==33.0.0' 'keystone==30.0.0' 'gunicorn==27.0.1'
+    touch "$VENV/.complete"
+  fi
+}
+
+start_keystone() {
+  cat > "$OSDIR/ks/keystone.conf" <<EOF
+[DEFAULT]
+log_file = $OSDIR/log/keystone.log
+[database]
+connection = sqlite:///$OSDIR/ks/keystone.sqlite
+[token]
+provider = fernet
+[fernet_tokens]
+key_repository = $OSDIR/ks/fernet
+[fernet_receipts]
+key_repository = $OSDIR/ks/fernet
+[credential]
+key_repository = $OSDIR/ks/cred
+EOF
+  cat > "$OSDIR/ks/ks_wsgi.py" <<'EOF'
+import sys
+sys.argv = sys.argv[:1]  # keystone's oslo.config must not parse gunicorn's arguments
+from keystone.wsgi.api import application  # noqa
+EOF
+  local km="$VENV/bin/keystone-manage --config-file $OSDIR/ks/keystone.conf"
+  $km db_sync
+  $km fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
+  $km credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
+  $km bootstrap --bootstrap-password "$ADMIN_PW" --bootstrap-region-id RegionOne \
+      --bootstrap-public-url "$KS/v3/" --bootstrap-internal-url "$KS/v3/"
+  # sqlite's rollback journal gives "database is locked" errors under concurrent writes; WAL does not.
+  "$VENV/bin/python" -c "import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')" \
+      "$OSDIR/ks/keystone.sqlite"
+  OS_KEYSTONE_CONFIG_FILES=$OSDIR/ks/keystone.conf nohup "$VENV/bin/gunicorn" --chdir "$OSDIR/ks" \
+      -b "127.0.0.1:$KS_PORT" -w 1 --threads 4 ks_wsgi:application > "$OSDIR/log/keystone-gunicorn.log" 2>&1 &
+  echo $! > "$OSDIR/keystone.pid"
+  wait_http "$KS/v3"
+}
+
+token_for() { # user password project
+  curl -sf -D - -o /dev/null -X POST "$KS/v3/auth/tokens" -H 'Content-Type: application/json' -d \
+    "{\"auth\":{\"identity\":{\"methods\":[\"password\"],\"password\":{\"user\":{\"name\":\"$1\",\"domain\":{\"id\":\"default\"},\"password\":\"$2\"}}},\"scope\":{\"project\":{\"name\":\"$3\",\"domain\":{\"id\":\"default\"}}}}}" \
+    | awk 'tolower($1)=="x-subject-token:"{print $2}' | tr -d '\r'
+}
+
+populate_keystone() {
+  local tok svc_p gl_u svc demo_p demo_u imp_u nodirect member i
+  tok=$(token_for admin "$ADMIN_PW" admin)
+  post() { curl -sf -X POST "$KS/v3/$1" -H "X-Auth-Token: $tok" -H 'Content-Type: application/json' -d "$2"; }
+  role_id() { curl -sf "$KS/v3/roles?name=$1" -H "X-Auth-Token: $tok" | jget 'd["roles"][0]["id"]'; }
+  grant() { curl -sf -X PUT "$KS/v3/projects/$1/users/$2/roles/$3" -H "X-Auth-Token: $tok"; }
+  member=$(role_id member)
+  svc_p=$(post projects '{"project":{"name":"service","domain_id":"default"}}' | jget 'd["project"]["id"]')
+  gl_u=$(post users '{"user":{"name":"glance","domain_id":"default","password":"glancepw"}}' | jget 'd["user"]["id"]')
+  grant "$svc_p" "$gl_u" "$(role_id admin)"
+  svc=$(post services '{"service":{"type":"image","name":"glance"}}' | jget 'd["service"]["id"]')
+  for i in public internal admin; do
+    post endpoints "{\"endpoint\":{\"service_id\":\"$svc\",\"interface\":\"$i\",\"region_id\":\"RegionOne\",\"url\":\"$GL\"}}" >/dev/null
+  done
+  demo_p=$(post projects '{"project":{"name":"demo","domain_id":"default"}}' | jget 'd["project"]["id"]')
+  demo_u=$(post users '{"user":{"name":"demo","domain_id":"default","password":"demopw"}}' | jget 'd["user"]["id"]')
+  grant "$demo_p" "$demo_u" "$member"
+  imp_u=$(post users '{"user":{"name":"importer","domain_id":"default","password":"importerpw"}}' | jget 'd["user"]["id"]')
+  nodirect=$(post roles '{"role":{"name":"nodirect"}}' | jget 'd["role"]["id"]')
+  grant "$demo_p" "$imp_u" "$member"
+  grant "$demo_p" "$imp_u" "$nodirect"
+
+  # An application credential of demo (created by demo itself, as users do).
+  local demo_tok cred
+  demo_tok=$(token_for demo demopw demo)
+  cred=$(curl -sf -X POST "$KS/v3/users/$demo_u/application_credentials" -H "X-Auth-Token: $demo_tok" \
+      -H 'Content-Type: application/json' -d '{"application_credential":{"name":"mesos-image-it"}}')
+  {
+    echo "APPCRED_ID=$(echo "$cred" | jget 'd["application_credential"]["id"]')"
+    echo "APPCRED_SECRET=$(echo "$cred" | jget 'd["application_credential"]["secret"]')"
+    echo "DEMO_PROJECT_ID=$demo_p"
+  } > "$OSDIR/appcred.env"
+}
+
+start_glance() {
+  cp "$VENV/etc/glance/glance-api-paste.ini" "$OSDIR/gl/"
+  cat > "$OSDIR/gl/glance-api.conf" <<EOF
+[DEFAULT]
+log_file = $OSDIR/log/glance-api.log
+enabled_backends = local:file
+enabled_import_methods = [glance-direct,web-download]
+image_cache_dir = $OSDIR/gl/cache
+image_size_cap = $GL_SIZE_CAP
+[database]
+connection = sqlite:///$OSDIR/gl/glance.sqlite
+[glance_store]
+default_backend = local
+[local]
+filesystem_store_datadir = $OSDIR/gl/images
+[os_glance_staging_store]
+filesystem_store_datadir = $OSDIR/gl/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $OSDIR/gl/tasks
+[oslo_policy]
+policy_file = $OSDIR/gl/policy.yaml
+[paste_deploy]
+config_file = $OSDIR/gl/glance-api-paste.ini
+flavor = keystone
+[keystone_authtoken]
+www_authenticate_uri = $KS
+auth_url = $KS
+auth_type = password
+user_domain_id = default
+project_domain_id = default
+project_name = service
+username = glance
+password = glancepw
+EOF
+  # Direct upload (PUT .../file) is denied to holders of `nodirect`; staging and import stay allowed.
+  cat > "$OSDIR/gl/policy.yaml" <<'EOF'
+"upload_image": "(role:admin or (role:member and project_id:%(project_id)s)) and not role:nodirect"
+EOF
+  "$VENV/bin/glance-manage" --config-file "$OSDIR/gl/glance-api.conf" db_sync
+  # Two Glance processes (plain and TLS) write to this database: WAL, as for Keystone.
+  "$VENV/bin/python" -c "import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')" \
+      "$OSDIR/gl/glance.sqlite"
+  OS_GLANCE_CONFIG_DIR=$OSDIR/gl nohup "$VENV/bin/gunicorn" -b "127.0.0.1:$GL_PORT" -w 1 --threads 4 \
+      --timeout 600 glance.wsgi.api:application > "$OSDIR/log/glance-gunicorn.log" 2>&1 &
+  echo $! > "$OSDIR/glance.pid"
+  wait_http "$GL/healthcheck"
+}
+
+make_tls_cert() {
+  mkdir -p "$OSDIR/tls"
+  (
+    cd "$OSDIR/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=mesos-image test CA' \
+        -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj '/CN=127.0.0.1' -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile ext.cnf -out server.pem 2>/dev/null
+  )
+}
+
+start_glance_tls() {
+  make_tls_cert
+  OS_GLANCE_CONFIG_DIR=$OSDIR/gl nohup "$VENV/bin/gunicorn" -b "127.0.0.1:$GL_TLS_PORT" -w 1 --threads 4 \
+      --timeout 600 --certfile "$OSDIR/tls/server.pem" --keyfile "$OSDIR/tls/server.key" \
+      glance.wsgi.api:application > "$OSDIR/log/glance-tls-gunicorn.log" 2>&1 &
+  echo $! > "$OSDIR/glance-tls.pid"
+  for _ in $(seq 1 600); do
+    curl -sf -m 2 --cacert "$OSDIR/tls/ca.pem" -o /dev/null "https://127.0.0.1:$GL_TLS_PORT/healthcheck" && return 0
+    sleep 0.1
+  done
+  echo "services.sh: timeout waiting for the TLS Glance (logs in $OSDIR/log)" >&2
+  return 1
+}
+
+# Stop everything once $WATCH_PID exits. Detached, so the caller's pipes are not held open.
+start_watcher() {
+  local self
+  self=$(readlink -f "$0")
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; OSDIR="$2" "$3" stop; [ -n "$4" ] || rm -rf "$2"' \
+      watcher "$WATCH_PID" "$OSDIR" "$self" "${KEEP_STATE:-}" < /dev/null > /dev/null 2>&1 &
+}
+
+start() {
+  ensure_venv
+  kill_listener "$KS_PORT"
+  kill_listener "$GL_PORT"
+  if [ -n "${GL_TLS_PORT:-}" ]; then kill_listener "$GL_TLS_PORT"; fi
+  rm -rf "$OSDIR/ks" "$OSDIR/gl"
+  mkdir -p "$OSDIR"/{ks/fernet,ks/cred,gl/images,gl/staging,gl/tasks,gl/cache,log}
+  chmod 700 "$OSDIR/ks/fernet" "$OSDIR/ks/cred"
+  start_keystone
+  populate_keystone
+  start_glance
+  if [ -n "${GL_TLS_PORT:-}" ]; then start_glance_tls; fi
+  if [ -n "${WATCH_PID:-}" ]; then start_watcher; fi
+  cat > "$OSDIR/openrc" <<EOF
+export OS_AUTH_URL=$KS/v3
+export OS_USERNAME=demo OS_PASSWORD=demopw OS_PROJECT_NAME=demo
+export OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
+export OS_REGION_NAME=RegionOne OS_INTERFACE=public
+EOF
+  echo "keystone $KS  glance $GL  env: $OSDIR/openrc"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

@@ -1,0 +1,455 @@
+//! `mesos-image upload` against a real Keystone and a real Glance on 127.0.0.1
+//! (tests/openstack/services.sh: Python packages in a cached venv, sqlite, file store).
+//!
+//! The services start once per test binary and stop when it exits. Glance runs with a 16 MiB
+//! `image_size_cap` (so "refused mid-upload" is cheap to provoke), a policy denying direct upload
+//! to the user `importer` (so the glance-direct fallback is real), and a TLS twin on another port.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use sha2::{Digest, Sha512};
+
+const KS_PORT: u16 = 25730;
+const GL_PORT: u16 = 29730;
+const GL_TLS_PORT: u16 = 29731;
+const SIZE_CAP: u64 = 16 << 20;
+
+struct Services {
+    dir: PathBuf,
+    appcred_id: String,
+    appcred_secret: String,
+}
+
+/// The running services, held by one test at a time: Glance on sqlite answers concurrent writes
+/// with "database is locked" (HTTP 500), which would make the tests flaky, not the client.
+struct Held {
+    services: &'static Services,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Held {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        self.services
+    }
+}
+
+fn services() -> Held {
+    static SERVICES: OnceLock<Services> = OnceLock::new();
+    static TURN: Mutex<()> = Mutex::new(());
+    // A failed test poisons the lock; the services are still fine for the next one.
+    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    Held { services: SERVICES.get_or_init(start_services), _turn: turn }
+}
+
+fn start_services() -> Services {
+    let dir = tempfile::Builder::new().prefix("mesos-image-upload-it-").tempdir().unwrap().keep();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openstack/services.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .env("OSDIR", &dir)
+        .env("KS_PORT", KS_PORT.to_string())
+        .env("GL_PORT", GL_PORT.to_string())
+        .env("GL_TLS_PORT", GL_TLS_PORT.to_string())
+        .env("GL_SIZE_CAP", SIZE_CAP.to_string())
+        .env("WATCH_PID", std::process::id().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "services.sh start failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vars = read_env_file(&dir.join("appcred.env"));
+    Services { appcred_id: vars["APPCRED_ID"].clone(), appcred_secret: vars["APPCRED_SECRET"].clone(), dir }
+}
+
+fn read_env_file(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+fn auth_url() -> String {
+    format!("http://127.0.0.1:{KS_PORT}/v3")
+}
+
+/// The command with a clean environment: no OS_* from the caller, no clouds.yaml from $HOME.
+fn mesos_image(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesos-image"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .current_dir(home);
+    cmd
+}
+
+/// As the demo user with password auth, like `source openrc`.
+fn as_demo(home: &Path) -> Command {
+    let mut cmd = mesos_image(home);
+    cmd.env("OS_AUTH_URL", auth_url())
+        .env("OS_USERNAME", "demo")
+        .env("OS_PASSWORD", "demopw")
+        .env("OS_PROJECT_NAME", "demo")
+        .env("OS_USER_DOMAIN_NAME", "Default")
+        .env("OS_PROJECT_DOMAIN_NAME", "Default")
+        .env("OS_REGION_NAME", "RegionOne")
+        .env("OS_INTERFACE", "public");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    eprintln!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json_output(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "upload failed: {}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A scratch dir holding an image of `len` random bytes, optionally starting with `header`.
+fn scratch_image(name: &str, header: &[u8], len: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = vec![0u8; len];
+    let mut state: u64 = 0x9e3779b97f4a7c15 ^ len as u64;
+    for byte in data.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    data[..header.len()].copy_from_slice(header);
+    let path = dir.path().join(name);
+    std::fs::write(&path, data).unwrap();
+    (dir, path)
+}
+
+/// A real qcow2 (Glance inspects uploaded data) holding `len` random bytes.
+fn scratch_qcow2(name: &str, len: usize) -> (tempfile::TempDir, PathBuf) {
+    let (dir, raw) = scratch_image("data.raw", b"", len);
+    let path = dir.path().join(name);
+    let status =
+        Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "qcow2"]).arg(&raw).arg(&path).status().unwrap();
+    assert!(status.success(), "qemu-img convert");
+    (dir, path)
+}
+
+fn sha512_hex(path: &Path) -> String {
+    hex::encode(Sha512::digest(std::fs::read(path).unwrap()))
+}
+
+/// A demo token, for looking at Glance independently of the tool under test.
+fn demo_token() -> String {
+    let body = serde_json::json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"name": "demo", "domain": {"id": "default"}, "password": "demopw"}}},
+        "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}
+    }})
+    .to_string();
+    let out = Command::new("curl")
+        .args(["-sf", "-D", "-", "-o", "/dev/null", "-H", "Content-Type: application/json", "-d", &body])
+        .arg(format!("{}/auth/tokens", auth_url()))
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&out.stdout).into_owned();
+    headers
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Subject-Token: ").or_else(|| l.strip_prefix("x-subject-token: ")))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn glance_get(path: &str) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-sf", "-H"])
+        .arg(format!("X-Auth-Token: {}", demo_token()))
+        .arg(format!("http://127.0.0.1:{GL_PORT}/v2/{path}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET {path}");
+    out.stdout
+}
+
+/// Every image called `name` that demo can see, in any status.
+fn images_named(name: &str) -> Vec<serde_json::Value> {
+    let list: serde_json::Value = serde_json::from_slice(&glance_get(&format!("images?name={name}"))).unwrap();
+    list["images"].as_array().unwrap().clone()
+}
+
+fn write_recipe(data_dir: &Path) {
+    std::fs::create_dir_all(data_dir.join("recipes")).unwrap();
+    std::fs::write(
+        data_dir.join("recipes/ubuntu-mesos.yaml"),
+        "name: ubuntu-mesos\ndistro: ubuntu\nrelease: noble\nelements: [ubuntu]\nglance:\n  visibility: shared\n  min-ram: 512\n  tags: [mesos]\n  properties:\n    os_distro: ubuntu\n    os_admin_user: ubuntu\n",
+    )
+    .unwrap();
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn password_upload_round_trips_properties_and_data() {
+    let _services = services();
+    let (dir, image) = scratch_qcow2("pw.qcow2", 3 << 20);
+    let out = run(as_demo(dir.path())
+        .args(["-vv", "upload", "--name", "it-password", "--format", "json"])
+        .args(["--property", "hw_rng_model=virtio", "--os-version", "24.04", "--tag", "t1", "--min-disk", "3"])
+        .arg(&image));
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!shown.contains("demopw"), "the password was printed");
+    assert!(!shown.contains("gAAAAA"), "a Fernet token was printed");
+    let record = json_output(&out);
+    assert_eq!(record["status"], "active");
+    assert_eq!(record["disk_format"], "qcow2");
+    assert_eq!(record["container_format"], "bare");
+    assert_eq!(record["visibility"], "private");
+    assert_eq!(record["min_disk"], 3);
+    assert_eq!(record["tags"], serde_json::json!(["t1"]));
+    assert_eq!(record["hw_rng_model"], "virtio");
+    assert_eq!(record["os_version"], "24.04");
+    assert_eq!(record["size"], std::fs::metadata(&image).unwrap().len());
+    assert_eq!(record["os_hash_algo"], "sha512");
+    assert_eq!(record["os_hash_value"], sha512_hex(&image));
+    // The stored bytes, read back independently, are the file's.
+    let id = record["id"].as_str().unwrap();
+    assert_eq!(glance_get(&format!("images/{id}/file")), std::fs::read(&image).unwrap());
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn the_recipe_named_in_the_manifest_sets_glance_properties() {
+    let _services = services();
+    let (dir, image) = scratch_qcow2("ubuntu-mesos.qcow2", 1 << 20);
+    write_recipe(&dir.path().join("data"));
+    std::fs::write(dir.path().join("ubuntu-mesos.qcow2.manifest.json"), r#"{"recipe": "ubuntu-mesos"}"#).unwrap();
+    let out = run(as_demo(dir.path())
+        .env("MESOS_IMAGE_DATA_DIR", dir.path().join("data"))
+        .args(["upload", "--name", "it-manifest", "--format", "json", "--visibility", "private"])
+        .arg(&image));
+    let record = json_output(&out);
+    assert_eq!(record["os_distro"], "ubuntu");
+    assert_eq!(record["os_admin_user"], "ubuntu");
+    assert_eq!(record["min_ram"], 512);
+    assert_eq!(record["tags"], serde_json::json!(["mesos"]));
+    assert_eq!(record["visibility"], "private", "flags win over the recipe");
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn application_credentials_authenticate() {
+    let services = services();
+    let (dir, image) = scratch_image("ac.raw", b"", 1 << 20);
+    let out = run(mesos_image(dir.path())
+        .env("OS_AUTH_URL", auth_url())
+        .env("OS_AUTH_TYPE", "v3applicationcredential")
+        .env("OS_APPLICATION_CREDENTIAL_ID", &services.appcred_id)
+        .env("OS_APPLICATION_CREDENTIAL_SECRET", &services.appcred_secret)
+        .args(["-vv", "upload", "--name", "it-appcred", "--format", "json"])
+        .arg(&image));
+    assert!(!stderr(&out).contains(&services.appcred_secret), "the secret was printed");
+    let record = json_output(&out);
+    assert_eq!(record["status"], "active");
+    assert_eq!(record["disk_format"], "raw");
+}
+
+fn write_clouds(dir: &Path, cloud: &str) {
+    std::fs::write(
+        dir.join("clouds.yaml"),
+        format!(
+            "clouds:\n  {cloud}:\n    region_name: RegionOne\n    interface: public\n    auth:\n      auth_url: {}\n      username: demo\n      project_name: demo\n      user_domain_name: Default\n      project_domain_name: Default\n",
+            auth_url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("secure.yaml"), format!("clouds:\n  {cloud}:\n    auth:\n      password: demopw\n"))
+        .unwrap();
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn clouds_yaml_with_secure_yaml_authenticates() {
+    let _services = services();
+    let (dir, image) = scratch_image("cy.raw", b"", 1 << 20);
+    // In the current directory, found by the standard search, chosen by --os-cloud.
+    write_clouds(dir.path(), "it");
+    let out = run(mesos_image(dir.path())
+        .args(["upload", "--os-cloud", "it", "--name", "it-clouds-cwd", "--format", "json"])
+        .arg(&image));
+    assert_eq!(json_output(&out)["status"], "active");
+
+    // In $XDG_CONFIG_HOME/openstack, chosen by OS_CLOUD.
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join(".config/openstack");
+    std::fs::create_dir_all(&config).unwrap();
+    write_clouds(&config, "xdg");
+    let out = run(mesos_image(home.path())
+        .env("OS_CLOUD", "xdg")
+        .args(["upload", "--name", "it-clouds-xdg", "--format", "json"])
+        .arg(&image));
+    assert_eq!(json_output(&out)["status"], "active");
+
+    // A cloud that is not there is named, with the file searched.
+    let out =
+        run(mesos_image(home.path()).env("OS_CLOUD", "nope").args(["upload", "--name", "it-clouds-none"]).arg(&image));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cloud `nope` is not in") && stderr(&out).contains("xdg"), "{}", stderr(&out));
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn import_path_is_used_on_request_and_as_the_fallback_of_a_403() {
+    let _services = services();
+    let (dir, image) = scratch_image("imp.raw", b"", 2 << 20);
+    let out = run(as_demo(dir.path()).args(["upload", "--import", "--name", "it-import"]).arg(&image));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.contains("glance-direct import") && table.contains("active"), "{table}");
+    assert!(table.contains(&sha512_hex(&image)), "{table}");
+
+    // `importer` may not PUT image data (policy), but may stage and import.
+    let out = run(as_demo(dir.path())
+        .env("OS_USERNAME", "importer")
+        .env("OS_PASSWORD", "importerpw")
+        .args(["upload", "--name", "it-fallback"])
+        .arg(&image));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("glance-direct import"));
+    assert!(stderr(&out).contains("403"), "the fallback is explained: {}", stderr(&out));
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn a_wrong_password_is_reported_without_creating_anything() {
+    let _services = services();
+    let (dir, image) = scratch_image("wp.raw", b"", 4096);
+    let out = run(as_demo(dir.path())
+        .env("OS_PASSWORD", "not-the-password")
+        .args(["upload", "--name", "it-wrong-pw"])
+        .arg(&image));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("authentication at") && err.contains("401"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+    assert!(images_named("it-wrong-pw").is_empty());
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn a_disk_format_contradicting_the_header_is_refused() {
+    let _services = services();
+    let (dir, image) = scratch_image("df.img", b"QFI\xfb\0\0\0\x03", 4096);
+    let out =
+        run(as_demo(dir.path()).args(["upload", "--name", "it-wrong-format", "--disk-format", "raw"]).arg(&image));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is qcow2 (detected from its header) but --disk-format says raw"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(images_named("it-wrong-format").is_empty());
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn a_refusal_mid_upload_leaves_no_queued_image() {
+    let _services = services();
+    let (dir, image) = scratch_image("cap.raw", b"", (SIZE_CAP + (4 << 20)) as usize);
+    let out = run(as_demo(dir.path()).args(["upload", "--name", "it-size-cap"]).arg(&image));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("413") && err.contains("too large"), "Glance's words are reported: {err}");
+    assert!(images_named("it-size-cap").is_empty(), "a record was left behind");
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn name_clashes_need_replace_which_swaps_the_image() {
+    let _services = services();
+    let (dir, image) = scratch_image("rp.raw", b"", 8192);
+    let first =
+        json_output(&run(as_demo(dir.path()).args(["upload", "--name", "it-replace", "--format", "json"]).arg(&image)));
+    let out = run(as_demo(dir.path()).args(["upload", "--name", "it-replace"]).arg(&image));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--replace"), "{}", stderr(&out));
+    let second = json_output(&run(as_demo(dir.path())
+        .args(["upload", "--name", "it-replace", "--replace", "--format", "json"])
+        .arg(&image)));
+    let left: Vec<String> = images_named("it-replace").iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(left, vec![second["id"].as_str().unwrap().to_owned()]);
+    assert_ne!(first["id"], second["id"]);
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn tls_options_are_honoured() {
+    let services = services();
+    let (dir, image) = scratch_image("tls.raw", b"", 8192);
+    let tls_url = format!("https://127.0.0.1:{GL_TLS_PORT}");
+    let ca = services.dir.join("tls/ca.pem");
+
+    // Unknown CA: refused by certificate verification.
+    let out = run(as_demo(dir.path())
+        .env("OS_IMAGE_URL", &tls_url)
+        .args(["upload", "--name", "it-tls-untrusted"])
+        .arg(&image));
+    assert!(!out.status.success());
+    assert!(stderr(&out).to_lowercase().contains("certificate"), "{}", stderr(&out));
+
+    // OS_CACERT trusts it.
+    let out = run(as_demo(dir.path())
+        .env("OS_IMAGE_URL", &tls_url)
+        .env("OS_CACERT", &ca)
+        .args(["upload", "--name", "it-tls-cacert", "--format", "json"])
+        .arg(&image));
+    assert_eq!(json_output(&out)["status"], "active");
+
+    // --insecure skips verification.
+    let out = run(as_demo(dir.path())
+        .args(["upload", "--insecure", "--os-image-url", &tls_url, "--name", "it-tls-insecure"])
+        .arg(&image));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A CA file that is not one is named before anything is sent.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "junk\n").unwrap();
+    let out = run(as_demo(dir.path())
+        .arg("upload")
+        .arg("--os-cacert")
+        .arg(&junk)
+        .args(["--name", "it-tls-junk"])
+        .arg(&image));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("junk.pem") && stderr(&out).contains("no PEM certificate"), "{}", stderr(&out));
+    assert!(images_named("it-tls-junk").is_empty());
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn an_existing_token_authenticates() {
+    let _services = services();
+    let (dir, image) = scratch_image("tok.raw", b"", 8192);
+    let token = demo_token();
+    let out = run(mesos_image(dir.path())
+        .env("OS_AUTH_URL", auth_url())
+        .env("OS_AUTH_TYPE", "v3token")
+        .env("OS_TOKEN", &token)
+        .env("OS_PROJECT_NAME", "demo")
+        .env("OS_PROJECT_DOMAIN_ID", "default")
+        .args(["-vv", "upload", "--name", "it-token", "--format", "json"])
+        .arg(&image));
+    assert!(!stderr(&out).contains(&token), "the token was printed");
+    assert_eq!(json_output(&out)["status"], "active");
+}
