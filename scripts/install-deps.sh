@@ -10,3 +10,5 @@ EOT
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap debootstrap e2fsprogs grub-pc-bin grub-common mtools dosfstools ubuntu-keyring debian-archive-keyring fdisk dpkg-dev apt-utils gnupg arch-test uidmap squashfs-tools zstd xz-utils
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports qemu-system-x86
+# disk/convert: qemu-img for output formats; OVMF for the UEFI boot test of GPT images
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-utils ovmf
