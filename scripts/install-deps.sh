@@ -46,6 +46,8 @@ packages=(
     zstd xz-utils curl ca-certificates gnupg python3-yaml
     # disk assembly and conversion
     e2fsprogs fdisk grub-pc-bin grub-common mtools dosfstools
+    # UEFI boot test firmware
+    ovmf
     # the Mesos fixture repository used by tests
     dpkg-dev apt-utils
     # bench/ arithmetic

@@ -14,7 +14,7 @@ use mesos_image::progress::Reporter;
 use mesos_image::recipe::{ImageFormat, ImageSpec, Partitioning};
 use mesos_image::stage::convert;
 
-const PACKAGES: &str = "linux-image-amd64,grub-pc-bin,systemd-sysv,udev,ifupdown,login,iputils-ping";
+const PACKAGES: &str = "linux-image-amd64,grub-pc-bin,grub-efi-amd64-bin,systemd-sysv,udev,ifupdown,login,iputils-ping";
 const BOOT_LIMIT: Duration = Duration::from_secs(300);
 
 /// The Debian mirror the host itself uses, from its deb822 or one-line apt sources.
@@ -68,9 +68,22 @@ impl Drop for Qemu {
 }
 
 /// Boot `image` and wait for `login:` on the serial console; returns the time it took.
-fn boot_to_login(image: &Path, format: &str, serial_log: &Path) -> Duration {
+/// OVMF firmware for the UEFI boot (Debian's ovmf package).
+const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Firmware {
+    Bios,
+    Uefi,
+}
+
+fn boot_to_login(image: &Path, format: &str, firmware: Firmware, serial_log: &Path) -> Duration {
     let started = Instant::now();
-    let child = Command::new("qemu-system-x86_64")
+    let mut command = Command::new("qemu-system-x86_64");
+    if firmware == Firmware::Uefi {
+        command.args(["-bios", OVMF]);
+    }
+    let child = command
         .args(["-accel", "tcg", "-m", "1024", "-display", "none", "-monitor", "none", "-nic", "none"])
         .arg("-serial")
         .arg(format!("file:{}", serial_log.display()))
@@ -78,7 +91,7 @@ fn boot_to_login(image: &Path, format: &str, serial_log: &Path) -> Duration {
         .arg(format!("file={},format={format},if=virtio", image.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(serial_log.with_extension("stderr")).unwrap())
         .spawn()
         .expect("qemu starts");
     let mut qemu = Qemu(child);
@@ -88,7 +101,8 @@ fn boot_to_login(image: &Path, format: &str, serial_log: &Path) -> Duration {
             return started.elapsed();
         }
         if let Ok(Some(status)) = qemu.0.try_wait() {
-            panic!("qemu exited ({status}) before a login prompt; console:\n{}", tail(&console));
+            let stderr = std::fs::read_to_string(serial_log.with_extension("stderr")).unwrap_or_default();
+            panic!("qemu exited ({status}) before a login prompt: {stderr}; console:\n{}", tail(&console));
         }
         assert!(started.elapsed() < BOOT_LIMIT, "no login prompt within {BOOT_LIMIT:?}; console:\n{}", tail(&console));
         std::thread::sleep(Duration::from_secs(2));
@@ -179,16 +193,23 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     assert_eq!(outputs.len(), 4);
     check_outputs(&outputs);
     let qcow2 = &outputs[0].path;
-    let boot = boot_to_login(qcow2, "qcow2", &scratch.path().join("mbr-serial.log"));
+    let boot = boot_to_login(qcow2, "qcow2", Firmware::Bios, &scratch.path().join("mbr-serial.log"));
     eprintln!("timing: MBR qcow2 boot to login: {:.1}s", boot.as_secs_f64());
 
-    // GPT with a BIOS boot partition, booted from the raw file.
-    let gpt_spec = ImageSpec { partitioning: Partitioning::Gpt, ..ImageSpec::default() };
+    // GPT with a BIOS boot partition and an ESP, booted from the raw file by BIOS and by UEFI.
+    let gpt_spec = ImageSpec { partitioning: Partitioning::Gpt, uefi: true, ..ImageSpec::default() };
     let gpt_raw = scratch.path().join("gpt.raw");
     let gpt_report = build_disk(&tree, &gpt_spec, "bookworm", &gpt_raw, &reporter).unwrap();
     let verify = command_output(Command::new("sfdisk").arg("--verify").arg(&gpt_raw));
     assert!(verify.contains("No errors detected"), "{verify}");
     check_root_filesystem(&gpt_raw, &gpt_report, &gpt_spec);
-    let boot = boot_to_login(&gpt_raw, "raw", &scratch.path().join("gpt-serial.log"));
-    eprintln!("timing: GPT raw boot to login: {:.1}s", boot.as_secs_f64());
+    let boot = boot_to_login(&gpt_raw, "raw", Firmware::Bios, &scratch.path().join("gpt-serial.log"));
+    eprintln!("timing: GPT raw BIOS boot to login: {:.1}s", boot.as_secs_f64());
+    let esp = Layout::for_disk(Partitioning::Gpt, true, gpt_report.disk_bytes).unwrap().partitions[1];
+    let listing = command_output(
+        Command::new("mdir").args(["-i", &format!("{}@@{}", gpt_raw.display(), esp.offset_bytes()), "::/EFI/BOOT"]),
+    );
+    assert!(listing.contains("BOOTX64  EFI"), "{listing}");
+    let boot = boot_to_login(&gpt_raw, "raw", Firmware::Uefi, &scratch.path().join("uefi-serial.log"));
+    eprintln!("timing: GPT raw UEFI boot to login: {:.1}s", boot.as_secs_f64());
 }

@@ -30,7 +30,9 @@ pub fn build_esp(tree: &Path, raw: &Path, esp: &Partition, layout: &Layout, repo
 fn mkfs_fat_command(raw: &Path, esp: &Partition) -> Command {
     let mut command = Command::new("mkfs.fat");
     command
-        .args(["-n", "ESP", "--offset", &esp.first_lba.to_string()])
+        // mkfs.fat picks the FAT size from the whole file, not the partition, and would choose
+        // FAT32 for a 64 MiB range that is too small for it.
+        .args(["-F", "16", "-n", "ESP", "--offset", &esp.first_lba.to_string()])
         .arg(raw)
         // mkfs.fat counts in KiB blocks.
         .arg((esp.size_bytes() / 1024).to_string());
@@ -52,7 +54,7 @@ mod tests {
         let esp = Partition { number: 2, role: Role::Esp, first_lba: 4096, sectors: 131072 };
         let args: Vec<_> =
             mkfs_fat_command(Path::new("/d.raw"), &esp).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(args, ["-n", "ESP", "--offset", "4096", "/d.raw", "65536"]);
+        assert_eq!(args, ["-F", "16", "-n", "ESP", "--offset", "4096", "/d.raw", "65536"]);
         assert_eq!(mtools_image(Path::new("/d.raw"), &esp), "/d.raw@@2097152");
     }
 }

@@ -58,6 +58,9 @@ pub enum DiskError {
 ///
 /// Writes `/boot/grub/grub.cfg` and `/etc/fstab` into the tree first, so they land in the image.
 pub fn build_disk(tree: &Path, spec: &ImageSpec, release: &str, raw: &Path, reporter: &Reporter) -> anyhow::Result<DiskReport> {
+    if spec.uefi && spec.partitioning != Partitioning::Gpt {
+        return Err(DiskError::UefiNeedsGpt.into());
+    }
     let kernel = grub::find_kernel(tree)?;
     grub::check_tree_has_grub(tree)?;
     if spec.uefi {
@@ -111,7 +114,7 @@ fn choose_layout(spec: &ImageSpec, usage: size::TreeUsage) -> Result<Layout, Dis
     let Some(given) = &spec.size else {
         let disk_bytes = size::default_fs_bytes(usage) + overhead;
         return Layout::for_disk(spec.partitioning, spec.uefi, disk_bytes)
-            .ok_or(DiskError::ImageSizeTooSmall { given: disk_bytes.to_string(), needed_mib: minimum_disk / MIB });
+            .ok_or(DiskError::ImageSizeTooSmall { given: format!("{}M (computed)", disk_bytes / MIB), needed_mib: minimum_disk / MIB });
     };
     let bytes = parse_size(given).map_err(|reason| DiskError::BadImageSize { given: given.clone(), reason })?;
     let too_small = || DiskError::ImageSizeTooSmall { given: given.clone(), needed_mib: minimum_disk / MIB };
