@@ -7,6 +7,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+/// Errors reading the manifest beside an image.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("{path}: not a mesos-image manifest: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
 /// One installed package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
@@ -57,6 +66,21 @@ impl Manifest {
         image.with_file_name(name)
     }
 
+    /// The recipe named by the manifest beside `image`: `None` when there is no manifest or it
+    /// names none (a DIB-mode build). Only the `recipe` field is read, so manifests of other
+    /// tool versions still work.
+    pub fn recipe_beside(image: &Path) -> Result<Option<String>, ManifestError> {
+        let path = Manifest::path_for(image);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(cause) => return Err(ManifestError::Read { path, cause }),
+        };
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|err| ManifestError::Invalid { path: path.clone(), message: err.to_string() })?;
+        Ok(value.get("recipe").and_then(serde_json::Value::as_str).map(str::to_owned))
+    }
+
     pub fn to_json(&self) -> anyhow::Result<Vec<u8>> {
         let mut json = serde_json::to_vec_pretty(self).context("cannot serialise the manifest")?;
         json.push(b'\n');
@@ -86,6 +110,20 @@ mod tests {
             Manifest::path_for(Path::new("/tmp/ubuntu-mesos.qcow2")),
             PathBuf::from("/tmp/ubuntu-mesos.qcow2.manifest.json")
         );
+    }
+
+    #[test]
+    fn recipe_is_read_from_any_manifest_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("x.qcow2");
+        assert_eq!(Manifest::recipe_beside(&image).unwrap(), None);
+        std::fs::write(Manifest::path_for(&image), r#"{"recipe": "ubuntu-mesos", "other": [1]}"#).unwrap();
+        assert_eq!(Manifest::recipe_beside(&image).unwrap().as_deref(), Some("ubuntu-mesos"));
+        std::fs::write(Manifest::path_for(&image), r#"{"recipe": null}"#).unwrap();
+        assert_eq!(Manifest::recipe_beside(&image).unwrap(), None);
+        std::fs::write(Manifest::path_for(&image), "{oops").unwrap();
+        let err = Manifest::recipe_beside(&image).unwrap_err().to_string();
+        assert!(err.contains("x.qcow2.manifest.json: not a mesos-image manifest"), "{err}");
     }
 
     #[test]

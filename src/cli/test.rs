@@ -1,12 +1,13 @@
 //! `mesos-image test IMAGE [--recipe NAME]`: boot the image in qemu and run its recipe's checks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::GlobalOpts;
+use crate::manifest::Manifest;
 use crate::recipe::{Check, Recipe};
 use crate::vmtest::qemu::Accel;
 use crate::vmtest::{self, Phase, TestOptions, TestOutcome};
@@ -114,11 +115,11 @@ fn print_outcome(outcome: &TestOutcome, format: OutputFormat) -> anyhow::Result<
 fn recipe_checks(args: &TestArgs) -> anyhow::Result<(String, Vec<Check>)> {
     let name = match &args.recipe {
         Some(name) => name.clone(),
-        None => manifest_recipe(&args.image)?.ok_or_else(|| {
+        None => Manifest::recipe_beside(&args.image)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "{}: no recipe to take checks from: no manifest naming one beside the image ({}); pass --recipe NAME or --recipe PATH",
                 args.image.display(),
-                manifest_candidates(&args.image).iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" or ")
+                Manifest::path_for(&args.image).display()
             )
         })?,
     };
@@ -136,44 +137,9 @@ fn recipe_checks(args: &TestArgs) -> anyhow::Result<(String, Vec<Check>)> {
     Ok((recipe.name, recipe.checks))
 }
 
-/// `<image>.manifest.json` (e.g. `x.qcow2.manifest.json`), then `<stem>.manifest.json`.
-fn manifest_candidates(image: &Path) -> Vec<PathBuf> {
-    let mut full = image.as_os_str().to_owned();
-    full.push(".manifest.json");
-    let mut candidates = vec![PathBuf::from(full)];
-    let stem = image.with_extension("manifest.json");
-    if !candidates.contains(&stem) {
-        candidates.push(stem);
-    }
-    candidates
-}
-
-/// The top-level `"recipe"` string of the first manifest found beside the image.
-fn manifest_recipe(image: &Path) -> anyhow::Result<Option<String>> {
-    let Some(path) = manifest_candidates(image).into_iter().find(|p| p.is_file()) else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read manifest {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: manifest is not valid JSON", path.display()))?;
-    Ok(value.get("recipe").and_then(|r| r.as_str()).map(str::to_owned))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn manifest_beside_the_image_names_the_recipe() {
-        let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("x.qcow2");
-        assert_eq!(manifest_recipe(&image).unwrap(), None);
-        std::fs::write(dir.path().join("x.manifest.json"), r#"{"recipe": "debian-mesos"}"#).unwrap();
-        assert_eq!(manifest_recipe(&image).unwrap().as_deref(), Some("debian-mesos"));
-        // The full-name manifest wins over the stem one.
-        std::fs::write(dir.path().join("x.qcow2.manifest.json"), r#"{"recipe": "ubuntu-mesos"}"#).unwrap();
-        assert_eq!(manifest_recipe(&image).unwrap().as_deref(), Some("ubuntu-mesos"));
-    }
 
     #[test]
     fn no_recipe_and_no_manifest_says_how_to_pass_one() {

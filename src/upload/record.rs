@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::detect;
+use crate::manifest::{Manifest, ManifestError};
 use crate::recipe::{GlanceSpec, Recipe};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +17,8 @@ pub enum RecordError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is {detected} (detected from its header) but --disk-format says {declared}")]
     FormatMismatch { path: PathBuf, detected: String, declared: String },
-    #[error("{path}: not valid JSON: {message}")]
-    Manifest { path: PathBuf, message: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error("recipe `{name}`: {message}")]
     Recipe { name: String, message: String },
     #[error("--visibility {0}: expected public, private, shared or community")]
@@ -81,31 +82,11 @@ impl ImageRecord {
     }
 }
 
-/// The manifest a build leaves beside its image: `<image>.manifest.json`.
-pub fn manifest_path(image: &Path) -> PathBuf {
-    let mut name = image.as_os_str().to_owned();
-    name.push(".manifest.json");
-    PathBuf::from(name)
-}
-
-/// The recipe named by the manifest beside `image`, if there is a manifest and it names one.
-pub fn manifest_recipe(image: &Path) -> Result<Option<String>, RecordError> {
-    let path = manifest_path(image);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(RecordError::Read { path, source }),
-    };
-    let manifest: Value = serde_json::from_str(&text)
-        .map_err(|e| RecordError::Manifest { path: path.clone(), message: e.to_string() })?;
-    Ok(manifest["recipe"].as_str().map(str::to_owned))
-}
-
 /// Build the record for the image at `image` from flags, the recipe and the file header.
 pub fn build_record(image: &Path, flags: &RecordFlags, recipe_dirs: &[PathBuf]) -> Result<ImageRecord, RecordError> {
     let recipe_name = match &flags.recipe {
         Some(name) => Some(name.clone()),
-        None => manifest_recipe(image)?,
+        None => Manifest::recipe_beside(image)?,
     };
     let glance = match &recipe_name {
         Some(name) => load_glance_spec(name, recipe_dirs)?,
@@ -235,7 +216,7 @@ mod tests {
     #[test]
     fn the_manifest_beside_the_image_brings_the_recipe_and_flags_win() {
         let f = fixture(b"QFI\xfb");
-        std::fs::write(manifest_path(&f.image), r#"{"recipe": "ubuntu-mesos", "other": [1, 2]}"#).unwrap();
+        std::fs::write(Manifest::path_for(&f.image), r#"{"recipe": "ubuntu-mesos", "other": [1, 2]}"#).unwrap();
         let flags = RecordFlags {
             visibility: Some("shared".into()),
             tags: vec!["extra".into(), "mesos".into()],
@@ -260,9 +241,9 @@ mod tests {
     #[test]
     fn a_manifest_without_a_recipe_adds_nothing() {
         let f = fixture(b"QFI\xfb");
-        std::fs::write(manifest_path(&f.image), r#"{"recipe": null}"#).unwrap();
+        std::fs::write(Manifest::path_for(&f.image), r#"{"recipe": null}"#).unwrap();
         assert_eq!(build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap().recipe, None);
-        std::fs::write(manifest_path(&f.image), "{oops").unwrap();
+        std::fs::write(Manifest::path_for(&f.image), "{oops").unwrap();
         let err = build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap_err().to_string();
         assert!(err.contains("ubuntu-mesos.qcow2.manifest.json"), "{err}");
     }
