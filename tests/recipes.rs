@@ -115,3 +115,35 @@ fn debian_base_needs_only_a_debian_mirror() {
     assert!(recipe.environment.keys().all(|k| !k.starts_with("DIB_MESOS")));
     assert!(recipe.checks.contains(&Check::CloudInitDone));
 }
+
+/// The plan of the real ubuntu-mesos recipe against our real elements: what a trusty build would
+/// run, checked without the Ubuntu archive.
+#[test]
+fn ubuntu_mesos_plan_is_a_trusty_upstart_cloud_image_build() {
+    use mesos_image::element::Phase;
+    use mesos_image::plan::{HostContext, Plan, PlanOptions};
+    use mesos_image::recipe::BaseMethod;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let recipe = Recipe::load_file(&root.join("recipes/ubuntu-mesos.yaml")).unwrap();
+    let host = HostContext { env: Default::default(), distro: mesos_image::mirror::HostDistro::default() };
+    let options = PlanOptions { elements_path: vec![root.join("elements")], host, ..PlanOptions::default() };
+    let plan = Plan::from_recipe(&recipe, &options).unwrap();
+
+    assert_eq!((plan.distro.as_str(), plan.release.as_str()), ("ubuntu", "trusty"));
+    assert_eq!(plan.base, Some(BaseMethod::CloudImage));
+    assert_eq!(plan.env["DIB_INIT_SYSTEM"], "upstart");
+    let elements: Vec<&str> = plan.elements.iter().map(|e| e.name.as_str()).collect();
+    for expected in ["ubuntu", "vm", "docker", "zookeeper", "mesos", "marathon", "java", "os-collect-config", "heat-config-script"] {
+        assert!(elements.contains(&expected), "{expected} in {elements:?}");
+    }
+    // The historical Mesosphere repository is the default source of mesos and marathon.
+    assert!(plan.env.get("DIB_MESOS_REPO").is_none_or(|repo| repo.contains("trusty")), "{:?}", plan.env.get("DIB_MESOS_REPO"));
+    let install = &plan.packages[&Phase::Install].install;
+    for expected in ["mesos", "marathon", "zookeeperd", "linux-image-virtual", "openjdk-8-jre-headless"] {
+        assert!(install.iter().any(|p| p == expected), "{expected} installed on trusty: {install:?}");
+    }
+    // The repository is configured in pre-install, before the install phase's one transaction.
+    let pre_install: Vec<&str> = plan.scripts[&Phase::PreInstall].iter().map(|s| s.name.as_str()).collect();
+    assert!(pre_install.contains(&"05-mesos-repo"), "{pre_install:?}");
+}
