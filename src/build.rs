@@ -173,7 +173,8 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
 
     if options.use_cache {
         if let Some(stored) = cache.outputs(&keys.outputs) {
-            let _step = reporter.step(format!("outputs: unchanged inputs, restoring from cache ({})", keys.outputs.short()));
+            let _step =
+                reporter.step(format!("outputs: unchanged inputs, restoring from cache ({})", keys.outputs.short()));
             return publish_cached(&stored, &destinations, started);
         }
     }
@@ -217,7 +218,10 @@ fn build_in_sandbox(
     for dir in [&ctx.target, &ctx.hooks_dir] {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let label = plan.recipe.clone().unwrap_or_else(|| plan.elements.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" "));
+    let label = plan
+        .recipe
+        .clone()
+        .unwrap_or_else(|| plan.elements.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" "));
     let mut timings = Vec::new();
 
     let resume = if !options.use_cache {
@@ -348,7 +352,11 @@ fn timed<T>(
 }
 
 /// Copy outputs stored in the cache to their destinations; the cached manifest goes along.
-fn publish_cached(stored: &[(String, PathBuf)], destinations: &[PathBuf], started: Instant) -> anyhow::Result<Manifest> {
+fn publish_cached(
+    stored: &[(String, PathBuf)],
+    destinations: &[PathBuf],
+    started: Instant,
+) -> anyhow::Result<Manifest> {
     let lookup = |name: &str| stored.iter().find(|(stored_name, _)| stored_name == name).map(|(_, path)| path);
     let manifest_name = stored
         .iter()
@@ -356,7 +364,8 @@ fn publish_cached(stored: &[(String, PathBuf)], destinations: &[PathBuf], starte
         .find(|name| name.ends_with(".manifest.json"))
         .context("cache entry has no manifest")?;
     let manifest_source = lookup(manifest_name).context("cache entry has no manifest")?;
-    let mut manifest: Manifest = serde_json::from_slice(&fs::read(manifest_source)?).context("cached manifest is unreadable")?;
+    let mut manifest: Manifest =
+        serde_json::from_slice(&fs::read(manifest_source)?).context("cached manifest is unreadable")?;
     for (entry, destination) in manifest.outputs.iter_mut().zip(destinations) {
         let source = lookup(&entry.file).with_context(|| format!("cache entry lacks {}", entry.file))?;
         output::publish_file(source, destination)?;
@@ -367,7 +376,8 @@ fn publish_cached(stored: &[(String, PathBuf)], destinations: &[PathBuf], starte
         }
         entry.file = file_name(destination);
     }
-    manifest.stages = vec![StageTiming { stage: "outputs".into(), seconds: started.elapsed().as_secs_f64(), cached: true }];
+    manifest.stages =
+        vec![StageTiming { stage: "outputs".into(), seconds: started.elapsed().as_secs_f64(), cached: true }];
     manifest.duration_seconds = started.elapsed().as_secs_f64();
     output::publish_bytes(&manifest.to_json()?, &Manifest::path_for(&destinations[0]))?;
     Ok(manifest)
@@ -408,7 +418,7 @@ fn print_timings(reporter: &Reporter, manifest: &Manifest, quiet: bool) {
         return;
     }
     let mut steps = reporter.timings();
-    steps.sort_by(|a, b| b.1.cmp(&a.1));
+    steps.sort_by_key(|step| std::cmp::Reverse(step.1));
     eprintln!("\n{:<60} {:>9}", "step (slowest first)", "seconds");
     for (label, duration) in steps.iter().take(25) {
         eprintln!("{:<60} {:>9.1}", truncate(label, 60), duration.as_secs_f64());

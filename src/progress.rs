@@ -54,7 +54,9 @@ fn tail_suffix(tail: &[String]) -> String {
 impl Reporter {
     pub fn new(quiet: bool, verbose: bool, log_file: Option<&Path>) -> anyhow::Result<Reporter> {
         let log = match log_file {
-            Some(path) => Some(File::create(path).with_context(|| format!("cannot create log file {}", path.display()))?),
+            Some(path) => {
+                Some(File::create(path).with_context(|| format!("cannot create log file {}", path.display()))?)
+            }
             None => None,
         };
         let interactive = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -150,7 +152,8 @@ impl Reporter {
         let (reader, writer) = std::io::pipe().context("cannot create a pipe")?;
         let writer_clone = writer.try_clone().context("cannot clone a pipe")?;
         command.stdin(Stdio::null()).stdout(writer).stderr(writer_clone);
-        let mut child = command.spawn().with_context(|| format!("{label}: cannot start {:?}", command.get_program()))?;
+        let mut child =
+            command.spawn().with_context(|| format!("{label}: cannot start {:?}", command.get_program()))?;
         // Drop our copies of the write end, or the reader never sees EOF.
         command.stdout(Stdio::null()).stderr(Stdio::null());
         let mut tail = VecDeque::with_capacity(TAIL_LINES);
@@ -208,7 +211,9 @@ impl Drop for Step<'_> {
                     current.remove(index);
                 }
             }
-            bar.set_style(ProgressStyle::with_template("  {prefix} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.set_style(
+                ProgressStyle::with_template("  {prefix} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             bar.finish_with_message(format!("{:.1}s", elapsed.as_secs_f64()));
         } else if !self.reporter.quiet {
             eprintln!("{done}");
@@ -227,9 +232,7 @@ mod tests {
     #[test]
     fn failing_command_error_carries_its_last_line() {
         let reporter = Reporter::silent();
-        let err = reporter
-            .run("probe", Command::new("sh").args(["-c", "echo one; echo two >&2; exit 3"]))
-            .unwrap_err();
+        let err = reporter.run("probe", Command::new("sh").args(["-c", "echo one; echo two >&2; exit 3"])).unwrap_err();
         let failed = err.downcast_ref::<CommandFailed>().unwrap();
         assert_eq!(failed.tail, vec!["one".to_owned(), "two".to_owned()]);
         assert!(err.to_string().contains("exit status: 3"), "{err}");

@@ -299,18 +299,18 @@ impl Recipe {
 
     /// Read and parse one recipe file.
     pub fn load_file(path: &Path) -> Result<Recipe, RecipeError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| RecipeError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| RecipeError::Read { path: path.to_owned(), source })?;
         Recipe::from_yaml(&text, path)
     }
 
     /// Find a recipe by name (`<dir>/<name>.yaml` in each search dir, in order) or by path.
     pub fn find(name_or_path: &str, search: &[PathBuf]) -> Result<(Recipe, PathBuf), RecipeError> {
         let as_path = Path::new(name_or_path);
-        if name_or_path.contains('/') || name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml") {
-            if as_path.is_file() {
-                return Ok((Recipe::load_file(as_path)?, as_path.to_owned()));
-            }
+        if (name_or_path.contains('/') || name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml"))
+            && as_path.is_file()
+        {
+            return Ok((Recipe::load_file(as_path)?, as_path.to_owned()));
         }
         for dir in search {
             for ext in ["yaml", "yml"] {

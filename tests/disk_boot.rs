@@ -22,9 +22,14 @@ fn host_debian_mirror(suite: &str) -> String {
     let deb822 = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
     for stanza in deb822.split("\n\n") {
         let field = |name: &str| {
-            stanza.lines().find_map(|line| line.strip_prefix(name).map(|rest| rest.trim().to_owned())).unwrap_or_default()
+            stanza
+                .lines()
+                .find_map(|line| line.strip_prefix(name).map(|rest| rest.trim().to_owned()))
+                .unwrap_or_default()
         };
-        if field("Types:").split_whitespace().any(|t| t == "deb") && field("Suites:").split_whitespace().any(|s| s == suite) {
+        if field("Types:").split_whitespace().any(|t| t == "deb")
+            && field("Suites:").split_whitespace().any(|s| s == suite)
+        {
             if let Some(uri) = field("URIs:").split_whitespace().next() {
                 return uri.to_owned();
             }
@@ -206,9 +211,11 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     let boot = boot_to_login(&gpt_raw, "raw", Firmware::Bios, &scratch.path().join("gpt-serial.log"));
     eprintln!("timing: GPT raw BIOS boot to login: {:.1}s", boot.as_secs_f64());
     let esp = Layout::for_disk(Partitioning::Gpt, true, gpt_report.disk_bytes).unwrap().partitions[1];
-    let listing = command_output(
-        Command::new("mdir").args(["-i", &format!("{}@@{}", gpt_raw.display(), esp.offset_bytes()), "::/EFI/BOOT"]),
-    );
+    let listing = command_output(Command::new("mdir").args([
+        "-i",
+        &format!("{}@@{}", gpt_raw.display(), esp.offset_bytes()),
+        "::/EFI/BOOT",
+    ]));
     assert!(listing.contains("BOOTX64  EFI"), "{listing}");
     let boot = boot_to_login(&gpt_raw, "raw", Firmware::Uefi, &scratch.path().join("uefi-serial.log"));
     eprintln!("timing: GPT raw UEFI boot to login: {:.1}s", boot.as_secs_f64());

@@ -42,9 +42,18 @@ fn sfdisk_reads_our_gpt_without_complaint() {
     assert!(dump.contains("label: gpt"), "{dump}");
     assert!(dump.contains("first-lba: 34"), "{dump}");
     assert!(dump.contains("last-lba: 2097118"), "{dump}");
-    assert!(dump.contains("start=        2048, size=        2048, type=21686148-6449-6E6F-744E-656564454649"), "{dump}");
-    assert!(dump.contains("start=        4096, size=      131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B"), "{dump}");
-    assert!(dump.contains("start=      135168, size=     1959936, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4"), "{dump}");
+    assert!(
+        dump.contains("start=        2048, size=        2048, type=21686148-6449-6E6F-744E-656564454649"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("start=        4096, size=      131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("start=      135168, size=     1959936, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4"),
+        "{dump}"
+    );
     assert!(dump.contains("attrs=\"LegacyBIOSBootable\""), "{dump}");
 }
 

@@ -185,10 +185,8 @@ fn with_deps(names: &[&str]) -> Vec<String> {
 /// Source the environment.d files of `elements` (and their deps) in run-parts order with
 /// `vars` set, as before every script; print `names`.
 fn environment(elements: &[&str], vars: &[(&str, &str)], names: &[&str]) -> Vec<String> {
-    let mut files: Vec<PathBuf> = with_deps(elements)
-        .iter()
-        .flat_map(|n| files_in(&elements_dir().join(n).join("environment.d")))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        with_deps(elements).iter().flat_map(|n| files_in(&elements_dir().join(n).join("environment.d"))).collect();
     files.sort_by_key(|p| p.file_name().unwrap().to_owned());
     let mut script = String::from("set -eu\n");
     for file in &files {
@@ -240,7 +238,13 @@ fn debian_has_no_default_mesos_repo_and_uses_packages() {
     let values = environment(
         DEBIAN_MESOS,
         &[],
-        &["DIB_MESOS_REPO", "DIB_INSTALLTYPE_os_collect_config", "DIB_CLOUD_INIT_DATASOURCES", "DIB_RELEASE", "MESOS_IMAGE_BASE"],
+        &[
+            "DIB_MESOS_REPO",
+            "DIB_INSTALLTYPE_os_collect_config",
+            "DIB_CLOUD_INIT_DATASOURCES",
+            "DIB_RELEASE",
+            "MESOS_IMAGE_BASE",
+        ],
     );
     assert_eq!(values[0], "");
     assert_eq!(values[3..], ["bookworm", "mmdebstrap"]);
@@ -273,7 +277,13 @@ fn mesos_repo_without_a_repository_fails_with_one_clear_line() {
     let hooks_path = hooks.path().to_str().unwrap();
     let out = run_script(
         "mesos-repo/extra-data.d/50-mesos-repo-key",
-        &[("TMP_HOOKS_PATH", hooks_path), ("DISTRO_NAME", "debian"), ("DIB_RELEASE", "bookworm"), ("DIB_MESOS_REPO", ""), ("DIB_MESOS_REPO_KEY", "")],
+        &[
+            ("TMP_HOOKS_PATH", hooks_path),
+            ("DISTRO_NAME", "debian"),
+            ("DIB_RELEASE", "bookworm"),
+            ("DIB_MESOS_REPO", ""),
+            ("DIB_MESOS_REPO_KEY", ""),
+        ],
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -282,7 +292,11 @@ fn mesos_repo_without_a_repository_fails_with_one_clear_line() {
 
     let out = run_script(
         "mesos-repo/extra-data.d/50-mesos-repo-key",
-        &[("TMP_HOOKS_PATH", hooks_path), ("DIB_MESOS_REPO", "http://repos.mesosphere.io/ubuntu trusty main"), ("DIB_MESOS_REPO_KEY", "")],
+        &[
+            ("TMP_HOOKS_PATH", hooks_path),
+            ("DIB_MESOS_REPO", "http://repos.mesosphere.io/ubuntu trusty main"),
+            ("DIB_MESOS_REPO_KEY", ""),
+        ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("--mesos-repo-key") && stderr.contains("E56151BF"), "{stderr}");
@@ -338,7 +352,8 @@ fn heat_config_applies_a_script_deployment_and_writes_its_result() {
     let d = dir.path();
     let hooks = d.join("hooks");
     fs::create_dir(&hooks).unwrap();
-    fs::copy(elements_dir().join("heat-config-script/static/var/lib/heat-config/hooks/script"), hooks.join("script")).unwrap();
+    fs::copy(elements_dir().join("heat-config-script/static/var/lib/heat-config/hooks/script"), hooks.join("script"))
+        .unwrap();
     let marker = d.join("ran");
     let deployments = serde_json::json!([{
         "id": "dep-1", "name": "dep-1", "group": "script", "options": {},

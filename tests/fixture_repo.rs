@@ -37,7 +37,8 @@ fn fixture_repository_builds_signs_and_serves_mimicking_packages() {
     let printed = run(Command::new(fixture_dir().join("build.sh")).arg(dir).env("FIXTURE_SUITES", "bookworm"));
     assert!(printed.contains("--mesos-repo-key"), "{printed}");
 
-    let mesos = run(Command::new("sh").arg("-c").arg(format!("dpkg-deb -c {}/repo/pool/main/mesos_*.deb", dir.display())));
+    let mesos =
+        run(Command::new("sh").arg("-c").arg(format!("dpkg-deb -c {}/repo/pool/main/mesos_*.deb", dir.display())));
     for path in [
         "./usr/sbin/mesos-master",
         "./usr/sbin/mesos-slave",
@@ -52,8 +53,14 @@ fn fixture_repository_builds_signs_and_serves_mimicking_packages() {
     ] {
         assert!(mesos.contains(path), "mesos fixture lacks {path}");
     }
-    let marathon = run(Command::new("sh").arg("-c").arg(format!("dpkg-deb -c {}/repo/pool/main/marathon_*.deb", dir.display())));
-    for path in ["./usr/bin/marathon", "./etc/marathon/conf/", "./lib/systemd/system/marathon.service", "./etc/init/marathon.conf"] {
+    let marathon =
+        run(Command::new("sh").arg("-c").arg(format!("dpkg-deb -c {}/repo/pool/main/marathon_*.deb", dir.display())));
+    for path in [
+        "./usr/bin/marathon",
+        "./etc/marathon/conf/",
+        "./lib/systemd/system/marathon.service",
+        "./etc/init/marathon.conf",
+    ] {
         assert!(marathon.contains(path), "marathon fixture lacks {path}");
     }
 

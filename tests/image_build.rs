@@ -15,7 +15,17 @@ fn bookworm_image_boots_to_a_login_prompt() {
     let out = tempfile::Builder::new().prefix("image-build-").tempdir_in("/var/tmp").unwrap();
     let image = out.path().join("debian-base.qcow2");
     let image_arg = image.display().to_string();
-    common::mesos_image(&["--quiet", "build", "--recipe", "debian-base", "-t", "qcow2,vmdk", "--checksum", "-o", &image_arg]);
+    common::mesos_image(&[
+        "--quiet",
+        "build",
+        "--recipe",
+        "debian-base",
+        "-t",
+        "qcow2,vmdk",
+        "--checksum",
+        "-o",
+        &image_arg,
+    ]);
 
     // Every requested format, its checksum file and the manifest exist; nothing else does.
     let mut names: Vec<String> =
@@ -23,7 +33,13 @@ fn bookworm_image_boots_to_a_login_prompt() {
     names.sort();
     assert_eq!(
         names,
-        ["debian-base.qcow2", "debian-base.qcow2.manifest.json", "debian-base.qcow2.sha256", "debian-base.vmdk", "debian-base.vmdk.sha256"]
+        [
+            "debian-base.qcow2",
+            "debian-base.qcow2.manifest.json",
+            "debian-base.qcow2.sha256",
+            "debian-base.vmdk",
+            "debian-base.vmdk.sha256"
+        ]
     );
     let manifest = Manifest::read_beside(&image).unwrap().expect("manifest beside the image");
     assert_eq!(manifest.recipe.as_deref(), Some("debian-base"));
@@ -32,8 +48,12 @@ fn bookworm_image_boots_to_a_login_prompt() {
     let sums = std::fs::read_to_string(out.path().join("debian-base.qcow2.sha256")).unwrap();
     assert_eq!(sums, format!("{}  debian-base.qcow2\n", manifest.outputs[0].sha256));
     for (file, format) in [("debian-base.qcow2", "qcow2"), ("debian-base.vmdk", "vmdk")] {
-        let info = Command::new("qemu-img").args(["info", "--output=json"]).arg(out.path().join(file)).output().unwrap();
-        assert!(String::from_utf8_lossy(&info.stdout).contains(&format!("\"format\": \"{format}\"")), "{file} is {format}");
+        let info =
+            Command::new("qemu-img").args(["info", "--output=json"]).arg(out.path().join(file)).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&info.stdout).contains(&format!("\"format\": \"{format}\"")),
+            "{file} is {format}"
+        );
     }
     let check = Command::new("qemu-img").arg("check").arg(&image).output().unwrap();
     assert!(check.status.success(), "qemu-img check: {}", String::from_utf8_lossy(&check.stdout));

@@ -98,7 +98,11 @@ fn helper_pipeline_build() {
         Ok(Ok(())) => 0,
         Ok(Err(err)) => {
             eprintln!("error: {err:#}");
-            if mesos_image::sandbox::interrupted() { 130 } else { 1 }
+            if mesos_image::sandbox::interrupted() {
+                130
+            } else {
+                1
+            }
         }
         Err(_) => 101,
     });

@@ -19,11 +19,15 @@ use mesos_image::stage::{cleanup, finalise, phases, root};
 #[test]
 fn hooks_dir_is_laid_out_like_dib_tmp_hooks_path() {
     let work = tempfile::tempdir().unwrap();
-    let dir = support::element(work.path(), "mesos", &[
-        ("install.d/50-configure", "#!/bin/bash\ntrue\n"),
-        ("root.d/10-root", "#!/bin/bash\ntrue\n"),
-        ("environment.d/10-mesos.bash", "export MESOS=1\n"),
-    ]);
+    let dir = support::element(
+        work.path(),
+        "mesos",
+        &[
+            ("install.d/50-configure", "#!/bin/bash\ntrue\n"),
+            ("root.d/10-root", "#!/bin/bash\ntrue\n"),
+            ("environment.d/10-mesos.bash", "export MESOS=1\n"),
+        ],
+    );
     let mut plan = support::empty_plan();
     support::add_element(&mut plan, "mesos", &dir);
     plan.pkg_maps.insert("mesos".into(), BTreeMap::from([("java".into(), "openjdk-17-jre-headless".into())]));
@@ -79,11 +83,15 @@ fn dib_run_parts_helper_orders_numerically_and_skips_bad_names() {
     phases::prepare_hooks(&dirs.context(&plan, &reporter)).unwrap();
     let parts = work.path().join("parts");
     let out = work.path().join("out");
-    support::element(work.path(), "parts", &[
-        ("10-b", &format!("#!/bin/bash\necho \"10-b $FROM_ENV\" >> {}\n", out.display())),
-        ("9-a", &format!("#!/bin/bash\necho 9-a >> {}\n", out.display())),
-        ("bad.name", &format!("#!/bin/bash\necho bad >> {}\n", out.display())),
-    ]);
+    support::element(
+        work.path(),
+        "parts",
+        &[
+            ("10-b", &format!("#!/bin/bash\necho \"10-b $FROM_ENV\" >> {}\n", out.display())),
+            ("9-a", &format!("#!/bin/bash\necho 9-a >> {}\n", out.display())),
+            ("bad.name", &format!("#!/bin/bash\necho bad >> {}\n", out.display())),
+        ],
+    );
     support::element(work.path(), "environment.d", &[("10-env", "export FROM_ENV=sourced\n")]);
     let status = Command::new(dirs.hooks.join("bin/dib-run-parts")).arg(&parts).output().unwrap();
     assert!(status.status.success(), "{status:?}");
@@ -93,11 +101,18 @@ fn dib_run_parts_helper_orders_numerically_and_skips_bad_names() {
 #[test]
 fn outside_phase_runs_on_the_host_with_dib_variables_and_environment_d() {
     let work = tempfile::tempdir().unwrap();
-    let dir = support::element(work.path(), "base", &[
-        ("root.d/20-second", "#!/bin/bash\necho \"second $FROM_ENV_D $PLAN_VAR\" >> \"$TARGET_ROOT/order\"\n"),
-        ("root.d/10-first", "#!/bin/bash\necho \"first $TMP_MOUNT_PATH $TMP_HOOKS_PATH $DIB_RELEASE\" >> \"$TARGET_ROOT/order\"\n"),
-        ("environment.d/10-env", "export FROM_ENV_D=sourced\n"),
-    ]);
+    let dir = support::element(
+        work.path(),
+        "base",
+        &[
+            ("root.d/20-second", "#!/bin/bash\necho \"second $FROM_ENV_D $PLAN_VAR\" >> \"$TARGET_ROOT/order\"\n"),
+            (
+                "root.d/10-first",
+                "#!/bin/bash\necho \"first $TMP_MOUNT_PATH $TMP_HOOKS_PATH $DIB_RELEASE\" >> \"$TARGET_ROOT/order\"\n",
+            ),
+            ("environment.d/10-env", "export FROM_ENV_D=sourced\n"),
+        ],
+    );
     let mut plan = support::empty_plan();
     support::add_element(&mut plan, "base", &dir);
     plan.env.insert("PLAN_VAR".into(), "from-plan".into());
@@ -107,21 +122,22 @@ fn outside_phase_runs_on_the_host_with_dib_variables_and_environment_d() {
     phases::prepare_hooks(&ctx).unwrap();
     phases::run_phase(&ctx, Phase::Root).unwrap();
     let order = fs::read_to_string(dirs.target.join("order")).unwrap();
-    let expected = format!(
-        "first {} {} bookworm\nsecond sourced from-plan\n",
-        dirs.target.display(),
-        dirs.hooks.display()
-    );
+    let expected =
+        format!("first {} {} bookworm\nsecond sourced from-plan\n", dirs.target.display(), dirs.hooks.display());
     assert_eq!(order, expected);
 }
 
 #[test]
 fn first_failing_script_stops_the_phase_and_is_named() {
     let work = tempfile::tempdir().unwrap();
-    let dir = support::element(work.path(), "broken", &[
-        ("extra-data.d/20-fails", "#!/bin/bash\necho 'about to fail'\nexit 3\n"),
-        ("extra-data.d/30-never", "#!/bin/bash\ntouch \"$TARGET_ROOT/ran\"\n"),
-    ]);
+    let dir = support::element(
+        work.path(),
+        "broken",
+        &[
+            ("extra-data.d/20-fails", "#!/bin/bash\necho 'about to fail'\nexit 3\n"),
+            ("extra-data.d/30-never", "#!/bin/bash\ntouch \"$TARGET_ROOT/ran\"\n"),
+        ],
+    );
     let mut plan = support::empty_plan();
     support::add_element(&mut plan, "broken", &dir);
     let reporter = Reporter::silent();
@@ -138,16 +154,23 @@ fn first_failing_script_stops_the_phase_and_is_named() {
 #[ignore = "needs root: chroot and mounts"]
 fn inside_phases_run_chrooted_with_hooks_helpers_static_and_bin() {
     let work = tempfile::tempdir().unwrap();
-    let dir = support::element(work.path(), "probe", &[
-        ("pre-install.d/50-probe", "#!/bin/bash\nread -r p < /usr/sbin/policy-rc.d\n\
+    let dir = support::element(
+        work.path(),
+        "probe",
+        &[
+            (
+                "pre-install.d/50-probe",
+                "#!/bin/bash\nread -r p < /usr/sbin/policy-rc.d\n\
             read -r r < /etc/resolv.conf || r=empty\n\
-            echo \"$TMP_HOOKS_PATH $(dib-init-system) $FROM_ENV_D ${TARGET_ROOT:-unset} $p\" > /probe\n"),
-        ("install.d/10-static", "#!/bin/bash\nread -r s < /etc/probe-static\necho \"$s\" > /static-seen\n"),
-        ("environment.d/10-env", "export FROM_ENV_D=sourced\n"),
-        ("static/etc/probe-static", "static file\n"),
-        ("bin/probe-tool", "#!/bin/bash\necho tool\n"),
-        ("cleanup.d/10-outside", "#!/bin/bash\ntouch \"$TARGET_ROOT/cleaned\"\n"),
-    ]);
+            echo \"$TMP_HOOKS_PATH $(dib-init-system) $FROM_ENV_D ${TARGET_ROOT:-unset} $p\" > /probe\n",
+            ),
+            ("install.d/10-static", "#!/bin/bash\nread -r s < /etc/probe-static\necho \"$s\" > /static-seen\n"),
+            ("environment.d/10-env", "export FROM_ENV_D=sourced\n"),
+            ("static/etc/probe-static", "static file\n"),
+            ("bin/probe-tool", "#!/bin/bash\necho tool\n"),
+            ("cleanup.d/10-outside", "#!/bin/bash\ntouch \"$TARGET_ROOT/cleaned\"\n"),
+        ],
+    );
     let mut plan = support::empty_plan();
     support::add_element(&mut plan, "probe", &dir);
     plan.env.insert("DIB_INIT_SYSTEM".into(), "systemd".into());
@@ -219,7 +242,8 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
     let manifest = fs::read_to_string(dirs.target.join("etc/dib-manifests/dib-packages")).unwrap();
     assert!(manifest.lines().any(|line| line.starts_with("jq ")), "{manifest}");
     // The shared cache kept its debs: nothing was deleted through the bind mount.
-    let cached: Vec<String> = fs::read_dir(&dirs.apt_cache).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let cached: Vec<String> =
+        fs::read_dir(&dirs.apt_cache).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(cached.iter().any(|name| name.starts_with("jq_")), "{cached:?}");
     assert!(cached.iter().any(|name| name.starts_with("libc6_")), "bootstrap debs are synced out: {cached:?}");
     // Build leftovers are gone.
@@ -229,8 +253,13 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
     assert!(!dirs.target.join("etc/resolv.conf").exists(), "the bootstrap tree had none of its own");
     assert!(!dirs.target.join("etc/resolv.conf.ORIG").exists());
     assert_eq!(fs::read_to_string(dirs.target.join("etc/hostname")).unwrap(), "localhost\n");
-    let lists: Vec<_> = fs::read_dir(dirs.target.join("var/lib/apt/lists")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let lists: Vec<_> =
+        fs::read_dir(dirs.target.join("var/lib/apt/lists")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(lists.iter().all(|name| name == "partial" || name == "lock"), "{lists:?}");
-    assert!(fs::read_dir(dirs.target.join("var/cache/apt/archives")).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".deb")));
+    assert!(fs::read_dir(dirs.target.join("var/cache/apt/archives")).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".deb")));
     mesos_image::sandbox::remove_tree(&work).unwrap();
 }

@@ -28,7 +28,11 @@ fn every_recipe_file_loads_and_is_named_after_its_file() {
         let stem = path.file_stem().unwrap().to_str().unwrap();
         assert_eq!(recipe.name, stem, "{}", path.display());
         for element in &recipe.elements {
-            assert!(elements_dir().join(element).is_dir(), "{}: element `{element}` is not in elements/", path.display());
+            assert!(
+                elements_dir().join(element).is_dir(),
+                "{}: element `{element}` is not in elements/",
+                path.display()
+            );
         }
         count += 1;
     }
@@ -134,11 +138,17 @@ fn ubuntu_mesos_plan_is_a_trusty_upstart_cloud_image_build() {
     assert_eq!(plan.base, Some(BaseMethod::CloudImage));
     assert_eq!(plan.env["DIB_INIT_SYSTEM"], "upstart");
     let elements: Vec<&str> = plan.elements.iter().map(|e| e.name.as_str()).collect();
-    for expected in ["ubuntu", "vm", "docker", "zookeeper", "mesos", "marathon", "java", "os-collect-config", "heat-config-script"] {
+    for expected in
+        ["ubuntu", "vm", "docker", "zookeeper", "mesos", "marathon", "java", "os-collect-config", "heat-config-script"]
+    {
         assert!(elements.contains(&expected), "{expected} in {elements:?}");
     }
     // The historical Mesosphere repository is the default source of mesos and marathon.
-    assert!(plan.env.get("DIB_MESOS_REPO").is_none_or(|repo| repo.contains("trusty")), "{:?}", plan.env.get("DIB_MESOS_REPO"));
+    assert!(
+        plan.env.get("DIB_MESOS_REPO").is_none_or(|repo| repo.contains("trusty")),
+        "{:?}",
+        plan.env.get("DIB_MESOS_REPO")
+    );
     let install = &plan.packages[&Phase::Install].install;
     for expected in ["mesos", "marathon", "zookeeperd", "linux-image-virtual", "openjdk-8-jre-headless"] {
         assert!(install.iter().any(|p| p == expected), "{expected} installed on trusty: {install:?}");

@@ -106,7 +106,8 @@ fn squashfs_cloud_image_is_unsquashed() {
     fs::create_dir_all(&served).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cloud-image/root");
     let image = served.join("fixture.squashfs");
-    let status = Command::new("mksquashfs").arg(&fixture).arg(&image).args(["-quiet", "-no-progress"]).status().unwrap();
+    let status =
+        Command::new("mksquashfs").arg(&fixture).arg(&image).args(["-quiet", "-no-progress"]).status().unwrap();
     assert!(status.success());
     let sum = mesos_image::hashing::sha256_file(&image).unwrap().0;
     fs::write(served.join("SHA256SUMS"), format!("{sum} *fixture.squashfs\n")).unwrap();

@@ -11,11 +11,11 @@ use clap::Args;
 use super::elements::ElementsPathArgs;
 use super::recipes::RecipesDirArgs;
 use super::GlobalOpts;
+use crate::build::{self, BuildOptions};
 use crate::element::{runparts, Phase};
+use crate::paths;
 use crate::plan::{HostContext, Plan, PlanOptions};
 use crate::recipe::{parse_size, BaseMethod, ImageFormat, Overrides, Recipe};
-use crate::build::{self, BuildOptions};
-use crate::paths;
 use crate::stage::BreakPoint;
 
 /// The recipe used when neither elements nor `--recipe` are given.

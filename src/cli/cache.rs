@@ -46,7 +46,7 @@ pub fn run(args: CacheArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
 
 fn list(cache: &StageCache) -> anyhow::Result<()> {
     let entries = cache.list()?;
-    println!("{:<14} {:<8} {:>10} {:>9}  {}", "KEY", "STAGE", "SIZE", "AGE", "BUILD");
+    println!("{:<14} {:<8} {:>10} {:>9}  BUILD", "KEY", "STAGE", "SIZE", "AGE");
     let now = now();
     for entry in &entries {
         let age_days = now.saturating_sub(entry.created) as f64 / 86_400.0;

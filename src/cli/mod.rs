@@ -33,9 +33,9 @@ pub struct GlobalOpts {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a disk image from a recipe or from elements (DIB mode).
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// Upload an image to Glance (Keystone v3 auth, OS_* variables, clouds.yaml).
-    Upload(upload::UploadArgs),
+    Upload(Box<upload::UploadArgs>),
     /// Boot an image in qemu and run its recipe's checks inside the guest.
     Test(test::TestArgs),
     /// Inspect the element graph.
@@ -55,8 +55,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
-        Command::Build(args) => build::run(args, &global),
-        Command::Upload(args) => upload::run(args, &global),
+        Command::Build(args) => build::run(*args, &global),
+        Command::Upload(args) => upload::run(*args, &global),
         Command::Test(args) => test::run(args, &global),
         Command::Elements(args) => elements::run(args, &global),
         Command::Recipes(args) => recipes::run(args, &global),

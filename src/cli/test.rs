@@ -88,7 +88,9 @@ pub fn run(args: TestArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     }
     let failed = outcome.report.failures();
     match &outcome.problem {
-        Some(problem) => anyhow::bail!("{}: {failed} of {} checks failed: {problem}", args.image.display(), checks.len()),
+        Some(problem) => {
+            anyhow::bail!("{}: {failed} of {} checks failed: {problem}", args.image.display(), checks.len())
+        }
         None => anyhow::bail!("{}: {failed} of {} checks failed", args.image.display(), checks.len()),
     }
 }

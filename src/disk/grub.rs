@@ -94,10 +94,8 @@ pub struct BootConfig<'a> {
 /// update-grub, which probes block devices the build does not have.
 pub fn render_grub_cfg(config: &BootConfig<'_>) -> String {
     let version = &config.kernel.version;
-    let mut cmdline = format!(
-        "root=UUID={} ro console=tty0 console=ttyS0,115200n8 net.ifnames=0 biosdevname=0",
-        config.root_uuid
-    );
+    let mut cmdline =
+        format!("root=UUID={} ro console=tty0 console=ttyS0,115200n8 net.ifnames=0 biosdevname=0", config.root_uuid);
     for arg in config.kernel_args {
         cmdline.push(' ');
         cmdline.push_str(arg);
@@ -193,7 +191,8 @@ pub fn install_modules(tree: &Path, platform: &str) -> Result<(), GrubError> {
         let wanted = Path::new(&name).extension().is_some_and(|ext| ext == "mod" || ext == "lst");
         if wanted {
             let destination = target.join(&name);
-            std::fs::copy(entry.path(), &destination).map_err(|source| GrubError::Write { path: destination, source })?;
+            std::fs::copy(entry.path(), &destination)
+                .map_err(|source| GrubError::Write { path: destination, source })?;
         }
     }
     Ok(())
@@ -201,7 +200,11 @@ pub fn install_modules(tree: &Path, platform: &str) -> Result<(), GrubError> {
 
 /// Check the target can build a core.img before any work is done.
 pub fn check_tree_has_grub(tree: &Path) -> Result<(), GrubError> {
-    require_in_tree(tree, &["usr/bin/grub-mkimage", "usr/lib/grub/i386-pc/boot.img", "usr/lib/grub/i386-pc/biosdisk.mod"], "grub-pc-bin")
+    require_in_tree(
+        tree,
+        &["usr/bin/grub-mkimage", "usr/lib/grub/i386-pc/boot.img", "usr/lib/grub/i386-pc/biosdisk.mod"],
+        "grub-pc-bin",
+    )
 }
 
 /// Check the target can build a UEFI GRUB image (`image.uefi`).
@@ -219,7 +222,11 @@ fn require_in_tree(tree: &Path, relatives: &[&str], package: &'static str) -> Re
 /// The 440 bytes of boot code for the MBR: the tree's boot.img pointed at `core_sector`.
 pub fn boot_code(boot_img: &[u8], boot_img_path: &Path, core_sector: u64) -> Result<Vec<u8>, GrubError> {
     if boot_img.len() != SECTOR {
-        return Err(GrubError::BadBootImage { path: boot_img_path.to_owned(), actual: boot_img.len(), expected: SECTOR });
+        return Err(GrubError::BadBootImage {
+            path: boot_img_path.to_owned(),
+            actual: boot_img.len(),
+            expected: SECTOR,
+        });
     }
     let mut code = boot_img.to_vec();
     code[BOOT_KERNEL_SECTOR_OFFSET..BOOT_KERNEL_SECTOR_OFFSET + 8].copy_from_slice(&core_sector.to_le_bytes());
@@ -293,7 +300,8 @@ mod tests {
 
     #[test]
     fn fstab_replaces_root_line_and_keeps_others() {
-        let existing = "# comment with / in it\nLABEL=cloudimg-rootfs / ext4 defaults 0 1\nproc /proc proc defaults 0 0\n";
+        let existing =
+            "# comment with / in it\nLABEL=cloudimg-rootfs / ext4 defaults 0 1\nproc /proc proc defaults 0 0\n";
         let fstab = render_fstab(existing, "u-1");
         assert_eq!(
             fstab,

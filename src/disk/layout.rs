@@ -75,7 +75,12 @@ impl Layout {
                 push(Role::Esp, ESP_BYTES);
             }
         }
-        let root = Partition { number: partitions.len() as u32 + 1, role: Role::Root, first_lba: next_lba, sectors: root_bytes / SECTOR as u64 };
+        let root = Partition {
+            number: partitions.len() as u32 + 1,
+            role: Role::Root,
+            first_lba: next_lba,
+            sectors: root_bytes / SECTOR as u64,
+        };
         partitions.push(root);
         Some(Layout { table, disk_bytes, partitions, root })
     }

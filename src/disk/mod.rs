@@ -57,7 +57,13 @@ pub enum DiskError {
 /// Build the bootable raw disk `raw` from `tree` for a target of `release`.
 ///
 /// Writes `/boot/grub/grub.cfg` and `/etc/fstab` into the tree first, so they land in the image.
-pub fn build_disk(tree: &Path, spec: &ImageSpec, release: &str, raw: &Path, reporter: &Reporter) -> anyhow::Result<DiskReport> {
+pub fn build_disk(
+    tree: &Path,
+    spec: &ImageSpec,
+    release: &str,
+    raw: &Path,
+    reporter: &Reporter,
+) -> anyhow::Result<DiskReport> {
     if spec.uefi && spec.partitioning != Partitioning::Gpt {
         return Err(DiskError::UefiNeedsGpt.into());
     }
@@ -113,8 +119,10 @@ fn choose_layout(spec: &ImageSpec, usage: size::TreeUsage) -> Result<Layout, Dis
     let minimum_disk = size::minimum_fs_bytes(usage) + overhead;
     let Some(given) = &spec.size else {
         let disk_bytes = size::default_fs_bytes(usage) + overhead;
-        return Layout::for_disk(spec.partitioning, spec.uefi, disk_bytes)
-            .ok_or(DiskError::ImageSizeTooSmall { given: format!("{}M (computed)", disk_bytes / MIB), needed_mib: minimum_disk / MIB });
+        return Layout::for_disk(spec.partitioning, spec.uefi, disk_bytes).ok_or(DiskError::ImageSizeTooSmall {
+            given: format!("{}M (computed)", disk_bytes / MIB),
+            needed_mib: minimum_disk / MIB,
+        });
     };
     let bytes = parse_size(given).map_err(|reason| DiskError::BadImageSize { given: given.clone(), reason })?;
     let too_small = || DiskError::ImageSizeTooSmall { given: given.clone(), needed_mib: minimum_disk / MIB };
@@ -155,14 +163,20 @@ fn make_core_img(tree: &Path, layout: &Layout, reporter: &Reporter) -> anyhow::R
 
 /// grub-mkimage chrooted in the tree, writing to the tree's /tmp; returns the image bytes and
 /// never leaves the file behind.
-pub(crate) fn run_mkimage_in_tree(tree: &Path, platform: grub::Platform, partition: &str, reporter: &Reporter) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn run_mkimage_in_tree(
+    tree: &Path,
+    platform: grub::Platform,
+    partition: &str,
+    reporter: &Reporter,
+) -> anyhow::Result<Vec<u8>> {
     let tmp = tree.join("tmp");
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let name = format!("mesos-image-{}-{}.img", platform.name(), std::process::id());
     let in_tree = format!("/tmp/{name}");
     let on_host = tmp.join(&name);
     let result = reporter.run("grub-mkimage", &mut grub::mkimage_command(tree, platform, &in_tree, partition));
-    let image = result.and_then(|()| std::fs::read(&on_host).with_context(|| format!("cannot read {}", on_host.display())));
+    let image =
+        result.and_then(|()| std::fs::read(&on_host).with_context(|| format!("cannot read {}", on_host.display())));
     let _ = std::fs::remove_file(&on_host);
     image
 }
@@ -190,7 +204,8 @@ fn write_boot_area(tree: &Path, raw: &Path, layout: &Layout, core: &[u8]) -> any
 pub fn write_partition_table(raw: &Path, layout: &Layout, boot_code: &[u8]) -> anyhow::Result<()> {
     let file = OpenOptions::new().write(true).open(raw).with_context(|| format!("cannot open {}", raw.display()))?;
     let write_at = |bytes: &[u8], lba: u64| {
-        file.write_all_at(bytes, lba * SECTOR as u64).with_context(|| format!("cannot write {} at sector {lba}", raw.display()))
+        file.write_all_at(bytes, lba * SECTOR as u64)
+            .with_context(|| format!("cannot write {} at sector {lba}", raw.display()))
     };
     let signature = uuid::random_disk_signature().context("cannot read random bytes for the disk signature")?;
     let mut mbr_sector = match layout.table {

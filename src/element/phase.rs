@@ -74,10 +74,7 @@ impl Phase {
 
     /// Chrooted phases run inside the target; the rest run on the host with `TARGET_ROOT` set.
     pub fn runs_inside(self) -> bool {
-        matches!(
-            self,
-            Phase::PreInstall | Phase::Install | Phase::PostInstall | Phase::PreFinalise | Phase::Finalise
-        )
+        matches!(self, Phase::PreInstall | Phase::Install | Phase::PostInstall | Phase::PreFinalise | Phase::Finalise)
     }
 
     /// Where in the phase's run-parts order the phase's packages are installed, as DIB's

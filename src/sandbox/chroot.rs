@@ -12,7 +12,8 @@ const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 
 /// Host variables a chrooted command keeps: the terminal, and proxies (as DIB passes them, so
 /// apt inside works behind the same proxy as the host).
-const KEPT_VARIABLES: [&str; 7] = ["TERM", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
+const KEPT_VARIABLES: [&str; 7] =
+    ["TERM", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
 
 /// A [`Command`] that runs `program` (looked up in the chroot's PATH) with `root` as its root
 /// directory and `/` as its working directory. The environment is cleared down to PATH, HOME,

@@ -106,12 +106,21 @@ impl ChrootMounts {
                 self.bind(&host, &point, false)?;
             }
         }
-        self.mount_fs(root, "/dev/pts", "devpts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=0620,gid=5"))?;
+        self.mount_fs(
+            root,
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        )?;
         self.mount_fs(root, "/dev/shm", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))?;
-        for (link, to) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-            ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
-        {
+        for (link, to) in [
+            ("ptmx", "pts/ptmx"),
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
             let path = dev.join(link);
             symlink(to, &path).map_err(|source| MountError::MountPoint { path, source })?;
         }
@@ -126,9 +135,14 @@ impl ChrootMounts {
         Ok(())
     }
 
-    fn mount_fs(&mut self, root: &Path, at: &str, fstype: &str, flags: MsFlags, data: Option<&str>)
-        -> Result<(), MountError>
-    {
+    fn mount_fs(
+        &mut self,
+        root: &Path,
+        at: &str,
+        fstype: &str,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<(), MountError> {
         let point = inside(root, at)?;
         let result = mount(Some(fstype), &point, Some(fstype), flags, data);
         self.record(result, fstype, point)
@@ -140,8 +154,11 @@ impl ChrootMounts {
         self.record(result, &what, point.to_owned())?;
         if read_only {
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-            mount(None::<&str>, point, None::<&str>, flags, None::<&str>)
-                .map_err(|source| MountError::Mount { what: format!("{what} (read-only)"), path: point.to_owned(), source })?;
+            mount(None::<&str>, point, None::<&str>, flags, None::<&str>).map_err(|source| MountError::Mount {
+                what: format!("{what} (read-only)"),
+                path: point.to_owned(),
+                source,
+            })?;
         }
         Ok(())
     }

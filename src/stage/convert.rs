@@ -26,7 +26,13 @@ pub struct OutputFile {
 
 /// Convert `raw` to every format of `spec.formats`: the first at `output`, the others beside it
 /// with their own extension. With `checksum`, also write `<file>.sha256`.
-pub fn run(raw: &Path, output: &Path, spec: &ImageSpec, checksum: bool, reporter: &Reporter) -> anyhow::Result<Vec<OutputFile>> {
+pub fn run(
+    raw: &Path,
+    output: &Path,
+    spec: &ImageSpec,
+    checksum: bool,
+    reporter: &Reporter,
+) -> anyhow::Result<Vec<OutputFile>> {
     let _step = reporter.step("convert");
     let mut pending = PendingFiles::default();
     let mut outputs = Vec::new();
@@ -128,7 +134,8 @@ impl PendingFiles {
             if let Err(err) = std::fs::rename(temporary, target) {
                 // Put the rest back under the guard so they are removed.
                 self.files = files[index..].to_vec();
-                return Err(err).with_context(|| format!("cannot rename {} to {}", temporary.display(), target.display()));
+                return Err(err)
+                    .with_context(|| format!("cannot rename {} to {}", temporary.display(), target.display()));
             }
         }
         for (_, target) in &files {
@@ -154,7 +161,8 @@ mod tests {
 
     #[test]
     fn first_format_keeps_the_given_name() {
-        let paths = output_paths(Path::new("/o/img.qcow2"), &[ImageFormat::Qcow2, ImageFormat::Vhd, ImageFormat::Qcow2]);
+        let paths =
+            output_paths(Path::new("/o/img.qcow2"), &[ImageFormat::Qcow2, ImageFormat::Vhd, ImageFormat::Qcow2]);
         assert_eq!(
             paths,
             vec![(ImageFormat::Qcow2, PathBuf::from("/o/img.qcow2")), (ImageFormat::Vhd, PathBuf::from("/o/img.vhd"))]

@@ -20,11 +20,8 @@ pub fn run(ctx: &BuildContext) -> anyhow::Result<Vec<(String, String)>> {
     phases::run_phase(ctx, Phase::PreFinalise)?;
     phases::run_phase(ctx, Phase::Finalise)?;
     purge_build_only(ctx)?;
-    let installed = if ctx.target.join("var/lib/dpkg/status").is_file() {
-        packages::installed(&ctx.target)?
-    } else {
-        Vec::new()
-    };
+    let installed =
+        if ctx.target.join("var/lib/dpkg/status").is_file() { packages::installed(&ctx.target)? } else { Vec::new() };
     write_manifests(ctx, &installed)?;
     Ok(installed)
 }

@@ -17,11 +17,16 @@ use crate::sandbox::{chroot_command, Bind, ChrootMounts};
 /// root because the bound host cache is not writable by the target's `_apt` user, and keep
 /// what was downloaded so the shared cache fills.
 const APT_OPTIONS: [&str; 10] = [
-    "-o", "Dpkg::Options::=--force-confold",
-    "-o", "Dpkg::Options::=--force-confdef",
-    "-o", "APT::Install-Recommends=false",
-    "-o", "APT::Sandbox::User=root",
-    "-o", "APT::Keep-Downloaded-Packages=true",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "APT::Install-Recommends=false",
+    "-o",
+    "APT::Sandbox::User=root",
+    "-o",
+    "APT::Keep-Downloaded-Packages=true",
 ];
 
 /// Install `names` in one `apt-get install`, with the host's archive cache bound in.
@@ -121,10 +126,13 @@ fn apt_get(ctx: &BuildContext, args: &[&str]) -> anyhow::Result<Command> {
 /// The lists need an update when there are none, or when a source or key changed after the
 /// newest list was written (a pre-slot script added a repository).
 fn lists_are_stale(target: &Path) -> bool {
-    let lists = newest_mtime(&target.join("var/lib/apt/lists"), |name| name.ends_with("Packages") || name.contains("Packages."));
+    let lists = newest_mtime(&target.join("var/lib/apt/lists"), |name| {
+        name.ends_with("Packages") || name.contains("Packages.")
+    });
     let Some(lists) = lists else { return true };
     let config_dirs = ["etc/apt/sources.list.d", "etc/apt/trusted.gpg.d", "etc/apt/keyrings", "etc/apt/preferences.d"];
-    let mut newest_config = newest_mtime(&target.join("etc/apt"), |name| name == "sources.list" || name == "trusted.gpg");
+    let mut newest_config =
+        newest_mtime(&target.join("etc/apt"), |name| name == "sources.list" || name == "trusted.gpg");
     for dir in config_dirs {
         newest_config = newest_config.max(newest_mtime(&target.join(dir), |_| true));
     }

@@ -262,7 +262,8 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
             remove_existing_file(&dest)?;
             if kind.is_symlink() {
                 let link = fs::read_link(entry.path())?;
-                std::os::unix::fs::symlink(&link, &dest).with_context(|| format!("cannot create {}", dest.display()))?;
+                std::os::unix::fs::symlink(&link, &dest)
+                    .with_context(|| format!("cannot create {}", dest.display()))?;
             } else {
                 fs::copy(entry.path(), &dest).with_context(|| format!("cannot copy to {}", dest.display()))?;
             }
@@ -273,7 +274,9 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 fn remove_existing_file(path: &Path) -> anyhow::Result<()> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if !meta.is_dir() => fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display())),
+        Ok(meta) if !meta.is_dir() => {
+            fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -288,7 +291,8 @@ fn copy_script(script: &PlannedScript, dir: &Path) -> anyhow::Result<()> {
 
 fn write_executable(path: &Path, text: &str) -> anyhow::Result<()> {
     fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).with_context(|| format!("cannot chmod {}", path.display()))
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot chmod {}", path.display()))
 }
 
 fn create_dir(dir: &Path) -> anyhow::Result<()> {

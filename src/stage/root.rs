@@ -10,14 +10,16 @@ use std::process::Command;
 use anyhow::Context;
 
 use super::{phases, target_config, BuildContext};
-use crate::hashing;
 use crate::element::Phase;
+use crate::hashing;
 use crate::recipe::BaseMethod;
 
 /// Errors a user can fix, each naming the culprit.
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
-    #[error("no mirror for {distro} {release}: pass --mirror, set DIB_DISTRIBUTION_MIRROR or set `mirror:` in the recipe")]
+    #[error(
+        "no mirror for {distro} {release}: pass --mirror, set DIB_DISTRIBUTION_MIRROR or set `mirror:` in the recipe"
+    )]
     NoMirror { distro: String, release: String },
     #[error("{file}: not listed in {sums}")]
     NotInSums { file: String, sums: String },
@@ -48,7 +50,8 @@ fn forget_build_host(target: &Path) -> anyhow::Result<()> {
         host.is_some() && fs::read(target.join(file)).ok() == host
     };
     if same_as_host("etc/resolv.conf") {
-        fs::remove_file(target.join("etc/resolv.conf")).context("cannot remove the build host's resolv.conf from the tree")?;
+        fs::remove_file(target.join("etc/resolv.conf"))
+            .context("cannot remove the build host's resolv.conf from the tree")?;
     }
     if same_as_host("etc/hostname") {
         fs::write(target.join("etc/hostname"), "localhost\n").context("cannot reset the tree's hostname")?;
@@ -57,10 +60,10 @@ fn forget_build_host(target: &Path) -> anyhow::Result<()> {
 }
 
 fn mirror<'a>(ctx: &BuildContext<'a>) -> Result<&'a str, RootError> {
-    ctx.plan.mirror.as_deref().ok_or_else(|| RootError::NoMirror {
-        distro: ctx.plan.distro.clone(),
-        release: ctx.plan.release.clone(),
-    })
+    ctx.plan
+        .mirror
+        .as_deref()
+        .ok_or_else(|| RootError::NoMirror { distro: ctx.plan.distro.clone(), release: ctx.plan.release.clone() })
 }
 
 /// Ubuntu's archive keys come from the host's ubuntu-keyring; Debian's are the tools' default.
@@ -204,7 +207,13 @@ pub fn fetch_verified(ctx: &BuildContext, source: &CloudImageSource) -> anyhow::
     if actual != expected {
         // Never leave a file in the cache that failed its check.
         let _ = fs::remove_file(&image);
-        return Err(RootError::ChecksumMismatch { file: source.file.clone(), expected, actual, sums: source.sums_url.clone() }.into());
+        return Err(RootError::ChecksumMismatch {
+            file: source.file.clone(),
+            expected,
+            actual,
+            sums: source.sums_url.clone(),
+        }
+        .into());
     }
     Ok(image)
 }
@@ -213,7 +222,10 @@ pub fn fetch_verified(ctx: &BuildContext, source: &CloudImageSource) -> anyhow::
 fn download(ctx: &BuildContext, url: &str, dest: &Path) -> anyhow::Result<()> {
     let partial = dest.with_extension("part");
     let mut command = Command::new("curl");
-    command.args(["--fail", "--silent", "--show-error", "--location", "--retry", "3", "--output"]).arg(&partial).arg(url);
+    command
+        .args(["--fail", "--silent", "--show-error", "--location", "--retry", "3", "--output"])
+        .arg(&partial)
+        .arg(url);
     if let Err(err) = ctx.reporter.run(&format!("download {url}"), &mut command) {
         let _ = fs::remove_file(&partial);
         return Err(err);

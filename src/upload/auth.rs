@@ -360,7 +360,7 @@ pub fn image_endpoint(catalog: &[Endpoint], interface: &str, region: Option<&str
         .find(|e| {
             e.service_type == "image"
                 && e.interface == interface
-                && region.map_or(true, |r| e.region.as_deref() == Some(r))
+                && region.is_none_or(|r| e.region.as_deref() == Some(r))
         })
         .map(|e| e.url.clone())
         .ok_or_else(|| AuthError::NoImageEndpoint {

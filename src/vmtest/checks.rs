@@ -124,16 +124,27 @@ else fail {index} "${{st:-not installed}}"; fi"#,
 }
 
 fn file_snippet(index: usize, file: &FileCheck, check: &Check) -> Result<String, CheckError> {
-    let mut text = format!("p={}\nif [ ! -f \"$p\" ]; then fail {index} 'missing or not a regular file'; exit; fi\nd=''\n", quote(&file.path));
+    let mut text = format!(
+        "p={}\nif [ ! -f \"$p\" ]; then fail {index} 'missing or not a regular file'; exit; fi\nd=''\n",
+        quote(&file.path)
+    );
     if let Some(mode) = &file.mode {
-        let want = normalise_mode(mode)
-            .ok_or_else(|| CheckError::BadMode { index, label: label(check), mode: mode.clone() })?;
+        let want = normalise_mode(mode).ok_or_else(|| CheckError::BadMode {
+            index,
+            label: label(check),
+            mode: mode.clone(),
+        })?;
         let _ = writeln!(text, "m=$(stat -c %a \"$p\"); [ \"$m\" = {want} ] || d=\"$d${{d:+; }}mode $m, want {want}\"");
     }
     if let Some(needle) = &file.contains {
-        let _ = writeln!(text, "grep -qF -e {} \"$p\" || d=\"$d${{d:+; }}does not contain the expected text\"", quote(needle));
+        let _ = writeln!(
+            text,
+            "grep -qF -e {} \"$p\" || d=\"$d${{d:+; }}does not contain the expected text\"",
+            quote(needle)
+        );
     }
-    let _ = write!(text, "if [ -z \"$d\" ]; then pass {index} \"mode $(stat -c %a \"$p\")\"; else fail {index} \"$d\"; fi");
+    let _ =
+        write!(text, "if [ -z \"$d\" ]; then pass {index} \"mode $(stat -c %a \"$p\")\"; else fail {index} \"$d\"; fi");
     Ok(text)
 }
 
@@ -297,7 +308,11 @@ mod tests {
 
     fn result_line(output: &str, index: usize) -> String {
         let prefix = format!("{RESULT_PREFIX}{index} ");
-        output.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no result {index} in {output}")).to_owned()
+        output
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no result {index} in {output}"))
+            .to_owned()
     }
 
     #[test]
@@ -323,8 +338,16 @@ mod tests {
         let checks = vec![
             Check::Dir("/".into()),
             Check::Dir("/nonexistent-dir".into()),
-            Check::File(FileCheck { path: path.clone(), mode: Some("0600".into()), contains: Some("os-refresh-config".into()) }),
-            Check::File(FileCheck { path: path.clone(), mode: Some("644".into()), contains: Some("it's not there".into()) }),
+            Check::File(FileCheck {
+                path: path.clone(),
+                mode: Some("0600".into()),
+                contains: Some("os-refresh-config".into()),
+            }),
+            Check::File(FileCheck {
+                path: path.clone(),
+                mode: Some("644".into()),
+                contains: Some("it's not there".into()),
+            }),
             Check::Command(CommandCheck { name: "true".into(), run: "echo 'it works'".into() }),
             Check::Command(CommandCheck { name: "false".into(), run: "echo broken; exit 3".into() }),
         ];
@@ -336,7 +359,11 @@ mod tests {
         assert!(result_line(&output, 1).contains(" FAIL "));
         assert!(result_line(&output, 2).ends_with("PASS mode 600"), "{output}");
         let bad_file = result_line(&output, 3);
-        assert!(bad_file.contains(" FAIL ") && bad_file.ends_with("FAIL mode 600, want 644; does not contain the expected text"), "{bad_file}");
+        assert!(
+            bad_file.contains(" FAIL ")
+                && bad_file.ends_with("FAIL mode 600, want 644; does not contain the expected text"),
+            "{bad_file}"
+        );
         assert!(result_line(&output, 4).ends_with("PASS it works"), "{output}");
         assert!(result_line(&output, 5).contains("FAIL exit 3: broken"), "{output}");
     }

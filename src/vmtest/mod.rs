@@ -115,7 +115,8 @@ pub fn run_checks(
     on_phase: &mut dyn FnMut(Phase, Duration),
 ) -> anyhow::Result<TestOutcome> {
     let script = checks::script(checks)?;
-    let work = tempfile::Builder::new().prefix("mesos-image-test-").tempdir().context("cannot create a work directory")?;
+    let work =
+        tempfile::Builder::new().prefix("mesos-image-test-").tempdir().context("cannot create a work directory")?;
     let spec = seed::SeedSpec {
         instance_id: format!("mesos-image-test-{}", std::process::id()),
         hostname: "mesos-image-test".to_owned(),
@@ -158,12 +159,14 @@ fn keep_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
     partial.push(".part");
     let partial = PathBuf::from(partial);
     std::fs::copy(from, &partial).with_context(|| format!("cannot copy the serial log to {}", partial.display()))?;
-    std::fs::rename(&partial, to).with_context(|| format!("cannot rename {} to {}", partial.display(), to.display()))?;
+    std::fs::rename(&partial, to)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), to.display()))?;
     Ok(())
 }
 
 fn vm_config(image: &Path, seed_image: &Path, serial_log: &Path, options: &TestOptions) -> anyhow::Result<VmConfig> {
-    let mut config = VmConfig::new(image, serial_log).with_context(|| format!("cannot read image {}", image.display()))?;
+    let mut config =
+        VmConfig::new(image, serial_log).with_context(|| format!("cannot read image {}", image.display()))?;
     config.accel = options.accel;
     config.memory_mib = options.memory_mib;
     config.cpus = options.cpus;

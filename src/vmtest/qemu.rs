@@ -253,9 +253,8 @@ impl Vm {
         command.args(config.args(accel)).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         kill_with_parent(&mut command);
         tracing::debug!("starting {command:?}");
-        let child = command
-            .spawn()
-            .map_err(|source| VmError::Spawn { qemu: config.qemu.display().to_string(), source })?;
+        let child =
+            command.spawn().map_err(|source| VmError::Spawn { qemu: config.qemu.display().to_string(), source })?;
         Ok(Vm {
             child,
             serial_log: config.serial_log.clone(),
@@ -359,7 +358,9 @@ impl SerialReader {
         let earliest = patterns
             .iter()
             .enumerate()
-            .filter_map(|(index, pattern)| find(&self.pending, pattern.as_bytes()).map(|at| (at + pattern.len(), index)))
+            .filter_map(|(index, pattern)| {
+                find(&self.pending, pattern.as_bytes()).map(|at| (at + pattern.len(), index))
+            })
             .min();
         if let Some((end, index)) = earliest {
             self.pending.drain(..end);
@@ -398,9 +399,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn kill_with_parent(command: &mut Command) {
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-        });
+        command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from));
     }
 }
 

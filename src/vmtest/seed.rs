@@ -80,9 +80,7 @@ fn launcher() -> String {
     );
     let upstart = format!(
         "nohup sh -c {} >/dev/null 2>&1",
-        quote(&format!(
-            "while [ ! -e /var/lib/cloud/instance/boot-finished ]; do sleep 2; done; {run_checks}"
-        ))
+        quote(&format!("while [ ! -e /var/lib/cloud/instance/boot-finished ]; do sleep 2; done; {run_checks}"))
     );
     // Launch errors go to the console too, so a run that never reports can be diagnosed. Should
     // systemd-run fail, the background shell still works: cloud-final's KillMode=process spares it.
@@ -115,7 +113,9 @@ pub fn build_seed(spec: &SeedSpec, dir: &Path) -> anyhow::Result<PathBuf> {
 /// Generate a throwaway ed25519 key pair in `dir`; returns the public key line.
 pub fn generate_ssh_key(dir: &Path) -> anyhow::Result<String> {
     let key = dir.join("id_ed25519");
-    run_tool(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "mesos-image-test", "-f"]).arg(&key))?;
+    run_tool(
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "mesos-image-test", "-f"]).arg(&key),
+    )?;
     let public = key.with_extension("pub");
     let line = std::fs::read_to_string(&public).with_context(|| format!("cannot read {}", public.display()))?;
     Ok(line.trim().to_owned())
@@ -123,7 +123,9 @@ pub fn generate_ssh_key(dir: &Path) -> anyhow::Result<String> {
 
 fn run_tool(command: &mut Command) -> anyhow::Result<()> {
     let program = command.get_program().to_string_lossy().into_owned();
-    let output = command.output().with_context(|| format!("cannot run {program} (is it installed? see scripts/install-deps.sh)"))?;
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {program} (is it installed? see scripts/install-deps.sh)"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         anyhow::bail!("{program} failed ({}): {}", output.status, stderr.trim().lines().last().unwrap_or(""));
