@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::hashing::HashingWriter;
@@ -49,11 +49,41 @@ pub fn publish_bytes(bytes: &[u8], dest: &Path) -> Result<Published, PublishErro
 /// Stream `reader` into `dest` atomically, hashing while writing.
 pub fn publish_reader(reader: &mut dyn Read, dest: &Path) -> Result<Published, PublishError> {
     let dir = parent_dir(dest);
-    let mut file = open_unnamed(&dir)?;
     let write_err = |source| PublishError::Write { path: dest.to_owned(), source };
-    let (size, sha256) = copy_hashing(reader, &mut file).map_err(write_err)?;
-    file.sync_all().map_err(write_err)?;
-    link_into_place(&file, dest)?;
+    match open_unnamed(&dir) {
+        Ok(mut file) => {
+            let (size, sha256) = copy_hashing(reader, &mut file).map_err(write_err)?;
+            file.sync_all().map_err(write_err)?;
+            link_into_place(&file, dest)?;
+            Ok(Published { path: dest.to_owned(), size, sha256 })
+        }
+        Err(PublishError::CreateTemp { source, .. }) if lacks_o_tmpfile(&source) => {
+            publish_via_named_temp(reader, dest, &dir)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Filesystems without `O_TMPFILE` (fuse-overlayfs in containers, NFS) refuse it with one of
+/// these; older kernels treat the flag as `O_DIRECTORY` and fail with `EISDIR`.
+fn lacks_o_tmpfile(err: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL))
+}
+
+/// The fallback: a hidden named temporary file, removed on any error and renamed on success.
+/// Only a SIGKILL in the middle can leave it behind, under a `.NAME.tmp-` name.
+fn publish_via_named_temp(reader: &mut dyn Read, dest: &Path, dir: &Path) -> Result<Published, PublishError> {
+    let write_err = |source| PublishError::Write { path: dest.to_owned(), source };
+    let file_name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}.tmp-"))
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(|source| PublishError::CreateTemp { dir: dir.to_owned(), source })?;
+    let (size, sha256) = copy_hashing(reader, temp.as_file_mut()).map_err(write_err)?;
+    temp.as_file().sync_all().map_err(write_err)?;
+    temp.persist(dest).map_err(|err| PublishError::Link { path: dest.to_owned(), source: err.error })?;
     Ok(Published { path: dest.to_owned(), size, sha256 })
 }
 
@@ -148,6 +178,24 @@ mod tests {
         let err = publish_reader(&mut Broken, &dest).unwrap_err();
         assert!(err.to_string().contains("disk on fire"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn named_temp_fallback_publishes_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let published = publish_via_named_temp(&mut io::Cursor::new(b"abc"), &dest, dir.path()).unwrap();
+        assert_eq!(published.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"abc");
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        assert!(publish_via_named_temp(&mut Broken, &dir.path().join("bad"), dir.path()).is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out")], "only the published file remains");
     }
 
     #[test]
