@@ -186,145 +186,151 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
 
     // From here on every mount and process lives in namespaces that die with this tool.
     crate::sandbox::isolate()?;
-    let result = build_in_sandbox(plan, options, &cache, &keys, &reporter, &work, &destinations, started);
+    let build =
+        Build { plan, options, cache: &cache, keys: &keys, reporter: &reporter, destinations: &destinations, started };
+    let result = build.in_sandbox(&work);
     workdir::release(&work);
     result
 }
 
-/// Everything that needs the sandbox.
-#[allow(clippy::too_many_arguments)]
-fn build_in_sandbox(
-    plan: &Plan,
-    options: &BuildOptions,
-    cache: &StageCache,
-    keys: &StageKeys,
-    reporter: &Reporter,
-    work: &Path,
-    destinations: &[PathBuf],
+/// One build's fixed inputs, decided before the sandbox is entered.
+struct Build<'a> {
+    plan: &'a Plan,
+    options: &'a BuildOptions,
+    cache: &'a StageCache,
+    keys: &'a StageKeys,
+    reporter: &'a Reporter,
+    destinations: &'a [PathBuf],
     started: Instant,
-) -> anyhow::Result<Manifest> {
-    workdir::mount_tmpfs_if_memory_allows(work)?;
-    let ctx = BuildContext {
-        plan,
-        target: work.join("root"),
-        hooks_dir: work.join("hooks"),
-        work_dir: work.to_owned(),
-        cache_dir: cache.root().to_owned(),
-        apt_cache: cache.apt_archives(),
-        trace: options.trace,
-        break_at: options.break_at,
-        reporter,
-    };
-    for dir in [&ctx.target, &ctx.hooks_dir] {
-        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let label = plan
-        .recipe
-        .clone()
-        .unwrap_or_else(|| plan.elements.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" "));
-    let mut timings = Vec::new();
+}
 
-    let resume = if !options.use_cache {
-        Resume::Cold
-    } else if cache.has_tree(&keys.install) {
-        Resume::AfterInstall
-    } else if cache.has_tree(&keys.base) {
-        Resume::AfterBase
-    } else {
-        Resume::Cold
-    };
+impl Build<'_> {
+    /// Everything that needs the sandbox.
+    fn in_sandbox(&self, work: &Path) -> anyhow::Result<Manifest> {
+        let Build { plan, options, cache, keys, reporter, destinations, started } = *self;
+        workdir::mount_tmpfs_if_memory_allows(work)?;
+        let ctx = BuildContext {
+            plan,
+            target: work.join("root"),
+            hooks_dir: work.join("hooks"),
+            work_dir: work.to_owned(),
+            cache_dir: cache.root().to_owned(),
+            apt_cache: cache.apt_archives(),
+            trace: options.trace,
+            break_at: options.break_at,
+            reporter,
+        };
+        for dir in [&ctx.target, &ctx.hooks_dir] {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let label = plan
+            .recipe
+            .clone()
+            .unwrap_or_else(|| plan.elements.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" "));
+        let mut timings = Vec::new();
 
-    // root.d scripts run from the hooks dir too, so it is laid out first, in every build.
-    timed(&mut timings, reporter, "hooks", false, || stage::phases::prepare_hooks(&ctx))?;
-    match resume {
-        Resume::AfterInstall => timed(&mut timings, reporter, "restore install snapshot", true, || {
-            cache.restore_tree(&keys.install, &ctx.target)
-        })?,
-        Resume::AfterBase => timed(&mut timings, reporter, "restore base snapshot", true, || {
-            cache.restore_tree(&keys.base, &ctx.target)
-        })?,
-        Resume::Cold => {
-            timed(&mut timings, reporter, "root", false, || stage::root::run(&ctx))?;
+        let resume = if !options.use_cache {
+            Resume::Cold
+        } else if cache.has_tree(&keys.install) {
+            Resume::AfterInstall
+        } else if cache.has_tree(&keys.base) {
+            Resume::AfterBase
+        } else {
+            Resume::Cold
+        };
+
+        // root.d scripts run from the hooks dir too, so it is laid out first, in every build.
+        timed(&mut timings, reporter, "hooks", false, || stage::phases::prepare_hooks(&ctx))?;
+        match resume {
+            Resume::AfterInstall => timed(&mut timings, reporter, "restore install snapshot", true, || {
+                cache.restore_tree(&keys.install, &ctx.target)
+            })?,
+            Resume::AfterBase => timed(&mut timings, reporter, "restore base snapshot", true, || {
+                cache.restore_tree(&keys.base, &ctx.target)
+            })?,
+            Resume::Cold => {
+                timed(&mut timings, reporter, "root", false, || stage::root::run(&ctx))?;
+                if options.use_cache {
+                    timed(&mut timings, reporter, "save base snapshot", false, || {
+                        cache.save_tree(&keys.base, "base", &label, &ctx.target)
+                    })?;
+                }
+            }
+        }
+
+        timed(&mut timings, reporter, "extra-data", false, || stage::phases::run_phase(&ctx, Phase::ExtraData))?;
+        if resume != Resume::AfterInstall {
+            for phase in [Phase::PreInstall, Phase::Install] {
+                timed(&mut timings, reporter, phase.name(), false, || stage::phases::run_phase(&ctx, phase))?;
+            }
             if options.use_cache {
-                timed(&mut timings, reporter, "save base snapshot", false, || {
-                    cache.save_tree(&keys.base, "base", &label, &ctx.target)
+                timed(&mut timings, reporter, "save install snapshot", false, || {
+                    cache.save_tree(&keys.install, "install", &label, &ctx.target)
                 })?;
             }
         }
-    }
-
-    timed(&mut timings, reporter, "extra-data", false, || stage::phases::run_phase(&ctx, Phase::ExtraData))?;
-    if resume != Resume::AfterInstall {
-        for phase in [Phase::PreInstall, Phase::Install] {
+        for phase in [Phase::PostInstall, Phase::PostRoot] {
             timed(&mut timings, reporter, phase.name(), false, || stage::phases::run_phase(&ctx, phase))?;
         }
+        let packages = timed(&mut timings, reporter, "finalise", false, || stage::finalise::run(&ctx))?;
+        timed(&mut timings, reporter, "cleanup", false, || stage::cleanup::run(&ctx))?;
+
+        let raw = work.join("disk.raw");
+        timed(&mut timings, reporter, "disk", false, || stage::disk::run(&ctx, &raw).map(|_| ()))?;
+        let converted_dir = work.join("out");
+        fs::create_dir_all(&converted_dir).context("cannot create the conversion directory")?;
+        let first_name = destinations[0].file_name().map(PathBuf::from).unwrap_or_default();
+        let converted = timed(&mut timings, reporter, "convert", false, || {
+            stage::convert::run(&raw, &converted_dir.join(&first_name), &plan.image, options.checksum, reporter)
+        })?;
+
+        let mut outputs = Vec::new();
+        let mut to_cache = Vec::new();
+        timed(&mut timings, reporter, "publish", false, || {
+            for (file, destination) in converted.iter().zip(destinations) {
+                output::publish_file(&file.path, destination)?;
+                to_cache.push((file_name(destination), file.path.clone()));
+                outputs.push(OutputEntry {
+                    file: file_name(destination),
+                    format: file.format.name().to_owned(),
+                    size: file.size,
+                    sha256: file.sha256.clone(),
+                });
+                if options.checksum {
+                    let line = format!("{}  {}\n", file.sha256, file_name(destination));
+                    let sums = checksum_path(destination);
+                    output::publish_bytes(line.as_bytes(), &sums)?;
+                    to_cache.push((file_name(&sums), sums.clone()));
+                }
+            }
+            Ok(())
+        })?;
+
+        let manifest = Manifest {
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            recipe: plan.recipe.clone(),
+            distro: plan.distro.clone(),
+            release: plan.release.clone(),
+            arch: plan.arch.clone(),
+            elements: plan.elements.iter().map(|e| e.name.clone()).collect(),
+            packages: packages.into_iter().map(|(name, version)| Package { name, version }).collect(),
+            outputs,
+            stages: timings,
+            duration_seconds: started.elapsed().as_secs_f64(),
+            cache_key: keys.outputs.to_string(),
+        };
+        let manifest_path = Manifest::path_for(&destinations[0]);
+        output::publish_bytes(&manifest.to_json()?, &manifest_path)?;
         if options.use_cache {
-            timed(&mut timings, reporter, "save install snapshot", false, || {
-                cache.save_tree(&keys.install, "install", &label, &ctx.target)
-            })?;
-        }
-    }
-    for phase in [Phase::PostInstall, Phase::PostRoot] {
-        timed(&mut timings, reporter, phase.name(), false, || stage::phases::run_phase(&ctx, phase))?;
-    }
-    let packages = timed(&mut timings, reporter, "finalise", false, || stage::finalise::run(&ctx))?;
-    timed(&mut timings, reporter, "cleanup", false, || stage::cleanup::run(&ctx))?;
-
-    let raw = work.join("disk.raw");
-    timed(&mut timings, reporter, "disk", false, || stage::disk::run(&ctx, &raw).map(|_| ()))?;
-    let converted_dir = work.join("out");
-    fs::create_dir_all(&converted_dir).context("cannot create the conversion directory")?;
-    let first_name = destinations[0].file_name().map(PathBuf::from).unwrap_or_default();
-    let converted = timed(&mut timings, reporter, "convert", false, || {
-        stage::convert::run(&raw, &converted_dir.join(&first_name), &plan.image, options.checksum, reporter)
-    })?;
-
-    let mut outputs = Vec::new();
-    let mut to_cache = Vec::new();
-    timed(&mut timings, reporter, "publish", false, || {
-        for (file, destination) in converted.iter().zip(destinations) {
-            output::publish_file(&file.path, destination)?;
-            to_cache.push((file_name(destination), file.path.clone()));
-            outputs.push(OutputEntry {
-                file: file_name(destination),
-                format: file.format.name().to_owned(),
-                size: file.size,
-                sha256: file.sha256.clone(),
-            });
-            if options.checksum {
-                let line = format!("{}  {}\n", file.sha256, file_name(destination));
-                let sums = checksum_path(destination);
-                output::publish_bytes(line.as_bytes(), &sums)?;
-                to_cache.push((file_name(&sums), sums.clone()));
+            to_cache.push((file_name(&manifest_path), manifest_path.clone()));
+            if let Err(err) = cache.save_outputs(&keys.outputs, &label, &to_cache) {
+                // The image is built; a full cache disk must not fail the build.
+                tracing::warn!("could not store the outputs in the cache: {err:#}");
             }
         }
-        Ok(())
-    })?;
-
-    let manifest = Manifest {
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        recipe: plan.recipe.clone(),
-        distro: plan.distro.clone(),
-        release: plan.release.clone(),
-        arch: plan.arch.clone(),
-        elements: plan.elements.iter().map(|e| e.name.clone()).collect(),
-        packages: packages.into_iter().map(|(name, version)| Package { name, version }).collect(),
-        outputs,
-        stages: timings,
-        duration_seconds: started.elapsed().as_secs_f64(),
-        cache_key: keys.outputs.to_string(),
-    };
-    let manifest_path = Manifest::path_for(&destinations[0]);
-    output::publish_bytes(&manifest.to_json()?, &manifest_path)?;
-    if options.use_cache {
-        to_cache.push((file_name(&manifest_path), manifest_path.clone()));
-        if let Err(err) = cache.save_outputs(&keys.outputs, &label, &to_cache) {
-            // The image is built; a full cache disk must not fail the build.
-            tracing::warn!("could not store the outputs in the cache: {err:#}");
-        }
+        print_timings(reporter, &manifest, options.quiet);
+        Ok(manifest)
     }
-    print_timings(reporter, &manifest, options.quiet);
-    Ok(manifest)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
