@@ -187,6 +187,12 @@ impl StageCache {
         let mut stdout = child.stdout.take().context("tar has no stdout")?;
         let archive = self.tree_archive(key);
         let published = output::publish_reader(&mut stdout, &archive);
+        // Close our end first: if publishing failed midway, tar must see a broken pipe rather than
+        // block forever on a pipe nobody reads.
+        drop(stdout);
+        if published.is_err() {
+            let _ = child.kill();
+        }
         let finished = child.wait_with_output().context("cannot wait for tar")?;
         let published = published?;
         if !finished.status.success() {
@@ -447,6 +453,20 @@ mod tests {
         let again = tempfile::tempdir().unwrap();
         assert!(cache.restore_tree(&key, again.path()).is_err());
         assert!(!cache.has_tree(&key));
+    }
+
+    #[test]
+    fn failed_snapshot_write_does_not_hang() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = StageCache::open(cache_dir.path()).unwrap();
+        // A tree larger than a pipe buffer, so tar is mid-write when publishing fails.
+        let tree = tempfile::tempdir().unwrap();
+        let noise: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+        fs::write(tree.path().join("big"), noise).unwrap();
+        fs::remove_dir(cache_dir.path().join("stages")).unwrap();
+        let key = Fingerprint::new("root", None).finish();
+        let err = cache.save_tree(&key, "root", "test", tree.path()).unwrap_err();
+        assert!(err.to_string().contains("stages"), "{err}");
     }
 
     #[test]
