@@ -1,0 +1,362 @@
+#!/usr/bin/env bash
+# Container build test, with no registry access at all:
+#   1. make the base images locally (mmdebstrap a bookworm tree, `docker import` it) under test tags;
+#   2. `docker build` the Dockerfile against them (cold or warm, timed), crates vendored on the host;
+#   3. smoke-test the image (--help, data dir, --user refusal, missing-privilege message);
+#   4. probe which privileges a build needs (tests/container/probe.sh) and assert the documented
+#      reduced set works while the default set does not;
+#   5. when the pipeline is there, build debian-mesos in the container (reduced privileges, the
+#      fixture Mesos repository on the host's 127.0.0.1), then `qemu-img check` and boot the image.
+# Exits 0 only if everything it attempted passed; prints SKIPPED lines for what it did not attempt.
+#
+# Environment:
+#   CONTAINER_TEST_WORK    scratch directory (default /var/tmp/mesos-image-container-test)
+#   CONTAINER_TEST_PREFIX  repository prefix of the test's image tags (default mesos-image-test)
+#   CONTAINER_TEST_REBASE  1: rebuild the base images even if the test made them before
+#   CONTAINER_TEST_KEEP    1: keep the built mesos-image test image (default: kept; 0 removes it)
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+work=${CONTAINER_TEST_WORK:-/var/tmp/mesos-image-container-test}
+prefix=${CONTAINER_TEST_PREFIX:-mesos-image-test}
+build_base=$prefix/debian:bookworm
+runtime_base=$prefix/debian:bookworm-slim
+image=$prefix/mesos-image:latest
+# Marks base images this script made, so it never replaces an image someone else put there.
+base_label=org.mesos-image.test-base
+
+skipped=()
+failed=()
+fixture_dir=
+container_names=()
+
+log() { echo "container-test: $*"; }
+skip() { echo "SKIPPED: $*"; skipped+=("$*"); }
+fail() { echo "FAILED: $*"; failed+=("$*"); }
+
+cleanup() {
+    local name
+    for name in "${container_names[@]}"; do
+        docker rm -f "$name" >/dev/null 2>&1 || true
+    done
+    if [ -n "$fixture_dir" ] && [ -x "$repo/tests/fixtures/mesos-repo/serve.sh" ]; then
+        "$repo/tests/fixtures/mesos-repo/serve.sh" --stop "$fixture_dir" || true
+    fi
+    if [ -d "$work/tree" ]; then rm -rf "$work/tree"; fi
+}
+trap cleanup EXIT
+
+summary() {
+    echo
+    echo "container-test summary:"
+    local s
+    for s in "${skipped[@]}"; do echo "  SKIPPED: $s"; done
+    for s in "${failed[@]}"; do echo "  FAILED: $s"; done
+    if [ ${#failed[@]} -eq 0 ]; then
+        echo "  all attempted checks passed"
+        exit 0
+    fi
+    exit 1
+}
+
+if ! docker info >/dev/null 2>&1; then
+    echo "SKIPPED: docker info failed (no reachable docker engine); container tests not run"
+    exit 0
+fi
+mkdir -p "$work"
+
+# --- 1. base images ------------------------------------------------------------------------------
+
+# The host's own apt sources: the mirror is read at run time, never written down.
+host_sources() {
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+        echo /etc/apt/sources.list.d/debian.sources
+    elif [ -s /etc/apt/sources.list ]; then
+        echo /etc/apt/sources.list
+    else
+        echo "container-test: no Debian apt sources on this host to bootstrap the base images from" >&2
+        return 1
+    fi
+}
+
+# Is TAG an image this script made (reuse), absent (make it), or someone else's (refuse)?
+base_state() {
+    local label
+    if ! label=$(docker image inspect --format "{{ index .Config.Labels \"$base_label\" }}" "$1" 2>/dev/null); then
+        echo absent
+    elif [ "$label" = 1 ]; then
+        echo ours
+    else
+        echo foreign
+    fi
+}
+
+import_tree() {
+    tar -C "$work/tree" -c . | docker import \
+        --change "LABEL $base_label=1" --change 'CMD ["/bin/bash"]' - "$1" >/dev/null
+}
+
+make_base_images() {
+    local state_build state_runtime sources started
+    state_build=$(base_state "$build_base")
+    state_runtime=$(base_state "$runtime_base")
+    for pair in "$build_base:$state_build" "$runtime_base:$state_runtime"; do
+        if [ "${pair##*:}" = foreign ]; then
+            fail "$(echo "$pair" | sed 's/:[a-z]*$//') exists and was not made by this test; set CONTAINER_TEST_PREFIX to use other tags"
+            summary
+        fi
+    done
+    if [ "$state_build" = ours ] && [ "$state_runtime" = ours ] && [ "${CONTAINER_TEST_REBASE:-0}" != 1 ]; then
+        log "reusing base images $build_base and $runtime_base (CONTAINER_TEST_REBASE=1 remakes them)"
+        return 0
+    fi
+    sources=$(host_sources)
+    started=$SECONDS
+    rm -rf "$work/tree"
+    log "bootstrapping a bookworm tree for the base images from the host's apt sources"
+    mmdebstrap --quiet --variant=minbase bookworm "$work/tree" "$sources"
+    import_tree "$build_base"
+    # The slim flavour, as Debian's -slim images do it: no docs, man pages or translations, now or
+    # for packages installed later.
+    cat > "$work/tree/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+EOF
+    find "$work/tree/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete
+    rm -rf "$work/tree/usr/share/man/"* "$work/tree/usr/share/info/"* "$work/tree/usr/share/locale/"*
+    import_tree "$runtime_base"
+    rm -rf "$work/tree"
+    log "base images $build_base and $runtime_base made in $((SECONDS - started)) s"
+}
+
+# --- 2. docker build -----------------------------------------------------------------------------
+
+# A copy of the checkout's files (tracked and untracked, not ignored) plus vendored crates: docker
+# builds here cannot reach the crate registry, the host can.
+make_context() {
+    local ctx=$work/context
+    rm -rf "$ctx"
+    mkdir -p "$ctx"
+    (cd "$repo" && git ls-files -z -co --exclude-standard) |
+        (cd "$repo" && tar --null --ignore-failed-read -T - -c 2>/dev/null) | tar -C "$ctx" -x
+    # The image needs these directories even before any element or recipe is merged.
+    for d in elements recipes; do
+        if [ ! -d "$ctx/$d" ]; then
+            log "note: $d/ is missing in the checkout; the image gets an empty one"
+            mkdir -p "$ctx/$d"
+        fi
+    done
+    (cd "$repo" && cargo vendor --quiet --locked --versioned-dirs "$ctx/docker/cargo-home/vendor" >/dev/null)
+    cat > "$ctx/docker/cargo-home/config.toml" <<'EOF'
+[source.crates-io]
+replace-with = "vendored-sources"
+
+[source.vendored-sources]
+directory = "/usr/local/cargo/vendor"
+EOF
+}
+
+build_image() {
+    local started=$SECONDS
+    log "docker build (Rust build on $(nproc) cores; the first build takes a while)"
+    if ! docker build \
+        --build-arg "BUILD_IMAGE=$build_base" --build-arg "RUNTIME_IMAGE=$runtime_base" \
+        -t "$image" "$work/context" > "$work/docker-build.log" 2>&1; then
+        tail -n 30 "$work/docker-build.log"
+        fail "docker build (log: $work/docker-build.log)"
+        summary
+    fi
+    log "docker build took $((SECONDS - started)) s; image size $(docker image inspect --format '{{.Size}}' "$image" | awk '{printf "%.0f MiB", $1/1048576}')"
+}
+
+# --- 3. smoke tests ------------------------------------------------------------------------------
+
+expect_ok() {
+    local what=$1
+    shift
+    local out
+    if out=$("$@" 2>&1); then
+        log "ok: $what"
+    else
+        printf '%s\n' "$out" | tail -n 10
+        fail "$what"
+    fi
+}
+
+# expect_refusal WHAT PATTERN CMD...: CMD must fail with exactly one line of stderr matching PATTERN.
+expect_refusal() {
+    local what=$1 pattern=$2
+    shift 2
+    local err
+    if err=$("$@" 2>&1 >/dev/null); then
+        fail "$what: succeeded, expected a refusal"
+    elif [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ] || ! printf '%s' "$err" | grep -q -- "$pattern"; then
+        printf '%s\n' "$err" | tail -n 5
+        fail "$what: expected one line matching '$pattern'"
+    else
+        log "ok: $what ($err)"
+    fi
+}
+
+smoke_tests() {
+    expect_ok "mesos-image --help runs in the image" docker run --rm "$image" --help
+    expect_ok "elements and recipes installed under /usr/share/mesos-image" \
+        docker run --rm --entrypoint sh "$image" -c \
+        'test -d /usr/share/mesos-image/elements && test -d /usr/share/mesos-image/recipes'
+    expect_ok "build tools present" docker run --rm --entrypoint sh "$image" -c \
+        'for t in mmdebstrap debootstrap qemu-img mkfs.ext4 mkfs.vfat mcopy grub-mkimage sfdisk unshare chroot gpg xz zstd mksquashfs; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done'
+    expect_refusal "--user is refused" "drop --user" docker run --rm --user 1000:1000 "$image"
+    expect_refusal "build without privileges is refused" "cannot create mount and PID namespaces" \
+        docker run --rm "$image" build -o /output/refused.qcow2
+}
+
+# --- 4. privileges -------------------------------------------------------------------------------
+
+# The least privilege a build needs (docs/container.md documents the same set). AppArmor's
+# docker-default profile denies mount, so the set lifts it; on hosts without AppArmor that is a no-op.
+reduced_privileges=(--cap-add SYS_ADMIN --security-opt apparmor=unconfined)
+
+probe() {
+    docker run --rm -v "$repo/tests/container/probe.sh:/probe.sh:ro" --entrypoint sh "$@" "$image" /probe.sh
+}
+
+apparmor_enabled() {
+    [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ]
+}
+
+privilege_tests() {
+    local out
+    if out=$(probe 2>&1); then
+        fail "probe passed with docker's default privileges; the docs' claim that more is needed is wrong"
+    else
+        log "ok: default privileges are not enough ($out)"
+    fi
+    expect_ok "probe with the reduced set (${reduced_privileges[*]})" probe "${reduced_privileges[@]}"
+    if out=$(probe --security-opt apparmor=unconfined 2>&1); then
+        fail "probe passed without CAP_SYS_ADMIN"
+    else
+        log "ok: CAP_SYS_ADMIN is needed ($out)"
+    fi
+    if ! apparmor_enabled; then
+        skip "apparmor=unconfined being needed: AppArmor is not enabled on this host"
+    elif out=$(probe --cap-add SYS_ADMIN 2>&1); then
+        fail "probe passed under AppArmor's docker-default profile; apparmor=unconfined is not needed"
+    else
+        log "ok: apparmor=unconfined is needed under AppArmor ($out)"
+    fi
+    # --privileged asks for every capability; a docker engine that itself runs with a reduced
+    # bounding set (nested in another container) cannot grant that, which is not our failure.
+    if out=$(probe --privileged 2>&1); then
+        log "ok: probe with --privileged"
+    elif grep -q 'unable to apply caps' <<<"$out"; then
+        skip "--privileged: this docker engine cannot grant all capabilities ($(grep -o 'unable to apply caps[^:]*: [^:]*' <<<"$out" | head -n 1))"
+    else
+        printf '%s\n' "$out" | tail -n 5
+        fail "probe with --privileged"
+    fi
+}
+
+# The real bootstrapper inside the container with the reduced set, from the container's own apt
+# sources. The full build below covers this too; it runs only when the full build cannot.
+bootstrap_test() {
+    local started=$SECONDS
+    expect_ok "mmdebstrap (root mode) in the container with the reduced set" \
+        docker run --rm "${reduced_privileges[@]}" --entrypoint mmdebstrap "$image" \
+        --quiet --mode=root --variant=essential bookworm /tmp/probe.tar
+    log "mmdebstrap in the container took $((SECONDS - started)) s"
+}
+
+# --- 5. full build + boot ------------------------------------------------------------------------
+
+pipeline_available() {
+    local help
+    help=$(docker run --rm "${reduced_privileges[@]}" "$image" build --help 2>&1) || return 1
+    grep -q -- '--recipe' <<<"$help" && [ -f "$repo/recipes/debian-mesos.yaml" ]
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+boot_image() {
+    local qcow2=$1
+    if command -v mesos-image >/dev/null 2>&1 || [ -x "$repo/target/debug/mesos-image" ]; then
+        local bin
+        bin=$(command -v mesos-image || echo "$repo/target/debug/mesos-image")
+        if "$bin" test --help 2>/dev/null | grep -q -- '--recipe'; then
+            expect_ok "mesos-image test $qcow2 --recipe debian-mesos" "$bin" test "$qcow2" --recipe debian-mesos
+            return
+        fi
+    fi
+    if ! command -v qemu-system-x86_64 >/dev/null; then
+        skip "boot: no qemu-system-x86_64 and no mesos-image test on this host"
+        return
+    fi
+    log "booting $qcow2 in qemu (TCG), waiting up to 5 minutes for login:"
+    local serial=$work/boot-serial.log
+    if timeout 300 qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot -snapshot \
+        -drive "file=$qcow2,if=virtio,format=qcow2" -serial mon:stdio 2>&1 | tee "$serial" |
+        grep -q -m 1 'login:'; then
+        log "ok: image booted to a login prompt"
+    else
+        tail -n 20 "$serial"
+        fail "boot: no login prompt within 5 minutes (serial log: $serial)"
+    fi
+}
+
+full_build() {
+    if ! pipeline_available; then
+        skip "containerised debian-mesos build + boot: 'mesos-image build' has no --recipe yet or recipes/debian-mesos.yaml is missing"
+        bootstrap_test
+        return
+    fi
+    local out=$work/output fixture_args=() port started
+    rm -rf "$out"
+    mkdir -p "$out"
+    chmod 0777 "$out"
+    if docker run --rm --entrypoint mesos-image "$image" build --help 2>&1 | grep -q -- '--mesos-repo'; then
+        fixture_dir=$work/fixture
+        "$repo/tests/fixtures/mesos-repo/build.sh" "$fixture_dir" >/dev/null
+        port=$(free_port)
+        "$repo/tests/fixtures/mesos-repo/serve.sh" "$fixture_dir" "$port" >/dev/null
+        fixture_args=(--mesos-repo "http://127.0.0.1:$port bookworm main"
+                      --mesos-repo-key "$fixture_dir/fixture-key.asc")
+    fi
+    started=$SECONDS
+    # The host's 127.0.0.1 (fixture repository) is reachable with --network host; the fixture
+    # directory is mounted at the same path so the key path works inside. Ids 4242 stand for "the
+    # invoking user" so the chown is visible even when the test runs as root.
+    local name=mesos-image-test-build-$$
+    container_names+=("$name")
+    if docker run --rm --name "$name" "${reduced_privileges[@]}" --network host \
+        -v "$out:/output" ${fixture_dir:+-v "$fixture_dir:$fixture_dir:ro"} \
+        -e HOST_UID=4242 -e HOST_GID=4242 \
+        "$image" build --recipe debian-mesos -o /output/debian-mesos.qcow2 "${fixture_args[@]}" \
+        > "$work/container-build.log" 2>&1; then
+        log "ok: containerised debian-mesos build took $((SECONDS - started)) s"
+    else
+        tail -n 30 "$work/container-build.log"
+        fail "containerised debian-mesos build (log: $work/container-build.log)"
+        return
+    fi
+    local qcow2=$out/debian-mesos.qcow2
+    expect_ok "qemu-img check $qcow2" qemu-img check "$qcow2"
+    if [ "$(stat -c %u:%g "$qcow2")" = 4242:4242 ]; then
+        log "ok: output owned by HOST_UID:HOST_GID"
+    else
+        fail "output owned by $(stat -c %u:%g "$qcow2"), expected HOST_UID:HOST_GID 4242:4242"
+    fi
+    boot_image "$qcow2"
+}
+
+make_base_images
+make_context
+build_image
+smoke_tests
+privilege_tests
+full_build
+summary
