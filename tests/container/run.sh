@@ -173,6 +173,10 @@ build_image() {
     log "docker build took $((SECONDS - started)) s; image size $(docker image inspect --format '{{.Size}}' "$image" | awk '{printf "%.0f MiB", $1/1048576}')"
 }
 
+# The least privilege a build needs (docs/container.md documents the same set). AppArmor's
+# docker-default profile denies mount, so the set lifts it; on hosts without AppArmor that is a no-op.
+reduced_privileges=(--cap-add SYS_ADMIN --security-opt apparmor=unconfined)
+
 # --- 3. smoke tests ------------------------------------------------------------------------------
 
 expect_ok() {
@@ -214,11 +218,30 @@ smoke_tests() {
         docker run --rm "$image" build -o /output/refused.qcow2
 }
 
-# --- 4. privileges -------------------------------------------------------------------------------
+# The entrypoint's HOST_UID handling, with a stand-in mesos-image that writes an image and a
+# manifest and fails: the status must come through, those two files must change owner, and a
+# file that was in the output directory before must not.
+ownership_test() {
+    local dir=$work/ownership stub=$work/stub status=0
+    rm -rf "$dir" "$stub"
+    mkdir -p "$dir" "$stub"
+    touch "$dir/unrelated" "$dir/img-from-before.qcow2"
+    printf '#!/bin/sh\ntouch /output/img.qcow2 /output/img.manifest.json\nexit 3\n' > "$stub/mesos-image"
+    chmod 0755 "$stub/mesos-image"
+    docker run --rm "${reduced_privileges[@]}" -v "$dir:/output" -v "$stub:/stub:ro" \
+        -e PATH=/stub:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        -e HOST_UID=4242 -e HOST_GID=4343 "$image" build -o /output/img.qcow2 || status=$?
+    local owners
+    owners=$(cd "$dir" && stat -c '%n=%u:%g' img.qcow2 img.manifest.json unrelated img-from-before.qcow2 | tr '\n' ' ')
+    if [ "$status" -eq 3 ] && [ "$owners" = "img.qcow2=4242:4343 img.manifest.json=4242:4343 unrelated=0:0 img-from-before.qcow2=0:0 " ]; then
+        log "ok: outputs handed to HOST_UID:HOST_GID, other files untouched, exit status kept"
+    else
+        fail "HOST_UID handling: exit status $status (want 3), owners: $owners"
+    fi
+    rm -rf "$dir" "$stub"
+}
 
-# The least privilege a build needs (docs/container.md documents the same set). AppArmor's
-# docker-default profile denies mount, so the set lifts it; on hosts without AppArmor that is a no-op.
-reduced_privileges=(--cap-add SYS_ADMIN --security-opt apparmor=unconfined)
+# --- 4. privileges -------------------------------------------------------------------------------
 
 probe() {
     docker run --rm -v "$repo/tests/container/probe.sh:/probe.sh:ro" --entrypoint sh "$@" "$image" /probe.sh
@@ -357,6 +380,7 @@ make_base_images
 make_context
 build_image
 smoke_tests
+ownership_test
 privilege_tests
 full_build
 summary
