@@ -8,25 +8,26 @@ die() {
     exit 2
 }
 
-# Building mounts filesystems and chroots, which only root can do. `--user` would fail deep inside
-# the build with EPERM, so say what to do instead.
-if [ "$(id -u)" != 0 ]; then
-    die "must run as root (the build mounts and chroots); drop --user and pass -e HOST_UID=\$(id -u) -e HOST_GID=\$(id -g) to own the outputs"
-fi
-
 if [ $# -eq 0 ]; then
     set -- build -o /output/ubuntu-mesos.qcow2
 fi
 
-# A missing capability would otherwise surface as an EPERM from some mount half-way through.
 wants_help() {
     for arg in "$@"; do
         case "$arg" in -h | --help) return 0 ;; esac
     done
     return 1
 }
-if [ "$1" = build ] && ! wants_help "$@" && ! unshare --mount --pid --fork true 2>/dev/null; then
-    die "cannot create mount and PID namespaces; run with --privileged or the reduced set in docs/container.md (--cap-add SYS_ADMIN --security-opt apparmor=unconfined)"
+
+# A build mounts filesystems and chroots, which only root can do: under `--user` or without the
+# capability it would fail half-way with an EPERM from some mount, so say what to do instead.
+if [ "$1" = build ] && ! wants_help "$@"; then
+    if [ "$(id -u)" != 0 ]; then
+        die "must run as root (the build mounts and chroots); drop --user and pass -e HOST_UID=\$(id -u) -e HOST_GID=\$(id -g) to own the outputs"
+    fi
+    if ! unshare --mount --pid --fork true 2>/dev/null; then
+        die "cannot create mount and PID namespaces; run with --privileged or the reduced set in docs/container.md (--cap-add SYS_ADMIN --security-opt apparmor=unconfined)"
+    fi
 fi
 
 if [ -z "${HOST_UID:-}" ]; then

@@ -22,8 +22,10 @@ fn container_build_works_without_registry() {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/container/run.sh");
+    // The host-side boot check runs `mesos-image test` with the binary cargo built for this test.
     let status = Command::new("bash")
         .arg(&script)
+        .env("MESOS_IMAGE_BIN", env!("CARGO_BIN_EXE_mesos-image"))
         .status()
         .unwrap_or_else(|err| panic!("cannot run {}: {err}", script.display()));
     assert!(status.success(), "{} failed ({status}); see its output above", script.display());

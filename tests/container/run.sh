@@ -13,7 +13,8 @@
 #   CONTAINER_TEST_WORK    scratch directory (default /var/tmp/mesos-image-container-test)
 #   CONTAINER_TEST_PREFIX  repository prefix of the test's image tags (default mesos-image-test)
 #   CONTAINER_TEST_REBASE  1: rebuild the base images even if the test made them before
-#   CONTAINER_TEST_KEEP    1: keep the built mesos-image test image (default: kept; 0 removes it)
+#   MESOS_IMAGE_BIN        host binary whose `test` subcommand boots the built image (else plain qemu)
+# The base images and the built image stay (tagged under the prefix) so the next run is warm.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -171,6 +172,17 @@ build_image() {
         summary
     fi
     log "docker build took $((SECONDS - started)) s; image size $(docker image inspect --format '{{.Size}}' "$image" | awk '{printf "%.0f MiB", $1/1048576}')"
+    drop_stale_images
+}
+
+# Every source change leaves the previous build stage (1.4 GB) and image behind, untagged. Tag
+# the current build stage (all cached, so quick) so it and its dependency layer stay, then drop
+# the untagged images derived from this test's base images.
+drop_stale_images() {
+    docker build --quiet --target build \
+        --build-arg "BUILD_IMAGE=$build_base" --build-arg "RUNTIME_IMAGE=$runtime_base" \
+        -t "$prefix/mesos-image:build-stage" "$work/context" >/dev/null
+    docker image prune --force --filter "label=$base_label=1" >/dev/null
 }
 
 # The least privilege a build needs (docs/container.md documents the same set). AppArmor's
@@ -213,7 +225,8 @@ smoke_tests() {
         'test -d /usr/share/mesos-image/elements && test -d /usr/share/mesos-image/recipes'
     expect_ok "build tools present" docker run --rm --entrypoint sh "$image" -c \
         'for t in mmdebstrap debootstrap qemu-img mkfs.ext4 mkfs.vfat mcopy grub-mkimage sfdisk unshare chroot gpg xz zstd mksquashfs; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done'
-    expect_refusal "--user is refused" "drop --user" docker run --rm --user 1000:1000 "$image"
+    expect_refusal "--user is refused for a build" "drop --user" docker run --rm --user 1000:1000 "$image"
+    expect_ok "--user is fine for commands that build nothing" docker run --rm --user 1000:1000 "$image" --help
     expect_refusal "build without privileges is refused" "cannot create mount and PID namespaces" \
         docker run --rm "$image" build -o /output/refused.qcow2
 }
@@ -297,7 +310,7 @@ bootstrap_test() {
 
 pipeline_available() {
     local help
-    help=$(docker run --rm "${reduced_privileges[@]}" "$image" build --help 2>&1) || return 1
+    help=$(docker run --rm --entrypoint mesos-image "$image" build --help 2>&1) || return 1
     grep -q -- '--recipe' <<<"$help" && [ -f "$repo/recipes/debian-mesos.yaml" ]
 }
 
@@ -305,30 +318,64 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-boot_image() {
-    local qcow2=$1
-    if command -v mesos-image >/dev/null 2>&1 || [ -x "$repo/target/debug/mesos-image" ]; then
-        local bin
-        bin=$(command -v mesos-image || echo "$repo/target/debug/mesos-image")
-        if "$bin" test --help 2>/dev/null | grep -q -- '--recipe'; then
-            expect_ok "mesos-image test $qcow2 --recipe debian-mesos" "$bin" test "$qcow2" --recipe debian-mesos
-            return
-        fi
+# The host's mesos-image (MESOS_IMAGE_BIN, set by tests/container.rs to the binary cargo built),
+# when it can run the recipe's checks.
+host_tester() {
+    local bin=${MESOS_IMAGE_BIN:-}
+    if [ -z "$bin" ]; then bin=$(command -v mesos-image || true); fi
+    if [ -n "$bin" ] && "$bin" test --help 2>/dev/null | grep -q -- '--recipe'; then
+        echo "$bin"
     fi
-    if ! command -v qemu-system-x86_64 >/dev/null; then
-        skip "boot: no qemu-system-x86_64 and no mesos-image test on this host"
-        return
-    fi
-    log "booting $qcow2 in qemu (TCG), waiting up to 5 minutes for login:"
-    local serial=$work/boot-serial.log
-    if timeout 300 qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot -snapshot \
-        -drive "file=$qcow2,if=virtio,format=qcow2" -serial mon:stdio 2>&1 | tee "$serial" |
-        grep -q -m 1 'login:'; then
+}
+
+# Plain qemu (TCG): the serial console must show a login prompt within 5 minutes.
+boot_to_login() {
+    local qcow2=$1 serial=$work/boot-serial.log pid booted=0
+    rm -f "$serial"
+    qemu-system-x86_64 -accel tcg -m 1024 -display none -no-reboot -snapshot \
+        -drive "file=$qcow2,if=virtio,format=qcow2" -serial "file:$serial" &
+    pid=$!
+    for _ in $(seq 300); do
+        if grep -q 'login:' "$serial" 2>/dev/null; then booted=1; break; fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 1
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    if [ "$booted" = 1 ]; then
         log "ok: image booted to a login prompt"
     else
-        tail -n 20 "$serial"
+        tail -n 20 "$serial" 2>/dev/null || true
         fail "boot: no login prompt within 5 minutes (serial log: $serial)"
     fi
+}
+
+boot_image() {
+    local qcow2=$1 tester
+    tester=$(host_tester)
+    if [ -n "$tester" ]; then
+        expect_ok "mesos-image test $qcow2 --recipe debian-mesos" "$tester" test "$qcow2" --recipe debian-mesos
+    elif command -v qemu-system-x86_64 >/dev/null; then
+        log "booting $qcow2 in qemu (TCG), waiting up to 5 minutes for login:"
+        boot_to_login "$qcow2"
+    else
+        skip "boot: no qemu-system-x86_64 and no 'mesos-image test' on this host"
+    fi
+}
+
+# Serve the fixture Mesos repository on the host's 127.0.0.1 when the build can take it; prints
+# the build arguments naming it.
+start_fixture_repo() {
+    if ! docker run --rm --entrypoint mesos-image "$image" build --help 2>&1 | grep -q -- '--mesos-repo'; then
+        return 0
+    fi
+    local port
+    fixture_dir=$work/fixture
+    "$repo/tests/fixtures/mesos-repo/build.sh" "$fixture_dir" >/dev/null
+    port=$(free_port)
+    "$repo/tests/fixtures/mesos-repo/serve.sh" "$fixture_dir" "$port" >/dev/null
+    fixture_args=(--mesos-repo "http://127.0.0.1:$port bookworm main"
+                  --mesos-repo-key "$fixture_dir/fixture-key.asc")
 }
 
 full_build() {
@@ -337,27 +384,21 @@ full_build() {
         bootstrap_test
         return
     fi
-    local out=$work/output fixture_args=() port started
+    local out=$work/output started name=mesos-image-test-build-$$
+    local fixture_args=() mounts=(-v "$work/output:/output")
     rm -rf "$out"
     mkdir -p "$out"
-    chmod 0777 "$out"
-    if docker run --rm --entrypoint mesos-image "$image" build --help 2>&1 | grep -q -- '--mesos-repo'; then
-        fixture_dir=$work/fixture
-        "$repo/tests/fixtures/mesos-repo/build.sh" "$fixture_dir" >/dev/null
-        port=$(free_port)
-        "$repo/tests/fixtures/mesos-repo/serve.sh" "$fixture_dir" "$port" >/dev/null
-        fixture_args=(--mesos-repo "http://127.0.0.1:$port bookworm main"
-                      --mesos-repo-key "$fixture_dir/fixture-key.asc")
-    fi
+    start_fixture_repo
+    # The fixture directory is mounted at the same path so the key path works inside.
+    if [ -n "$fixture_dir" ]; then mounts+=(-v "$fixture_dir:$fixture_dir:ro"); fi
     started=$SECONDS
-    # The host's 127.0.0.1 (fixture repository) is reachable with --network host; the fixture
-    # directory is mounted at the same path so the key path works inside. Ids 4242 stand for "the
-    # invoking user" so the chown is visible even when the test runs as root.
-    local name=mesos-image-test-build-$$
     container_names+=("$name")
-    if docker run --rm --name "$name" "${reduced_privileges[@]}" --network host \
-        -v "$out:/output" ${fixture_dir:+-v "$fixture_dir:$fixture_dir:ro"} \
-        -e HOST_UID=4242 -e HOST_GID=4242 \
+    # --network host: the fixture repository listens on the host's 127.0.0.1. Ids 4242:4343 stand
+    # for "the invoking user" so the hand-over is visible even when the test runs as root. No
+    # mirror is given: the build falls back to the container's own apt sources.
+    log "building debian-mesos in the container (${reduced_privileges[*]})"
+    if docker run --rm --name "$name" "${reduced_privileges[@]}" --network host "${mounts[@]}" \
+        -e HOST_UID=4242 -e HOST_GID=4343 \
         "$image" build --recipe debian-mesos -o /output/debian-mesos.qcow2 "${fixture_args[@]}" \
         > "$work/container-build.log" 2>&1; then
         log "ok: containerised debian-mesos build took $((SECONDS - started)) s"
@@ -368,10 +409,10 @@ full_build() {
     fi
     local qcow2=$out/debian-mesos.qcow2
     expect_ok "qemu-img check $qcow2" qemu-img check "$qcow2"
-    if [ "$(stat -c %u:%g "$qcow2")" = 4242:4242 ]; then
+    if [ "$(stat -c %u:%g "$qcow2")" = 4242:4343 ]; then
         log "ok: output owned by HOST_UID:HOST_GID"
     else
-        fail "output owned by $(stat -c %u:%g "$qcow2"), expected HOST_UID:HOST_GID 4242:4242"
+        fail "output owned by $(stat -c %u:%g "$qcow2"), expected HOST_UID:HOST_GID 4242:4343"
     fi
     boot_image "$qcow2"
 }
