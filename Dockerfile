@@ -59,9 +59,13 @@ RUN apt-get update -q \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/mesos-image /usr/local/bin/mesos-image
 # The binary finds these through <exe>/../share/mesos-image (src/paths.rs).
-COPY elements/ /usr/share/mesos-image/elements/
-COPY recipes/ /usr/share/mesos-image/recipes/
+COPY elements/ /usr/local/share/mesos-image/elements/
+COPY recipes/ /usr/local/share/mesos-image/recipes/
 COPY docker/entrypoint.sh /usr/local/bin/mesos-image-entrypoint
+# The package and stage caches want a real filesystem: the container's own root may be an
+# overlay (fuse-overlayfs) without O_TMPFILE, which atomic publishing uses, and it is slow for
+# multi-GiB snapshots. A named volume or host directory here also keeps builds warm across runs.
+VOLUME /root/.cache/mesos-image
 # Relative output paths land in the mounted output directory.
 WORKDIR /output
 ENTRYPOINT ["/usr/local/bin/mesos-image-entrypoint"]

@@ -181,8 +181,10 @@ build_image() {
 drop_stale_images() {
     docker build --quiet --target build \
         --build-arg "BUILD_IMAGE=$build_base" --build-arg "RUNTIME_IMAGE=$runtime_base" \
-        -t "$prefix/mesos-image:build-stage" "$work/context" >/dev/null
-    docker image prune --force --filter "label=$base_label=1" >/dev/null
+        -t "$prefix/mesos-image:build-stage" "$work/context" >> "$work/docker-build.log" 2>&1 ||
+        { fail "tagging the build stage (log: $work/docker-build.log)"; return; }
+    docker image prune --force --filter "label=$base_label=1" >> "$work/docker-build.log" 2>&1 ||
+        fail "pruning stale test images (log: $work/docker-build.log)"
 }
 
 # The least privilege a build needs (docs/container.md documents the same set). AppArmor's
@@ -218,11 +220,35 @@ expect_refusal() {
     fi
 }
 
+# Every recipe of the checkout must be one the containerised binary finds.
+recipes_listed() {
+    local listed recipe missing=()
+    if ! compgen -G "$repo/recipes/*.yaml" >/dev/null; then
+        skip "recipes listed by the image: the checkout has no recipes yet"
+        return
+    fi
+    if ! listed=$(docker run --rm "$image" recipes list 2>&1); then
+        printf '%s\n' "$listed" | tail -n 5
+        fail "mesos-image recipes list in the image"
+        return
+    fi
+    for recipe in "$repo"/recipes/*.yaml; do
+        recipe=$(basename "$recipe" .yaml)
+        grep -qw -- "$recipe" <<<"$listed" || missing+=("$recipe")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "ok: the image lists every recipe of the checkout"
+    else
+        fail "recipes missing from 'mesos-image recipes list' in the image: ${missing[*]}"
+    fi
+}
+
 smoke_tests() {
     expect_ok "mesos-image --help runs in the image" docker run --rm "$image" --help
-    expect_ok "elements and recipes installed under /usr/share/mesos-image" \
+    expect_ok "elements and recipes installed where the binary looks (<exe>/../share/mesos-image)" \
         docker run --rm --entrypoint sh "$image" -c \
-        'test -d /usr/share/mesos-image/elements && test -d /usr/share/mesos-image/recipes'
+        'test -d /usr/local/share/mesos-image/elements && test -d /usr/local/share/mesos-image/recipes'
+    recipes_listed
     expect_ok "build tools present" docker run --rm --entrypoint sh "$image" -c \
         'for t in mmdebstrap debootstrap qemu-img mkfs.ext4 mkfs.vfat mcopy grub-mkimage sfdisk unshare chroot gpg xz zstd mksquashfs; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done'
     expect_refusal "--user is refused for a build" "drop --user" docker run --rm --user 1000:1000 "$image"
@@ -385,9 +411,10 @@ full_build() {
         return
     fi
     local out=$work/output started name=mesos-image-test-build-$$
-    local fixture_args=() mounts=(-v "$work/output:/output")
+    # A host cache directory: warm stage and package caches for the next run.
+    local fixture_args=() mounts=(-v "$work/output:/output" -v "$work/cache:/root/.cache/mesos-image")
     rm -rf "$out"
-    mkdir -p "$out"
+    mkdir -p "$out" "$work/cache"
     start_fixture_repo
     # The fixture directory is mounted at the same path so the key path works inside.
     if [ -n "$fixture_dir" ]; then mounts+=(-v "$fixture_dir:$fixture_dir:ro"); fi
