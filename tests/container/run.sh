@@ -212,7 +212,7 @@ expect_refusal() {
     local err
     if err=$("$@" 2>&1 >/dev/null); then
         fail "$what: succeeded, expected a refusal"
-    elif [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ] || ! printf '%s' "$err" | grep -q -- "$pattern"; then
+    elif [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ] || ! grep -q -- "$pattern" <<<"$err"; then
         printf '%s\n' "$err" | tail -n 5
         fail "$what: expected one line matching '$pattern'"
     else
@@ -349,8 +349,10 @@ free_port() {
 host_tester() {
     local bin=${MESOS_IMAGE_BIN:-}
     if [ -z "$bin" ]; then bin=$(command -v mesos-image || true); fi
-    if [ -n "$bin" ] && "$bin" test --help 2>/dev/null | grep -q -- '--recipe'; then
-        echo "$bin"
+    if [ -n "$bin" ]; then
+        local help
+        help=$("$bin" test --help 2>/dev/null) || true
+        if grep -q -- '--recipe' <<<"$help"; then echo "$bin"; fi
     fi
 }
 
@@ -392,10 +394,12 @@ boot_image() {
 # Serve the fixture Mesos repository on the host's 127.0.0.1 when the build can take it; prints
 # the build arguments naming it.
 start_fixture_repo() {
-    if ! docker run --rm --entrypoint mesos-image "$image" build --help 2>&1 | grep -q -- '--mesos-repo'; then
+    local help port
+    # Captured first: `grep -q` closing the pipe early would fail the pipeline under pipefail.
+    help=$(docker run --rm --entrypoint mesos-image "$image" build --help 2>&1) || true
+    if ! grep -q -- '--mesos-repo' <<<"$help"; then
         return 0
     fi
-    local port
     fixture_dir=$work/fixture
     "$repo/tests/fixtures/mesos-repo/build.sh" "$fixture_dir" >/dev/null
     port=$(free_port)
