@@ -1,0 +1,76 @@
+#!/bin/sh
+# Entrypoint of the mesos-image container: `mesos-image "$@"`, or the default recipe into /output
+# when no arguments are given; afterwards the files the build wrote are handed to HOST_UID:HOST_GID.
+set -eu
+
+die() {
+    echo "mesos-image container: $*" >&2
+    exit 2
+}
+
+if [ $# -eq 0 ]; then
+    set -- build -o /output/ubuntu-mesos.qcow2
+fi
+
+wants_help() {
+    for arg in "$@"; do
+        case "$arg" in -h | --help) return 0 ;; esac
+    done
+    return 1
+}
+
+# A build mounts filesystems and chroots, which only root can do: under `--user` or without the
+# capability it would fail half-way with an EPERM from some mount, so say what to do instead.
+if [ "$1" = build ] && ! wants_help "$@"; then
+    if [ "$(id -u)" != 0 ]; then
+        die "must run as root (the build mounts and chroots); drop --user and pass -e HOST_UID=\$(id -u) -e HOST_GID=\$(id -g) to own the outputs"
+    fi
+    if ! unshare --mount --pid --fork true 2>/dev/null; then
+        die "cannot create mount and PID namespaces; run with --privileged or the reduced set in docs/container.md (--cap-add SYS_ADMIN --security-opt apparmor=unconfined)"
+    fi
+fi
+
+if [ -z "${HOST_UID:-}" ]; then
+    exec mesos-image "$@"
+fi
+
+case "$HOST_UID:${HOST_GID:-}" in
+    *[!0-9:]*) die "HOST_UID and HOST_GID must be numeric ids, got '$HOST_UID' and '${HOST_GID:-}'" ;;
+esac
+
+# The output named by -o/--output (last one wins, as with clap); without one, the working directory.
+output=
+expect_output=
+for arg in "$@"; do
+    if [ -n "$expect_output" ]; then
+        output=$arg
+        expect_output=
+        continue
+    fi
+    case "$arg" in
+        -o | --output) expect_output=1 ;;
+        --output=*) output=${arg#--output=} ;;
+        -o?*) output=${arg#-o} ;;
+    esac
+done
+
+# Only files this run created or rewrote are chowned: the output directory is often a shared one
+# such as the host's /tmp, whose other files must keep their owners.
+marker=$(mktemp /tmp/mesos-image-started.XXXXXX)
+status=0
+mesos-image "$@" || status=$?
+
+if [ -n "$output" ]; then
+    dir=$(dirname -- "$output")
+    base=$(basename -- "$output")
+    stem=${base%%.*}
+else
+    dir=.
+    stem=
+fi
+if [ -d "$dir" ]; then
+    find "$dir" -mindepth 1 -maxdepth 1 -name "$stem*" -user 0 -newer "$marker" \
+        -exec chown -R "$HOST_UID:${HOST_GID:-$HOST_UID}" {} +
+fi
+rm -f "$marker"
+exit "$status"
