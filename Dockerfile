@@ -63,8 +63,8 @@ COPY elements/ /usr/local/share/mesos-image/elements/
 COPY recipes/ /usr/local/share/mesos-image/recipes/
 COPY docker/entrypoint.sh /usr/local/bin/mesos-image-entrypoint
 # The package and stage caches want a real filesystem: the container's own root may be an
-# overlay (fuse-overlayfs) without O_TMPFILE, which atomic publishing uses, and it is slow for
-# multi-GiB snapshots. A named volume or host directory here also keeps builds warm across runs.
+# overlay (fuse-overlayfs), slow for multi-GiB snapshots. A named volume or host directory here
+# also keeps builds warm across runs.
 VOLUME /root/.cache/mesos-image
 # Relative output paths land in the mounted output directory.
 WORKDIR /output
