@@ -7,11 +7,7 @@ use std::process::Command;
 
 /// True when a docker engine answers; the test is skipped (and says so) otherwise.
 fn docker_available() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .output()
-        .map(|out| out.status.success())
-        .unwrap_or(false)
+    Command::new("docker").arg("info").output().map(|out| out.status.success()).unwrap_or(false)
 }
 
 #[test]

@@ -113,14 +113,7 @@ fn mmdebstrap(ctx: &BuildContext) -> anyhow::Result<()> {
         .arg("--setup-hook=mkdir -p \"$1/var/cache/apt/archives\"")
         .arg(format!("--setup-hook=sync-in {cache} /var/cache/apt/archives/"))
         .arg(format!("--customize-hook=sync-out /var/cache/apt/archives {cache}"));
-    if let Some(keyring) = keyring(&plan.distro) {
-        command.arg(format!("--keyring={keyring}"));
-    }
-    let includes = extra_includes(mirror);
-    if !includes.is_empty() {
-        command.arg(format!("--include={}", includes.join(",")));
-    }
-    command.arg(&plan.release).arg(&ctx.target).arg(mirror);
+    add_suite_arguments(&mut command, ctx, mirror);
     ctx.reporter.run("mmdebstrap", &mut command)
 }
 
@@ -136,6 +129,13 @@ fn debootstrap(ctx: &BuildContext) -> anyhow::Result<()> {
         .arg(format!("--arch={}", plan.arch))
         .arg(format!("--components={}", components(&plan.distro)))
         .arg(format!("--cache-dir={}", ctx.apt_cache.display()));
+    add_suite_arguments(&mut command, ctx, mirror);
+    ctx.reporter.run("debootstrap", &mut command)
+}
+
+/// What mmdebstrap and debootstrap take alike: keyring, extra packages, then suite, target, mirror.
+fn add_suite_arguments(command: &mut Command, ctx: &BuildContext, mirror: &str) {
+    let plan = ctx.plan;
     if let Some(keyring) = keyring(&plan.distro) {
         command.arg(format!("--keyring={keyring}"));
     }
@@ -144,7 +144,6 @@ fn debootstrap(ctx: &BuildContext) -> anyhow::Result<()> {
         command.arg(format!("--include={}", includes.join(",")));
     }
     command.arg(&plan.release).arg(&ctx.target).arg(mirror);
-    ctx.reporter.run("debootstrap", &mut command)
 }
 
 fn program_exists(name: &str) -> bool {
