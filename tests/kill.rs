@@ -167,9 +167,11 @@ fn wait_exit(build: &mut Child, timeout: Duration) {
 
 type Starter = fn(&Path, &str, &str) -> Child;
 
-fn kill_case(start_build: Starter, signal: Signal, at: &str) {
+/// `driver` is a digit unique to each test: the tests run in parallel in one process, so the
+/// marker (and the scratch directory named after it) must differ between them.
+fn kill_case(driver: u8, start_build: Starter, signal: Signal, at: &str) {
     // Digits only: it becomes the fraction of the fixture's `sleep 1000.<marker>`.
-    let marker = format!("{}{}{}", std::process::id(), signal as i32, at.len());
+    let marker = format!("{}{driver}{}{}", std::process::id(), signal as i32, at.len());
     let scratch = PathBuf::from(format!("/var/tmp/stages-kill-{marker}"));
     fs::create_dir_all(scratch.join("tmp")).unwrap();
     let before = mount_points();
@@ -210,7 +212,7 @@ const CASES: [(Signal, &str); 5] = [
 #[ignore = "needs root; drives the real `build` command on the kill-os fixture element"]
 fn killed_builds_leave_no_mount_process_or_output() {
     for (signal, at) in CASES {
-        kill_case(start_build, signal, at);
+        kill_case(1, start_build, signal, at);
     }
 }
 
@@ -218,7 +220,7 @@ fn killed_builds_leave_no_mount_process_or_output() {
 #[ignore = "needs root: the stages in a private namespace, killed at each point"]
 fn killed_stage_pipelines_leave_no_mount_process_or_output() {
     for (signal, at) in CASES {
-        kill_case(start_driver, signal, at);
+        kill_case(2, start_driver, signal, at);
     }
 }
 
