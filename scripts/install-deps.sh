@@ -56,6 +56,8 @@ packages=(
     openssh-client
     # upload tests and bench: a real Keystone + Glance in a venv, TLS certificates, peak memory
     python3-venv iproute2 openssl time
+    # DIB-compatibility tests: the upstream element sdists (tests/upstream/fetch.sh)
+    python3-pip
     # toolchain pieces crates need
     gcc libc6-dev pkg-config
 )
