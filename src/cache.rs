@@ -9,7 +9,14 @@
 //! Layout under `<cache-dir>`:
 //!   stages/<key>.tar.zst + stages/<key>.json   tree snapshots
 //!   outputs/<key>/...   + outputs/<key>.json   finished images and their manifest
+//!   locks/<key>.lock                           flock: writers exclusive, readers shared
 //!   apt/archives/                              the shared apt package cache
+//!
+//! Integrity rules: an entry is named only by a [`StageKey`], which is 64 lowercase hex digits
+//! or nothing, so no path read from a file (or a file name planted in the cache) can reach
+//! outside it. An entry is trusted only when its record parses, names its own key and its
+//! files match the recorded sizes and checksum; otherwise it is reported in one line, removed
+//! and rebuilt. Concurrent builds serialise on the entry lock instead of racing.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -18,6 +25,7 @@ use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -27,11 +35,33 @@ use crate::output;
 /// Bump when the snapshot format or key derivation changes, so old entries stop matching.
 const CACHE_SCHEMA: &str = "mesos-image-cache-v1";
 
-/// A stage key: lowercase hex sha256.
+/// A stage key: lowercase hex sha256. Only [`Fingerprint::finish`] and [`StageKey::parse`] make
+/// one, so every key is a safe file name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct StageKey(String);
 
+impl TryFrom<String> for StageKey {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<StageKey, String> {
+        StageKey::parse(&text).ok_or_else(|| format!("not a cache key: {text:?}"))
+    }
+}
+
+impl From<StageKey> for String {
+    fn from(key: StageKey) -> String {
+        key.0
+    }
+}
+
 impl StageKey {
+    /// A key from its text: exactly 64 lowercase hex digits, else `None`.
+    pub fn parse(text: &str) -> Option<StageKey> {
+        let valid = text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| StageKey(text.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -132,6 +162,38 @@ pub struct EntryMeta {
     /// sha256 of the archive (tree snapshots only).
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Stored files and their sizes (outputs only).
+    #[serde(default)]
+    pub files: Vec<StoredFile>,
+}
+
+/// One file of a stored outputs entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredFile {
+    pub name: String,
+    pub size: u64,
+}
+
+/// Why an entry cannot be trusted; reported in one line, then the entry is removed.
+#[derive(Debug, thiserror::Error)]
+pub enum Corruption {
+    #[error("its record is unreadable ({0})")]
+    BadRecord(String),
+    #[error("its record names another key")]
+    KeyMismatch,
+    #[error("{0} is missing")]
+    Missing(String),
+    #[error("{name} is {actual} bytes, {expected} recorded")]
+    SizeMismatch { name: String, expected: u64, actual: u64 },
+    #[error("the archive's checksum does not match its record")]
+    ChecksumMismatch,
+}
+
+/// Whether an entry lock is for reading or writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockMode {
+    Shared,
+    Exclusive,
 }
 
 /// The cache at `<cache-dir>`.
@@ -142,7 +204,7 @@ pub struct StageCache {
 impl StageCache {
     /// Open (and create) the cache directory.
     pub fn open(root: &Path) -> anyhow::Result<StageCache> {
-        for sub in ["stages", "outputs", "apt/archives/partial"] {
+        for sub in ["stages", "outputs", "locks", "apt/archives/partial"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         }
@@ -174,13 +236,91 @@ impl StageCache {
         self.root.join("outputs").join(format!("{key}.json"))
     }
 
-    /// Is a tree snapshot stored under `key`?
+    fn lock_path(&self, key: &StageKey) -> PathBuf {
+        self.root.join("locks").join(format!("{key}.lock"))
+    }
+
+    /// Hold the entry's lock: writers exclusively, readers shared, so a reader never sees an
+    /// archive from one writer and a record from another. Waits for the holder.
+    fn lock(&self, key: &StageKey, mode: LockMode) -> anyhow::Result<Flock<fs::File>> {
+        self.try_lock(key, mode, true)?.context("cache lock was not granted")
+    }
+
+    /// As [`Self::lock`]; with `wait` false, `None` while another process holds it.
+    fn try_lock(&self, key: &StageKey, mode: LockMode, wait: bool) -> anyhow::Result<Option<Flock<fs::File>>> {
+        let path = self.lock_path(key);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let arg = match (mode, wait) {
+            (LockMode::Shared, true) => FlockArg::LockShared,
+            (LockMode::Shared, false) => FlockArg::LockSharedNonblock,
+            (LockMode::Exclusive, true) => FlockArg::LockExclusive,
+            (LockMode::Exclusive, false) => FlockArg::LockExclusiveNonblock,
+        };
+        match Flock::lock(file, arg) {
+            Ok(lock) => Ok(Some(lock)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if !wait => Ok(None),
+            Err((_, errno)) => bail!("cannot lock {}: {errno}", path.display()),
+        }
+    }
+
+    /// Is an intact tree snapshot stored under `key`? A corrupt one is reported, removed and
+    /// counts as absent, so the stage is rebuilt. Reads the whole archive to check its sha256.
     pub fn has_tree(&self, key: &StageKey) -> bool {
-        self.tree_meta(key).is_file() && self.tree_archive(key).is_file()
+        let Ok(_lock) = self.lock(key, LockMode::Shared) else { return false };
+        let (meta, archive) = (self.tree_meta(key), self.tree_archive(key));
+        if !meta.exists() && !archive.exists() {
+            return false;
+        }
+        match self.check_tree(key) {
+            Ok(_) => true,
+            Err(corruption) => {
+                drop(_lock);
+                self.discard(key, "snapshot", &corruption);
+                false
+            }
+        }
+    }
+
+    fn check_tree(&self, key: &StageKey) -> Result<EntryMeta, Corruption> {
+        let meta = self.read_entry(&self.tree_meta(key), key)?;
+        let archive = self.tree_archive(key);
+        let size = fs::metadata(&archive).map_err(|_| Corruption::Missing(file_name(&archive)))?.len();
+        if size != meta.size {
+            return Err(Corruption::SizeMismatch { name: file_name(&archive), expected: meta.size, actual: size });
+        }
+        let digest = fs::File::open(&archive)
+            .and_then(|mut file| copy_and_hash(&mut file, &mut io::sink()))
+            .map_err(|_| Corruption::Missing(file_name(&archive)))?;
+        if meta.sha256.as_deref() != Some(digest.as_str()) {
+            return Err(Corruption::ChecksumMismatch);
+        }
+        Ok(meta)
+    }
+
+    /// The entry's record, which must parse and name `key` itself.
+    fn read_entry(&self, path: &Path, key: &StageKey) -> Result<EntryMeta, Corruption> {
+        let text = fs::read(path).map_err(|_| Corruption::Missing(file_name(path)))?;
+        let meta: EntryMeta = serde_json::from_slice(&text).map_err(|err| Corruption::BadRecord(err.to_string()))?;
+        if &meta.key != key {
+            return Err(Corruption::KeyMismatch);
+        }
+        Ok(meta)
+    }
+
+    /// Report a corrupt entry in one line and remove it.
+    fn discard(&self, key: &StageKey, what: &str, corruption: &Corruption) {
+        tracing::warn!("cache: {what} {} is corrupt ({corruption}); removed, rebuilding it", key.short());
+        self.remove(key);
     }
 
     /// Store `tree` under `key`. The archive appears atomically (see [`output`]).
     pub fn save_tree(&self, key: &StageKey, stage: &str, label: &str, tree: &Path) -> anyhow::Result<()> {
+        let _lock = self.lock(key, LockMode::Exclusive)?;
         let mut tar = tar_command();
         tar.arg("-C").arg(tree).args(["-c", "."]).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = tar.spawn().context("cannot start tar")?;
@@ -206,6 +346,7 @@ impl StageCache {
             created: now(),
             size: published.size,
             sha256: Some(published.sha256),
+            files: Vec::new(),
         };
         write_meta(&self.tree_meta(key), &meta)
     }
@@ -213,7 +354,8 @@ impl StageCache {
     /// Extract the snapshot `key` into the empty directory `tree`, verifying its checksum.
     /// A corrupt snapshot is removed and reported.
     pub fn restore_tree(&self, key: &StageKey, tree: &Path) -> anyhow::Result<()> {
-        let meta = read_meta(&self.tree_meta(key))?;
+        let lock = self.lock(key, LockMode::Shared)?;
+        let meta = self.read_entry(&self.tree_meta(key), key)?;
         let archive = self.tree_archive(key);
         let mut input = fs::File::open(&archive).with_context(|| format!("cannot open {}", archive.display()))?;
         let mut tar = tar_command();
@@ -227,7 +369,8 @@ impl StageCache {
         // entry is dropped either way.
         let intact = matches!(&copied, Ok(digest) if meta.sha256.as_deref() == Some(digest.as_str()));
         if !intact {
-            self.remove(key);
+            drop(lock);
+            self.discard(key, "snapshot", &Corruption::ChecksumMismatch);
             bail!("cache entry {} is corrupt (checksum mismatch); it was removed, run again", archive.display());
         }
         if !finished.status.success() {
@@ -237,29 +380,68 @@ impl StageCache {
         Ok(())
     }
 
-    /// The stored outputs for `key`: (file name, path) pairs, if present.
+    /// The stored outputs for `key`: (file name, path) pairs, if present and intact. A corrupt
+    /// entry (unreadable record, missing or truncated file) is reported, removed and absent.
     pub fn outputs(&self, key: &StageKey) -> Option<Vec<(String, PathBuf)>> {
-        if !self.outputs_meta(key).is_file() {
+        let lock = self.lock(key, LockMode::Shared).ok()?;
+        let (meta, dir) = (self.outputs_meta(key), self.outputs_dir(key));
+        if !meta.exists() && !dir.exists() {
             return None;
         }
-        let mut files: Vec<(String, PathBuf)> = fs::read_dir(self.outputs_dir(key))
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.path()))
-            .collect();
+        match self.check_outputs(key) {
+            Ok(files) => {
+                touch(&meta);
+                Some(files)
+            }
+            Err(corruption) => {
+                drop(lock);
+                self.discard(key, "stored image", &corruption);
+                None
+            }
+        }
+    }
+
+    fn check_outputs(&self, key: &StageKey) -> Result<Vec<(String, PathBuf)>, Corruption> {
+        let meta = self.read_entry(&self.outputs_meta(key), key)?;
+        if meta.files.is_empty() {
+            return Err(Corruption::BadRecord("no files recorded".into()));
+        }
+        let dir = self.outputs_dir(key);
+        let mut files = Vec::new();
+        for stored in &meta.files {
+            // Names come from the record: only plain file names may address a file.
+            if stored.name.contains('/') || stored.name.starts_with('.') {
+                return Err(Corruption::BadRecord(format!("file name {:?}", stored.name)));
+            }
+            let path = dir.join(&stored.name);
+            let size = fs::symlink_metadata(&path)
+                .ok()
+                .filter(|m| m.is_file())
+                .ok_or_else(|| Corruption::Missing(stored.name.clone()))?
+                .len();
+            if size != stored.size {
+                return Err(Corruption::SizeMismatch { name: stored.name.clone(), expected: stored.size, actual: size });
+            }
+            files.push((stored.name.clone(), path));
+        }
         files.sort();
-        touch(&self.outputs_meta(key));
-        Some(files)
+        Ok(files)
     }
 
     /// Store finished files (name, source path) under `key`.
     pub fn save_outputs(&self, key: &StageKey, label: &str, files: &[(String, PathBuf)]) -> anyhow::Result<()> {
+        let _lock = self.lock(key, LockMode::Exclusive)?;
         let dir = self.outputs_dir(key);
+        // The record goes first, so a reader never pairs an old record with new files.
+        let _ = fs::remove_file(self.outputs_meta(key));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let mut size = 0;
+        let mut stored = Vec::new();
         for (name, source) in files {
-            size += output::publish_file(source, &dir.join(name))?.size;
+            let published = output::publish_file(source, &dir.join(name))?;
+            size += published.size;
+            stored.push(StoredFile { name: name.clone(), size: published.size });
         }
         let meta = EntryMeta {
             key: key.clone(),
@@ -268,21 +450,23 @@ impl StageCache {
             created: now(),
             size,
             sha256: None,
+            files: stored,
         };
         write_meta(&self.outputs_meta(key), &meta)
     }
 
-    /// Every entry, newest first.
+    /// Every entry, newest first. The key is taken from the record's file name, which must be a
+    /// valid key; other files are ignored and a record naming another key is not listed.
     pub fn list(&self) -> anyhow::Result<Vec<EntryMeta>> {
         let mut entries = Vec::new();
         for sub in ["stages", "outputs"] {
             let dir = self.root.join(sub);
             for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
                 let path = entry?.path();
-                if path.extension().and_then(|e| e.to_str()) == Some("json") {
-                    if let Ok(meta) = read_meta(&path) {
-                        entries.push(meta);
-                    }
+                let Some(key) = record_key(&path) else { continue };
+                match self.read_entry(&path, &key) {
+                    Ok(meta) => entries.push(meta),
+                    Err(corruption) => tracing::warn!("cache: entry {} is corrupt ({corruption})", key.short()),
                 }
             }
         }
@@ -290,12 +474,33 @@ impl StageCache {
         Ok(entries)
     }
 
-    /// Remove one entry (tree or outputs).
+    /// Every key with a record, intact or not (what `prune --all` removes).
+    pub fn keys(&self) -> anyhow::Result<Vec<StageKey>> {
+        let mut keys = Vec::new();
+        for sub in ["stages", "outputs"] {
+            let dir = self.root.join(sub);
+            for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
+                keys.extend(record_key(&entry?.path()));
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    /// Remove one entry (tree or outputs). Only paths built from the validated key are touched.
     pub fn remove(&self, key: &StageKey) {
         let _ = fs::remove_file(self.tree_meta(key));
         let _ = fs::remove_file(self.tree_archive(key));
         let _ = fs::remove_file(self.outputs_meta(key));
         let _ = fs::remove_dir_all(self.outputs_dir(key));
+    }
+
+    /// Remove one entry unless a build is reading or writing it now; returns whether it went.
+    pub fn remove_unless_busy(&self, key: &StageKey) -> anyhow::Result<bool> {
+        let Some(_lock) = self.try_lock(key, LockMode::Exclusive, false)? else { return Ok(false) };
+        self.remove(key);
+        Ok(true)
     }
 
     /// Bytes used by the apt archive cache.
@@ -353,9 +558,16 @@ fn write_meta(path: &Path, meta: &EntryMeta) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_meta(path: &Path) -> anyhow::Result<EntryMeta> {
-    let text = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{}: not a cache entry", path.display()))
+/// The key a record file names by its own name (`<key>.json`), if that is a valid key.
+fn record_key(path: &Path) -> Option<StageKey> {
+    if path.extension().and_then(|e| e.to_str()) != Some("json") {
+        return None;
+    }
+    StageKey::parse(path.file_stem()?.to_str()?)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Mark an entry as used, so pruning by age keeps what builds still restore.
@@ -467,6 +679,109 @@ mod tests {
         let key = Fingerprint::new("root", None).finish();
         let err = cache.save_tree(&key, "root", "test", tree.path()).unwrap_err();
         assert!(err.to_string().contains("stages"), "{err}");
+    }
+
+    fn saved_tree(cache: &StageCache) -> StageKey {
+        let tree = tempfile::tempdir().unwrap();
+        fs::write(tree.path().join("file"), "content").unwrap();
+        let key = Fingerprint::new("root", None).finish();
+        cache.save_tree(&key, "root", "test", tree.path()).unwrap();
+        key
+    }
+
+    #[test]
+    fn keys_are_64_hex_digits_only() {
+        assert!(StageKey::parse(&"a".repeat(64)).is_some());
+        for bad in ["../../x", "/etc", "", &"A".repeat(64), &"a".repeat(63), &format!("{}/", "a".repeat(63))] {
+            assert!(StageKey::parse(bad).is_none(), "{bad:?}");
+        }
+        let record = r#"{"key":"../../victim","stage":"base","label":"x","created":0,"size":0}"#;
+        assert!(serde_json::from_str::<EntryMeta>(record).is_err());
+    }
+
+    #[test]
+    fn prune_cannot_reach_outside_the_cache() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs::create_dir(&victim).unwrap();
+        fs::write(victim.join("keep"), "x").unwrap();
+        let cache_dir = outside.path().join("cache");
+        let cache = StageCache::open(&cache_dir).unwrap();
+        let planted = |name: &str, key: &str| {
+            let record = format!(r#"{{"key":"{key}","stage":"outputs","label":"x","created":0,"size":0}}"#);
+            fs::write(cache_dir.join("outputs").join(name), record).unwrap();
+        };
+        planted("evil.json", "../../victim");
+        planted("x.json", victim.to_str().unwrap());
+        planted(&format!("{}.json", "b".repeat(64)), "../../victim");
+        for key in cache.keys().unwrap() {
+            cache.remove_unless_busy(&key).unwrap();
+        }
+        assert!(cache.list().unwrap().is_empty());
+        assert!(victim.join("keep").is_file(), "prune deleted outside the cache");
+    }
+
+    #[test]
+    fn corrupt_snapshots_are_detected_and_removed() {
+        type Corrupt = fn(&StageCache, &StageKey);
+        let corruptions: [(&str, Corrupt); 4] = [
+            ("truncated archive", |c, k| {
+                let archive = c.tree_archive(k);
+                let len = fs::metadata(&archive).unwrap().len();
+                fs::File::options().write(true).open(&archive).unwrap().set_len(len / 2).unwrap();
+            }),
+            ("bad JSON", |c, k| fs::write(c.tree_meta(k), "{not json").unwrap()),
+            ("missing archive", |c, k| fs::remove_file(c.tree_archive(k)).unwrap()),
+            ("missing record", |c, k| fs::remove_file(c.tree_meta(k)).unwrap()),
+        ];
+        for (what, corrupt) in corruptions {
+            let cache_dir = tempfile::tempdir().unwrap();
+            let cache = StageCache::open(cache_dir.path()).unwrap();
+            let key = saved_tree(&cache);
+            assert!(cache.has_tree(&key), "{what}: intact before");
+            corrupt(&cache, &key);
+            assert!(!cache.has_tree(&key), "{what}: must count as absent");
+            assert!(!cache.tree_archive(&key).exists() && !cache.tree_meta(&key).exists(), "{what}: not removed");
+        }
+    }
+
+    #[test]
+    fn corrupt_outputs_are_detected_and_removed() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = StageCache::open(cache_dir.path()).unwrap();
+        let source = cache_dir.path().join("img");
+        fs::write(&source, "qcow-bytes").unwrap();
+        let key = Fingerprint::new("outputs", None).finish();
+        cache.save_outputs(&key, "t", &[("x.qcow2".into(), source)]).unwrap();
+        let stored = cache.outputs(&key).unwrap();
+        fs::write(&stored[0].1, "qc").unwrap();
+        assert!(cache.outputs(&key).is_none(), "a truncated image must not be restored");
+        assert!(!cache.outputs_dir(&key).exists());
+    }
+
+    #[test]
+    fn concurrent_writers_and_readers_never_see_a_mixed_entry() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = StageCache::open(cache_dir.path()).unwrap();
+        let key = saved_tree(&cache);
+        std::thread::scope(|scope| {
+            for worker in 0..4 {
+                let (cache, key) = (&cache, &key);
+                scope.spawn(move || {
+                    for _ in 0..5 {
+                        if worker % 2 == 0 {
+                            let tree = tempfile::tempdir().unwrap();
+                            fs::write(tree.path().join("file"), format!("writer {worker}")).unwrap();
+                            cache.save_tree(key, "root", "test", tree.path()).unwrap();
+                        } else {
+                            assert!(cache.has_tree(key), "a reader saw a corrupt entry");
+                            let out = tempfile::tempdir().unwrap();
+                            cache.restore_tree(key, out.path()).unwrap();
+                        }
+                    }
+                });
+            }
+        });
     }
 
     #[test]

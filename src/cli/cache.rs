@@ -66,12 +66,21 @@ fn list(cache: &StageCache) -> anyhow::Result<()> {
 fn prune(cache: &StageCache, older_than_days: u64, apt: bool) -> anyhow::Result<()> {
     let cutoff = now().saturating_sub(older_than_days * 86_400);
     let mut removed = 0u64;
+    let mut busy = 0u64;
     let mut freed = 0u64;
-    for entry in cache.list()? {
-        if older_than_days == 0 || cache::last_used(cache, &entry) < cutoff {
-            cache.remove(&entry.key);
+    let entries = cache.list()?;
+    // Keys come from the store's validated file names, never from a record's contents.
+    let doomed: Vec<_> = if older_than_days == 0 {
+        cache.keys()?
+    } else {
+        entries.iter().filter(|entry| cache::last_used(cache, entry) < cutoff).map(|entry| entry.key.clone()).collect()
+    };
+    for key in doomed {
+        if cache.remove_unless_busy(&key)? {
             removed += 1;
-            freed += entry.size;
+            freed += entries.iter().filter(|entry| entry.key == key).map(|entry| entry.size).sum::<u64>();
+        } else {
+            busy += 1;
         }
     }
     if apt {
@@ -79,6 +88,9 @@ fn prune(cache: &StageCache, older_than_days: u64, apt: bool) -> anyhow::Result<
         cache.clear_apt()?;
     }
     println!("removed {removed} entries, freed {}", human_size(freed));
+    if busy > 0 {
+        println!("kept {busy} entries a running build is using");
+    }
     Ok(())
 }
 

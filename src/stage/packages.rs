@@ -52,7 +52,8 @@ pub fn install(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
 
 /// Wait for other builds using the same host cache: apt inside each chroot takes the
 /// archives lock without waiting, so a concurrent build would fail instead of queueing.
-fn lock_cache(cache: &Path) -> anyhow::Result<Flock<fs::File>> {
+/// The bootstrap tools take it too: they copy into and out of the same directory.
+pub(crate) fn lock_cache(cache: &Path) -> anyhow::Result<Flock<fs::File>> {
     let path = cache.join(".mesos-image.lock");
     let file = fs::OpenOptions::new()
         .create(true)

@@ -114,6 +114,7 @@ fn mmdebstrap(ctx: &BuildContext) -> anyhow::Result<()> {
         .arg(format!("--setup-hook=sync-in {cache} /var/cache/apt/archives/"))
         .arg(format!("--customize-hook=sync-out /var/cache/apt/archives {cache}"));
     add_suite_arguments(&mut command, ctx, mirror);
+    let _exclusive = super::packages::lock_cache(&ctx.apt_cache)?;
     ctx.reporter.run("mmdebstrap", &mut command)
 }
 
@@ -130,6 +131,7 @@ fn debootstrap(ctx: &BuildContext) -> anyhow::Result<()> {
         .arg(format!("--components={}", components(&plan.distro)))
         .arg(format!("--cache-dir={}", ctx.apt_cache.display()));
     add_suite_arguments(&mut command, ctx, mirror);
+    let _exclusive = super::packages::lock_cache(&ctx.apt_cache)?;
     ctx.reporter.run("debootstrap", &mut command)
 }
 
