@@ -154,13 +154,7 @@ fn output_paths(plan: &Plan, output: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if output.file_name().is_none() {
         bail!("--output: {} is not a file name", output.display());
     }
-    Ok(plan
-        .image
-        .formats
-        .iter()
-        .enumerate()
-        .map(|(index, format)| if index == 0 { output.to_owned() } else { output.with_extension(format.name()) })
-        .collect())
+    Ok(stage::convert::output_paths(output, &plan.image.formats).into_iter().map(|(_, path)| path).collect())
 }
 
 /// Run one build. Returns the manifest written beside the image.

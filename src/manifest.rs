@@ -82,7 +82,8 @@ impl Manifest {
     }
 
     pub fn to_json(&self) -> anyhow::Result<Vec<u8>> {
-        let mut json = serde_json::to_vec_pretty(self).context("cannot serialise the manifest")?;
+        let json = serde_json::to_string_pretty(self).context("cannot serialise the manifest")?;
+        let mut json = crate::redact::text(&json).into_bytes();
         json.push(b'\n');
         Ok(json)
     }

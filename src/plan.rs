@@ -291,8 +291,14 @@ impl MirrorInputs {
 /// Variables the user chose: host `DIB_*`, then the recipe's environment (which holds `-e` in
 /// recipe mode), or `-e` in DIB mode.
 fn user_env(recipe: Option<&Recipe>, options: &PlanOptions) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> =
-        options.host.env.iter().filter(|(k, _)| k.starts_with("DIB_")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut env: BTreeMap<String, String> = options
+        .host
+        .env
+        .iter()
+        // An empty DIB_RELEASE means unset, as in DIB (its elements use ${DIB_RELEASE:-...}).
+        .filter(|(k, v)| k.starts_with("DIB_") && !(k.as_str() == "DIB_RELEASE" && v.is_empty()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     match recipe {
         Some(recipe) => env.extend(recipe.environment.clone()),
         None => env.extend(options.overrides.environment.clone()),

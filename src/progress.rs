@@ -35,20 +35,41 @@ pub struct Reporter {
     current: Mutex<Vec<ProgressBar>>,
 }
 
-/// A command that failed, with the last lines it printed.
+/// A command that failed, with the last lines it printed and the line that says why.
 #[derive(Debug, thiserror::Error)]
-#[error("{label} failed ({status}){}", tail_suffix(.tail))]
+#[error("{label} failed ({status}){}", reason_suffix(.decisive, .tail))]
 pub struct CommandFailed {
     pub label: String,
     pub status: String,
     pub tail: Vec<String>,
+    /// The first apt/mmdebstrap error line (`E: ...`) that names a cause, e.g. the mirror it
+    /// could not reach; the generic summary lines after it are not.
+    pub decisive: Option<String>,
 }
 
-fn tail_suffix(tail: &[String]) -> String {
-    match tail.last() {
-        Some(last) => format!(": {last}"),
+/// Longer lines (dpkg's argument lists) are cut: the message must stay one readable line.
+const REASON_MAX_CHARS: usize = 300;
+
+fn reason_suffix(decisive: &Option<String>, tail: &[String]) -> String {
+    match decisive.as_ref().or(tail.last()) {
+        Some(line) if line.chars().count() > REASON_MAX_CHARS => {
+            format!(": {}...", line.chars().take(REASON_MAX_CHARS).collect::<String>())
+        }
+        Some(line) => format!(": {line}"),
         None => String::new(),
     }
+}
+
+/// Whether `line` is an error line that names its cause. mmdebstrap and apt end with summaries
+/// (`E: mmdebstrap failed to run`, `E: setup failed: ...`, `E: apt-get update ... failed`, `E: Some
+/// index files failed to download`) that only repeat that something earlier went wrong.
+fn is_decisive(line: &str) -> bool {
+    let Some(message) = line.trim_start().strip_prefix("E: ") else { return false };
+    const SUMMARIES: [&str; 5] =
+        ["mmdebstrap failed", "setup failed", "run_setup failed", "Some index files", "Sub-process"];
+    let summary = SUMMARIES.iter().any(|s| message.starts_with(s))
+        || (message.starts_with("apt-get ") && message.ends_with(" failed"));
+    !summary
 }
 
 impl Reporter {
@@ -82,7 +103,7 @@ impl Reporter {
 
     /// Announce a step (stage or script); its duration is recorded when the guard drops.
     pub fn step(&self, label: impl Into<String>) -> Step<'_> {
-        let label = label.into();
+        let label = crate::redact::text(&label.into());
         self.log_line(&format!("==> {label}"));
         let bar = match &self.bars {
             Some(bars) => {
@@ -123,9 +144,10 @@ impl Reporter {
 
     /// Print a line without tearing the progress display.
     pub fn println(&self, line: &str) {
+        let line = crate::redact::text(line);
         match &self.bars {
             Some(bars) => {
-                let _ = bars.println(line);
+                let _ = bars.println(&line);
             }
             None if !self.quiet => eprintln!("{line}"),
             None => {}
@@ -134,6 +156,7 @@ impl Reporter {
 
     /// Write one line to the log file (and to stderr with `-v`); the running spinner shows it.
     pub fn log_line(&self, line: &str) {
+        let line = &crate::redact::text(line);
         if self.verbose && !self.quiet {
             self.println(&format!("    {line}"));
         }
@@ -157,9 +180,13 @@ impl Reporter {
         // Drop our copies of the write end, or the reader never sees EOF.
         command.stdout(Stdio::null()).stderr(Stdio::null());
         let mut tail = VecDeque::with_capacity(TAIL_LINES);
+        let mut decisive = None;
         for line in BufReader::new(reader).lines() {
             let line = line.unwrap_or_else(|_| String::from("<unreadable output>"));
             self.log_line(&line);
+            if decisive.is_none() && is_decisive(&line) {
+                decisive = Some(line.trim().to_owned());
+            }
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
@@ -169,7 +196,8 @@ impl Reporter {
         if status.success() {
             Ok(())
         } else {
-            Err(CommandFailed { label: label.to_owned(), status: status.to_string(), tail: tail.into() }.into())
+            Err(CommandFailed { label: label.to_owned(), status: status.to_string(), tail: tail.into(), decisive }
+                .into())
         }
     }
 
@@ -236,6 +264,22 @@ mod tests {
         let failed = err.downcast_ref::<CommandFailed>().unwrap();
         assert_eq!(failed.tail, vec!["one".to_owned(), "two".to_owned()]);
         assert!(err.to_string().contains("exit status: 3"), "{err}");
+    }
+
+    #[test]
+    fn an_unreachable_mirror_is_named_not_the_summary() {
+        // mmdebstrap 1.3's output when its mirror refuses connections (recorded on Debian 12).
+        let script = r#"printf '%s\n' 'I: running apt-get update...' 'Err:1 http://127.0.0.1:9/debian bookworm InRelease' \
+            '  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)' \
+            'E: Failed to fetch http://127.0.0.1:9/debian/dists/bookworm/InRelease  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)' \
+            'E: Some index files failed to download. They have been ignored, or old ones used instead.' \
+            'E: apt-get update --error-on=any -oAPT::Status-Fd=<$fd> -oDpkg::Use-Pty=false failed' \
+            'I: removing tempdir /tmp/mmdebstrap.x...' 'E: mmdebstrap failed to run'; exit 25"#;
+        let err = Reporter::silent().run("mmdebstrap", Command::new("sh").args(["-c", script])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("E: Failed to fetch http://127.0.0.1:9/"), "{message}");
+        assert!(message.contains("Connection refused"), "{message}");
+        assert!(!message.contains("failed to run"), "{message}");
     }
 
     #[test]

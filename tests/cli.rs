@@ -190,6 +190,9 @@ fn dry_run_json(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn dry_run_json_holds_the_whole_plan() {
+    // The output directory must exist (preflight checks it even in a dry run); nothing is written.
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = out_dir.path().join("x.qcow2");
     let plan = dry_run_json(&[
         "-x",
         "-p",
@@ -205,7 +208,7 @@ fn dry_run_json_holds_the_whole_plan() {
         "--mesos-repo",
         "deb file:/srv/repo ./",
         "-o",
-        "/tmp/never-written/x.qcow2",
+        output.to_str().unwrap(),
         "app",
     ]);
     assert_eq!(plan["distro"], "debian");
@@ -224,7 +227,7 @@ fn dry_run_json_holds_the_whole_plan() {
     let scripts: Vec<&str> =
         plan["scripts"]["install.d"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(scripts, ["05-early", "9-app-first", "10-app", "50-configure", "100-late"]);
-    assert!(!std::path::Path::new("/tmp/never-written").exists());
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 0, "a dry run wrote into the output directory");
 }
 
 #[test]
@@ -298,7 +301,7 @@ fn build_argument_errors() {
         ])
         .assert()
         .failure()
-        .stderr(one_line_error("--output: directory /tmp/engine-never does not exist"));
+        .stderr(one_line_error("-o /tmp/engine-never/x.qcow2: directory /tmp/engine-never does not exist"));
     bin()
         .args(["build", "--dry-run", "--elements-path", &build_path, "dup-a", "dup-b", "fake-os"])
         .assert()

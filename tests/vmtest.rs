@@ -163,9 +163,9 @@ fn failing_and_passing_checks_are_reported_from_a_real_guest() {
 #[test]
 fn missing_image_is_a_one_line_error_naming_it() {
     let output = Command::cargo_bin("mesos-image").unwrap().args(["test", "/nonexistent/x.qcow2"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2), "bad input is a usage error");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("/nonexistent/x.qcow2: no such image file"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/x.qcow2: no such file"), "{stderr}");
 }
 
 #[test]

@@ -104,12 +104,12 @@ pub struct BuildArgs {
 
 pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     let plan = make_plan(&args, HostContext::detect())?;
+    // -e and the recipe's environment may hold secrets (DIB_REPO_PASSWORD=...).
+    crate::redact::register_env(plan.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    crate::preflight::build(&args, &plan)?;
     if args.dry_run {
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&plan)?);
-        } else {
-            print!("{}", render_plan(&plan));
-        }
+        let text = if args.json { serde_json::to_string_pretty(&plan)? + "\n" } else { render_plan(&plan) };
+        print!("{}", crate::redact::text(&text));
         return Ok(());
     }
     execute(plan, &args, global)
@@ -156,7 +156,8 @@ fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptio
         environment.insert("DIB_MESOS_REPO_KEY".into(), existing_absolute(key, "--mesos-repo-key")?);
     }
     let overrides = Overrides {
-        release: args.release.clone(),
+        // An empty DIB_RELEASE or `--release ''` means unset, as in DIB.
+        release: args.release.clone().filter(|r| !r.trim().is_empty()),
         arch: args.arch.clone(),
         mirror: args.mirror.clone(),
         base: args.base,

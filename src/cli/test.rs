@@ -59,9 +59,7 @@ pub enum OutputFormat {
 
 /// Boot, check, print; an error (exit status 1) unless every check passed.
 pub fn run(args: TestArgs, global: &GlobalOpts) -> anyhow::Result<()> {
-    if !args.image.is_file() {
-        anyhow::bail!("{}: no such image file", args.image.display());
-    }
+    crate::preflight::test(&args)?;
     let (recipe_name, checks) = recipe_checks(&args)?;
     let options = TestOptions {
         accel: args.accel,

@@ -33,6 +33,8 @@ const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGH
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
 /// Set in the build process once a stop signal arrived.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Which stop signal arrived, for the exit status (128 + N, as a shell reports a killed job).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 /// The build was stopped by SIGINT, SIGTERM or SIGHUP.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,11 @@ pub fn isolate() -> anyhow::Result<()> {
 /// True once a stop signal reached the build.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// The stop signal that reached the build, if one did.
+pub fn stop_signal() -> Option<i32> {
+    Some(STOP_SIGNAL.load(Ordering::SeqCst)).filter(|signal| *signal > 0)
 }
 
 /// `Err(Interrupted)` once a stop signal reached the build: call between steps so an
@@ -156,7 +163,8 @@ extern "C" fn forward_stop_signal(signal: libc::c_int) {
 /// In the build process: remember the stop, and kill every other process of the namespace
 /// (kill(-1) spares init and the caller), so the running command fails at once and the build
 /// unwinds through its normal error path, dropping its mount guards.
-extern "C" fn on_stop_in_build(_signal: libc::c_int) {
+extern "C" fn on_stop_in_build(signal: libc::c_int) {
+    STOP_SIGNAL.store(signal, Ordering::SeqCst);
     INTERRUPTED.store(true, Ordering::SeqCst);
     // SAFETY: kill(2) is async-signal-safe.
     unsafe { libc::kill(-1, libc::SIGKILL) };

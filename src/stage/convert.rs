@@ -60,14 +60,22 @@ pub fn run(
     Ok(outputs)
 }
 
-/// The first format goes to `output` as given; each further one swaps the extension.
+/// Where each format lands. When `output`'s extension names one of the requested formats
+/// (`-t raw,qcow2 -o x.qcow2`), every format gets its own extension (`x.raw`, `x.qcow2`), so no
+/// file is written under another format's name; otherwise the first format goes to `output` as
+/// given and each further one swaps the extension. Repeated formats are written once.
 pub fn output_paths(output: &Path, formats: &[ImageFormat]) -> Vec<(ImageFormat, PathBuf)> {
+    let named = output
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .and_then(|ext| ext.parse::<ImageFormat>().ok())
+        .is_some_and(|ext| formats.contains(&ext));
     let mut paths: Vec<(ImageFormat, PathBuf)> = Vec::new();
     for (index, format) in formats.iter().enumerate() {
         if paths.iter().any(|(seen, _)| seen == format) {
             continue;
         }
-        let path = if index == 0 { output.to_owned() } else { output.with_extension(format.name()) };
+        let path = if index == 0 && !named { output.to_owned() } else { output.with_extension(format.name()) };
         paths.push((*format, path));
     }
     paths
@@ -158,6 +166,15 @@ impl Drop for PendingFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_extension_naming_a_requested_format_gives_each_format_its_own() {
+        let paths = output_paths(Path::new("x.qcow2"), &[ImageFormat::Raw, ImageFormat::Qcow2]);
+        assert_eq!(
+            paths,
+            vec![(ImageFormat::Raw, PathBuf::from("x.raw")), (ImageFormat::Qcow2, PathBuf::from("x.qcow2"))]
+        );
+    }
 
     #[test]
     fn first_format_keeps_the_given_name() {

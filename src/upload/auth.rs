@@ -17,8 +17,11 @@ use super::http::server_message;
 pub struct Secret(String);
 
 impl Secret {
+    /// The value is also registered with [`crate::redact`], so it is masked wherever it is printed.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        let value = value.into();
+        crate::redact::register(&value);
+        Secret(value)
     }
 
     pub fn expose(&self) -> &str {

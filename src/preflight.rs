@@ -1,0 +1,435 @@
+//! Preflight: everything the command line, the recipe and the environment can get wrong,
+//! checked before any work starts (no bootstrap, no download, no file written), in well under
+//! two seconds. Each command calls its check once, right after parsing (and, for `build`,
+//! planning, which only reads files).
+//!
+//! A failure is one line naming the culprit (option, value, file, element) and exits with the
+//! usage status (2, see [`crate::failure`]).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::cli::build::BuildArgs;
+use crate::cli::cache::CacheArgs;
+use crate::cli::test::TestArgs;
+use crate::cli::upload::UploadArgs;
+use crate::element::runparts::{self, Selection};
+use crate::element::Phase;
+use crate::plan::Plan;
+use crate::recipe::{parse_size, ImageFormat};
+use crate::stage::convert::output_paths;
+
+/// The smallest disk a bootable image fits on (kernel, initrd and GRUB alone take more).
+const MIN_IMAGE_SIZE: u64 = 64 << 20;
+/// ext4 with 4 KiB blocks and 32-bit block numbers ends at 16 TiB; nobody means more here.
+const MAX_IMAGE_SIZE: u64 = 16 << 40;
+/// Below this a guest kernel does not even unpack its initrd.
+const MIN_GUEST_MEMORY_MIB: u32 = 128;
+
+/// Releases the root stage can bootstrap (mmdebstrap/debootstrap suites, cloud images).
+const DEBIAN_RELEASES: &[&str] =
+    &["buster", "bullseye", "bookworm", "trixie", "forky", "sid", "oldstable", "stable", "testing", "unstable"];
+const UBUNTU_RELEASES: &[&str] = &["trusty", "xenial", "bionic", "focal", "jammy", "noble", "oracular", "plucky"];
+/// Debian architecture names the root stage passes to mmdebstrap (after x86_64 -> amd64).
+const ARCHITECTURES: &[&str] = &["amd64", "arm64", "armhf", "i386", "ppc64el", "s390x", "riscv64"];
+
+/// Image properties Glance owns or that have their own option: `--property` cannot set them.
+const RESERVED_PROPERTIES: &[(&str, Option<&str>)] = &[
+    ("disk_format", Some("--disk-format")),
+    ("container_format", Some("--container-format")),
+    ("visibility", Some("--visibility")),
+    ("min_disk", Some("--min-disk")),
+    ("min_ram", Some("--min-ram")),
+    ("name", Some("--name")),
+    ("tags", Some("--tag")),
+    ("id", None),
+    ("status", None),
+    ("protected", None),
+    ("os_hidden", None),
+    ("checksum", None),
+    ("os_hash_algo", None),
+    ("os_hash_value", None),
+    ("owner", None),
+    ("size", None),
+    ("virtual_size", None),
+    ("created_at", None),
+    ("updated_at", None),
+    ("direct_url", None),
+    ("locations", None),
+    ("self", None),
+    ("file", None),
+    ("schema", None),
+    ("stores", None),
+];
+const DISK_FORMATS: &[&str] = &["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"];
+const CONTAINER_FORMATS: &[&str] = &["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"];
+
+/// Bad input, found before any work: the culprit and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{culprit}: {problem}")]
+pub struct PreflightError {
+    pub culprit: String,
+    pub problem: String,
+}
+
+fn bad(culprit: impl Into<String>, problem: impl Into<String>) -> PreflightError {
+    PreflightError { culprit: culprit.into(), problem: problem.into() }
+}
+
+type Checked = Result<(), PreflightError>;
+
+/// `mesos-image build`: outputs, sizes, qemu-img options, target, elements, files named by
+/// options. Warns (once per file) about hook scripts dib-run-parts would skip.
+pub fn build(args: &BuildArgs, plan: &Plan) -> Checked {
+    element_names(plan)?;
+    target(args, plan)?;
+    image_size(args, plan)?;
+    if let Some(output) = &args.output {
+        outputs(output, &plan.image.formats)?;
+    }
+    if let Some(log) = &args.log_file {
+        writable_file("--log-file", log)?;
+    }
+    if let Some(work) = &args.work_dir {
+        existing_dir_or_creatable("--work-dir", work)?;
+    }
+    if let Some(cache) = &args.cache_dir {
+        existing_dir_or_creatable("--cache-dir", cache)?;
+    }
+    if let Some(options) = &plan.image.qemu_img_options {
+        qemu_img_options(options, &plan.image.formats)?;
+    }
+    warn_skipped_scripts(plan);
+    Ok(())
+}
+
+/// DIB passes element names through space-separated lists (`IMAGE_ELEMENT`), so a name with
+/// white space or shell metacharacters breaks every element that reads it.
+fn element_names(plan: &Plan) -> Checked {
+    for element in &plan.elements {
+        let valid = !element.name.is_empty()
+            && element.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'));
+        if !valid {
+            return Err(bad(
+                format!("element `{}` ({})", element.name, element.path.display()),
+                "an element name may only hold letters, digits, `-`, `_`, `.` and `+`: rename the directory",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Release and architecture, when our root stage makes the base tree (a DIB operating-system
+/// element of the user's own builds it in `root.d` and may know other releases).
+fn target(args: &BuildArgs, plan: &Plan) -> Checked {
+    let Some(base) = plan.base else { return Ok(()) };
+    // Name where the value came from: the option (or its variable), else the recipe.
+    let culprit = |flag: &str, given: &Option<String>, field: &str, value: &str| match (given, &plan.recipe) {
+        (Some(_), _) | (None, None) => format!("{flag} {value}"),
+        (None, Some(recipe)) => format!("recipe {recipe}: {field} {value}"),
+    };
+    let known = match plan.distro.as_str() {
+        "debian" => DEBIAN_RELEASES,
+        "ubuntu" => UBUNTU_RELEASES,
+        _ => return Ok(()),
+    };
+    if base == crate::recipe::BaseMethod::CloudImage && plan.distro != "ubuntu" {
+        return Err(bad(
+            culprit("--base", &args.base.map(|b| b.to_string()), "base", "cloud-image"),
+            format!("cloud-image bases exist for ubuntu only, not {}", plan.distro),
+        ));
+    }
+    if !known.contains(&plan.release.as_str()) {
+        return Err(bad(
+            culprit("--release/DIB_RELEASE", &args.release, "release", &plan.release),
+            format!("not a known {} release (known: {})", plan.distro, known.join(", ")),
+        ));
+    }
+    if !ARCHITECTURES.contains(&plan.arch.as_str()) {
+        return Err(bad(
+            culprit("--arch", &args.arch, "arch", &plan.arch),
+            format!("not a known architecture (known: {}, x86_64, aarch64)", ARCHITECTURES.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+fn image_size(args: &BuildArgs, plan: &Plan) -> Checked {
+    let Some(size) = &plan.image.size else { return Ok(()) };
+    let culprit = match (&args.image_size, &plan.recipe) {
+        (Some(_), _) | (None, None) => format!("--image-size {size}"),
+        (None, Some(recipe)) => format!("recipe {recipe}: image.size {size}"),
+    };
+    let bytes = parse_size(size).map_err(|problem| bad(&culprit, problem))?;
+    if !(MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&bytes) {
+        return Err(bad(culprit, "out of range: a disk is between 64M and 16T"));
+    }
+    Ok(())
+}
+
+/// `-o`: a file name in an existing, writable directory; one extension per format.
+fn outputs(output: &Path, formats: &[ImageFormat]) -> Checked {
+    let culprit = format!("-o {}", output.display());
+    if output.as_os_str().to_string_lossy().ends_with('/') || output.file_name().is_none() || output.is_dir() {
+        return Err(bad(culprit, "is a directory; name the image file (e.g. DIR/image.qcow2)"));
+    }
+    if let Some(ext) = output.extension().and_then(|e| e.to_str()) {
+        if let Ok(named) = ext.parse::<ImageFormat>() {
+            if !formats.contains(&named) {
+                let asked: Vec<&str> = formats.iter().map(|f| f.name()).collect();
+                return Err(bad(
+                    culprit,
+                    format!("the extension says {} but the format is {}", named.name(), asked.join(",")),
+                ));
+            }
+        }
+    }
+    writable_parent(&culprit, output)?;
+    for (format, path) in output_paths(output, formats) {
+        if path.is_dir() {
+            return Err(bad(culprit, format!("the {} output {} is a directory", format.name(), path.display())));
+        }
+    }
+    Ok(())
+}
+
+/// A file the tool will create: its directory exists and is writable, and it is no directory.
+fn writable_file(option: &str, path: &Path) -> Checked {
+    let culprit = format!("{option} {}", path.display());
+    if path.is_dir() {
+        return Err(bad(culprit, "is a directory"));
+    }
+    writable_parent(&culprit, path)
+}
+
+fn writable_parent(culprit: &str, path: &Path) -> Checked {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        return Err(bad(culprit, format!("directory {} does not exist", dir.display())));
+    }
+    if !dir.is_dir() {
+        return Err(bad(culprit, format!("{} is not a directory", dir.display())));
+    }
+    nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK)
+        .map_err(|errno| bad(culprit, format!("directory {} is not writable ({})", dir.display(), errno.desc())))
+}
+
+/// A directory the tool may create: it is one already, or its parent exists.
+fn existing_dir_or_creatable(option: &str, path: &Path) -> Checked {
+    let culprit = format!("{option} {}", path.display());
+    if path.exists() {
+        return if path.is_dir() { Ok(()) } else { Err(bad(culprit, "is not a directory")) };
+    }
+    writable_parent(&culprit, path)
+}
+
+/// Let qemu-img itself judge the options: create a tiny image of each format with them.
+fn qemu_img_options(options: &str, formats: &[ImageFormat]) -> Checked {
+    let culprit = format!("--qemu-img-options {options}");
+    let scratch =
+        tempfile::tempdir().map_err(|err| bad(&culprit, format!("cannot make a scratch directory: {err}")))?;
+    // The convert stage passes no -o for raw (it takes none), so raw is not asked here either.
+    for format in formats.iter().filter(|f| **f != ImageFormat::Raw) {
+        let file = scratch.path().join(format!("probe.{}", format.name()));
+        let output = Command::new("qemu-img")
+            .args(["create", "-q", "-f", format.qemu_name(), "-o", options])
+            .arg(&file)
+            .arg("1M")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|err| bad(&culprit, format!("cannot run qemu-img to check them: {err}")))?;
+        if !output.status.success() {
+            let text = String::from_utf8_lossy(&output.stderr);
+            let reason = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("rejected");
+            let reason = reason.trim_start_matches("qemu-img: ").trim_start_matches(&*file.to_string_lossy());
+            return Err(bad(
+                culprit,
+                format!("qemu-img rejects them for {}: {}", format.name(), reason.trim_start_matches(": ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// dib-run-parts skips non-executable files and names outside `[0-9A-Za-z_-]`, silently; a
+/// forgotten `chmod +x` or a `.sh` suffix then looks like a script that did nothing. Data files
+/// (not executable and not script-named, e.g. README.rst, hook-script.py) are left alone.
+fn warn_skipped_scripts(plan: &Plan) {
+    for element in &plan.elements {
+        for phase in Phase::ALL {
+            let dir = element.path.join(phase.dir_name());
+            let Ok(candidates) = runparts::list_dir(&dir, Selection::Scripts) else { continue };
+            for candidate in candidates {
+                let executable = is_executable(&candidate.path);
+                let script_name = Selection::Scripts.accepts_name(&candidate.name);
+                match candidate.skipped {
+                    Some(reason) if executable || script_name => {
+                        tracing::warn!("{}: skipped, like dib-run-parts does: {reason}", candidate.path.display())
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+}
+
+/// `mesos-image upload`: the file is an image of the stated format; the record's options.
+pub fn upload(args: &UploadArgs) -> Checked {
+    let record = &args.record;
+    if let Some(format) = &record.disk_format {
+        one_of("--disk-format", format, DISK_FORMATS)?;
+    }
+    if let Some(format) = &record.container_format {
+        one_of("--container-format", format, CONTAINER_FORMATS)?;
+    }
+    for pair in &record.properties {
+        let key = pair.split_once('=').map(|(k, _)| k).unwrap_or(pair);
+        if let Some((_, option)) = RESERVED_PROPERTIES.iter().find(|(name, _)| *name == key) {
+            let problem = match option {
+                Some(option) => format!("`{key}` is set with {option}, not --property"),
+                None => format!("`{key}` is a reserved Glance property"),
+            };
+            return Err(bad(format!("--property {pair}"), problem));
+        }
+    }
+    if args.timeout == 0 {
+        return Err(bad("--timeout 0", "must be at least 1 second"));
+    }
+    if let Some(name) = &record.name {
+        if name.trim().is_empty() {
+            return Err(bad("--name", "is empty"));
+        }
+    }
+    if let Some(cacert) = &args.connection.os_cacert {
+        if !cacert.as_os_str().is_empty() && !cacert.is_file() {
+            return Err(bad(format!("--os-cacert/OS_CACERT {}", cacert.display()), "no such file"));
+        }
+    }
+    image_file(&args.image, record.disk_format.as_deref())
+}
+
+fn one_of(option: &str, value: &str, known: &[&str]) -> Checked {
+    if known.contains(&value) {
+        Ok(())
+    } else {
+        Err(bad(format!("{option} {value}"), format!("expected one of {}", known.join(", "))))
+    }
+}
+
+/// An image file: exists, is a regular non-empty file, and is no text. A file with no known
+/// header is raw only if it holds a partition table or file system, or `--disk-format raw`
+/// says so.
+fn image_file(path: &Path, declared: Option<&str>) -> Checked {
+    let culprit = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|err| bad(&culprit, io_reason(&err)))?;
+    if meta.is_dir() {
+        return Err(bad(culprit, "is a directory, not an image file"));
+    }
+    if !meta.is_file() {
+        return Err(bad(culprit, "is not a regular file"));
+    }
+    if meta.len() == 0 {
+        return Err(bad(culprit, "is empty (0 bytes), not an image"));
+    }
+    let mut head = Vec::with_capacity(0x8010);
+    File::open(path)
+        .and_then(|file| file.take(0x8010).read_to_end(&mut head))
+        .map_err(|err| bad(&culprit, io_reason(&err)))?;
+    let detected = crate::upload::detect::detect(&head, None);
+    if detected == "raw" && looks_like_text(&head) {
+        return Err(bad(culprit, "is a text file, not a disk image"));
+    }
+    if detected == "raw" && declared.is_none() && !has_disk_signature(&head) {
+        return Err(bad(
+            culprit,
+            "has no image header, partition table or file system; pass --disk-format raw if it is a raw disk",
+        ));
+    }
+    Ok(())
+}
+
+fn io_reason(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => err.to_string(),
+    }
+}
+
+/// No NUL byte and valid UTF-8 in the first block: nothing binary, so no disk.
+fn looks_like_text(head: &[u8]) -> bool {
+    let block = &head[..head.len().min(4096)];
+    !block.contains(&0) && std::str::from_utf8(block).is_ok()
+}
+
+/// An MBR/GPT boot signature, an ext2/3/4 superblock, or an ISO 9660 descriptor.
+fn has_disk_signature(head: &[u8]) -> bool {
+    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
+    at(510, &[0x55, 0xaa]) || at(0x438, &[0x53, 0xef]) || at(0x8001, b"CD001")
+}
+
+/// `mesos-image test`: the image, the options that shape the VM, the files it reads and writes.
+pub fn test(args: &TestArgs) -> Checked {
+    image_file(&args.image, Some("raw")).map_err(|err| bad(format!("image {}", err.culprit), err.problem))?;
+    if args.timeout == 0 {
+        return Err(bad("--timeout 0", "must be at least 1 second"));
+    }
+    if args.memory < MIN_GUEST_MEMORY_MIB {
+        return Err(bad(
+            format!("--memory {}", args.memory),
+            format!("a guest needs at least {MIN_GUEST_MEMORY_MIB} MiB"),
+        ));
+    }
+    if args.cpus == 0 {
+        return Err(bad("--cpus 0", "a guest needs at least 1 vCPU"));
+    }
+    for (option, file) in [("--kernel", &args.kernel), ("--initrd", &args.initrd)] {
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(bad(format!("{option} {}", file.display()), "no such file"));
+            }
+        }
+    }
+    if let Some(log) = &args.keep_serial_log {
+        writable_file("--keep-serial-log", log)?;
+    }
+    Ok(())
+}
+
+/// `mesos-image cache`: an explicit cache directory must exist (a typo must not create one;
+/// `build` creates the cache).
+pub fn cache(args: &CacheArgs) -> Checked {
+    if let Some(dir) = &args.cache_dir {
+        if !dir.is_dir() {
+            let problem = if dir.exists() { "is not a directory" } else { "no such cache directory" };
+            return Err(bad(format!("--cache-dir {}", dir.display()), problem));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_not_a_disk_but_an_mbr_is() {
+        assert!(looks_like_text(b"hello\nworld\n"));
+        let mut mbr = vec![0u8; 512];
+        mbr[510] = 0x55;
+        mbr[511] = 0xaa;
+        assert!(!looks_like_text(&mbr));
+        assert!(has_disk_signature(&mbr));
+        assert!(!has_disk_signature(&[0u8; 4096]));
+    }
+}
