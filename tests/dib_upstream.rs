@@ -11,8 +11,16 @@ use std::process::Command;
 
 use common::upstream::UpstreamTrees;
 
-const AGENT_ELEMENTS: &[&str] =
-    &["vm", "docker", "mesos", "os-collect-config", "os-refresh-config", "os-apply-config", "heat-config", "heat-config-script"];
+const AGENT_ELEMENTS: &[&str] = &[
+    "vm",
+    "docker",
+    "mesos",
+    "os-collect-config",
+    "os-refresh-config",
+    "os-apply-config",
+    "heat-config",
+    "heat-config-script",
+];
 
 /// `mesos-image build --dry-run` of OS + the guide's elements; returns the plan text.
 fn plan(trees: &UpstreamTrees, os: &str, release: &str) -> String {
@@ -77,7 +85,8 @@ fn check_guide_plan(os: &str, release: &str) {
     );
 
     // The upstream scripts themselves are planned.
-    for script in ["04-os-svc-install", "50-heat-config-hook-script", "01-pip-manifest", "99-install-config-templates"] {
+    for script in ["04-os-svc-install", "50-heat-config-hook-script", "01-pip-manifest", "99-install-config-templates"]
+    {
         assert!(plan.lines().any(|l| l.split_whitespace().next() == Some(script)), "{script} not planned:\n{plan}");
     }
 }

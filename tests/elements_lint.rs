@@ -399,3 +399,152 @@ fn heat_config_applies_a_script_deployment_and_writes_its_result() {
     assert!(!marker.exists());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already deployed"));
 }
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// source-repositories against local repositories (the only kind reachable here): a git
+/// directory pinned by DIB_REPOREF_*, a relocated tarball (DIB_REPOLOCATION_*), a file, and a
+/// `package` line that is skipped; the second run reuses the cache with DIB_OFFLINE.
+#[test]
+fn source_repositories_fetch_local_git_tar_and_file_with_overrides() {
+    let d = tempfile::tempdir().unwrap();
+    let (hooks, mount, cache, src) =
+        (d.path().join("hooks"), d.path().join("mnt"), d.path().join("cache"), d.path().join("src"));
+    for dir in [&hooks, &mount.join("etc"), &src] {
+        fs::create_dir_all(dir).unwrap();
+    }
+    let repo = src.join("repo");
+    fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    fs::write(repo.join("VERSION"), "one\n").unwrap();
+    git(&repo, &["add", "VERSION"]);
+    git(&repo, &["commit", "-qm", "one"]);
+    git(&repo, &["tag", "v1"]);
+    let v1 = git(&repo, &["rev-parse", "HEAD"]);
+    fs::write(repo.join("VERSION"), "two\n").unwrap();
+    git(&repo, &["commit", "-qam", "two"]);
+    fs::create_dir_all(src.join("tree/app-1.0")).unwrap();
+    fs::write(src.join("tree/app-1.0/README"), "app\n").unwrap();
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(src.join("tree"))
+        .arg("-czf")
+        .arg(src.join("app.tar.gz"))
+        .arg("app-1.0")
+        .status();
+    assert!(tar.unwrap().success());
+    fs::write(src.join("get.py"), "print('hi')\n").unwrap();
+    fs::write(
+        hooks.join("source-repository-demo"),
+        format!(
+            "# comment\n\ndemo-git git /opt/demo {} master\napp tar /opt/app http://127.0.0.1:9/gone.tar.gz app-1.0\n\
+             getpy file /tmp/get.py {}\npkgonly package /opt/nothing http://127.0.0.1:9/x\n",
+            repo.display(),
+            src.join("get.py").display()
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[(&str, &str)]| {
+        let path = format!("{}:/usr/bin:/bin", elements_dir().join("cache-url/bin").display());
+        let mut vars = vec![
+            ("PATH", path.as_str()),
+            ("TMP_HOOKS_PATH", hooks.to_str().unwrap()),
+            ("TMP_MOUNT_PATH", mount.to_str().unwrap()),
+            ("DIB_IMAGE_CACHE", cache.to_str().unwrap()),
+            ("IMAGE_NAME", "demo-image"),
+            ("DIB_REPOREF_demo_git", "v1"),
+            ("DIB_REPOLOCATION_app", src.join("app.tar.gz").to_str().unwrap().to_owned().leak()),
+        ];
+        vars.extend_from_slice(extra);
+        run_script("source-repositories/extra-data.d/98-source-repositories", &vars)
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read_to_string(mount.join("opt/demo/VERSION")).unwrap(), "one\n");
+    assert_eq!(fs::read_to_string(mount.join("opt/app/README")).unwrap(), "app\n");
+    assert_eq!(fs::read_to_string(mount.join("tmp/get.py")).unwrap(), "print('hi')\n");
+    assert!(!mount.join("opt/nothing").exists());
+    let manifest = fs::read_to_string(mount.join("etc/dib-manifests/dib-manifest-git-demo-image")).unwrap();
+    assert_eq!(manifest, format!("demo-git git /opt/demo {} {v1}\n", repo.display()));
+    assert_eq!(
+        fs::read_to_string(mount.join("etc/dib-source-repositories")).unwrap(),
+        "/opt/demo\n/opt/app\n/tmp/get.py\n"
+    );
+
+    // Offline, from the cache alone: the sources may be gone.
+    fs::remove_dir_all(&mount).unwrap();
+    fs::create_dir_all(mount.join("etc")).unwrap();
+    fs::remove_dir_all(&repo).unwrap();
+    fs::remove_file(src.join("app.tar.gz")).unwrap();
+    let out = run(&[("DIB_OFFLINE", "1")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read_to_string(mount.join("opt/demo/VERSION")).unwrap(), "one\n");
+    assert_eq!(fs::read_to_string(mount.join("opt/app/README")).unwrap(), "app\n");
+}
+
+#[test]
+fn source_repositories_name_the_bad_line() {
+    let d = tempfile::tempdir().unwrap();
+    let hooks = d.path().join("hooks");
+    fs::create_dir_all(&hooks).unwrap();
+    fs::write(hooks.join("source-repository-bad"), "ok git /opt/ok /nowhere\nbroken svn /opt/x /y\n").unwrap();
+    let out = run_script(
+        "source-repositories/extra-data.d/98-source-repositories",
+        &[
+            ("TMP_HOOKS_PATH", hooks.to_str().unwrap()),
+            ("TMP_MOUNT_PATH", d.path().to_str().unwrap()),
+            ("DIB_IMAGE_CACHE", d.path().join("cache").to_str().unwrap()),
+            ("DIB_INSTALLTYPE_ok", "package"),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("source-repository-bad:2:"), "{stderr}");
+}
+
+/// svc-map: the files of two elements merge per distro, family and default, and the helper
+/// maps names through the result; a service mapped twice names both elements.
+#[test]
+fn svc_map_merges_per_distro_and_maps_names() {
+    let d = tempfile::tempdir().unwrap();
+    let (one, two, mount) = (d.path().join("one"), d.path().join("two"), d.path().join("mnt"));
+    for dir in [&one, &two, &mount] {
+        fs::create_dir_all(dir).unwrap();
+    }
+    fs::write(one.join("svc-map"), "apache2:\n  default: apache2\n  redhat: httpd\nmysql:\n  debian: mariadb\n")
+        .unwrap();
+    fs::write(two.join("svc-map"), "web:\n  ubuntu: nginx\n  default: lighttpd\n").unwrap();
+    let yaml = format!("one: {}\ntwo: {}\n", one.display(), two.display());
+    let merge = |yaml: &str| {
+        run_script(
+            "svc-map/extra-data.d/10-svc-map-merge",
+            &[("TMP_MOUNT_PATH", mount.to_str().unwrap()), ("DISTRO_NAME", "debian"), ("IMAGE_ELEMENT_YAML", yaml)],
+        )
+    };
+    let out = merge(&yaml);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let services = mount.join("usr/share/svc-map/services");
+    assert_eq!(fs::read_to_string(&services).unwrap(), "apache2: apache2\nmysql: mariadb\nweb: lighttpd\n");
+    let mapped = run_script_args(
+        "svc-map/bin/svc-map",
+        &["mysql", "web", "unmapped"],
+        &[("SVC_MAP_FILE", services.to_str().unwrap())],
+    );
+    assert_eq!(String::from_utf8_lossy(&mapped.stdout), "mariadb\nlighttpd\nunmapped\n");
+
+    fs::write(two.join("svc-map"), "mysql:\n  default: mysqld\n").unwrap();
+    let out = merge(&yaml);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("mysql") && stderr.contains("one") && stderr.contains("two"), "{stderr}");
+}
