@@ -61,7 +61,8 @@ fn packages_are_filtered_mapped_and_sorted_per_phase() {
             "json-listed",
             "linux-image-amd64",
             "multi",
-            "pkg-only"
+            // DIB's default install type is `source`.
+            "src-only"
         ]
     );
     assert_eq!(names(&install.uninstall), ["old-thing"]);

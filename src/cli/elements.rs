@@ -6,9 +6,12 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
+use crate::element::installtype::{self, InstallTypes};
 use crate::element::packages::PackageInstalls;
 use crate::element::pkgmap::PkgMapFile;
-use crate::element::{self, element_scripts, merge_environment_d, merge_hooks, Element, ElementLibrary, Phase};
+use crate::element::{
+    self, element_scripts, merge_environment_d, merge_hooks, runparts, Element, ElementLibrary, Phase,
+};
 
 #[derive(Debug, Args)]
 pub struct ElementsArgs {
@@ -90,6 +93,7 @@ fn show(library: &ElementLibrary, name: &str) -> anyhow::Result<()> {
     println!("deps:     {}", join_or_none(element.deps.iter()));
     println!("provides: {}", join_or_none(element.provides.iter()));
     print_scripts(element)?;
+    print_install_types(element)?;
     print_packages(element)?;
     if PkgMapFile::load(&element.path)?.is_some() {
         println!("pkg-map:  {}", element.path.join("pkg-map").display());
@@ -123,6 +127,24 @@ fn print_scripts(element: &Element) -> anyhow::Result<()> {
                 None => println!("  {}", script.name),
             }
         }
+    }
+    Ok(())
+}
+
+/// `install.d/<prefix>-<type>-install/` directories, marking the type this shell's
+/// `DIB_INSTALLTYPE_*` / `DIB_DEFAULT_INSTALLTYPE` (default `source`) would enable.
+fn print_install_types(element: &Element) -> anyhow::Result<()> {
+    let dirs = installtype::list_dirs(&element.path.join(Phase::Install.dir_name()))?;
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    let types = InstallTypes::from_env(&std::env::vars().collect());
+    println!("install types:");
+    for dir in dirs {
+        let scripts = runparts::select(&dir.path, runparts::Selection::Scripts)?;
+        let names: Vec<String> = scripts.into_iter().map(|c| c.name).collect();
+        let enabled = if types.for_prefix(&dir.prefix) == dir.kind { " (enabled)" } else { "" };
+        println!("  {}: {}{enabled}  {}", dir.prefix, dir.kind, names.join(" "));
     }
     Ok(())
 }

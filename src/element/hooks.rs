@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::error::ElementError;
+use super::installtype::{self, InstallTypes};
 use super::library::Element;
 use super::phase::Phase;
 use super::runparts::{self, Candidate, Selection};
@@ -22,12 +23,17 @@ pub fn element_scripts(element: &Element, phase: Phase) -> Result<Vec<Candidate>
     runparts::list_dir(&element.path.join(phase.dir_name()), Selection::Scripts)
 }
 
-/// Per phase, the selected scripts of all `elements` in run-parts order. Phases without
-/// scripts are absent. Two elements shipping the same name in a phase is an error.
-pub fn merge_hooks(elements: &[&Element]) -> Result<BTreeMap<Phase, Vec<HookScript>>, ElementError> {
+/// Per phase, the selected scripts of all `elements` in run-parts order, `install.d` including
+/// the scripts of the enabled install-type directories. Phases without scripts are absent. Two
+/// elements shipping the same name in a phase is an error.
+pub fn merge_hooks_typed(
+    elements: &[&Element],
+    install_types: &InstallTypes,
+) -> Result<BTreeMap<Phase, Vec<HookScript>>, ElementError> {
     let mut merged = BTreeMap::new();
     for phase in Phase::ALL {
-        let scripts = merge_dir(elements, phase.dir_name(), Selection::Scripts)?;
+        let types = (phase == Phase::Install).then_some(install_types);
+        let scripts = merge_dir(elements, phase.dir_name(), Selection::Scripts, types)?;
         if !scripts.is_empty() {
             merged.insert(phase, scripts);
         }
@@ -35,17 +41,34 @@ pub fn merge_hooks(elements: &[&Element]) -> Result<BTreeMap<Phase, Vec<HookScri
     Ok(merged)
 }
 
-/// The `environment.d` files of all `elements`, in the order they are sourced.
-pub fn merge_environment_d(elements: &[&Element]) -> Result<Vec<HookScript>, ElementError> {
-    merge_dir(elements, "environment.d", Selection::EnvironmentFiles)
+/// [`merge_hooks_typed`] with DIB's default install type for every prefix.
+pub fn merge_hooks(elements: &[&Element]) -> Result<BTreeMap<Phase, Vec<HookScript>>, ElementError> {
+    merge_hooks_typed(elements, &InstallTypes::default())
 }
 
-fn merge_dir(elements: &[&Element], dir_name: &str, selection: Selection) -> Result<Vec<HookScript>, ElementError> {
+/// The `environment.d` files of all `elements`, in the order they are sourced.
+pub fn merge_environment_d(elements: &[&Element]) -> Result<Vec<HookScript>, ElementError> {
+    merge_dir(elements, "environment.d", Selection::EnvironmentFiles, None)
+}
+
+/// One directory of every element merged; with `install_types`, the enabled
+/// `<prefix>-<type>-install/` sub-directories count as part of it, as DIB links their scripts in.
+fn merge_dir(
+    elements: &[&Element],
+    dir_name: &str,
+    selection: Selection,
+    install_types: Option<&InstallTypes>,
+) -> Result<Vec<HookScript>, ElementError> {
     let mut by_name: BTreeMap<String, HookScript> = BTreeMap::new();
     let mut sorted: Vec<&Element> = elements.to_vec();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     for element in sorted {
-        for candidate in runparts::select(&element.path.join(dir_name), selection)? {
+        let dir = element.path.join(dir_name);
+        let mut candidates = runparts::select(&dir, selection)?;
+        if let Some(types) = install_types {
+            candidates.extend(installtype::enabled_scripts(&dir, types)?);
+        }
+        for candidate in candidates {
             if let Some(existing) = by_name.get(&candidate.name) {
                 return Err(ElementError::DuplicateScript {
                     phase: dir_name.to_owned(),

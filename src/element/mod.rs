@@ -8,6 +8,7 @@
 pub mod environment;
 mod error;
 mod hooks;
+pub mod installtype;
 mod library;
 pub mod packages;
 mod phase;
@@ -16,6 +17,6 @@ mod resolve;
 pub mod runparts;
 
 pub use error::ElementError;
-pub use hooks::{element_scripts, merge_environment_d, merge_hooks, HookScript};
+pub use hooks::{element_scripts, merge_environment_d, merge_hooks, merge_hooks_typed, HookScript};
 pub use library::{search_path, Element, ElementLibrary};
 pub use phase::Phase;

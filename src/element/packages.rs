@@ -14,6 +14,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::error::ElementError;
+use super::installtype::InstallTypes;
 use super::library::Element;
 use super::phase::Phase;
 use super::pkgmap;
@@ -353,11 +354,10 @@ fn place(
     Ok(Some(Placement { phase, kind }))
 }
 
-/// `DIB_INSTALLTYPE_<element>` (dashes as underscores), else `DIB_DEFAULT_INSTALLTYPE`, else
-/// `package`.
+/// The element's install type by DIB's rule (`DIB_INSTALLTYPE_<element>`, else
+/// `DIB_DEFAULT_INSTALLTYPE`, else `source`), as `package-installs-squash` looks it up.
 fn element_installtype(element: &str, env: &BTreeMap<String, String>) -> String {
-    let key = format!("DIB_INSTALLTYPE_{}", element.replace('-', "_"));
-    env.get(&key).or_else(|| env.get("DIB_DEFAULT_INSTALLTYPE")).cloned().unwrap_or_else(|| "package".to_owned())
+    InstallTypes::from_env(env).for_prefix(element).to_owned()
 }
 
 /// Whether `arch` is in a comma-separated list; the kernel's spelling of an architecture
