@@ -33,11 +33,19 @@ impl PkgMapFile {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(cause) => return Err(ElementError::Read { path, cause }),
         };
-        serde_json::from_str(&text).map(Some).map_err(|err| ElementError::Malformed {
+        let malformed = |err: serde_json::Error, line| ElementError::Malformed {
             path: path.clone(),
-            line: Some(err.line()),
+            line,
             message: strip_json_location(&err.to_string()),
-        })
+        };
+        // Through a `Value` first: DIB reads pkg-map with Python's json module, where a repeated
+        // key replaces the earlier one (tripleo-image-elements' os-collect-config has two
+        // `release` keys), and a typed struct would reject the duplicate instead.
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
+            let line = err.line();
+            malformed(err, Some(line))
+        })?;
+        serde_json::from_value(value).map(Some).map_err(|err| malformed(err, None))
     }
 
     /// The map for one target, most specific entries winning.
@@ -86,6 +94,16 @@ fn strip_json_location(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_key_replaces_the_earlier_one_as_in_python() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"{"release": {"ubuntu": {"focal": {"a": "b"}}}, "release": {"debian": {"bullseye": {"x": "y"}}}}"#;
+        std::fs::write(dir.path().join("pkg-map"), text).unwrap();
+        let map = PkgMapFile::load(dir.path()).unwrap().unwrap();
+        assert_eq!(map.resolve("debian", "bullseye").get("x").map(String::as_str), Some("y"));
+        assert!(map.resolve("ubuntu", "focal").is_empty());
+    }
 
     const MAP: &str = r#"{
         "release": {"ubuntu": {"trusty": {"java": "openjdk-7-jre-headless"}}},
