@@ -2,7 +2,9 @@
 //! previous stage left under [`BuildContext::target`].
 
 pub mod cleanup;
+pub mod dib_runtime;
 pub mod finalise;
+pub mod hooks_dir;
 pub mod packages;
 pub mod phases;
 pub mod root;
