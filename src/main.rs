@@ -11,7 +11,24 @@ fn main() -> ExitCode {
     // Before anything can print: secrets in the environment (OS_PASSWORD, DIB_*_PASSWORD, ...).
     let env: Vec<(String, String)> = std::env::vars().collect();
     redact::register_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed = match args.first() {
+        // Started through a `disk-image-create` symlink: DIB's command line.
+        Some(argv0) if cli::dib::invoked_as_disk_image_create(argv0) => cli::dib::parse(args),
+        // disk-image-create's flags that `build` does not implement: one line naming them.
+        _ if args.get(1).is_some_and(|a| a == "build") => match cli::dib::find_unsupported(&args[2..]) {
+            Some(unsupported) => Err(unsupported.into()),
+            None => Ok(Cli::parse()),
+        },
+        _ => Ok(Cli::parse()),
+    };
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(err) => {
+            eprintln!("error: {}", failure::one_line(&err));
+            return ExitCode::from(failure::USAGE);
+        }
+    };
     cli::init_logging(&cli.global);
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

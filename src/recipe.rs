@@ -279,6 +279,8 @@ pub struct Overrides {
     pub formats: Option<Vec<ImageFormat>>,
     pub qemu_img_options: Option<String>,
     pub compress: bool,
+    /// `--root-label`.
+    pub root_label: Option<String>,
     /// Appended to the recipe's packages.
     pub packages: Vec<String>,
     /// Appended to the recipe's environment (flag values win).
@@ -370,6 +372,9 @@ impl Recipe {
             self.image.qemu_img_options = Some(options.clone());
         }
         self.image.compress |= overrides.compress;
+        if let Some(label) = &overrides.root_label {
+            self.image.root_label = label.clone();
+        }
         self.packages.extend(overrides.packages.iter().cloned());
         for (key, value) in &overrides.environment {
             self.environment.insert(key.clone(), value.clone());

@@ -41,7 +41,7 @@ pub struct BuildArgs {
     #[arg(long, env = "DIB_RELEASE", value_name = "RELEASE")]
     pub release: Option<String>,
     /// Target architecture (amd64, arm64; x86_64 and aarch64 are accepted).
-    #[arg(long, value_name = "ARCH")]
+    #[arg(short = 'a', long, value_name = "ARCH")]
     pub arch: Option<String>,
     /// Distribution mirror (wins over DIB_DISTRIBUTION_MIRROR, the recipe and the host's apt sources).
     #[arg(long, value_name = "URL")]
@@ -52,7 +52,8 @@ pub struct BuildArgs {
     /// Extra packages installed in the install phase (comma-separated, repeatable).
     #[arg(short = 'p', long = "packages", value_name = "PKG,...", value_delimiter = ',')]
     pub packages: Vec<String>,
-    /// Disk size, e.g. 4G or 2560M (default: the tree's size plus headroom).
+    /// Disk size: a bare number is GB as disk-image-create reads it (4, 1.5); or with a unit, 4G
+    /// or 2560M (default: the tree's size plus headroom).
     #[arg(long, value_name = "SIZE", value_parser = parse_image_size)]
     pub image_size: Option<String>,
     /// Output formats, comma-separated: qcow2, raw, vmdk, vhd.
@@ -82,15 +83,28 @@ pub struct BuildArgs {
     /// Neither read nor write the stage cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Write the full build log here.
-    #[arg(long, value_name = "FILE")]
+    /// Write the full build log here (disk-image-create spells it --logfile).
+    #[arg(long, value_name = "FILE", visible_alias = "logfile")]
     pub log_file: Option<PathBuf>,
     /// Open a shell in the chroot: after-error, before-PHASE or after-PHASE (DIB's break=).
     #[arg(long = "break", value_name = "WHEN")]
     pub break_at: Option<BreakPoint>,
-    /// Trace element scripts (set -x, DIB_DEBUG_TRACE=1).
-    #[arg(short = 'x')]
-    pub trace: bool,
+    /// Trace element scripts (set -x, DIB_DEBUG_TRACE=1); repeatable, as disk-image-create's.
+    #[arg(short = 'x', action = clap::ArgAction::Count)]
+    pub trace: u8,
+    /// Where elements cache their downloads (DIB_IMAGE_CACHE) [default: <cache-dir>].
+    #[arg(long, value_name = "DIR")]
+    pub image_cache: Option<PathBuf>,
+    /// Root filesystem label (DIB_ROOT_LABEL) [default: the recipe's, or cloudimg-rootfs].
+    #[arg(long, value_name = "LABEL", value_parser = parse_root_label)]
+    pub root_label: Option<String>,
+    /// Default install type of elements with install-type directories (DIB_DEFAULT_INSTALLTYPE)
+    /// [default: source, as disk-image-create].
+    #[arg(long, value_name = "TYPE")]
+    pub install_type: Option<String>,
+    /// Elements must not refresh their cached downloads (DIB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
     /// Scratch directory for the build (default: a temporary directory).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
@@ -124,7 +138,7 @@ pub fn execute(plan: Plan, args: &BuildArgs, global: &GlobalOpts) -> anyhow::Res
         use_cache: !args.no_cache,
         log_file: args.log_file.clone(),
         break_at: args.break_at,
-        trace: args.trace,
+        trace: args.trace > 0,
         checksum: args.checksum,
         work_dir: args.work_dir.clone(),
         quiet: global.quiet,
@@ -149,6 +163,9 @@ fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptio
     let mut environment: BTreeMap<String, String> = args.env.iter().cloned().collect();
     // DIB exports its own command line as DIB_ARGS; some elements log or parse it.
     environment.entry("DIB_ARGS".into()).or_insert_with(|| std::env::args().skip(1).collect::<Vec<_>>().join(" "));
+    for (key, value) in dib_flag_variables(args)? {
+        environment.insert(key.into(), value);
+    }
     if let Some(repo) = &args.mesos_repo {
         environment.insert("DIB_MESOS_REPO".into(), repo.clone());
     }
@@ -165,6 +182,7 @@ fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptio
         formats: (!args.format.is_empty()).then(|| args.format.clone()),
         qemu_img_options: args.qemu_img_options.clone(),
         compress: args.compress,
+        root_label: args.root_label.clone(),
         packages: args.packages.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
         environment,
     };
@@ -172,7 +190,7 @@ fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptio
         elements_path: args.elements_path.search_path(),
         overrides,
         image_name: args.output.as_deref().and_then(output_stem),
-        trace: args.trace,
+        trace: args.trace > 0,
         host,
     })
 }
@@ -199,8 +217,45 @@ fn parse_base(text: &str) -> Result<BaseMethod, String> {
     }
 }
 
+/// The variables disk-image-create's own flags set; an explicit `-e` of the same name wins.
+fn dib_flag_variables(args: &BuildArgs) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut vars = Vec::new();
+    if let Some(dir) = &args.image_cache {
+        let absolute = std::path::absolute(dir).with_context(|| format!("--image-cache {}", dir.display()))?;
+        vars.push(("DIB_IMAGE_CACHE", absolute.display().to_string()));
+    }
+    if let Some(kind) = &args.install_type {
+        vars.push(("DIB_DEFAULT_INSTALLTYPE", kind.clone()));
+    }
+    if args.offline {
+        vars.push(("DIB_OFFLINE", "1".to_owned()));
+    }
+    vars.retain(|(key, _)| !args.env.iter().any(|(k, _)| k == key));
+    Ok(vars)
+}
+
+/// `--image-size`: disk-image-create reads a bare number as GB (fractions allowed); with a
+/// unit it is our size syntax. Returned in our syntax.
 fn parse_image_size(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let gigabytes: f64 =
+            trimmed.parse().map_err(|_| format!("`{text}` is not a size (try 4 for 4 GB, or 2560M)"))?;
+        let mebibytes = (gigabytes * 1024.0).round();
+        if mebibytes < 1.0 {
+            return Err(format!("`{text}` GB is less than 1 MiB"));
+        }
+        return Ok(format!("{mebibytes}M"));
+    }
     parse_size(text).map(|_| text.to_owned())
+}
+
+/// ext4 labels are at most 16 bytes; mkfs.ext4 would only warn and truncate.
+fn parse_root_label(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 16 {
+        return Err(format!("`{text}` is not an ext4 label (1 to 16 bytes)"));
+    }
+    Ok(text.to_owned())
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod build;
 pub mod cache;
+pub mod dib;
 pub mod elements;
 pub mod recipes;
 pub mod test;
