@@ -11,6 +11,9 @@ use crate::element::ElementError;
 use crate::plan::PlanError;
 use crate::preflight::PreflightError;
 use crate::recipe::RecipeError;
+use crate::upload::auth::AuthError;
+use crate::upload::clouds::CloudsError;
+use crate::upload::record::RecordError;
 use crate::upload::UploadError;
 
 /// Exit status of a failed operation.
@@ -52,11 +55,22 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<RecipeError>()
             || cause.is::<PlanError>()
             || cause.is::<ElementError>()
+            || cause.is::<RecordError>()
+            || cause.is::<CloudsError>()
+            || is_missing_credentials(cause)
         {
             return USAGE;
         }
     }
     FAILED
+}
+
+/// Credentials the user has not given (as opposed to ones Keystone rejected).
+fn is_missing_credentials(cause: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        cause.downcast_ref::<AuthError>(),
+        Some(AuthError::NoAuthUrl | AuthError::Incomplete(_) | AuthError::UnsupportedType(_) | AuthError::Clouds(_))
+    )
 }
 
 #[cfg(test)]

@@ -111,7 +111,8 @@ fn mask_assignments(input: &str) -> String {
             index = name_end;
             continue;
         };
-        if !is_secret_name(name) {
+        // `KEY=VALUE` is how usage text spells a pair, not a secret.
+        if !is_secret_name(name) || name == "KEY" {
             index = name_end;
             continue;
         }
@@ -234,6 +235,7 @@ mod tests {
         assert_eq!(text("DIB_RELEASE=bookworm API_KEY=k1"), "DIB_RELEASE=bookworm API_KEY=***");
         assert_eq!(text(r#""cache_key": "abc", "password": "p""#), r#""cache_key": "abc", "password": "***""#);
         assert_eq!(text("if PASSWORD == x"), "if PASSWORD == x");
+        assert_eq!(text("--property x: expected KEY=VALUE"), "--property x: expected KEY=VALUE");
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn elements_show_lists_scripts_and_packages() {
         .args(["elements", "show", "--elements-path", &fixture("elements/build"), "nope"])
         .assert()
         .failure()
-        .stderr(one_line_error("element `nope` not found"));
+        .stderr(one_line_error("element `nope`: not found"));
 }
 
 #[test]

@@ -202,7 +202,8 @@ fn output_stem(path: &Path) -> Option<String> {
 
 fn existing_absolute(path: &Path, option: &str) -> anyhow::Result<String> {
     if !path.is_file() {
-        anyhow::bail!("{option} {}: no such file", path.display());
+        let culprit = format!("{option} {}", path.display());
+        return Err(crate::preflight::PreflightError { culprit, problem: "no such file".into() }.into());
     }
     let absolute = std::path::absolute(path).with_context(|| format!("{option} {}", path.display()))?;
     Ok(absolute.display().to_string())

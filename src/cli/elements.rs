@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::GlobalOpts;
@@ -82,9 +81,10 @@ fn list(library: &ElementLibrary) -> anyhow::Result<()> {
 }
 
 fn show(library: &ElementLibrary, name: &str) -> anyhow::Result<()> {
-    let element = library
-        .get(name)
-        .with_context(|| format!("element `{name}` not found (ELEMENTS_PATH: {})", library.elements_path_var()))?;
+    let element = library.get(name).ok_or_else(|| crate::preflight::PreflightError {
+        culprit: format!("element `{name}`"),
+        problem: format!("not found (ELEMENTS_PATH: {})", library.elements_path_var()),
+    })?;
     println!("name:     {}", element.name);
     println!("path:     {}", element.path.display());
     if let Some(summary) = element.summary() {
