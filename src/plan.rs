@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::element::packages::{self, PackageContext};
 use crate::element::pkgmap::PkgMapFile;
-use crate::element::{environment, merge_environment_d, merge_hooks, ElementError, ElementLibrary, HookScript, Phase};
+use crate::element::{
+    environment, merge_environment_d, merge_hooks, runparts, ElementError, ElementLibrary, HookScript, Phase,
+};
 use crate::mirror::{self, HostDistro, MirrorSources};
 use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe};
 
@@ -160,10 +162,32 @@ impl Plan {
         self.scripts.get(&phase).map(Vec::as_slice).unwrap_or_default()
     }
 
-    /// The resolved element names, space-separated (`IMAGE_ELEMENT`).
-    pub fn element_names(&self) -> String {
-        self.elements.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ")
+    /// A phase's steps in the order the build runs them: its scripts in run-parts order, with
+    /// the package step at the phase's slot. The build and `--dry-run` both walk this list.
+    pub fn phase_steps(&self, phase: Phase) -> Vec<PhaseStep<'_>> {
+        phase_steps(phase, self.scripts_for(phase))
     }
+}
+
+/// One step of a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseStep<'a> {
+    Script(&'a PlannedScript),
+    /// The phase's one apt transaction (and, in install, the elements' `static/` trees), named
+    /// by DIB's `package-installs` script whose slot it takes.
+    Packages { slot: &'static str },
+}
+
+/// The package step goes before the first script that does not sort before the slot: scripts
+/// numbered earlier (repository set-up) take effect for the transaction, and a script named
+/// exactly like the slot runs after it, as a second script of that name would in DIB.
+fn phase_steps(phase: Phase, scripts: &[PlannedScript]) -> Vec<PhaseStep<'_>> {
+    let mut steps: Vec<PhaseStep<'_>> = scripts.iter().map(PhaseStep::Script).collect();
+    if let Some(slot) = phase.package_slot() {
+        let index = scripts.iter().position(|s| runparts::compare(&s.name, slot).is_ge()).unwrap_or(scripts.len());
+        steps.insert(index, PhaseStep::Packages { slot });
+    }
+    steps
 }
 
 /// Build a plan. `recipe` is `Some` in recipe mode (overrides already applied); `requested` are
@@ -442,5 +466,56 @@ fn init_system(distro: &str, release: &str) -> &'static str {
         "upstart"
     } else {
         "systemd"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scripts(names: &[&str]) -> Vec<PlannedScript> {
+        names
+            .iter()
+            .map(|name| PlannedScript { name: (*name).into(), element: "e".into(), path: PathBuf::from("/x") })
+            .collect()
+    }
+
+    fn order(phase: Phase, names: &[&str]) -> Vec<String> {
+        let scripts = scripts(names);
+        phase_steps(phase, &scripts)
+            .into_iter()
+            .map(|step| match step {
+                PhaseStep::Script(script) => script.name.clone(),
+                PhaseStep::Packages { .. } => "<packages>".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packages_go_after_scripts_named_before_the_slot() {
+        // pre-install slot is 10-package-installs: 05 runs first, then the transaction.
+        assert_eq!(
+            order(Phase::PreInstall, &["05-add-repo", "10-package-installs-z", "50-configure"]),
+            ["05-add-repo", "<packages>", "10-package-installs-z", "50-configure"]
+        );
+        // post-install slot 00-package-installs sorts before everything.
+        assert_eq!(order(Phase::PostInstall, &["05-a"]), ["<packages>", "05-a"]);
+        assert_eq!(order(Phase::Root, &["05-a"]), ["05-a"]);
+        assert_eq!(order(Phase::Install, &["00-a"]), ["00-a", "<packages>"]);
+    }
+
+    #[test]
+    fn a_script_named_like_the_slot_runs_after_the_packages() {
+        // DIB's own package-installs element ships install.d/01-package-installs.
+        assert_eq!(
+            order(Phase::Install, &["00-a", "01-package-installs", "02-b"]),
+            ["00-a", "<packages>", "01-package-installs", "02-b"]
+        );
+    }
+
+    #[test]
+    fn digit_prefixes_longer_than_u64_still_sort_after_the_slot() {
+        let huge = "99999999999999999999999-late";
+        assert_eq!(order(Phase::Install, &["00-a", huge]), ["00-a", "<packages>", huge]);
     }
 }

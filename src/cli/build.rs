@@ -12,9 +12,9 @@ use super::elements::ElementsPathArgs;
 use super::recipes::RecipesDirArgs;
 use super::GlobalOpts;
 use crate::build::{self, BuildOptions};
-use crate::element::{runparts, Phase};
+use crate::element::Phase;
 use crate::paths;
-use crate::plan::{HostContext, Plan, PlanOptions};
+use crate::plan::{HostContext, PhaseStep, Plan, PlanOptions};
 use crate::recipe::{parse_size, BaseMethod, ImageFormat, Overrides, Recipe};
 use crate::stage::BreakPoint;
 
@@ -302,22 +302,18 @@ pub fn render_plan(plan: &Plan) -> String {
         }
     }
     for phase in Phase::ALL {
-        let scripts = plan.scripts_for(phase);
-        let slot = phase.package_slot().filter(|_| plan.packages.contains_key(&phase));
-        if scripts.is_empty() && slot.is_none() {
-            continue;
-        }
-        let _ = writeln!(out, "\n{}:", phase.dir_name());
-        let mut slot = slot;
-        for script in scripts {
-            if let Some(name) = slot.filter(|s| runparts::compare(&script.name, s).is_gt()) {
-                let _ = writeln!(out, "  {name:32} (the phase's packages)");
-                slot = None;
-            }
-            let _ = writeln!(out, "  {:32} {}", script.name, script.element);
-        }
-        if let Some(name) = slot {
-            let _ = writeln!(out, "  {name:32} (the phase's packages)");
+        let lines: Vec<String> = plan
+            .phase_steps(phase)
+            .into_iter()
+            .filter_map(|step| match step {
+                PhaseStep::Script(script) => Some(format!("  {:32} {}", script.name, script.element)),
+                PhaseStep::Packages { slot } => {
+                    plan.packages.contains_key(&phase).then(|| format!("  {slot:32} (the phase's packages)"))
+                }
+            })
+            .collect();
+        if !lines.is_empty() {
+            let _ = writeln!(out, "\n{}:\n{}", phase.dir_name(), lines.join("\n"));
         }
     }
     if !plan.packages.is_empty() {

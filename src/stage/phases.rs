@@ -2,7 +2,6 @@
 //! each phase's scripts run in order (outside on the host, inside chrooted), with the phase's
 //! packages installed in one apt transaction at DIB's slot.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
@@ -14,7 +13,7 @@ use anyhow::Context;
 
 use super::{packages, target_config, BreakPoint, BuildContext};
 use crate::element::Phase;
-use crate::plan::PlannedScript;
+use crate::plan::{PhaseStep, PlannedScript};
 use crate::sandbox::{self, chroot_command, Bind, ChrootMounts};
 
 /// Where the hooks dir is bound inside the chroot (DIB's `TMP_HOOKS_PATH` inside).
@@ -91,20 +90,17 @@ pub fn mount_for_phase(ctx: &BuildContext) -> anyhow::Result<ChrootMounts> {
 }
 
 fn run_steps(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
-    let scripts: &[PlannedScript] = ctx.plan.scripts.get(&phase).map(Vec::as_slice).unwrap_or(&[]);
-    let slot = package_slot_index(phase, scripts);
     if phase == Phase::PreInstall {
         copy_element_dirs(ctx, "bin", Path::new("usr/local/bin"))?;
     }
-    for (index, script) in scripts.iter().enumerate() {
-        if slot == Some(index) {
-            after_slot(ctx, phase)?;
+    for step in ctx.plan.phase_steps(phase) {
+        match step {
+            PhaseStep::Script(script) => {
+                sandbox::check_interrupted()?;
+                run_script(ctx, phase, script)?;
+            }
+            PhaseStep::Packages { .. } => after_slot(ctx, phase)?,
         }
-        sandbox::check_interrupted()?;
-        run_script(ctx, phase, script)?;
-    }
-    if slot == Some(scripts.len()) {
-        after_slot(ctx, phase)?;
     }
     if let Some(set) = ctx.plan.packages.get(&phase) {
         packages::remove(ctx, &set.uninstall)?;
@@ -123,28 +119,6 @@ fn after_slot(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
         copy_element_dirs(ctx, "static", Path::new(""))?;
     }
     Ok(())
-}
-
-/// Index of the first script that runs after the package slot, or `None` for phases without
-/// one. Scripts named before the slot (repository set-up) take effect for the transaction.
-fn package_slot_index(phase: Phase, scripts: &[PlannedScript]) -> Option<usize> {
-    let slot = phase.package_slot()?;
-    Some(
-        scripts
-            .iter()
-            .position(|script| run_parts_order(&script.name, slot) != Ordering::Less)
-            .unwrap_or(scripts.len()),
-    )
-}
-
-/// DIB's run-parts order: numeric prefix first (`sort -n`), then bytewise.
-pub fn run_parts_order(a: &str, b: &str) -> Ordering {
-    numeric_prefix(a).cmp(&numeric_prefix(b)).then_with(|| a.as_bytes().cmp(b.as_bytes()))
-}
-
-fn numeric_prefix(name: &str) -> u64 {
-    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().unwrap_or(0)
 }
 
 fn run_script(ctx: &BuildContext, phase: Phase, script: &PlannedScript) -> anyhow::Result<()> {
@@ -306,28 +280,6 @@ fn create_dir(dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn script(name: &str) -> PlannedScript {
-        PlannedScript { name: name.into(), element: "e".into(), path: PathBuf::from("/nonexistent") }
-    }
-
-    #[test]
-    fn run_parts_order_is_numeric_then_bytewise() {
-        assert_eq!(run_parts_order("9-a", "10-a"), Ordering::Less);
-        assert_eq!(run_parts_order("10-a", "10-b"), Ordering::Less);
-        assert_eq!(run_parts_order("01-x", "1-x"), Ordering::Less);
-    }
-
-    #[test]
-    fn packages_go_after_scripts_named_before_the_slot() {
-        let scripts = [script("05-add-repo"), script("10-package-installs-z"), script("50-configure")];
-        // pre-install slot is 10-package-installs: 05 runs first, then the transaction.
-        assert_eq!(package_slot_index(Phase::PreInstall, &scripts), Some(1));
-        // post-install slot 00-package-installs sorts before everything.
-        assert_eq!(package_slot_index(Phase::PostInstall, &scripts), Some(0));
-        assert_eq!(package_slot_index(Phase::Root, &scripts), None);
-        assert_eq!(package_slot_index(Phase::Install, &[script("00-a")]), Some(1));
-    }
 
     #[test]
     fn quoting_survives_single_quotes() {

@@ -59,7 +59,7 @@ pub fn add_element(plan: &mut Plan, name: &str, dir: &Path) {
         }
     }
     for list in plan.scripts.values_mut() {
-        list.sort_by(|a, b| mesos_image::stage::phases::run_parts_order(&a.name, &b.name));
+        list.sort_by(|a, b| mesos_image::element::runparts::compare(&a.name, &b.name));
     }
     let env_dir = dir.join("environment.d");
     for file in list(&env_dir) {
