@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+pub use crate::element::packages::PackageSet;
 use crate::element::packages::{self, PackageContext};
 use crate::element::pkgmap::PkgMapFile;
 use crate::element::{
@@ -43,24 +44,6 @@ pub struct PlannedScript {
     pub element: String,
     /// Absolute path on the host.
     pub path: PathBuf,
-}
-
-/// Packages a phase installs and removes, after pkg-map, arch and `when` filtering.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PackageSet {
-    /// Sorted, de-duplicated.
-    pub install: Vec<String>,
-    /// Removed at the end of the phase (`uninstall: true`).
-    pub uninstall: Vec<String>,
-    /// Installed for the build, purged in cleanup (`build-only: true`). These names are also
-    /// in `install`, so installing `install` is always enough.
-    pub build_only: Vec<String>,
-}
-
-impl PackageSet {
-    pub fn is_empty(&self) -> bool {
-        self.install.is_empty() && self.uninstall.is_empty() && self.build_only.is_empty()
-    }
 }
 
 /// Everything a build needs to know, decided before any work starts.
@@ -175,7 +158,9 @@ pub enum PhaseStep<'a> {
     Script(&'a PlannedScript),
     /// The phase's one apt transaction (and, in install, the elements' `static/` trees), named
     /// by DIB's `package-installs` script whose slot it takes.
-    Packages { slot: &'static str },
+    Packages {
+        slot: &'static str,
+    },
 }
 
 /// The package step goes before the first script that does not sort before the slot: scripts

@@ -11,14 +11,31 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::ElementError;
 use super::installtype::InstallTypes;
 use super::library::Element;
 use super::phase::Phase;
 use super::pkgmap;
-use crate::plan::PackageSet;
+
+/// Packages a phase installs and removes, after pkg-map, arch and `when` filtering.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PackageSet {
+    /// Sorted, de-duplicated.
+    pub install: Vec<String>,
+    /// Removed at the end of the phase (`uninstall: true`).
+    pub uninstall: Vec<String>,
+    /// Installed for the build, purged in cleanup (`build-only: true`). These names are also
+    /// in `install`, so installing `install` is always enough.
+    pub build_only: Vec<String>,
+}
+
+impl PackageSet {
+    pub fn is_empty(&self) -> bool {
+        self.install.is_empty() && self.uninstall.is_empty() && self.build_only.is_empty()
+    }
+}
 
 /// The options of one package entry.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
