@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::cache::{Fingerprint, StageCache, StageKey};
+use crate::cache::{StageCache, StageKeys};
 use crate::element::Phase;
 use crate::manifest::{Manifest, OutputEntry, Package, StageTiming};
 use crate::output;
@@ -18,16 +18,6 @@ use crate::plan::Plan;
 use crate::progress::Reporter;
 use crate::stage::{self, BreakPoint, BuildContext};
 use crate::workdir;
-
-/// Phases whose hooks only matter after the install snapshot; changing them must not
-/// invalidate it.
-const LATE_PHASE_DIRS: [&str; 6] =
-    ["post-install.d", "post-root.d", "block-device.d", "pre-finalise.d", "finalise.d", "cleanup.d"];
-
-/// Variables that only locate inputs (whose content is hashed anyway) or name the output:
-/// they must not change a key, or building the same image under another name or from a moved
-/// checkout would start cold.
-const KEY_NEUTRAL_ENV: [&str; 3] = ["ELEMENTS_PATH", "IMAGE_NAME", "DIB_ARGS"];
 
 /// Steps that belong to the orchestrator rather than to a stage module.
 const ORCHESTRATOR_STEPS: [&str; 4] = ["restore ", "save ", "publish", "hooks"];
@@ -47,99 +37,6 @@ pub struct BuildOptions {
     pub work_dir: Option<PathBuf>,
     pub quiet: bool,
     pub verbose: bool,
-}
-
-/// The keys of the three cache points, derived from the plan alone.
-#[derive(Debug, Clone)]
-struct StageKeys {
-    base: StageKey,
-    install: StageKey,
-    outputs: StageKey,
-}
-
-impl StageKeys {
-    fn compute(plan: &Plan, checksum: bool) -> anyhow::Result<StageKeys> {
-        let mut base = Fingerprint::new("base", None);
-        add_common_inputs(&mut base, plan)?;
-        add_phase_scripts(&mut base, plan, &[Phase::Root])?;
-        let base = base.finish();
-
-        let mut install = Fingerprint::new("install", Some(&base));
-        add_phase_scripts(&mut install, plan, &[Phase::ExtraData, Phase::PreInstall, Phase::Install])?;
-        add_packages(&mut install, plan, &[Phase::PreInstall, Phase::Install]);
-        for element in &plan.elements {
-            add_element_dir(&mut install, &element.name, &element.path, &LATE_PHASE_DIRS)?;
-        }
-        let install = install.finish();
-
-        let mut outputs = Fingerprint::new("outputs", Some(&install));
-        for element in &plan.elements {
-            add_element_dir(&mut outputs, &element.name, &element.path, &[])?;
-        }
-        add_packages(&mut outputs, plan, &Phase::ALL);
-        outputs.add_str("image", &serde_json::to_string(&plan.image)?);
-        outputs.add_str("checksum", if checksum { "yes" } else { "no" });
-        Ok(StageKeys { base, install, outputs: outputs.finish() })
-    }
-}
-
-/// Inputs every stage depends on: target, mirror, environment, and `environment.d`.
-fn add_common_inputs(fingerprint: &mut Fingerprint, plan: &Plan) -> anyhow::Result<()> {
-    fingerprint.add_str("distro", &plan.distro);
-    fingerprint.add_str("release", &plan.release);
-    fingerprint.add_str("arch", &plan.arch);
-    fingerprint.add_str("base", &plan.base.map(|b| b.to_string()).unwrap_or_default());
-    fingerprint.add_str("mirror", plan.mirror.as_deref().unwrap_or(""));
-    for (key, value) in plan.env.iter().filter(|(key, _)| !KEY_NEUTRAL_ENV.contains(&key.as_str())) {
-        fingerprint.add_str(&format!("env:{key}"), value);
-        // Variables naming host files (signing keys, local repositories' keys) change the
-        // build when the file changes, not only when the name does.
-        let path = Path::new(value);
-        if value.starts_with('/') && path.is_file() {
-            fingerprint.add_path(&format!("env-file:{key}"), path)?;
-        }
-    }
-    for script in &plan.environment_d {
-        fingerprint.add_path(&format!("environment.d:{}:{}", script.element, script.name), &script.path)?;
-    }
-    Ok(())
-}
-
-fn add_phase_scripts(fingerprint: &mut Fingerprint, plan: &Plan, phases: &[Phase]) -> anyhow::Result<()> {
-    for phase in phases {
-        for script in plan.scripts.get(phase).into_iter().flatten() {
-            let label = format!("{}:{}:{}", phase.dir_name(), script.element, script.name);
-            fingerprint.add_path(&label, &script.path)?;
-        }
-    }
-    Ok(())
-}
-
-fn add_packages(fingerprint: &mut Fingerprint, plan: &Plan, phases: &[Phase]) {
-    for phase in phases {
-        if let Some(set) = plan.packages.get(phase) {
-            fingerprint.add_str(&format!("packages:{}", phase.name()), &format!("{set:?}"));
-        }
-    }
-}
-
-/// Hash an element directory except the subdirectories named in `skip`.
-fn add_element_dir(fingerprint: &mut Fingerprint, name: &str, dir: &Path, skip: &[&str]) -> anyhow::Result<()> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .with_context(|| format!("element {name}: cannot read {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for entry in entries {
-        let file_name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if skip.contains(&file_name.as_str()) || file_name.starts_with("README") {
-            continue;
-        }
-        fingerprint
-            .add_path(&format!("element:{name}/{file_name}"), &entry)
-            .with_context(|| format!("element {name}: cannot read {}", entry.display()))?;
-    }
-    Ok(())
 }
 
 /// Where each requested format lands: the first at `output`, the others beside it.

@@ -1,0 +1,252 @@
+//! Stage keys: each cache point's key hashes everything its stage read (osbuild's idea): the
+//! previous stage's key, the plan values it depends on and the bytes of the element files it
+//! runs. Equal keys mean equal inputs, so the stored result can stand in for running the stage.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::element::Phase;
+use crate::plan::Plan;
+
+/// Bump when the snapshot format or key derivation changes, so old entries stop matching.
+const CACHE_SCHEMA: &str = "mesos-image-cache-v1";
+
+/// A stage key: lowercase hex sha256. Only [`Fingerprint::finish`] and [`StageKey::parse`] make
+/// one, so every key is a safe file name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StageKey(String);
+
+impl TryFrom<String> for StageKey {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<StageKey, String> {
+        StageKey::parse(&text).ok_or_else(|| format!("not a cache key: {text:?}"))
+    }
+}
+
+impl From<StageKey> for String {
+    fn from(key: StageKey) -> String {
+        key.0
+    }
+}
+
+impl StageKey {
+    /// A key from its text: exactly 64 lowercase hex digits, else `None`.
+    pub fn parse(text: &str) -> Option<StageKey> {
+        let valid = text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        valid.then(|| StageKey(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// First 12 hex digits, for humans.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl std::fmt::Display for StageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Accumulates everything a stage depends on. Every item is length-prefixed and labelled, so
+/// two different input lists can never hash the same.
+pub struct Fingerprint {
+    hasher: Sha256,
+}
+
+impl Fingerprint {
+    /// Start a fingerprint for `stage`, chained to the key of the stage before it.
+    pub fn new(stage: &str, previous: Option<&StageKey>) -> Fingerprint {
+        let mut fingerprint = Fingerprint { hasher: Sha256::new() };
+        fingerprint.add_str("schema", CACHE_SCHEMA);
+        fingerprint.add_str("tool", env!("CARGO_PKG_VERSION"));
+        fingerprint.add_str("stage", stage);
+        fingerprint.add_str("previous", previous.map(StageKey::as_str).unwrap_or(""));
+        fingerprint
+    }
+
+    pub fn add_str(&mut self, label: &str, value: &str) {
+        self.add_bytes(label, value.as_bytes());
+    }
+
+    pub fn add_bytes(&mut self, label: &str, value: &[u8]) {
+        for part in [label.as_bytes(), value] {
+            self.hasher.update((part.len() as u64).to_le_bytes());
+            self.hasher.update(part);
+        }
+    }
+
+    /// Hash a file's or directory's content, names, modes and symlink targets. A missing path
+    /// hashes as "absent", so creating it later changes the key.
+    pub fn add_path(&mut self, label: &str, path: &Path) -> io::Result<()> {
+        if fs::symlink_metadata(path).is_err() {
+            self.add_str(label, "<absent>");
+            return Ok(());
+        }
+        let walker = walkdir::WalkDir::new(path).sort_by_file_name().follow_links(false);
+        for entry in walker {
+            let entry = entry.map_err(io::Error::other)?;
+            let relative = entry.path().strip_prefix(path).unwrap_or(entry.path());
+            self.add_entry(label, relative, entry.path())?;
+        }
+        Ok(())
+    }
+
+    fn add_entry(&mut self, label: &str, relative: &Path, full: &Path) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = fs::symlink_metadata(full)?;
+        let name = format!("{label}:{}", relative.display());
+        let mode = metadata.permissions().mode();
+        if metadata.file_type().is_symlink() {
+            let target = fs::read_link(full)?;
+            self.add_str(&name, &format!("link {mode:o} {}", target.display()));
+        } else if metadata.is_dir() {
+            self.add_str(&name, &format!("dir {mode:o}"));
+        } else {
+            self.add_str(&name, &format!("file {mode:o}"));
+            let mut file = fs::File::open(full)?;
+            let mut content_hasher = Sha256::new();
+            io::copy(&mut file, &mut content_hasher)?;
+            self.add_bytes(&name, &content_hasher.finalize());
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> StageKey {
+        StageKey(hex::encode(self.hasher.finalize()))
+    }
+}
+
+/// Phases whose hooks only matter after the install snapshot; changing them must not
+/// invalidate it.
+const LATE_PHASE_DIRS: [&str; 6] =
+    ["post-install.d", "post-root.d", "block-device.d", "pre-finalise.d", "finalise.d", "cleanup.d"];
+
+/// Variables that only locate inputs (whose content is hashed anyway) or name the output:
+/// they must not change a key, or building the same image under another name or from a moved
+/// checkout would start cold.
+const KEY_NEUTRAL_ENV: [&str; 3] = ["ELEMENTS_PATH", "IMAGE_NAME", "DIB_ARGS"];
+
+/// The keys of the three cache points, derived from the plan alone.
+#[derive(Debug, Clone)]
+pub struct StageKeys {
+    /// The base tree (root stage).
+    pub base: StageKey,
+    /// The tree after the install phase.
+    pub install: StageKey,
+    /// The finished images and their manifest.
+    pub outputs: StageKey,
+}
+
+impl StageKeys {
+    /// Every key of the plan, each chained to the one before it. `checksum` is `--checksum`
+    /// (the stored outputs differ by the `.sha256` files).
+    pub fn compute(plan: &Plan, checksum: bool) -> anyhow::Result<StageKeys> {
+        let base = base_key(plan)?;
+        let install = install_key(plan, &base)?;
+        let outputs = outputs_key(plan, &install, checksum)?;
+        Ok(StageKeys { base, install, outputs })
+    }
+}
+
+/// The root stage reads the target, the environment and `root.d`.
+fn base_key(plan: &Plan) -> anyhow::Result<StageKey> {
+    let mut base = Fingerprint::new("base", None);
+    add_common_inputs(&mut base, plan)?;
+    add_phase_scripts(&mut base, plan, &[Phase::Root])?;
+    Ok(base.finish())
+}
+
+/// The install snapshot reads the early phases' scripts and packages and every element file
+/// except the late phases' hooks.
+fn install_key(plan: &Plan, base: &StageKey) -> anyhow::Result<StageKey> {
+    let mut install = Fingerprint::new("install", Some(base));
+    add_phase_scripts(&mut install, plan, &[Phase::ExtraData, Phase::PreInstall, Phase::Install])?;
+    add_packages(&mut install, plan, &[Phase::PreInstall, Phase::Install]);
+    for element in &plan.elements {
+        add_element_dir(&mut install, &element.name, &element.path, &LATE_PHASE_DIRS)?;
+    }
+    Ok(install.finish())
+}
+
+/// The outputs read everything: every element file, every package, the image settings.
+fn outputs_key(plan: &Plan, install: &StageKey, checksum: bool) -> anyhow::Result<StageKey> {
+    let mut outputs = Fingerprint::new("outputs", Some(install));
+    for element in &plan.elements {
+        add_element_dir(&mut outputs, &element.name, &element.path, &[])?;
+    }
+    add_packages(&mut outputs, plan, &Phase::ALL);
+    outputs.add_str("image", &serde_json::to_string(&plan.image)?);
+    outputs.add_str("checksum", if checksum { "yes" } else { "no" });
+    Ok(outputs.finish())
+}
+
+/// Inputs every stage depends on: target, mirror, environment, and `environment.d`.
+fn add_common_inputs(fingerprint: &mut Fingerprint, plan: &Plan) -> anyhow::Result<()> {
+    fingerprint.add_str("distro", &plan.distro);
+    fingerprint.add_str("release", &plan.release);
+    fingerprint.add_str("arch", &plan.arch);
+    fingerprint.add_str("base", &plan.base.map(|b| b.to_string()).unwrap_or_default());
+    fingerprint.add_str("mirror", plan.mirror.as_deref().unwrap_or(""));
+    for (key, value) in plan.env.iter().filter(|(key, _)| !KEY_NEUTRAL_ENV.contains(&key.as_str())) {
+        fingerprint.add_str(&format!("env:{key}"), value);
+        // Variables naming host files (signing keys, local repositories' keys) change the
+        // build when the file changes, not only when the name does.
+        let path = Path::new(value);
+        if value.starts_with('/') && path.is_file() {
+            fingerprint.add_path(&format!("env-file:{key}"), path)?;
+        }
+    }
+    for script in &plan.environment_d {
+        fingerprint.add_path(&format!("environment.d:{}:{}", script.element, script.name), &script.path)?;
+    }
+    Ok(())
+}
+
+fn add_phase_scripts(fingerprint: &mut Fingerprint, plan: &Plan, phases: &[Phase]) -> anyhow::Result<()> {
+    for phase in phases {
+        for script in plan.scripts.get(phase).into_iter().flatten() {
+            let label = format!("{}:{}:{}", phase.dir_name(), script.element, script.name);
+            fingerprint.add_path(&label, &script.path)?;
+        }
+    }
+    Ok(())
+}
+
+fn add_packages(fingerprint: &mut Fingerprint, plan: &Plan, phases: &[Phase]) {
+    for phase in phases {
+        if let Some(set) = plan.packages.get(phase) {
+            fingerprint.add_str(&format!("packages:{}", phase.name()), &format!("{set:?}"));
+        }
+    }
+}
+
+/// Hash an element directory except the subdirectories named in `skip`.
+fn add_element_dir(fingerprint: &mut Fingerprint, name: &str, dir: &Path, skip: &[&str]) -> anyhow::Result<()> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("element {name}: cannot read {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        let file_name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if skip.contains(&file_name.as_str()) || file_name.starts_with("README") {
+            continue;
+        }
+        fingerprint
+            .add_path(&format!("element:{name}/{file_name}"), &entry)
+            .with_context(|| format!("element {name}: cannot read {}", entry.display()))?;
+    }
+    Ok(())
+}
