@@ -12,10 +12,11 @@ use anyhow::{bail, Context};
 
 use crate::cache::{StageCache, StageKeys};
 use crate::element::Phase;
-use crate::manifest::{Manifest, OutputEntry, Package, StageTiming};
-use crate::output;
+use crate::manifest::{Manifest, Package, StageTiming};
 use crate::plan::Plan;
 use crate::progress::Reporter;
+use crate::recipe::ImageFormat;
+use crate::stage::publish;
 use crate::stage::{self, BreakPoint, BuildContext};
 use crate::workdir;
 
@@ -39,25 +40,10 @@ pub struct BuildOptions {
     pub verbose: bool,
 }
 
-/// Where each requested format lands: the first at `output`, the others beside it.
-fn output_paths(plan: &Plan, output: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let dir = match output.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.is_dir() {
-        bail!("--output: directory {} does not exist", dir.display());
-    }
-    if output.file_name().is_none() {
-        bail!("--output: {} is not a file name", output.display());
-    }
-    Ok(stage::convert::output_paths(output, &plan.image.formats).into_iter().map(|(_, path)| path).collect())
-}
-
 /// Run one build. Returns the manifest written beside the image.
 pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> {
     let started = Instant::now();
-    let destinations = output_paths(plan, &options.output)?;
+    let destinations = publish::output_paths(&options.output, &plan.image.formats)?;
     let cache = StageCache::open(&options.cache_dir)?;
     let keys = StageKeys::compute(plan, options.checksum)?;
     let reporter = Reporter::new(options.quiet, options.verbose, options.log_file.as_deref())?;
@@ -66,7 +52,12 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
         if let Some(stored) = cache.outputs(&keys.outputs) {
             let _step =
                 reporter.step(format!("outputs: unchanged inputs, restoring from cache ({})", keys.outputs.short()));
-            return publish_cached(&stored, &destinations, started);
+            let mut manifest = publish::from_cache(&stored, &destinations, options.checksum)?;
+            manifest.stages =
+                vec![StageTiming { stage: "outputs".into(), seconds: started.elapsed().as_secs_f64(), cached: true }];
+            manifest.duration_seconds = started.elapsed().as_secs_f64();
+            publish::manifest(&manifest, &destinations[0].1)?;
+            return Ok(manifest);
         }
     }
     require_root()?;
@@ -91,7 +82,7 @@ struct Build<'a> {
     cache: &'a StageCache,
     keys: &'a StageKeys,
     reporter: &'a Reporter,
-    destinations: &'a [PathBuf],
+    destinations: &'a [(ImageFormat, PathBuf)],
     started: Instant,
 }
 
@@ -168,34 +159,14 @@ impl Build<'_> {
 
         let raw = work.join("disk.raw");
         timed(&mut timings, reporter, "disk", false, || stage::disk::run(&ctx, &raw).map(|_| ()))?;
-        let converted_dir = work.join("out");
-        fs::create_dir_all(&converted_dir).context("cannot create the conversion directory")?;
-        let first_name = destinations[0].file_name().map(PathBuf::from).unwrap_or_default();
-        let converted = timed(&mut timings, reporter, "convert", false, || {
-            stage::convert::run(&raw, &converted_dir.join(&first_name), &plan.image, options.checksum, reporter)
+        let scratch = work.join("out");
+        fs::create_dir_all(&scratch).context("cannot create the conversion directory")?;
+        let files = publish::image_files(destinations, &scratch);
+        let converted: Vec<(ImageFormat, PathBuf)> = files.iter().map(|f| (f.format, f.source.clone())).collect();
+        timed(&mut timings, reporter, "convert", false, || {
+            stage::convert::run(&raw, &converted, &plan.image, reporter)
         })?;
-
-        let mut outputs = Vec::new();
-        let mut to_cache = Vec::new();
-        timed(&mut timings, reporter, "publish", false, || {
-            for (file, destination) in converted.iter().zip(destinations) {
-                output::publish_file(&file.path, destination)?;
-                to_cache.push((file_name(destination), file.path.clone()));
-                outputs.push(OutputEntry {
-                    file: file_name(destination),
-                    format: file.format.name().to_owned(),
-                    size: file.size,
-                    sha256: file.sha256.clone(),
-                });
-                if options.checksum {
-                    let line = format!("{}  {}\n", file.sha256, file_name(destination));
-                    let sums = checksum_path(destination);
-                    output::publish_bytes(line.as_bytes(), &sums)?;
-                    to_cache.push((file_name(&sums), sums.clone()));
-                }
-            }
-            Ok(())
-        })?;
+        let outputs = timed(&mut timings, reporter, "publish", false, || publish::images(&files, options.checksum))?;
 
         let manifest = Manifest {
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -210,10 +181,12 @@ impl Build<'_> {
             duration_seconds: started.elapsed().as_secs_f64(),
             cache_key: keys.outputs.to_string(),
         };
-        let manifest_path = Manifest::path_for(&destinations[0]);
-        output::publish_bytes(&manifest.to_json()?, &manifest_path)?;
+        let manifest_path = publish::manifest(&manifest, &destinations[0].1)?;
         if options.use_cache {
-            to_cache.push((file_name(&manifest_path), manifest_path.clone()));
+            // The images are stored from scratch under their published names, with the manifest.
+            let mut to_cache: Vec<(String, PathBuf)> =
+                files.iter().map(|f| (publish::file_name(&f.destination), f.source.clone())).collect();
+            to_cache.push((publish::file_name(&manifest_path), manifest_path.clone()));
             if let Err(err) = cache.save_outputs(&keys.outputs, &label, &to_cache) {
                 // The image is built; a full cache disk must not fail the build.
                 tracing::warn!("could not store the outputs in the cache: {err:#}");
@@ -246,48 +219,6 @@ fn timed<T>(
     drop(own_step);
     timings.push(StageTiming { stage: stage.to_owned(), seconds: started.elapsed().as_secs_f64(), cached });
     result
-}
-
-/// Copy outputs stored in the cache to their destinations; the cached manifest goes along.
-fn publish_cached(
-    stored: &[(String, PathBuf)],
-    destinations: &[PathBuf],
-    started: Instant,
-) -> anyhow::Result<Manifest> {
-    let lookup = |name: &str| stored.iter().find(|(stored_name, _)| stored_name == name).map(|(_, path)| path);
-    let manifest_name = stored
-        .iter()
-        .map(|(name, _)| name)
-        .find(|name| name.ends_with(".manifest.json"))
-        .context("cache entry has no manifest")?;
-    let manifest_source = lookup(manifest_name).context("cache entry has no manifest")?;
-    let mut manifest: Manifest =
-        serde_json::from_slice(&fs::read(manifest_source)?).context("cached manifest is unreadable")?;
-    for (entry, destination) in manifest.outputs.iter_mut().zip(destinations) {
-        let source = lookup(&entry.file).with_context(|| format!("cache entry lacks {}", entry.file))?;
-        output::publish_file(source, destination)?;
-        let sums_name = file_name(&checksum_path(Path::new(&entry.file)));
-        if let Some(sums) = lookup(&sums_name) {
-            let text = fs::read_to_string(sums)?.replace(&entry.file, &file_name(destination));
-            output::publish_bytes(text.as_bytes(), &checksum_path(destination))?;
-        }
-        entry.file = file_name(destination);
-    }
-    manifest.stages =
-        vec![StageTiming { stage: "outputs".into(), seconds: started.elapsed().as_secs_f64(), cached: true }];
-    manifest.duration_seconds = started.elapsed().as_secs_f64();
-    output::publish_bytes(&manifest.to_json()?, &Manifest::path_for(&destinations[0]))?;
-    Ok(manifest)
-}
-
-fn checksum_path(image: &Path) -> PathBuf {
-    let mut name = image.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".sha256");
-    image.with_file_name(name)
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn require_root() -> anyhow::Result<()> {

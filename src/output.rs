@@ -48,20 +48,75 @@ pub fn publish_bytes(bytes: &[u8], dest: &Path) -> Result<Published, PublishErro
 
 /// Stream `reader` into `dest` atomically, hashing while writing.
 pub fn publish_reader(reader: &mut dyn Read, dest: &Path) -> Result<Published, PublishError> {
+    stage_reader(reader, dest)?.commit()
+}
+
+/// A file written, hashed and synced in its destination's directory but not yet named: it
+/// appears under its name only at [`Staged::commit`], and vanishes if dropped before that.
+/// Several outputs are all staged first and then committed, so a failure while writing any
+/// of them publishes none.
+pub struct Staged {
+    file: StagedFile,
+    dest: PathBuf,
+    size: u64,
+    sha256: String,
+}
+
+enum StagedFile {
+    /// `O_TMPFILE`: the kernel frees it if the process dies.
+    Unnamed(File),
+    /// The fallback: removed on drop; only a SIGKILL can leave it, under a `.NAME.tmp-` name.
+    Named(tempfile::NamedTempFile),
+}
+
+impl Staged {
+    /// Give the file its name, replacing whatever had it.
+    pub fn commit(self) -> Result<Published, PublishError> {
+        match self.file {
+            StagedFile::Unnamed(file) => link_into_place(&file, &self.dest)?,
+            StagedFile::Named(temp) => {
+                temp.persist(&self.dest)
+                    .map_err(|err| PublishError::Link { path: self.dest.clone(), source: err.error })?;
+            }
+        }
+        Ok(Published { path: self.dest, size: self.size, sha256: self.sha256 })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Lowercase hex sha256 of the content.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+/// Copy `source` into a [`Staged`] file for `dest`, hashing while copying.
+pub fn stage_file(source: &Path, dest: &Path) -> Result<Staged, PublishError> {
+    let mut input =
+        File::open(source).map_err(|err| PublishError::OpenSource { path: source.to_owned(), source: err })?;
+    stage_reader(&mut input, dest)
+}
+
+/// Stream `reader` into a [`Staged`] file for `dest`, hashing while writing.
+pub fn stage_reader(reader: &mut dyn Read, dest: &Path) -> Result<Staged, PublishError> {
     let dir = parent_dir(dest);
     let write_err = |source| PublishError::Write { path: dest.to_owned(), source };
-    match open_unnamed(&dir) {
-        Ok(mut file) => {
-            let (size, sha256) = copy_hashing(reader, &mut file).map_err(write_err)?;
-            file.sync_all().map_err(write_err)?;
-            link_into_place(&file, dest)?;
-            Ok(Published { path: dest.to_owned(), size, sha256 })
-        }
+    let mut file = match open_unnamed(&dir) {
+        Ok(file) => StagedFile::Unnamed(file),
         Err(PublishError::CreateTemp { source, .. }) if lacks_o_tmpfile(&source) => {
-            publish_via_named_temp(reader, dest, &dir)
+            StagedFile::Named(named_temp(dest, &dir)?)
         }
-        Err(err) => Err(err),
-    }
+        Err(err) => return Err(err),
+    };
+    let handle = match &mut file {
+        StagedFile::Unnamed(file) => file,
+        StagedFile::Named(temp) => temp.as_file_mut(),
+    };
+    let (size, sha256) = copy_hashing(reader, handle).map_err(write_err)?;
+    handle.sync_all().map_err(write_err)?;
+    Ok(Staged { file, dest: dest.to_owned(), size, sha256 })
 }
 
 /// Filesystems without `O_TMPFILE` (fuse-overlayfs in containers, NFS) refuse it with one of
@@ -71,20 +126,14 @@ fn lacks_o_tmpfile(err: &io::Error) -> bool {
     matches!(err.raw_os_error().map(Errno::from_raw), Some(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL))
 }
 
-/// The fallback: a hidden named temporary file, removed on any error and renamed on success.
-/// Only a SIGKILL in the middle can leave it behind, under a `.NAME.tmp-` name.
-fn publish_via_named_temp(reader: &mut dyn Read, dest: &Path, dir: &Path) -> Result<Published, PublishError> {
-    let write_err = |source| PublishError::Write { path: dest.to_owned(), source };
+/// The fallback: a hidden named temporary file beside `dest`.
+fn named_temp(dest: &Path, dir: &Path) -> Result<tempfile::NamedTempFile, PublishError> {
     let file_name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut temp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(&format!(".{file_name}.tmp-"))
         .permissions(std::fs::Permissions::from_mode(0o644))
         .tempfile_in(dir)
-        .map_err(|source| PublishError::CreateTemp { dir: dir.to_owned(), source })?;
-    let (size, sha256) = copy_hashing(reader, temp.as_file_mut()).map_err(write_err)?;
-    temp.as_file().sync_all().map_err(write_err)?;
-    temp.persist(dest).map_err(|err| PublishError::Link { path: dest.to_owned(), source: err.error })?;
-    Ok(Published { path: dest.to_owned(), size, sha256 })
+        .map_err(|source| PublishError::CreateTemp { dir: dir.to_owned(), source })
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -180,11 +229,32 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
+    /// What `stage_reader` does where `O_TMPFILE` is refused.
+    fn publish_via_named_temp(reader: &mut dyn Read, dest: &Path) -> Result<Published, PublishError> {
+        let mut temp = named_temp(dest, &parent_dir(dest))?;
+        let (size, sha256) = copy_hashing(reader, temp.as_file_mut())
+            .map_err(|source| PublishError::Write { path: dest.to_owned(), source })?;
+        let staged = Staged { file: StagedFile::Named(temp), dest: dest.to_owned(), size, sha256 };
+        staged.commit()
+    }
+
+    #[test]
+    fn staged_files_appear_only_when_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = stage_reader(&mut io::Cursor::new(b"one"), &dir.path().join("one")).unwrap();
+        let second = stage_reader(&mut io::Cursor::new(b"two"), &dir.path().join("two")).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing named before commit");
+        drop(second);
+        first.commit().unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("one")], "the dropped one left nothing");
+    }
+
     #[test]
     fn named_temp_fallback_publishes_and_cleans_up() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("out");
-        let published = publish_via_named_temp(&mut io::Cursor::new(b"abc"), &dest, dir.path()).unwrap();
+        let published = publish_via_named_temp(&mut io::Cursor::new(b"abc"), &dest).unwrap();
         assert_eq!(published.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(std::fs::read(&dest).unwrap(), b"abc");
         struct Broken;
@@ -193,7 +263,7 @@ mod tests {
                 Err(io::Error::other("disk on fire"))
             }
         }
-        assert!(publish_via_named_temp(&mut Broken, &dir.path().join("bad"), dir.path()).is_err());
+        assert!(publish_via_named_temp(&mut Broken, &dir.path().join("bad")).is_err());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out")], "only the published file remains");
     }

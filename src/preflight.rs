@@ -19,7 +19,7 @@ use crate::element::runparts::{self, Selection};
 use crate::element::Phase;
 use crate::plan::Plan;
 use crate::recipe::{parse_size, ImageFormat};
-use crate::stage::convert::output_paths;
+use crate::stage::publish::output_names;
 
 /// The smallest disk a bootable image fits on (kernel, initrd and GRUB alone take more).
 const MIN_IMAGE_SIZE: u64 = 64 << 20;
@@ -187,7 +187,7 @@ fn outputs(output: &Path, formats: &[ImageFormat]) -> Checked {
         }
     }
     writable_parent(&culprit, output)?;
-    for (format, path) in output_paths(output, formats) {
+    for (format, path) in output_names(output, formats) {
         if path.is_dir() {
             return Err(bad(culprit, format!("the {} output {} is a directory", format.name(), path.display())));
         }

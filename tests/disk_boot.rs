@@ -10,9 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mesos_image::disk::{build_disk, ext4, layout::Layout, DiskReport};
+use mesos_image::manifest::OutputEntry;
 use mesos_image::progress::Reporter;
 use mesos_image::recipe::{ImageFormat, ImageSpec, Partitioning};
-use mesos_image::stage::convert;
+use mesos_image::stage::{convert, publish};
 
 const PACKAGES: &str = "linux-image-amd64,grub-pc-bin,grub-efi-amd64-bin,systemd-sysv,udev,ifupdown,login,iputils-ping";
 const BOOT_LIMIT: Duration = Duration::from_secs(300);
@@ -143,20 +144,21 @@ fn check_root_filesystem(raw: &Path, report: &DiskReport, spec: &ImageSpec) {
     assert!(fstab.starts_with(&format!("UUID={} / ext4", report.root_uuid)), "{fstab}");
 }
 
-fn check_outputs(outputs: &[convert::OutputFile]) {
+fn check_outputs(dir: &Path, outputs: &[OutputEntry]) {
     for output in outputs {
-        let info = command_output(Command::new("qemu-img").args(["info", "--output=json"]).arg(&output.path));
-        let expected = format!("\"format\": \"{}\"", output.format.qemu_name());
-        assert!(info.contains(&expected), "{} is not {}: {info}", output.path.display(), output.format);
-        if matches!(output.format, ImageFormat::Qcow2 | ImageFormat::Vmdk) {
-            command_output(Command::new("qemu-img").arg("check").arg(&output.path));
+        let path = dir.join(&output.file);
+        let format: ImageFormat = output.format.parse().unwrap();
+        let info = command_output(Command::new("qemu-img").args(["info", "--output=json"]).arg(&path));
+        let expected = format!("\"format\": \"{}\"", format.qemu_name());
+        assert!(info.contains(&expected), "{} is not {format}: {info}", path.display());
+        if matches!(format, ImageFormat::Qcow2 | ImageFormat::Vmdk) {
+            command_output(Command::new("qemu-img").arg("check").arg(&path));
         }
-        let sum_file = output.checksum_file.as_ref().expect("--checksum writes .sha256");
-        let dir = output.path.parent().unwrap();
+        let sum_file = publish::checksum_path(&path);
         command_output(Command::new("sha256sum").arg("-c").arg(sum_file).current_dir(dir));
-        assert_eq!(std::fs::metadata(&output.path).unwrap().len(), output.size);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), output.size);
     }
-    let leftovers: Vec<_> = std::fs::read_dir(outputs[0].path.parent().unwrap())
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
@@ -193,11 +195,17 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     let out_dir = scratch.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let started = Instant::now();
-    let outputs = convert::run(&raw, &out_dir.join("bookworm.qcow2"), &spec, true, &reporter).unwrap();
-    eprintln!("timing: convert to qcow2, raw, vmdk, vhd + sha256 {:.1}s", started.elapsed().as_secs_f64());
+    let destinations = publish::output_paths(&out_dir.join("bookworm.qcow2"), &spec.formats).unwrap();
+    let convert_dir = scratch.path().join("convert");
+    std::fs::create_dir(&convert_dir).unwrap();
+    let files = publish::image_files(&destinations, &convert_dir);
+    let converted: Vec<_> = files.iter().map(|f| (f.format, f.source.clone())).collect();
+    convert::run(&raw, &converted, &spec, &reporter).unwrap();
+    let outputs = publish::images(&files, true).unwrap();
+    eprintln!("timing: convert to qcow2, raw, vmdk, vhd + publish + sha256 {:.1}s", started.elapsed().as_secs_f64());
     assert_eq!(outputs.len(), 4);
-    check_outputs(&outputs);
-    let qcow2 = &outputs[0].path;
+    check_outputs(&out_dir, &outputs);
+    let qcow2 = &out_dir.join(&outputs[0].file);
     let boot = boot_to_login(qcow2, "qcow2", Firmware::Bios, &scratch.path().join("mbr-serial.log"));
     eprintln!("timing: MBR qcow2 boot to login: {:.1}s", boot.as_secs_f64());
 

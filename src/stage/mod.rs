@@ -7,6 +7,7 @@ pub mod finalise;
 pub mod hooks_dir;
 pub mod packages;
 pub mod phases;
+pub mod publish;
 pub mod root;
 pub mod target_config;
 

@@ -1,0 +1,220 @@
+//! The publish stage: converted images, their `.sha256` files and the manifest land beside
+//! `--output`. Every file goes through [`crate::output`]'s atomic path and is hashed once, while
+//! it is copied into place. Images restored from the stage cache take the same path.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::manifest::{Manifest, OutputEntry};
+use crate::output::{self, Staged};
+use crate::recipe::ImageFormat;
+
+/// Where each requested format lands, after checking that `output`'s directory exists.
+pub fn output_paths(output: &Path, formats: &[ImageFormat]) -> anyhow::Result<Vec<(ImageFormat, PathBuf)>> {
+    let dir = match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!("--output: directory {} does not exist", dir.display());
+    }
+    if output.file_name().is_none() {
+        bail!("--output: {} is not a file name", output.display());
+    }
+    Ok(output_names(output, formats))
+}
+
+/// The output-name rule. When `output`'s extension names one of the requested formats
+/// (`-t raw,qcow2 -o x.qcow2`), every format gets its own extension (`x.raw`, `x.qcow2`), so no
+/// file is written under another format's name; otherwise the first format goes to `output` as
+/// given and each further one swaps the extension. Repeated formats are written once.
+pub fn output_names(output: &Path, formats: &[ImageFormat]) -> Vec<(ImageFormat, PathBuf)> {
+    let named = output
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .and_then(|ext| ext.parse::<ImageFormat>().ok())
+        .is_some_and(|ext| formats.contains(&ext));
+    let mut paths: Vec<(ImageFormat, PathBuf)> = Vec::new();
+    for (index, format) in formats.iter().enumerate() {
+        if paths.iter().any(|(seen, _)| seen == format) {
+            continue;
+        }
+        let path = if index == 0 && !named { output.to_owned() } else { output.with_extension(format.name()) };
+        paths.push((*format, path));
+    }
+    paths
+}
+
+/// `<image>.sha256`.
+pub fn checksum_path(image: &Path) -> PathBuf {
+    let mut name = image.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".sha256");
+    image.with_file_name(name)
+}
+
+/// One image to publish: the finished file in scratch (or the cache) and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFile {
+    pub format: ImageFormat,
+    pub source: PathBuf,
+    pub destination: PathBuf,
+}
+
+/// The images of one build: each destination's file is converted under the same name in
+/// `scratch`, then copied into place.
+pub fn image_files(destinations: &[(ImageFormat, PathBuf)], scratch: &Path) -> Vec<ImageFile> {
+    destinations
+        .iter()
+        .map(|(format, destination)| ImageFile {
+            format: *format,
+            source: scratch.join(file_name(destination)),
+            destination: destination.clone(),
+        })
+        .collect()
+}
+
+/// Copy every image into place, hashing while copying, with a `.sha256` beside each when
+/// `checksum` is set. All files are staged before any is named, so a failure publishes nothing.
+pub fn images(files: &[ImageFile], checksum: bool) -> anyhow::Result<Vec<OutputEntry>> {
+    let mut staged: Vec<Staged> = Vec::new();
+    let mut entries = Vec::new();
+    for file in files {
+        let image = output::stage_file(&file.source, &file.destination)?;
+        entries.push(OutputEntry {
+            file: file_name(&file.destination),
+            format: file.format.name().to_owned(),
+            size: image.size(),
+            sha256: image.sha256().to_owned(),
+        });
+        if checksum {
+            let line = sha256sum_line(image.sha256(), &file.destination);
+            staged.push(output::stage_reader(&mut line.as_bytes(), &checksum_path(&file.destination))?);
+        }
+        staged.push(image);
+    }
+    for file in staged {
+        file.commit()?;
+    }
+    Ok(entries)
+}
+
+/// Write `manifest` beside the first image.
+pub fn manifest(manifest: &Manifest, first_image: &Path) -> anyhow::Result<PathBuf> {
+    let path = Manifest::path_for(first_image);
+    output::publish_bytes(&manifest.to_json()?, &path)?;
+    Ok(path)
+}
+
+/// Publish images stored in the cache under new names. `stored` are the cache entry's files
+/// (name, path); the cached manifest names the images. Each image must still hash to what the
+/// manifest recorded, so a damaged cache entry is an error, not a bad image.
+pub fn from_cache(
+    stored: &[(String, PathBuf)],
+    destinations: &[(ImageFormat, PathBuf)],
+    checksum: bool,
+) -> anyhow::Result<Manifest> {
+    let lookup = |name: &str| stored.iter().find(|(stored_name, _)| stored_name == name).map(|(_, path)| path);
+    let manifest_source = stored
+        .iter()
+        .find(|(name, _)| name.ends_with(".manifest.json"))
+        .map(|(_, path)| path)
+        .context("cache entry has no manifest")?;
+    let bytes = std::fs::read(manifest_source)
+        .with_context(|| format!("cannot read the cached manifest {}", manifest_source.display()))?;
+    let mut manifest: Manifest = serde_json::from_slice(&bytes).context("cached manifest is unreadable")?;
+    let mut files = Vec::new();
+    for (entry, (format, destination)) in manifest.outputs.iter().zip(destinations) {
+        let source = lookup(&entry.file).with_context(|| format!("cache entry lacks {}", entry.file))?;
+        files.push(ImageFile { format: *format, source: source.clone(), destination: destination.clone() });
+    }
+    let published = images(&files, checksum)?;
+    for (recorded, copied) in manifest.outputs.iter().zip(&published) {
+        if recorded.sha256 != copied.sha256 {
+            bail!(
+                "cached image {} is damaged (sha256 {} instead of {})",
+                recorded.file,
+                copied.sha256,
+                recorded.sha256
+            );
+        }
+    }
+    manifest.outputs = published;
+    Ok(manifest)
+}
+
+/// The line `sha256sum -c` reads: digest, two spaces, the file's name (relative to its dir).
+fn sha256sum_line(digest: &str, path: &Path) -> String {
+    format!("{digest}  {}\n", file_name(path))
+}
+
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_format_keeps_the_given_name_and_duplicates_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("img.qcow2");
+        let paths = output_paths(&output, &[ImageFormat::Qcow2, ImageFormat::Vhd, ImageFormat::Qcow2]).unwrap();
+        assert_eq!(paths, vec![(ImageFormat::Qcow2, output.clone()), (ImageFormat::Vhd, dir.path().join("img.vhd"))]);
+    }
+
+    #[test]
+    fn an_extension_naming_a_requested_format_gives_each_format_its_own() {
+        let paths = output_names(Path::new("x.qcow2"), &[ImageFormat::Raw, ImageFormat::Qcow2]);
+        assert_eq!(
+            paths,
+            vec![(ImageFormat::Raw, PathBuf::from("x.raw")), (ImageFormat::Qcow2, PathBuf::from("x.qcow2"))]
+        );
+    }
+
+    #[test]
+    fn missing_output_directory_is_refused() {
+        let err = output_paths(Path::new("/nonexistent-dir-xyz/img.qcow2"), &[ImageFormat::Qcow2]).unwrap_err();
+        assert_eq!(err.to_string(), "--output: directory /nonexistent-dir-xyz does not exist");
+    }
+
+    #[test]
+    fn checksum_line_is_sha256sum_format() {
+        assert_eq!(sha256sum_line("ab", Path::new("/o/img.qcow2")), "ab  img.qcow2\n");
+        assert_eq!(checksum_path(Path::new("/o/img.qcow2")), PathBuf::from("/o/img.qcow2.sha256"));
+    }
+
+    #[test]
+    fn images_are_hashed_once_and_checksummed_beside() {
+        let scratch = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let source = scratch.path().join("disk");
+        std::fs::write(&source, b"abc").unwrap();
+        let destination = out.path().join("img.raw");
+        let files = [ImageFile { format: ImageFormat::Raw, source, destination: destination.clone() }];
+        let entries = images(&files, true).unwrap();
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(entries[0].sha256, abc);
+        assert_eq!(entries[0].file, "img.raw");
+        assert_eq!(std::fs::read_to_string(checksum_path(&destination)).unwrap(), format!("{abc}  img.raw\n"));
+    }
+
+    #[test]
+    fn a_missing_second_image_publishes_nothing() {
+        let scratch = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let first = scratch.path().join("one");
+        std::fs::write(&first, b"1").unwrap();
+        let files = [
+            ImageFile { format: ImageFormat::Qcow2, source: first, destination: out.path().join("img.qcow2") },
+            ImageFile {
+                format: ImageFormat::Vhd,
+                source: scratch.path().join("missing"),
+                destination: out.path().join("img.vhd"),
+            },
+        ];
+        assert!(images(&files, true).is_err());
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+}
