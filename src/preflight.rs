@@ -163,8 +163,13 @@ fn image_size(args: &BuildArgs, plan: &Plan) -> Checked {
         (None, Some(recipe)) => format!("recipe {recipe}: image.size {size}"),
     };
     let bytes = parse_size(size).map_err(|problem| bad(&culprit, problem))?;
-    if !(MIN_IMAGE_SIZE..=MAX_IMAGE_SIZE).contains(&bytes) {
-        return Err(bad(culprit, "out of range: a disk is between 64M and 16T"));
+    image_size_in_range(bytes as f64).map_err(|problem| bad(culprit, problem))
+}
+
+/// A disk size in bytes (a float, so a size in GB converted from any typed number fits).
+pub fn image_size_in_range(bytes: f64) -> Result<(), String> {
+    if bytes < MIN_IMAGE_SIZE as f64 || bytes > MAX_IMAGE_SIZE as f64 {
+        return Err("out of range: a disk is between 64M and 16T".to_owned());
     }
     Ok(())
 }

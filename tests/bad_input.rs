@@ -63,8 +63,11 @@ const CASES: &[Case] = &[
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--cache-dir", "afile"], "`--cache-dir` a regular file", USAGE, "--cache-dir afile: is not a directory"),
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--json"], "`--json` without `--dry-run`", USAGE, "--dry-run"),
     // Sizes.
-    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "0"], "size 0", USAGE, "--image-size 0: out of range"),
-    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "18446744073709551615"], "size u64::MAX bytes", USAGE, "--image-size 18446744073709551615: out of range"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "0"], "size 0 (a bare number is GB, as in DIB)", USAGE, "`0` GB is less than 1 MiB"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "0M"], "size 0M", USAGE, "--image-size 0M: out of range"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "18446744073709551615"], "size u64::MAX (GB)", USAGE, "`18446744073709551615` GB: out of range"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "18446744073709551615B"], "size u64::MAX bytes", USAGE, "--image-size 18446744073709551615B: out of range"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "0.01"], "size 0.01 GB", USAGE, "`0.01` GB: out of range"),
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "99999999999G"], "size overflowing 64 bits", USAGE, "`99999999999G` is too large"),
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "1K"], "size below 64M", USAGE, "--image-size 1K: out of range"),
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "17T"], "size above 16T", USAGE, "--image-size 17T: out of range"),

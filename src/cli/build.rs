@@ -246,6 +246,9 @@ fn parse_image_size(text: &str) -> Result<String, String> {
         if mebibytes < 1.0 {
             return Err(format!("`{text}` GB is less than 1 MiB"));
         }
+        // Checked here, while the value is still the one the user typed.
+        crate::preflight::image_size_in_range(mebibytes * (1u64 << 20) as f64)
+            .map_err(|problem| format!("`{text}` GB: {problem}"))?;
         return Ok(format!("{mebibytes}M"));
     }
     parse_size(text).map(|_| text.to_owned())
