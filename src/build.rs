@@ -90,7 +90,11 @@ impl Build<'_> {
     /// Everything that needs the sandbox.
     fn in_sandbox(&self, work: &Path) -> anyhow::Result<Manifest> {
         let Build { plan, options, cache, keys, reporter, destinations, started } = *self;
-        workdir::mount_tmpfs_if_memory_allows(work)?;
+        // An explicit --work-dir is where the user wants the tree (and its space accounting):
+        // only the default location is moved to tmpfs.
+        if options.work_dir.is_none() {
+            workdir::mount_tmpfs_if_memory_allows(work)?;
+        }
         let ctx = BuildContext {
             plan,
             target: work.join("root"),
@@ -213,6 +217,9 @@ fn timed<T>(
     cached: bool,
     work: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    // A stop signal that arrived between commands killed nothing: stop before the next stage
+    // (above all before publishing) instead of finishing the build.
+    crate::sandbox::check_interrupted().with_context(|| format!("before stage {stage}"))?;
     let started = Instant::now();
     let own_step = ORCHESTRATOR_STEPS.iter().any(|prefix| stage.starts_with(prefix)).then(|| reporter.step(stage));
     let result = work().with_context(|| format!("stage {stage}"));

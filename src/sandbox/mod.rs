@@ -8,4 +8,4 @@ mod namespace;
 
 pub use chroot::chroot_command;
 pub use mounts::{mount_points_under, mount_tmpfs, remove_tree, unmount_below, Bind, ChrootMounts, MountError};
-pub use namespace::{check_interrupted, interrupted, isolate, stop_signal, Interrupted};
+pub use namespace::{catch_stop_signals, check_interrupted, interrupted, isolate, stop_signal, Interrupted};

@@ -95,6 +95,18 @@ pub fn check_interrupted() -> Result<(), Interrupted> {
     }
 }
 
+/// For commands that run no sandbox (`test`): remember a stop signal instead of dying at once,
+/// so the command unwinds (killing its VM, removing its temporary directory) and exits with
+/// 128 + the signal. Callers poll [`check_interrupted`].
+pub fn catch_stop_signals() -> anyhow::Result<()> {
+    install_handler(on_stop_remember).context("cannot install signal handlers")
+}
+
+extern "C" fn on_stop_remember(signal: libc::c_int) {
+    STOP_SIGNAL.store(signal, Ordering::SeqCst);
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
 fn tool_is_gone(alive_read: &OwnedFd) -> bool {
     let mut byte = [0u8; 1];
     // EOF means every write end is closed: the tool has exited. EAGAIN means it is alive.
