@@ -12,10 +12,10 @@ use anyhow::{bail, Context};
 
 use crate::cache::{StageCache, StageKeys};
 use crate::element::Phase;
-use crate::manifest::{Manifest, Package, StageTiming};
+use crate::manifest::{Manifest, Package, RunInfo, StageTiming};
 use crate::plan::Plan;
 use crate::progress::Reporter;
-use crate::recipe::ImageFormat;
+use crate::recipe::{GlanceSpec, ImageFormat};
 use crate::stage::publish;
 use crate::stage::{self, BreakPoint, BuildContext};
 use crate::workdir;
@@ -53,9 +53,12 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
             let _step =
                 reporter.step(format!("outputs: unchanged inputs, restoring from cache ({})", keys.outputs.short()));
             let mut manifest = publish::from_cache(&stored, &destinations, options.checksum)?;
-            manifest.stages =
+            // What later commands read comes from this plan: a recipe's glance: or checks: do
+            // not change the image, so an entry stored before such an edit is still this image.
+            manifest.hand_on(plan);
+            let stages =
                 vec![StageTiming { stage: "outputs".into(), seconds: started.elapsed().as_secs_f64(), cached: true }];
-            manifest.duration_seconds = started.elapsed().as_secs_f64();
+            manifest.run = RunInfo::new(stages, started);
             publish::manifest(&manifest, &destinations[0].1)?;
             return Ok(manifest);
         }
@@ -162,7 +165,7 @@ impl Build<'_> {
         timed(&mut timings, reporter, "cleanup", false, || stage::cleanup::run(&ctx))?;
 
         let raw = work.join("disk.raw");
-        timed(&mut timings, reporter, "disk", false, || stage::disk::run(&ctx, &raw).map(|_| ()))?;
+        let disk = timed(&mut timings, reporter, "disk", false, || stage::disk::run(&ctx, &raw))?;
         let scratch = work.join("out");
         fs::create_dir_all(&scratch).context("cannot create the conversion directory")?;
         let files = publish::image_files(destinations, &scratch);
@@ -172,19 +175,24 @@ impl Build<'_> {
         })?;
         let outputs = timed(&mut timings, reporter, "publish", false, || publish::images(&files, options.checksum))?;
 
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-            recipe: plan.recipe.clone(),
+            recipe: None,
+            recipe_source: None,
             distro: plan.distro.clone(),
             release: plan.release.clone(),
             arch: plan.arch.clone(),
             elements: plan.elements.iter().map(|e| e.name.clone()).collect(),
             packages: packages.into_iter().map(|(name, version)| Package { name, version }).collect(),
             outputs,
-            stages: timings,
-            duration_seconds: started.elapsed().as_secs_f64(),
+            root_uuid: disk.root_uuid,
+            kernel_version: disk.kernel_version,
+            glance: GlanceSpec::default(),
+            checks: Vec::new(),
             cache_key: keys.outputs.to_string(),
+            run: RunInfo::new(timings, started),
         };
+        manifest.hand_on(plan);
         let manifest_path = publish::manifest(&manifest, &destinations[0].1)?;
         if options.use_cache {
             // The images are stored from scratch under their published names, with the manifest.
@@ -258,7 +266,7 @@ fn print_timings(reporter: &Reporter, manifest: &Manifest, quiet: bool) {
     for (label, duration) in steps.iter().take(25) {
         eprintln!("{:<60} {:>9.1}", truncate(label, 60), duration.as_secs_f64());
     }
-    eprintln!("{:<60} {:>9.1}", "total", manifest.duration_seconds);
+    eprintln!("{:<60} {:>9.1}", "total", manifest.run.duration_seconds);
     for output in &manifest.outputs {
         eprintln!("wrote {} ({} bytes, sha256 {})", output.file, output.size, output.sha256);
     }

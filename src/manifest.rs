@@ -1,11 +1,16 @@
-//! The JSON manifest written beside every image (`<image>.manifest.json`, DESIGN.md section 3.5).
-//!
-//! `upload` and `test` read its `recipe` field to find Glance properties and checks.
+//! The JSON manifest written beside every image (`<image>.manifest.json`): the typed handoff
+//! from `build` to the later commands. `upload` takes the Glance record from it and `test` the
+//! checks, so neither looks the recipe up again (a recipe from `--recipes-dir` need not be on
+//! their search path). What differs between two runs of the same build (timings, host) is kept
+//! apart in [`RunInfo`], so two manifests of one build compare equal without it.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+
+use crate::plan::Plan;
+use crate::recipe::{Check, GlanceSpec, RecipeSource};
 
 /// Errors reading the manifest beside an image.
 #[derive(Debug, thiserror::Error)]
@@ -41,44 +46,72 @@ pub struct StageTiming {
     pub cached: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What belongs to this run rather than to the image: it differs between two builds of the
+/// same inputs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub stages: Vec<StageTiming>,
+    pub duration_seconds: f64,
+    /// The build host's name.
+    #[serde(default)]
+    pub host: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub tool_version: String,
     /// Recipe name; `None` for a DIB-mode build.
     pub recipe: Option<String>,
+    /// The recipe file and its digest; `None` for a DIB-mode build.
+    #[serde(default)]
+    pub recipe_source: Option<RecipeSource>,
     pub distro: String,
     pub release: String,
     pub arch: String,
     pub elements: Vec<String>,
     pub packages: Vec<Package>,
     pub outputs: Vec<OutputEntry>,
-    pub stages: Vec<StageTiming>,
-    pub duration_seconds: f64,
+    /// The root filesystem's UUID (what `/etc/fstab` and GRUB name).
+    #[serde(default)]
+    pub root_uuid: String,
+    /// The kernel the image boots.
+    #[serde(default)]
+    pub kernel_version: String,
+    /// The Glance record `upload` creates (the recipe's `glance:`; empty in DIB mode).
+    #[serde(default)]
+    pub glance: GlanceSpec,
+    /// The checks `test` runs (the recipe's `checks:`; none in DIB mode).
+    #[serde(default)]
+    pub checks: Vec<Check>,
     /// The stage-cache key of the finished image (equal keys, equal inputs).
     pub cache_key: String,
+    #[serde(default)]
+    pub run: RunInfo,
+}
+
+impl RunInfo {
+    /// This run's stage timings, its duration so far and the host's name.
+    pub fn new(stages: Vec<StageTiming>, started: std::time::Instant) -> RunInfo {
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        RunInfo { stages, duration_seconds: started.elapsed().as_secs_f64(), host }
+    }
 }
 
 impl Manifest {
+    /// Copy what `upload` and `test` need from the plan: recipe name and source, the Glance
+    /// record and the checks.
+    pub fn hand_on(&mut self, plan: &Plan) {
+        self.recipe = plan.recipe.clone();
+        self.recipe_source = plan.recipe_source.clone();
+        self.glance = plan.glance.clone();
+        self.checks = plan.checks.clone();
+    }
+
     /// Where the manifest of `image` lives.
     pub fn path_for(image: &Path) -> PathBuf {
         let mut name = image.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         name.push(".manifest.json");
         image.with_file_name(name)
-    }
-
-    /// The recipe named by the manifest beside `image`: `None` when there is no manifest or it
-    /// names none (a DIB-mode build). Only the `recipe` field is read, so manifests of other
-    /// tool versions still work.
-    pub fn recipe_beside(image: &Path) -> Result<Option<String>, ManifestError> {
-        let path = Manifest::path_for(image);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(cause) => return Err(ManifestError::Read { path, cause }),
-        };
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|err| ManifestError::Invalid { path: path.clone(), message: err.to_string() })?;
-        Ok(value.get("recipe").and_then(serde_json::Value::as_str).map(str::to_owned))
     }
 
     pub fn to_json(&self) -> anyhow::Result<Vec<u8>> {
@@ -88,16 +121,18 @@ impl Manifest {
         Ok(json)
     }
 
-    /// Read the manifest beside `image`, if there is one.
-    pub fn read_beside(image: &Path) -> anyhow::Result<Option<Manifest>> {
+    /// Read the manifest beside `image`, if there is one. Fields added since a manifest was
+    /// written read as empty, so older manifests still work.
+    pub fn read_beside(image: &Path) -> Result<Option<Manifest>, ManifestError> {
         let path = Manifest::path_for(image);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .with_context(|| format!("{}: not a mesos-image manifest", path.display())),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
-        }
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(cause) => return Err(ManifestError::Read { path, cause }),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|err| ManifestError::Invalid { path: path.clone(), message: err.to_string() })
     }
 }
 
@@ -114,16 +149,18 @@ mod tests {
     }
 
     #[test]
-    fn recipe_is_read_from_any_manifest_shape() {
+    fn a_manifest_without_the_handoff_fields_still_reads() {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("x.qcow2");
-        assert_eq!(Manifest::recipe_beside(&image).unwrap(), None);
-        std::fs::write(Manifest::path_for(&image), r#"{"recipe": "ubuntu-mesos", "other": [1]}"#).unwrap();
-        assert_eq!(Manifest::recipe_beside(&image).unwrap().as_deref(), Some("ubuntu-mesos"));
-        std::fs::write(Manifest::path_for(&image), r#"{"recipe": null}"#).unwrap();
-        assert_eq!(Manifest::recipe_beside(&image).unwrap(), None);
+        let old = r#"{"tool_version": "0.1.0", "recipe": "debian-base", "distro": "debian", "release": "bookworm",
+            "arch": "amd64", "elements": [], "packages": [], "outputs": [], "stages": [], "duration_seconds": 1.0,
+            "cache_key": "k"}"#;
+        std::fs::write(Manifest::path_for(&image), old).unwrap();
+        let manifest = Manifest::read_beside(&image).unwrap().unwrap();
+        assert_eq!(manifest.recipe.as_deref(), Some("debian-base"));
+        assert!(manifest.checks.is_empty() && manifest.glance == GlanceSpec::default());
         std::fs::write(Manifest::path_for(&image), "{oops").unwrap();
-        let err = Manifest::recipe_beside(&image).unwrap_err().to_string();
+        let err = format!("{:#}", Manifest::read_beside(&image).unwrap_err());
         assert!(err.contains("x.qcow2.manifest.json: not a mesos-image manifest"), "{err}");
     }
 
@@ -135,15 +172,19 @@ mod tests {
         let manifest = Manifest {
             tool_version: "0".into(),
             recipe: Some("debian-mesos".into()),
+            recipe_source: Some(RecipeSource { path: "/r/debian-mesos.yaml".into(), sha256: "ab".into() }),
             distro: "debian".into(),
             release: "bookworm".into(),
             arch: "amd64".into(),
             elements: vec!["vm".into()],
             packages: vec![Package { name: "jq".into(), version: "1.6".into() }],
             outputs: vec![],
-            stages: vec![],
-            duration_seconds: 1.5,
+            root_uuid: "0b5e".into(),
+            kernel_version: "6.1.0-26-cloud-amd64".into(),
+            glance: GlanceSpec { properties: [("os_distro".into(), "debian".into())].into(), ..GlanceSpec::default() },
+            checks: vec![],
             cache_key: "k".into(),
+            run: RunInfo { stages: vec![], duration_seconds: 1.5, host: "h".into() },
         };
         std::fs::write(Manifest::path_for(&image), manifest.to_json().unwrap()).unwrap();
         assert_eq!(Manifest::read_beside(&image).unwrap(), Some(manifest));

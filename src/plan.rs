@@ -13,7 +13,7 @@ use crate::element::{
     environment, merge_environment_d, merge_hooks, runparts, ElementError, ElementLibrary, HookScript, Phase,
 };
 use crate::mirror::{self, HostDistro, MirrorSources};
-use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe};
+use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe, RecipeSource};
 
 /// One element of the resolved set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +51,8 @@ pub struct PlannedScript {
 pub struct Plan {
     /// Recipe name, or `None` in DIB mode (elements on the command line).
     pub recipe: Option<String>,
+    /// The recipe file and its digest, when the recipe came from a file.
+    pub recipe_source: Option<RecipeSource>,
     pub distro: String,
     pub release: String,
     pub arch: String,
@@ -244,6 +246,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         .collect();
     Ok(Plan {
         recipe: recipe.map(|r| r.name.clone()),
+        recipe_source: None,
         distro,
         release,
         arch,

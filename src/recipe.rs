@@ -157,6 +157,23 @@ impl Default for ImageSpec {
     }
 }
 
+/// The recipe file a plan came from, so a later reader can tell whether it changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipeSource {
+    pub path: PathBuf,
+    /// Lowercase hex sha256 of the file.
+    pub sha256: String,
+}
+
+impl RecipeSource {
+    /// Hash the recipe file at `path` (made absolute).
+    pub fn read(path: &Path) -> std::io::Result<RecipeSource> {
+        let path = std::path::absolute(path)?;
+        let (sha256, _) = crate::hashing::sha256_file(&path)?;
+        Ok(RecipeSource { path, sha256 })
+    }
+}
+
 /// What `mesos-image upload` sets on the Glance record for images of this recipe.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

@@ -15,7 +15,7 @@ use crate::build::{self, BuildOptions};
 use crate::element::Phase;
 use crate::paths;
 use crate::plan::{HostContext, PhaseStep, Plan, PlanOptions};
-use crate::recipe::{parse_size, BaseMethod, ImageFormat, Overrides, Recipe};
+use crate::recipe::{parse_size, BaseMethod, ImageFormat, Overrides, Recipe, RecipeSource};
 use crate::stage::BreakPoint;
 
 /// The recipe used when neither elements nor `--recipe` are given.
@@ -156,7 +156,10 @@ pub fn make_plan(args: &BuildArgs, host: HostContext) -> anyhow::Result<Plan> {
     }
     let name = args.recipe.as_deref().unwrap_or(DEFAULT_RECIPE);
     let (recipe, path) = Recipe::find(name, &args.recipes_dir.search_path())?;
-    Plan::from_recipe(&recipe, &options).with_context(|| format!("recipe {}", path.display()))
+    let source = RecipeSource::read(&path).with_context(|| format!("cannot read recipe {}", path.display()))?;
+    let mut plan = Plan::from_recipe(&recipe, &options).with_context(|| format!("recipe {}", path.display()))?;
+    plan.recipe_source = Some(source);
+    Ok(plan)
 }
 
 fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptions> {

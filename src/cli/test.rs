@@ -111,30 +111,36 @@ fn print_outcome(outcome: &TestOutcome, format: OutputFormat) -> anyhow::Result<
     Ok(())
 }
 
-/// The checks to run and the recipe they came from: `--recipe`, else the image's manifest.
+/// The checks to run and the recipe they came from: `--recipe`, else the manifest beside the
+/// image (which carries the recipe's checks, wherever the recipe was found at build time).
 fn recipe_checks(args: &TestArgs) -> anyhow::Result<(String, Vec<Check>)> {
-    let name = match &args.recipe {
-        Some(name) => name.clone(),
-        None => Manifest::recipe_beside(&args.image)?.ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}: no recipe to take checks from: no manifest naming one beside the image ({}); pass --recipe NAME or --recipe PATH",
-                args.image.display(),
-                Manifest::path_for(&args.image).display()
-            )
-        })?,
+    let (name, checks, source) = match &args.recipe {
+        Some(name) => {
+            let mut search = args.recipes_dir.clone();
+            search.push(crate::paths::builtin_recipes_dir());
+            let (recipe, path) = Recipe::find(name, &search)?;
+            (recipe.name, recipe.checks, path.display().to_string())
+        }
+        None => {
+            let manifest = Manifest::read_beside(&args.image)?
+                .and_then(|m| Some((m.recipe?, m.checks)))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: no recipe to take checks from: no manifest naming one beside the image ({}); pass --recipe NAME or --recipe PATH",
+                        args.image.display(),
+                        Manifest::path_for(&args.image).display()
+                    )
+                })?;
+            (manifest.0, manifest.1, Manifest::path_for(&args.image).display().to_string())
+        }
     };
-    let mut search = args.recipes_dir.clone();
-    search.push(crate::paths::builtin_recipes_dir());
-    let (recipe, path) = Recipe::find(&name, &search)?;
-    if recipe.checks.is_empty() {
+    if checks.is_empty() {
         anyhow::bail!(
-            "{}: recipe `{}` ({}) has no checks; pass --recipe with a recipe that lists `checks:`",
+            "{}: recipe `{name}` ({source}) has no checks; pass --recipe with a recipe that lists `checks:`",
             args.image.display(),
-            recipe.name,
-            path.display()
         );
     }
-    Ok((recipe.name, recipe.checks))
+    Ok((name, checks))
 }
 
 #[cfg(test)]
@@ -162,5 +168,11 @@ mod tests {
         };
         let err = recipe_checks(&args).unwrap_err().to_string();
         assert!(err.contains("x.qcow2") && err.contains("--recipe"), "{err}");
+
+        // A manifest carries the checks itself: the recipe need not be on any search path.
+        let checks = vec![Check::Package("jq".into())];
+        let manifest = Manifest { recipe: Some("elsewhere".into()), checks: checks.clone(), ..Manifest::default() };
+        std::fs::write(Manifest::path_for(&image), manifest.to_json().unwrap()).unwrap();
+        assert_eq!(recipe_checks(&args).unwrap(), ("elsewhere".to_owned(), checks));
     }
 }

@@ -1,5 +1,5 @@
-//! The Glance image record: flags win over the recipe's `glance:` section, which wins over
-//! defaults (container `bare`, visibility `private`, like the glance client). disk_format comes
+//! The Glance image record: flags win over the recipe's `glance:` section (as the build's
+//! manifest carries it, or from `--recipe`), which wins over defaults (container `bare`, visibility `private`, like the glance client). disk_format comes
 //! from the file header; a `--disk-format` that disagrees is an error.
 
 use std::collections::BTreeMap;
@@ -84,13 +84,12 @@ impl ImageRecord {
 
 /// Build the record for the image at `image` from flags, the recipe and the file header.
 pub fn build_record(image: &Path, flags: &RecordFlags, recipe_dirs: &[PathBuf]) -> Result<ImageRecord, RecordError> {
-    let recipe_name = match &flags.recipe {
-        Some(name) => Some(name.clone()),
-        None => Manifest::recipe_beside(image)?,
-    };
-    let glance = match &recipe_name {
-        Some(name) => load_glance_spec(name, recipe_dirs)?,
-        None => GlanceSpec::default(),
+    let (recipe_name, glance) = match &flags.recipe {
+        Some(name) => (Some(name.clone()), load_glance_spec(name, recipe_dirs)?),
+        None => match Manifest::read_beside(image)? {
+            Some(manifest) => (manifest.recipe, manifest.glance),
+            None => (None, GlanceSpec::default()),
+        },
     };
     let disk_format = choose_disk_format(image, flags.disk_format.as_deref(), glance.disk_format.as_deref())?;
     let visibility = flags.visibility.clone().or(glance.visibility).unwrap_or_else(|| "private".to_owned());
@@ -213,10 +212,22 @@ mod tests {
         assert_eq!(record.recipe, None);
     }
 
+    /// The manifest a build of the fixture's recipe writes beside the image.
+    fn write_manifest(f: &Fixture, recipe: Option<&str>) {
+        let glance = match recipe {
+            Some(_) => serde_yaml_ng::from_str::<Recipe>(RECIPE).unwrap().glance,
+            None => GlanceSpec::default(),
+        };
+        let manifest = Manifest { recipe: recipe.map(str::to_owned), glance, ..Manifest::default() };
+        std::fs::write(Manifest::path_for(&f.image), manifest.to_json().unwrap()).unwrap();
+    }
+
     #[test]
-    fn the_manifest_beside_the_image_brings_the_recipe_and_flags_win() {
+    fn the_manifest_beside_the_image_brings_the_record_and_flags_win() {
         let f = fixture(b"QFI\xfb");
-        std::fs::write(Manifest::path_for(&f.image), r#"{"recipe": "ubuntu-mesos", "other": [1, 2]}"#).unwrap();
+        write_manifest(&f, Some("ubuntu-mesos"));
+        // The recipe is on no search path (built with --recipes-dir): the manifest is enough.
+        std::fs::remove_dir_all(f.dir.path().join("recipes")).unwrap();
         let flags = RecordFlags {
             visibility: Some("shared".into()),
             tags: vec!["extra".into(), "mesos".into()],
@@ -241,7 +252,7 @@ mod tests {
     #[test]
     fn a_manifest_without_a_recipe_adds_nothing() {
         let f = fixture(b"QFI\xfb");
-        std::fs::write(Manifest::path_for(&f.image), r#"{"recipe": null}"#).unwrap();
+        write_manifest(&f, None);
         assert_eq!(build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap().recipe, None);
         std::fs::write(Manifest::path_for(&f.image), "{oops").unwrap();
         let err = build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap_err().to_string();

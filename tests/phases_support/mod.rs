@@ -16,6 +16,7 @@ use mesos_image::stage::BuildContext;
 pub fn empty_plan() -> Plan {
     Plan {
         recipe: None,
+        recipe_source: None,
         distro: "debian".into(),
         release: "bookworm".into(),
         arch: "amd64".into(),
