@@ -61,6 +61,9 @@ pub enum OutputFormat {
 pub fn run(args: TestArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     crate::preflight::test(&args)?;
     let (recipe_name, checks) = recipe_checks(&args)?;
+    // Ctrl-C or a service manager's SIGTERM must still kill the VM and remove the temporary
+    // directory: the boot wait notices the signal and unwinds.
+    crate::sandbox::catch_stop_signals()?;
     let options = TestOptions {
         accel: args.accel,
         memory_mib: args.memory,
@@ -69,7 +72,6 @@ pub fn run(args: TestArgs, global: &GlobalOpts) -> anyhow::Result<()> {
         kernel: args.kernel.clone(),
         initrd: args.initrd.clone(),
         append: args.append.clone(),
-        keep_serial_log: args.keep_serial_log.clone(),
     };
     if !global.quiet {
         eprintln!("==> testing {} with {} checks of recipe {recipe_name}", args.image.display(), checks.len());
@@ -80,7 +82,11 @@ pub fn run(args: TestArgs, global: &GlobalOpts) -> anyhow::Result<()> {
         }
     };
     let outcome = vmtest::run_checks(&args.image, &checks, &options, &mut on_phase)?;
+    // The results first: nothing that can fail afterwards may lose them.
     print_outcome(&outcome, args.format)?;
+    if let Some(keep) = &args.keep_serial_log {
+        vmtest::keep_serial_log(&outcome, keep)?;
+    }
     if outcome.passed() {
         return Ok(());
     }
@@ -106,6 +112,9 @@ fn print_outcome(outcome: &TestOutcome, format: OutputFormat) -> anyhow::Result<
                 None => format!(" ({})", outcome.accel),
             };
             println!("{passed} passed, {} failed{timing}", outcome.report.failures());
+            if let Some(switch) = &outcome.accel_switch {
+                println!("accelerator: {switch}");
+            }
         }
     }
     Ok(())

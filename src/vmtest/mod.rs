@@ -32,8 +32,6 @@ pub struct TestOptions {
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     pub append: Option<String>,
-    /// Copy the serial log here when the run ends, whatever the outcome.
-    pub keep_serial_log: Option<PathBuf>,
 }
 
 impl Default for TestOptions {
@@ -46,15 +44,24 @@ impl Default for TestOptions {
             kernel: None,
             initrd: None,
             append: None,
-            keep_serial_log: None,
         }
     }
 }
+
+/// An automatically chosen KVM guest that shows no kernel output this long after the bootloader
+/// hands over has stalled (these hosts: /dev/kvm opens, the probe passes, a real guest stops
+/// right after GRUB). TCG reaches the kernel in a few seconds.
+const KVM_KERNEL_GRACE: Duration = Duration::from_secs(30);
+/// Without even a bootloader line, a KVM guest this long after start has stalled too.
+const KVM_SILENT_START: Duration = Duration::from_secs(90);
+/// How often a boot wait looks up from the console to notice a stop signal.
+const WAIT_SLICE: Duration = Duration::from_millis(500);
 
 /// Milestones of a boot, recognised on the serial console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    Bootloader,
     Kernel,
     CloudInit,
     Checks,
@@ -62,10 +69,12 @@ pub enum Phase {
 }
 
 impl Phase {
-    const ALL: [Phase; 4] = [Phase::Kernel, Phase::CloudInit, Phase::Checks, Phase::Done];
+    const ALL: [Phase; 5] = [Phase::Bootloader, Phase::Kernel, Phase::CloudInit, Phase::Checks, Phase::Done];
 
     fn pattern(self) -> &'static str {
         match self {
+            // GRUB's "Booting `ENTRY'" as it hands over to the kernel.
+            Phase::Bootloader => "Booting ",
             Phase::Kernel => "Linux version",
             Phase::CloudInit => "Cloud-init v.",
             Phase::Checks => checks::BEGIN_MARKER,
@@ -75,6 +84,7 @@ impl Phase {
 
     pub fn describe(self) -> &'static str {
         match self {
+            Phase::Bootloader => "bootloader",
             Phase::Kernel => "kernel started",
             Phase::CloudInit => "cloud-init running",
             Phase::Checks => "checks running",
@@ -93,6 +103,11 @@ pub struct TestOutcome {
     pub phases: Vec<(Phase, f64)>,
     /// Why the run ended early (timeout, VM exited), if it did.
     pub problem: Option<String>,
+    /// Why the accelerator was switched during the run, if it was.
+    pub accel_switch: Option<String>,
+    /// The guest's serial console, for `--keep-serial-log` (written after the results).
+    #[serde(skip)]
+    pub serial_log: Vec<u8>,
 }
 
 impl TestOutcome {
@@ -107,7 +122,9 @@ impl TestOutcome {
 }
 
 /// Boot `image` (never modified: the disk is a snapshot), run `checks` in the guest, and
-/// return their results. `on_phase` hears each boot milestone with its elapsed time.
+/// return their results. `on_phase` hears each boot milestone with its elapsed time. A stop
+/// signal (see [`crate::sandbox::catch_stop_signals`]) ends the wait: the VM is killed and the
+/// temporary directory removed on the way out.
 pub fn run_checks(
     image: &Path,
     checks: &[Check],
@@ -115,8 +132,11 @@ pub fn run_checks(
     on_phase: &mut dyn FnMut(Phase, Duration),
 ) -> anyhow::Result<TestOutcome> {
     let script = checks::script(checks)?;
-    let work =
-        tempfile::Builder::new().prefix("mesos-image-test-").tempdir().context("cannot create a work directory")?;
+    remove_stale_work_dirs(&std::env::temp_dir());
+    let work = tempfile::Builder::new()
+        .prefix(&format!("{WORK_PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .context("cannot create a work directory")?;
     let spec = seed::SeedSpec {
         instance_id: format!("mesos-image-test-{}", std::process::id()),
         hostname: "mesos-image-test".to_owned(),
@@ -125,20 +145,50 @@ pub fn run_checks(
     };
     let seed_image = seed::build_seed(&spec, work.path())?;
     let serial_log = work.path().join("serial.log");
-    let config = vm_config(image, &seed_image, &serial_log, options)?;
+    let mut config = vm_config(image, &seed_image, &serial_log, options)?;
 
     let mut vm = Vm::boot(&config)?;
-    let accel = vm.accel();
-    let (phases, problem) = follow_boot(&mut vm, options.timeout, on_phase);
-    // Results are on the console already; no need to wait for the guest's poweroff.
-    drop(vm);
-
-    if let Some(keep) = &options.keep_serial_log {
-        keep_copy(&serial_log, keep)?;
+    let mut accel_switch = None;
+    let watch_kvm = options.accel == Accel::Auto && vm.accel() == Accel::Kvm;
+    let mut phases = Vec::new();
+    let mut end = follow_boot(&mut vm, options.timeout, watch_kvm, &mut phases, on_phase)?;
+    if let BootEnd::KvmStalled(why) = end {
+        // Results are on the console already; no need to wait for the guest's poweroff.
+        drop(vm);
+        let note = format!("{why}: restarted under TCG");
+        tracing::warn!("{note}");
+        accel_switch = Some(note);
+        config.accel = Accel::Tcg;
+        vm = Vm::boot(&config)?;
+        phases.clear();
+        end = follow_boot(&mut vm, options.timeout, false, &mut phases, on_phase)?;
     }
+    let accel = vm.accel();
+    drop(vm);
+    let problem = match end {
+        BootEnd::Finished(problem) => problem,
+        BootEnd::KvmStalled(why) => Some(why),
+    };
     let log = std::fs::read(&serial_log).with_context(|| format!("cannot read {}", serial_log.display()))?;
     let report = Report::from_serial_log(&String::from_utf8_lossy(&log), checks);
-    Ok(TestOutcome { report, accel: accel.name().to_owned(), phases, problem })
+    Ok(TestOutcome { report, accel: accel.name().to_owned(), phases, problem, accel_switch, serial_log: log })
+}
+
+/// Temporary directories are `mesos-image-test-<pid>-XXXXXX`.
+const WORK_PREFIX: &str = "mesos-image-test-";
+
+/// A run killed by SIGKILL cannot remove its temporary directory: the next run does, once the
+/// process named in it is gone.
+fn remove_stale_work_dirs(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(WORK_PREFIX).and_then(|rest| rest.split('-').next()) else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A key for the default user makes the guest reachable when debugging a run; without
@@ -153,14 +203,10 @@ fn throwaway_ssh_key(dir: &Path) -> Vec<String> {
     }
 }
 
-/// Copy under a temporary name beside the target, then rename: no half-written log is left.
-fn keep_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let mut partial = to.as_os_str().to_owned();
-    partial.push(".part");
-    let partial = PathBuf::from(partial);
-    std::fs::copy(from, &partial).with_context(|| format!("cannot copy the serial log to {}", partial.display()))?;
-    std::fs::rename(&partial, to)
-        .with_context(|| format!("cannot rename {} to {}", partial.display(), to.display()))?;
+/// Write the serial log kept in `outcome` to `to`, atomically (no half-written log is left).
+pub fn keep_serial_log(outcome: &TestOutcome, to: &Path) -> anyhow::Result<()> {
+    crate::output::publish_bytes(&outcome.serial_log, to)
+        .with_context(|| format!("cannot keep the serial log at {}", to.display()))?;
     Ok(())
 }
 
@@ -177,31 +223,58 @@ fn vm_config(image: &Path, seed_image: &Path, serial_log: &Path, options: &TestO
     Ok(config)
 }
 
-/// Watch the console until the end marker, the timeout, or the VM's exit.
+/// How following a boot ended.
+enum BootEnd {
+    /// The end marker, or the problem that stopped the run (timeout, VM exited).
+    Finished(Option<String>),
+    /// An automatically chosen KVM guest stopped showing progress.
+    KvmStalled(String),
+}
+
+/// Watch the console until the end marker, the timeout, the VM's exit, a stop signal, or (with
+/// `watch_kvm`) a KVM guest that shows no kernel output after the bootloader.
 fn follow_boot(
     vm: &mut Vm,
     timeout: Duration,
+    watch_kvm: bool,
+    reached: &mut Vec<(Phase, f64)>,
     on_phase: &mut dyn FnMut(Phase, Duration),
-) -> (Vec<(Phase, f64)>, Option<String>) {
-    let deadline = Instant::now() + timeout;
-    let mut reached = Vec::new();
+) -> anyhow::Result<BootEnd> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut kvm_deadline = watch_kvm.then(|| (started + KVM_SILENT_START, "KVM guest printed nothing"));
     let mut next = 0;
     while next < Phase::ALL.len() {
+        crate::sandbox::check_interrupted()?;
+        let now = Instant::now();
+        if let Some((limit, why)) = kvm_deadline {
+            if now >= limit {
+                return Ok(BootEnd::KvmStalled(format!("{why} ({}s)", (now - started).as_secs())));
+            }
+        }
+        if now >= deadline {
+            return Ok(BootEnd::Finished(Some(format!("timed out after {}s (raise --timeout?)", timeout.as_secs()))));
+        }
         let remaining = &Phase::ALL[next..];
         let patterns: Vec<&str> = remaining.iter().map(|phase| phase.pattern()).collect();
-        match vm.wait_for_any(&patterns, deadline.saturating_duration_since(Instant::now())) {
+        match vm.wait_for_any(&patterns, WAIT_SLICE.min(deadline - now)) {
             Ok(found) => {
                 let phase = remaining[found];
                 let elapsed = vm.elapsed();
                 on_phase(phase, elapsed);
                 reached.push((phase, elapsed.as_secs_f64()));
                 next += found + 1;
+                kvm_deadline = match (kvm_deadline, phase) {
+                    (Some(_), Phase::Bootloader) => Some((
+                        Instant::now() + KVM_KERNEL_GRACE,
+                        "KVM guest showed no kernel output after the bootloader handed over",
+                    )),
+                    _ => None,
+                };
             }
-            Err(VmError::Timeout { .. }) => {
-                return (reached, Some(format!("timed out after {}s (raise --timeout?)", timeout.as_secs())));
-            }
-            Err(err) => return (reached, Some(err.to_string())),
+            Err(VmError::Timeout { .. }) => continue,
+            Err(err) => return Ok(BootEnd::Finished(Some(err.to_string()))),
         }
     }
-    (reached, None)
+    Ok(BootEnd::Finished(None))
 }
