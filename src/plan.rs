@@ -6,14 +6,17 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::element::installtype::InstallTypes;
 pub use crate::element::packages::PackageSet;
 use crate::element::packages::{self, PackageContext};
 use crate::element::pkgmap::PkgMapFile;
+use crate::element::request::{self, AddedElement};
 use crate::element::{
-    environment, merge_environment_d, merge_hooks, runparts, ElementError, ElementLibrary, HookScript, Phase,
+    environment, merge_environment_d, merge_hooks_typed, runparts, ElementError, ElementLibrary, HookScript, Phase,
 };
 use crate::mirror::{self, HostDistro, MirrorSources};
 use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe, RecipeSource};
+use crate::stage::dib_runtime::{self, DibSettings};
 
 /// One element of the resolved set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,6 +68,8 @@ pub struct Plan {
     pub mirror: Option<String>,
     /// The resolved element set, sorted by name.
     pub elements: Vec<PlannedElement>,
+    /// Elements disk-image-create's rules added to the request (DIB mode), with the rule.
+    pub added_elements: Vec<AddedElement>,
     /// Hook scripts per phase, in run-parts order.
     pub scripts: BTreeMap<Phase, Vec<PlannedScript>>,
     /// `environment.d` files, sourced in this order before every script.
@@ -124,6 +129,8 @@ pub struct PlanOptions {
     pub image_name: Option<String>,
     /// `-x`.
     pub trace: bool,
+    /// `-n`: do not add `base` in DIB mode.
+    pub skip_base: bool,
     pub host: HostContext,
 }
 
@@ -182,9 +189,9 @@ fn phase_steps(phase: Phase, scripts: &[PlannedScript]) -> Vec<PhaseStep<'_>> {
 fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) -> Result<Plan, PlanError> {
     let arch = target_arch(recipe, options);
     let library = ElementLibrary::scan(&options.elements_path)?;
-    let requested = match recipe {
-        Some(_) => requested.to_vec(),
-        None => with_block_device_default(requested, &library, &arch),
+    let (requested, added_elements) = match recipe {
+        Some(_) => (requested.to_vec(), Vec::new()),
+        None => request::with_dib_defaults(requested, &library, &arch, !options.skip_base),
     };
     let resolved = library.resolve(&requested)?;
     let image_element = resolved.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ");
@@ -230,6 +237,15 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
             pkg_maps.insert(element.name.clone(), map.resolve(&distro, &release));
         }
     }
+    let image = recipe.map(|r| r.image.clone()).unwrap_or_else(|| image_with_overrides(&options.overrides));
+    let element_dirs: Vec<(&str, &std::path::Path)> =
+        resolved.iter().map(|e| (e.name.as_str(), e.path.as_path())).collect();
+    let settings = DibSettings {
+        root_label: image.root_label.clone(),
+        image_type: image.formats.first().map(|f| f.name().to_owned()).unwrap_or_default(),
+    };
+    dib_runtime::add_plan_variables(&mut env, &element_dirs, &settings);
+
     // `when:` sees what scripts see: the plan's variables over what environment.d exported.
     let mut when_env = sourced;
     when_env.extend(env.clone());
@@ -240,7 +256,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
     };
     add_install_packages(&mut packages, Phase::Install, extra);
 
-    let scripts = merge_hooks(&resolved)?
+    let scripts = merge_hooks_typed(&resolved, &InstallTypes::from_env(&when_env))?
         .into_iter()
         .map(|(phase, list)| (phase, list.into_iter().map(planned_script).collect()))
         .collect();
@@ -253,12 +269,13 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         base,
         mirror,
         elements: resolved.iter().map(|e| PlannedElement { name: e.name.clone(), path: e.path.clone() }).collect(),
+        added_elements,
         scripts,
         environment_d: environment_d.into_iter().map(planned_script).collect(),
         packages,
         env,
         pkg_maps,
-        image: recipe.map(|r| r.image.clone()).unwrap_or_else(|| image_with_overrides(&options.overrides)),
+        image,
         glance: recipe.map(|r| r.glance.clone()).unwrap_or_default(),
         checks: recipe.map(|r| r.checks.clone()).unwrap_or_default(),
     })
@@ -379,22 +396,6 @@ fn target_system(
     Ok((distro, release, base))
 }
 
-/// DIB's disk-image-create adds a partitioning element when `vm` is requested without any
-/// `block-device-*` element (DIB's `vm` depends on the virtual `block-device`): MBR, or EFI on
-/// arm64. Only done when that element exists on the search path, since our own `vm` element
-/// leaves partitioning to the disk stage.
-fn with_block_device_default(requested: &[String], library: &ElementLibrary, arch: &str) -> Vec<String> {
-    let mut names = requested.to_vec();
-    let wants_vm = names.iter().any(|n| n == "vm");
-    let has_block_device = names.iter().any(|n| n.starts_with("block-device-"));
-    let default = if arch == "arm64" { "block-device-efi" } else { "block-device-mbr" };
-    if wants_vm && !has_block_device && library.get(default).is_some() {
-        tracing::debug!("vm without a block-device-* element: adding {default}, as disk-image-create does");
-        names.push(default.to_owned());
-    }
-    names
-}
-
 fn planned_script(script: HookScript) -> PlannedScript {
     PlannedScript { name: script.name, element: script.element, path: script.path }
 }
@@ -424,6 +425,9 @@ fn image_with_overrides(overrides: &Overrides) -> ImageSpec {
         image.qemu_img_options = Some(options.clone());
     }
     image.compress = overrides.compress;
+    if let Some(label) = &overrides.root_label {
+        image.root_label = label.clone();
+    }
     image
 }
 

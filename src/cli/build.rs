@@ -102,6 +102,9 @@ pub struct BuildArgs {
     /// [default: source, as disk-image-create].
     #[arg(long, value_name = "TYPE")]
     pub install_type: Option<String>,
+    /// DIB mode: do not add the `base` element (disk-image-create -n).
+    #[arg(short = 'n')]
+    pub skip_base: bool,
     /// Elements must not refresh their cached downloads (DIB_OFFLINE=1).
     #[arg(long)]
     pub offline: bool,
@@ -194,6 +197,7 @@ fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptio
         overrides,
         image_name: args.output.as_deref().and_then(output_stem),
         trace: args.trace > 0,
+        skip_base: args.skip_base,
         host,
     })
 }
@@ -233,6 +237,12 @@ fn dib_flag_variables(args: &BuildArgs) -> anyhow::Result<Vec<(&'static str, Str
     }
     if args.offline {
         vars.push(("DIB_OFFLINE", "1".to_owned()));
+    }
+    if args.checksum {
+        vars.push(("DIB_CHECKSUM", "1".to_owned()));
+    }
+    if let Some(size) = &args.image_size {
+        vars.push(("DIB_IMAGE_SIZE", size.clone()));
     }
     vars.retain(|(key, _)| !args.env.iter().any(|(k, _)| k == key));
     Ok(vars)
@@ -296,6 +306,12 @@ pub fn render_plan(plan: &Plan) -> String {
         formats.join(","),
         plan.image.qemu_img_options.as_deref().map(|o| format!(", qemu-img -o {o}")).unwrap_or_default()
     );
+    if !plan.added_elements.is_empty() {
+        let _ = writeln!(out, "\nadded elements:");
+        for added in &plan.added_elements {
+            let _ = writeln!(out, "  {:20} {}", added.name, added.reason);
+        }
+    }
     let _ = writeln!(out, "\nelements:");
     let width = plan.elements.iter().map(|e| e.name.len()).max().unwrap_or(0);
     for element in &plan.elements {

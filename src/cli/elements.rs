@@ -8,6 +8,7 @@ use super::GlobalOpts;
 use crate::element::installtype::{self, InstallTypes};
 use crate::element::packages::PackageInstalls;
 use crate::element::pkgmap::PkgMapFile;
+use crate::element::request;
 use crate::element::{
     self, element_scripts, merge_environment_d, merge_hooks, runparts, Element, ElementLibrary, Phase,
 };
@@ -50,8 +51,12 @@ pub enum ElementsCommand {
         #[command(flatten)]
         path: ElementsPathArgs,
     },
-    /// Print the resolved element set of NAME..., one name per line, sorted.
+    /// Print the resolved element set of NAME..., one name per line, sorted; with the elements
+    /// disk-image-create adds (`base` unless -n, a block-device-* for vm), as `build` does.
     Resolve {
+        /// Do not add `base` (disk-image-create -n).
+        #[arg(short = 'n')]
+        skip_base: bool,
         /// Requested elements (one must provide `operating-system`).
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
@@ -64,7 +69,7 @@ pub fn run(args: ElementsArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
     match args.command {
         ElementsCommand::List(path) => list(&path.scan()?),
         ElementsCommand::Show { name, path } => show(&path.scan()?, &name),
-        ElementsCommand::Resolve { names, path } => resolve(&path.scan()?, &names),
+        ElementsCommand::Resolve { names, path, skip_base } => resolve(&path.scan()?, &names, skip_base),
     }
 }
 
@@ -164,8 +169,11 @@ fn print_packages(element: &Element) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn resolve(library: &ElementLibrary, names: &[String]) -> anyhow::Result<()> {
-    let resolved = library.resolve(names)?;
+fn resolve(library: &ElementLibrary, names: &[String], skip_base: bool) -> anyhow::Result<()> {
+    let arch =
+        crate::plan::normalize_arch(&std::env::var("ARCH").unwrap_or_else(|_| std::env::consts::ARCH.to_owned()));
+    let (names, _added) = request::with_dib_defaults(names, library, &arch, !skip_base);
+    let resolved = library.resolve(&names)?;
     // Catch malformed hook directories and package files now, not halfway through a build.
     merge_hooks(&resolved)?;
     merge_environment_d(&resolved)?;

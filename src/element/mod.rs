@@ -13,6 +13,7 @@ mod library;
 pub mod packages;
 mod phase;
 pub mod pkgmap;
+pub mod request;
 mod resolve;
 pub mod runparts;
 

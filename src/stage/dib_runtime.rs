@@ -12,23 +12,12 @@ use crate::element::installtype::DEFAULT_INSTALL_TYPE;
 /// The element set as DIB describes it to scripts: name -> directory.
 pub type ElementDirs<'a> = [(&'a str, &'a Path)];
 
-/// What the plan knows that DIB turns into variables.
+/// What the plan knows that DIB turns into variables. The values of disk-image-create's flags
+/// (`--offline`, `--checksum`, `--image-size`, ...) arrive as variables from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct DibSettings {
     /// `--root-label` / the recipe's label (`DIB_ROOT_LABEL`).
     pub root_label: String,
-    /// `--image-size` as the user gave it (DIB exports the flag's value, in GB).
-    pub image_size: Option<String>,
-    /// `--image-extra-size`, GB.
-    pub image_extra_size: Option<String>,
-    /// `--checksum`.
-    pub checksum: bool,
-    /// `--offline`.
-    pub offline: bool,
-    /// `--no-tmpfs`.
-    pub no_tmpfs: bool,
-    /// `--min-tmpfs`, GB.
-    pub min_tmpfs: Option<String>,
     /// The first output format, DIB's `IMAGE_TYPE`.
     pub image_type: String,
 }
@@ -42,21 +31,15 @@ pub fn add_plan_variables(env: &mut BTreeMap<String, String>, elements: &Element
     // disk-image-create runs everything under LC_ALL=C, so sort orders and messages are stable.
     default("LC_ALL", "C".into());
     default("DIB_DEFAULT_INSTALLTYPE", DEFAULT_INSTALL_TYPE.into());
-    default("DIB_OFFLINE", if settings.offline { "1".into() } else { String::new() });
-    default("DIB_CHECKSUM", if settings.checksum { "1".into() } else { "0".into() });
-    default("DIB_NO_TMPFS", if settings.no_tmpfs { "1".into() } else { "0".into() });
-    default("DIB_MIN_TMPFS", settings.min_tmpfs.clone().unwrap_or_else(|| "2".into()));
+    default("DIB_OFFLINE", String::new());
+    default("DIB_CHECKSUM", "0".into());
+    default("DIB_NO_TMPFS", "0".into());
+    default("DIB_MIN_TMPFS", "2".into());
     default("DIB_ROOT_LABEL", settings.root_label.clone());
     // The disk stage writes ext4 roots only.
     default("FS_TYPE", "ext4".into());
     default("DIB_ROOT_FSTYPE", "ext4".into());
     default("IMAGE_TYPE", settings.image_type.clone());
-    if let Some(size) = &settings.image_size {
-        default("DIB_IMAGE_SIZE", size.clone());
-    }
-    if let Some(size) = &settings.image_extra_size {
-        default("DIB_IMAGE_EXTRA_SIZE", size.clone());
-    }
     if let Some(python) = host_python() {
         default("DIB_PYTHON_EXEC", python.display().to_string());
     }
@@ -122,8 +105,7 @@ mod tests {
     fn planned_env() -> BTreeMap<String, String> {
         let elements = [("base", Path::new("/e/base")), ("os-apply-config", Path::new("/t/os-apply-config"))];
         let mut env = BTreeMap::from([("DIB_OFFLINE".to_owned(), "1".to_owned())]);
-        let settings =
-            DibSettings { root_label: "cloudimg-rootfs".into(), image_type: "qcow2".into(), ..Default::default() };
+        let settings = DibSettings { root_label: "cloudimg-rootfs".into(), image_type: "qcow2".into() };
         add_plan_variables(&mut env, &elements, &settings);
         env
     }

@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
 
-use super::{packages, target_config, BreakPoint, BuildContext};
+use super::hooks_dir::{self, create_dir, write_executable};
+use super::{dib_runtime, packages, target_config, BreakPoint, BuildContext};
 use crate::element::Phase;
 use crate::plan::{PhaseStep, PlannedScript};
 use crate::sandbox::{self, chroot_command, Bind, ChrootMounts};
@@ -27,36 +26,40 @@ const HELPERS: [(&str, &str); 4] = [
     ("dib-run-parts", include_str!("helpers/dib-run-parts")),
 ];
 
-/// Lay out `ctx.hooks_dir` as DIB's `TMP_HOOKS_PATH`: `<phase>.d/` with the plan's scripts,
-/// `environment.d/`, `bin/` with the in-chroot helpers and `pkg-map.d/<element>` with each
-/// element's resolved pkg-map. Call once, before the root stage.
+/// Lay out `ctx.hooks_dir` as DIB's `TMP_HOOKS_PATH`: a merged copy of every element's whole
+/// directory (see [`hooks_dir`]), `bin/` with our in-chroot helpers over the elements' own,
+/// `pkg-map.d/<element>` with each element's resolved pkg-map; and, outside the hooks dir, the
+/// `sudo` outside scripts call. Call once, before the root stage.
 pub fn prepare_hooks(ctx: &BuildContext) -> anyhow::Result<()> {
     let hooks = &ctx.hooks_dir;
-    for phase in Phase::ALL {
-        let dir = hooks.join(phase.dir_name());
-        create_dir(&dir)?;
-        for script in ctx.plan.scripts.get(&phase).into_iter().flatten() {
-            copy_script(script, &dir)?;
-        }
+    let scripts = Phase::ALL.into_iter().flat_map(|phase| ctx.plan.scripts_for(phase).iter().map(move |s| (phase, s)));
+    hooks_dir::merge_element_dirs(hooks, &ctx.plan.elements, scripts)?;
+    for dir in Phase::ALL.iter().map(|p| p.dir_name()).chain(["environment.d", "bin", "pkg-map.d"]) {
+        create_dir(&hooks.join(dir))?;
     }
-    let env_dir = hooks.join("environment.d");
-    create_dir(&env_dir)?;
-    for file in &ctx.plan.environment_d {
-        copy_script(file, &env_dir)?;
-    }
-    let bin = hooks.join("bin");
-    create_dir(&bin)?;
     for (name, text) in HELPERS {
-        write_executable(&bin.join(name), text)?;
+        write_executable(&hooks.join("bin").join(name), text)?;
     }
-    let maps = hooks.join("pkg-map.d");
-    create_dir(&maps)?;
     for (element, map) in &ctx.plan.pkg_maps {
         let lines: String = map.iter().map(|(generic, mapped)| format!("{generic} {mapped}\n")).collect();
-        let path = maps.join(element);
+        let path = hooks.join("pkg-map.d").join(element);
         fs::write(&path, lines).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let host_bin = host_bin_dir(ctx);
+    create_dir(&host_bin)?;
+    write_executable(&host_bin.join("sudo"), dib_runtime::SUDO_SHIM)?;
+    create_dir(&lockfiles_dir(ctx))?;
     Ok(())
+}
+
+/// Programs outside scripts find first on `PATH` (the `sudo` shim); not in the image.
+fn host_bin_dir(ctx: &BuildContext) -> PathBuf {
+    ctx.work_dir.join("host-bin")
+}
+
+/// DIB_LOCKFILES: where elements `flock` around shared downloads.
+fn lockfiles_dir(ctx: &BuildContext) -> PathBuf {
+    ctx.cache_dir.join("lockfiles")
 }
 
 /// Run one phase: its scripts in plan order, its packages at the phase's slot, `--break`
@@ -177,6 +180,12 @@ pub fn script_env(ctx: &BuildContext, inside: bool) -> BTreeMap<String, String> 
         env.insert("TMP_HOOKS_PATH".into(), ctx.hooks_dir.to_string_lossy().into_owned());
         let cache = ctx.cache_dir.to_string_lossy().into_owned();
         env.entry("DIB_IMAGE_CACHE".into()).or_insert(cache);
+        env.entry("DIB_LOCKFILES".into()).or_insert_with(|| lockfiles_dir(ctx).to_string_lossy().into_owned());
+        let work = ctx.work_dir.to_string_lossy().into_owned();
+        env.insert("TMP_BUILD_DIR".into(), work.clone());
+        env.insert("TMP_IMAGE_DIR".into(), work);
+        let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".to_owned());
+        env.insert("PATH".into(), format!("{}:{host_path}", host_bin_dir(ctx).display()));
     }
     env
 }
@@ -252,28 +261,6 @@ fn remove_existing_file(path: &Path) -> anyhow::Result<()> {
             fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display()))
         }
         _ => Ok(()),
-    }
-}
-
-fn copy_script(script: &PlannedScript, dir: &Path) -> anyhow::Result<()> {
-    let dest = dir.join(&script.name);
-    fs::copy(&script.path, &dest).with_context(|| {
-        format!("element {}: cannot copy {} to the hooks dir", script.element, script.path.display())
-    })?;
-    Ok(())
-}
-
-fn write_executable(path: &Path, text: &str) -> anyhow::Result<()> {
-    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
-        .with_context(|| format!("cannot chmod {}", path.display()))
-}
-
-fn create_dir(dir: &Path) -> anyhow::Result<()> {
-    match fs::create_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("cannot create {}", dir.display())),
     }
 }
 

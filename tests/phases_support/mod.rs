@@ -23,6 +23,7 @@ pub fn empty_plan() -> Plan {
         base: None,
         mirror: None,
         elements: Vec::new(),
+        added_elements: Vec::new(),
         scripts: BTreeMap::new(),
         environment_d: Vec::new(),
         packages: BTreeMap::new(),
