@@ -129,6 +129,10 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
         print!("{}", crate::redact::text(&text));
         return Ok(());
     }
+    // Logged once planning has succeeded, so a bad request still fails with one line.
+    for added in &plan.added_elements {
+        tracing::info!("adding element {}: {}", added.name, added.reason);
+    }
     execute(plan, &args, global)
 }
 

@@ -25,7 +25,7 @@ pub fn with_dib_defaults(
     let mut added = Vec::new();
     let mut add = |names: &mut Vec<String>, name: &str, reason: &'static str| {
         if !names.iter().any(|n| n == name) && library.get(name).is_some() {
-            tracing::info!("adding element {name}: {reason}");
+            tracing::debug!("adding element {name}: {reason}");
             names.push(name.to_owned());
             added.push(AddedElement { name: name.to_owned(), reason });
         }
