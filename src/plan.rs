@@ -424,7 +424,12 @@ fn image_with_overrides(overrides: &Overrides) -> ImageSpec {
     if let Some(options) = &overrides.qemu_img_options {
         image.qemu_img_options = Some(options.clone());
     }
-    image.compress = overrides.compress;
+    if let Some(compress) = overrides.compress {
+        image.compress = compress;
+    }
+    if let Some(compression) = overrides.compression {
+        image.compression = compression;
+    }
     if let Some(label) = &overrides.root_label {
         image.root_label = label.clone();
     }

@@ -15,7 +15,7 @@ use crate::build::{self, BuildOptions};
 use crate::element::Phase;
 use crate::paths;
 use crate::plan::{HostContext, PhaseStep, Plan, PlanOptions};
-use crate::recipe::{parse_size, BaseMethod, ImageFormat, Overrides, Recipe, RecipeSource};
+use crate::recipe::{parse_size, BaseMethod, Compression, ImageFormat, Overrides, Recipe, RecipeSource};
 use crate::stage::BreakPoint;
 
 /// The recipe used when neither elements nor `--recipe` are given.
@@ -62,9 +62,15 @@ pub struct BuildArgs {
     /// Extra `qemu-img convert -o` options, e.g. compat=0.10.
     #[arg(long, value_name = "OPTIONS")]
     pub qemu_img_options: Option<String>,
-    /// Compress qcow2 output.
-    #[arg(long)]
+    /// Compress qcow2 output (the default; overrides a recipe's `compress: false`).
+    #[arg(long, conflicts_with = "no_compress")]
     pub compress: bool,
+    /// Do not compress qcow2 output: larger, but faster to write (DIB's -u).
+    #[arg(short = 'u', long)]
+    pub no_compress: bool,
+    /// qcow2 compression: zlib (every qemu reads it) or zstd (faster; needs qemu 5.1+ to read).
+    #[arg(long, value_name = "zlib|zstd")]
+    pub compression: Option<Compression>,
     /// Write a sha256 checksum file beside each image.
     #[arg(long)]
     pub checksum: bool,
@@ -191,7 +197,8 @@ fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptio
         image_size: args.image_size.clone(),
         formats: (!args.format.is_empty()).then(|| args.format.clone()),
         qemu_img_options: args.qemu_img_options.clone(),
-        compress: args.compress,
+        compress: if args.no_compress { Some(false) } else { args.compress.then_some(true) },
+        compression: args.compression,
         root_label: args.root_label.clone(),
         packages: args.packages.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
         environment,

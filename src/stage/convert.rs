@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::progress::Reporter;
-use crate::recipe::{ImageFormat, ImageSpec};
+use crate::recipe::{Compression, ImageFormat, ImageSpec};
 
 /// Convert `raw` to each `(format, path)`; the paths are scratch files (see
 /// [`super::publish::output_paths`] for where they are published).
@@ -26,16 +26,32 @@ pub fn run(
 fn convert_command(raw: &Path, destination: &Path, format: ImageFormat, spec: &ImageSpec) -> Command {
     let mut command = Command::new("qemu-img");
     command.args(["convert", "-f", "raw", "-O", format.qemu_name()]);
-    // Only qcow2 compresses in a way every reader handles.
-    if spec.compress && format == ImageFormat::Qcow2 {
+    // Only qcow2 compresses in a way every reader handles. Writes stay in order (no `-W`): with
+    // out-of-order writes, compressed clusters land in completion order and two builds of the
+    // same tree would differ byte for byte.
+    let compress = spec.compress && format == ImageFormat::Qcow2;
+    if compress {
         command.arg("-c");
     }
-    // `-o` options are format-specific (compat=0.10 is qcow2's); raw takes none.
-    if let Some(options) = spec.qemu_img_options.as_deref().filter(|_| format != ImageFormat::Raw) {
-        command.args(["-o", options]);
+    let options = format_options(format, spec, compress);
+    if !options.is_empty() {
+        command.args(["-o", &options.join(",")]);
     }
     command.arg(raw).arg(destination);
     command
+}
+
+/// `-o` options: the compression type, then the user's (format-specific: compat=0.10 is
+/// qcow2's; raw takes none).
+fn format_options(format: ImageFormat, spec: &ImageSpec, compress: bool) -> Vec<String> {
+    let mut options = Vec::new();
+    if compress && spec.compression == Compression::Zstd {
+        options.push("compression_type=zstd".to_owned());
+    }
+    if let Some(user) = spec.qemu_img_options.as_deref().filter(|_| format != ImageFormat::Raw) {
+        options.push(user.to_owned());
+    }
+    options
 }
 
 #[cfg(test)]
@@ -43,18 +59,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn compression_and_options_apply_where_they_mean_something() {
-        let spec = ImageSpec { compress: true, qemu_img_options: Some("compat=0.10".into()), ..ImageSpec::default() };
-        let args = |format| {
-            convert_command(Path::new("r"), Path::new("o"), format, &spec)
+    fn compression_is_the_default_and_options_apply_where_they_mean_something() {
+        let spec = ImageSpec { qemu_img_options: Some("compat=0.10".into()), ..ImageSpec::default() };
+        let args = |spec: &ImageSpec, format| {
+            convert_command(Path::new("r"), Path::new("o"), format, spec)
                 .get_args()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        assert_eq!(args(ImageFormat::Qcow2), "convert -f raw -O qcow2 -c -o compat=0.10 r o");
-        assert_eq!(args(ImageFormat::Raw), "convert -f raw -O raw r o");
-        assert_eq!(args(ImageFormat::Vhd), "convert -f raw -O vpc -o compat=0.10 r o");
+        assert_eq!(args(&spec, ImageFormat::Qcow2), "convert -f raw -O qcow2 -c -o compat=0.10 r o");
+        assert_eq!(args(&spec, ImageFormat::Raw), "convert -f raw -O raw r o");
+        assert_eq!(args(&spec, ImageFormat::Vhd), "convert -f raw -O vpc -o compat=0.10 r o");
+        let zstd = ImageSpec { compression: Compression::Zstd, ..ImageSpec::default() };
+        assert_eq!(args(&zstd, ImageFormat::Qcow2), "convert -f raw -O qcow2 -c -o compression_type=zstd r o");
+        let plain = ImageSpec { compress: false, compression: Compression::Zstd, ..ImageSpec::default() };
+        assert_eq!(args(&plain, ImageFormat::Qcow2), "convert -f raw -O qcow2 r o");
     }
 
     #[test]
