@@ -62,7 +62,9 @@ pub fn label(check: &Check) -> String {
             text
         }
         Check::PortClosed(port) => format!("port {port} closed"),
-        Check::CloudInitDone => "cloud-init done".to_owned(),
+        Check::CloudInitDone => "cloud-init done, no errors or warnings".to_owned(),
+        Check::LocaleValid => "locale valid".to_owned(),
+        Check::NoFailedUnits => "no failed systemd units".to_owned(),
         Check::HeatDeployment(group) => format!("heat deployment ({group})"),
         Check::Command(CommandCheck { name, .. }) => format!("command {name}"),
     }
@@ -109,6 +111,8 @@ fn snippet(index: usize, check: &Check) -> Result<String, CheckError> {
         Check::Service(service) => service_snippet(index, service),
         Check::PortClosed(port) => port_snippet(index, *port),
         Check::CloudInitDone => cloud_init_snippet(index),
+        Check::LocaleValid => locale_snippet(index),
+        Check::NoFailedUnits => failed_units_snippet(index),
         Check::HeatDeployment(group) => heat_snippet(index, group),
         Check::Command(command) => command_snippet(index, command),
     })
@@ -215,21 +219,56 @@ else pass {index} 'nothing listens'; fi"#,
     )
 }
 
-/// Done means cloud-init says so and `result.json` lists no errors. Old cloud-init (trusty)
-/// has no `status` subcommand: there `boot-finished` is the signal.
+/// Done means cloud-init says so, `result.json` lists no errors, `status --long` reports none
+/// (newer cloud-init also lists recoverable ones there) and its log holds no WARNING or ERROR
+/// line. Old cloud-init (trusty) has no `status` subcommand: there `boot-finished` is the signal.
 fn cloud_init_snippet(index: usize) -> String {
     format!(
         r#"r=/var/lib/cloud/data/result.json
 if cloud-init status >/dev/null 2>&1 || cloud-init status 2>&1 | grep -q '^status:'; then
     s=$(cloud-init status 2>&1 | grep '^status:' | tail -n 1)
-elif [ -e /var/lib/cloud/instance/boot-finished ]; then s='status: done'
-else s='status: running'; fi
+    long=$(cloud-init status --long 2>&1)
+elif [ -e /var/lib/cloud/instance/boot-finished ]; then s='status: done'; long=''
+else s='status: running'; long=''; fi
 if [ ! -f "$r" ]; then fail {index} "$s, no $r"; exit; fi
 errors=$(tr -d '\r\n' < "$r" | sed 's/.*"errors": *\[//; s/\].*//; s/^ *//')
 case "$s" in
-    *'status: done'*) if [ -z "$errors" ]; then pass {index} "$s"; else fail {index} "$s, errors: $errors"; fi ;;
-    *) fail {index} "$s, errors: ${{errors:-none listed}}" ;;
-esac"#
+    *'status: done'*) ;;
+    *) fail {index} "$s, errors: ${{errors:-none listed}}"; exit ;;
+esac
+if [ -n "$errors" ]; then fail {index} "$s, errors: $errors"; exit; fi
+# `errors: []` / `recoverable_errors: {{}}` are clean; anything listed under them is not.
+listed=$(printf '%s\n' "$long" | awk '/^(errors|recoverable_errors):/ {{ on = 1; if ($0 !~ /(\[\]|\{{\}})[[:space:]]*$/ && $0 !~ /:[[:space:]]*$/) print; next }} /^[^[:space:]-]/ {{ on = 0 }} on && NF {{ print }}')
+if [ -n "$listed" ]; then fail {index} "$s; status --long: $listed"; exit; fi
+bad=$(grep -E '\[(WARNING|ERROR|CRITICAL)\]' /var/log/cloud-init.log 2>/dev/null | head -n 3)
+if [ -n "$bad" ]; then fail {index} "$s; cloud-init.log: $bad"; exit; fi
+pass {index} "$s, no errors or warnings""#
+    )
+}
+
+/// The locale the system starts with: `LANG` in /etc/default/locale must name a locale that
+/// `locale -a` lists (C.UTF-8 is built into glibc; others must be generated), and a shell
+/// started with it must get no "Cannot set" warning.
+fn locale_snippet(index: usize) -> String {
+    format!(
+        r#"l=$(sed -n 's/^[[:space:]]*LANG=//p' /etc/default/locale 2>/dev/null | tr -d '"' | tail -n 1)
+if [ -z "$l" ]; then fail {index} 'no LANG in /etc/default/locale'; exit; fi
+norm() {{ printf '%s\n' "$1" | tr 'A-Z' 'a-z' | sed 's/utf-8$/utf8/'; }}
+want=$(norm "$l")
+if ! locale -a 2>/dev/null | while read -r x; do norm "$x"; done | grep -qxF "$want"; then
+    fail {index} "LANG=$l is not among the generated locales: $(locale -a 2>/dev/null | tr '\n' ' ')"; exit
+fi
+w=$(env -u LC_ALL LANG="$l" locale 2>&1 >/dev/null)
+if [ -n "$w" ]; then fail {index} "LANG=$l: $w"; else pass {index} "LANG=$l"; fi"#
+    )
+}
+
+/// `systemctl --failed` after boot: every unit that failed, by name.
+fn failed_units_snippet(index: usize) -> String {
+    format!(
+        r#"if ! is_systemd; then pass {index} 'not a systemd guest'; exit; fi
+failed=$(systemctl list-units --state=failed --no-legend --plain 2>&1 | awk '{{ print $1 }}' | tr '\n' ' ')
+if [ -z "$failed" ]; then pass {index} 'none failed'; else fail {index} "failed: $failed"; fi"#
     )
 }
 
