@@ -39,6 +39,46 @@ fn every_recipe_file_loads_and_is_named_after_its_file() {
     assert!(count >= 3, "expected ubuntu-mesos, debian-mesos and debian-base, found {count}");
 }
 
+/// Issue 11: every shipped image must boot clean, so every recipe's checks say so.
+#[test]
+fn every_recipe_checks_a_clean_first_boot() {
+    for name in ["debian-base", "debian-mesos", "ubuntu-mesos"] {
+        let recipe = load(name);
+        for check in [Check::CloudInitDone, Check::LocaleValid, Check::NoFailedUnits] {
+            assert!(recipe.checks.contains(&check), "{name} lacks {check:?}");
+        }
+    }
+}
+
+/// Debian cloud recipes boot the cloud kernel (no hardware drivers); DIB mode keeps DIB's
+/// generic kernel; trusty keeps the virtual one.
+#[test]
+fn debian_recipes_choose_the_cloud_kernel() {
+    use mesos_image::element::Phase;
+    use mesos_image::plan::{HostContext, Plan, PlanOptions};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let host = HostContext { env: Default::default(), distro: mesos_image::mirror::HostDistro::default() };
+    let options = PlanOptions {
+        elements_path: vec![root.join("elements")],
+        host,
+        overrides: mesos_image::recipe::Overrides {
+            mirror: Some("http://127.0.0.1:9/debian".into()),
+            ..Default::default()
+        },
+        ..PlanOptions::default()
+    };
+    let installed = |plan: &Plan| plan.packages[&Phase::Install].install.clone();
+    let base = installed(&Plan::from_recipe(&load("debian-base"), &options).unwrap());
+    assert!(base.iter().any(|p| p == "linux-image-cloud-amd64"), "{base:?}");
+    assert!(!base.iter().any(|p| p == "linux-image-amd64"), "{base:?}");
+    let elements = ["debian-minimal".to_owned(), "vm".to_owned()];
+    let dib = installed(&Plan::from_elements(&elements, &options).unwrap());
+    assert!(dib.iter().any(|p| p == "linux-image-amd64"), "DIB mode keeps DIB's kernel: {dib:?}");
+    assert!(!dib.iter().any(|p| p == "linux-image-cloud-amd64"), "{dib:?}");
+    assert_eq!(load("ubuntu-mesos").environment.get("DIB_KERNEL_FLAVOUR"), None);
+}
+
 #[test]
 fn ubuntu_mesos_is_the_heat_templates_image() {
     let recipe = load("ubuntu-mesos");
