@@ -111,11 +111,20 @@ fn mmdebstrap(ctx: &BuildContext) -> anyhow::Result<()> {
             target_config::UNSAFE_IO_CONFIG
         ))
         .arg("--setup-hook=mkdir -p \"$1/var/cache/apt/archives\"")
+        .args(excludes_hook(&plan.env))
         .arg(format!("--setup-hook=sync-in {cache} /var/cache/apt/archives/"))
         .arg(format!("--customize-hook=sync-out /var/cache/apt/archives {cache}"));
     add_suite_arguments(&mut command, ctx, mirror);
     let _exclusive = super::packages::lock_cache(&ctx.apt_cache)?;
     ctx.reporter.run("mmdebstrap", &mut command)
+}
+
+/// The dpkg excludes go in before the first package is unpacked, so the essential set is
+/// unpacked without its documentation too.
+fn excludes_hook(env: &BTreeMap<String, String>) -> Option<String> {
+    let text = target_config::dpkg_excludes(env)?;
+    let path = target_config::EXCLUDES_CONFIG;
+    Some(format!("--setup-hook=printf %s {} > \"$1/{path}\"", crate::vmtest::checks::quote(&text)))
 }
 
 /// debootstrap, when mmdebstrap is missing or asked for; its `--cache-dir` is the shared cache.

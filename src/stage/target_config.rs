@@ -1,6 +1,6 @@
 //! Build-time configuration of the target that must not ship in the image: services blocked
-//! (`policy-rc.d`), the host's resolver (`resolv.conf`, as DIB swaps it) and dpkg's
-//! `force-unsafe-io`. [`enter`] is idempotent (a tree restored from the stage cache may
+//! (`policy-rc.d`), the host's resolver (`resolv.conf`, as DIB swaps it), dpkg's
+//! `force-unsafe-io` and dpkg's `path-exclude`s for what no image needs at run time. [`enter`] is idempotent (a tree restored from the stage cache may
 //! already have it); [`leave`] undoes exactly what we added.
 
 use std::fs;
@@ -16,6 +16,42 @@ use super::BuildContext;
 const POLICY_MARKER: &str = "# mesos-image: no services start while the image is built";
 /// dpkg config file that turns off fsync for the build (the image is synced once at the end).
 pub const UNSAFE_IO_CONFIG: &str = "etc/dpkg/dpkg.cfg.d/mesos-image-unsafe-io";
+
+/// dpkg config file that keeps documentation, man pages and translations out of the tree.
+pub const EXCLUDES_CONFIG: &str = "etc/dpkg/dpkg.cfg.d/mesos-image-excludes";
+/// Set to `1` (recipe `environment:` or `-e`) to keep documentation, man pages and translations.
+pub const KEEP_DOCS_VARIABLE: &str = "MESOS_IMAGE_KEEP_DOCS";
+
+/// What no image needs at run time: unpacking it is I/O, shipping it is size. Copyright files
+/// stay (the licences ask for them); the man section directories themselves are recreated by
+/// debian-common, because Java's update-alternatives needs `/usr/share/man/man1`.
+const EXCLUDED_PATHS: [&str; 7] = [
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/lintian/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+];
+
+/// The dpkg excludes for a build with these variables, or `None` when the build keeps docs.
+/// Message catalogues of the image's own language (`DIB_DEBIAN_LOCALE`) are kept.
+pub fn dpkg_excludes(env: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    if env.get(KEEP_DOCS_VARIABLE).is_some_and(|v| !v.is_empty() && v != "0") {
+        return None;
+    }
+    let mut text = String::from("# mesos-image: kept out of the image while it is built\n");
+    for line in EXCLUDED_PATHS {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let language = env.get("DIB_DEBIAN_LOCALE").map(|l| l.split(['_', '.', '@']).next().unwrap_or_default());
+    if let Some(language) = language.filter(|l| !l.is_empty() && !matches!(*l, "C" | "POSIX")) {
+        text.push_str(&format!("path-include=/usr/share/locale/{language}/*\n"));
+    }
+    Some(text)
+}
 
 fn policy_rc_d(target: &Path) -> PathBuf {
     target.join("usr/sbin/policy-rc.d")
@@ -40,7 +76,8 @@ pub fn enter(ctx: &BuildContext) -> anyhow::Result<()> {
     let target = &ctx.target;
     block_services(target)?;
     use_host_resolver(target)?;
-    write_unsafe_io(target)
+    write_unsafe_io(target)?;
+    write_excludes(target, &ctx.plan.env)
 }
 
 /// Undo [`enter`]: unblock services, restore resolv.conf, remove the dpkg setting.
@@ -51,6 +88,7 @@ pub fn leave(ctx: &BuildContext) -> anyhow::Result<()> {
         fs::remove_file(&policy).with_context(|| format!("cannot remove {}", policy.display()))?;
     }
     restore_resolver(target)?;
+    remove_if_present(&target.join(EXCLUDES_CONFIG))?;
     remove_if_present(&target.join(UNSAFE_IO_CONFIG))
 }
 
@@ -117,6 +155,17 @@ fn write_unsafe_io(target: &Path) -> anyhow::Result<()> {
     fs::write(&path, "force-unsafe-io\n").with_context(|| format!("cannot write {}", path.display()))
 }
 
+fn write_excludes(target: &Path, env: &std::collections::BTreeMap<String, String>) -> anyhow::Result<()> {
+    let Some(text) = dpkg_excludes(env) else {
+        return Ok(());
+    };
+    let path = target.join(EXCLUDES_CONFIG);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 pub(crate) fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -136,6 +185,20 @@ mod tests {
             fs::write(resolv(root.path()), text).unwrap();
         }
         root
+    }
+
+    #[test]
+    fn excludes_keep_copyright_and_the_image_language_and_can_be_turned_off() {
+        let mut env = std::collections::BTreeMap::new();
+        let text = dpkg_excludes(&env).unwrap();
+        assert!(text.contains("path-exclude=/usr/share/doc/*\npath-include=/usr/share/doc/*/copyright\n"));
+        assert!(!text.contains("/usr/share/locale/C"));
+        env.insert("DIB_DEBIAN_LOCALE".to_owned(), "de_DE.UTF-8".to_owned());
+        assert!(dpkg_excludes(&env).unwrap().ends_with("path-include=/usr/share/locale/de/*\n"));
+        env.insert(KEEP_DOCS_VARIABLE.to_owned(), "0".to_owned());
+        assert!(dpkg_excludes(&env).is_some());
+        env.insert(KEEP_DOCS_VARIABLE.to_owned(), "1".to_owned());
+        assert_eq!(dpkg_excludes(&env), None);
     }
 
     #[test]
