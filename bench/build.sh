@@ -100,8 +100,12 @@ rm -rf "$scratch/floor-tree" "$scratch/floor.raw" "$scratch/floor.qcow2"
 t_mkosi=''
 size_mkosi=''
 if [ -z "${BENCH_SKIP_MKOSI:-}" ]; then
-    t_mkosi=$(seconds_of mkosi_build)
-    size_mkosi=$(mib "$scratch/mkosi.qcow2")
+    if t_mkosi=$(seconds_of mkosi_build); then
+        size_mkosi=$(mib "$scratch/mkosi.qcow2")
+    else
+        echo "bench: mkosi failed; its figures are left out" >&2
+        t_mkosi=''
+    fi
     rm -rf "$scratch/mkosi-out" "$scratch/mkosi.raw" "$scratch/mkosi.qcow2"
 fi
 t_cold=$(seconds_of build "$scratch/out/cold.qcow2")
