@@ -64,9 +64,9 @@ plan = json.load(sys.stdin)
 names = sorted({p for phase in plan["packages"].values() for p in phase["install"]})
 print(",".join(names))')
 # The conversion our build runs (read back from a dry run would need a build; the flags are
-# the convert stage's: compressed, out-of-order writes, 16 coroutines), so the floor and mkosi
+# the convert stage's: compressed, writes in order), so the floor and mkosi
 # compress exactly like us.
-convert_like_ours() { qemu-img convert -f raw -O qcow2 -c -W -m 16 "$1" "$2"; }
+convert_like_ours() { qemu-img convert -f raw -O qcow2 -c "$1" "$2"; }
 raw_disk_of_tree() { # TREE RAW: mkfs.ext4 -d with the headroom the floor always used
     local size_kib
     size_kib=$(( $(du -sk "$1" | cut -f1) * 13 / 10 + 262144 ))
