@@ -26,18 +26,6 @@ pub struct PlannedElement {
     pub path: PathBuf,
 }
 
-impl PlannedElement {
-    /// `bin/`: copied to `/usr/local/bin` in the image.
-    pub fn bin_dir(&self) -> Option<PathBuf> {
-        Some(self.path.join("bin")).filter(|dir| dir.is_dir())
-    }
-
-    /// `static/`: copied into the image root.
-    pub fn static_dir(&self) -> Option<PathBuf> {
-        Some(self.path.join("static")).filter(|dir| dir.is_dir())
-    }
-}
-
 /// One hook script, in run order within its phase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedScript {

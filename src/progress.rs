@@ -126,22 +126,6 @@ impl Reporter {
         Step { reporter: self, label, started: Instant::now(), bar }
     }
 
-    /// A byte-progress bar (`total` known or not) for copies, conversions and uploads. Hidden
-    /// without a terminal; wrap a reader with `bar.wrap_read(reader)`.
-    pub fn bytes(&self, label: &str, total: Option<u64>) -> ProgressBar {
-        let Some(bars) = &self.bars else { return ProgressBar::hidden() };
-        let bar = bars.add(match total {
-            Some(total) => ProgressBar::new(total),
-            None => ProgressBar::no_length(),
-        });
-        let template = "  {prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}";
-        if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(label.to_owned());
-        bar
-    }
-
     /// Print a line without tearing the progress display.
     pub fn println(&self, line: &str) {
         let line = crate::redact::text(line);

@@ -265,13 +265,13 @@ fn vm_without_block_device_gets_dibs_default_partitioning_element() {
 }
 
 #[test]
-fn planned_elements_expose_bin_and_static_dirs() {
+fn planned_elements_point_at_the_directories_holding_bin_and_static() {
     let plan = dib(&["app"], &options(host(&[]))).unwrap();
     let app = plan.elements.iter().find(|e| e.name == "app").unwrap();
-    assert!(app.bin_dir().unwrap().join("app-helper").is_file());
-    assert!(app.static_dir().unwrap().join("etc/app.conf").is_file());
+    assert!(app.path.join("bin/app-helper").is_file());
+    assert!(app.path.join("static/etc/app.conf").is_file());
     let os = plan.elements.iter().find(|e| e.name == "fake-os").unwrap();
-    assert_eq!(os.bin_dir(), None);
+    assert!(!os.path.join("bin").exists());
     assert_eq!(plan.scripts_for(Phase::Finalise).len(), 1);
     assert!(plan.scripts_for(Phase::Cleanup).is_empty());
 }
