@@ -12,13 +12,18 @@ use anyhow::{bail, Context};
 
 use crate::cache::{StageCache, StageKeys};
 use crate::element::Phase;
-use crate::manifest::{Manifest, Package, RunInfo, StageTiming};
+use crate::manifest::{Manifest, OutputEntry, Package, Reproducibility, RunInfo, StageTiming};
 use crate::plan::Plan;
 use crate::progress::Reporter;
 use crate::recipe::{GlanceSpec, ImageFormat};
+use crate::reproducible::{self, Pins, Seed};
+use crate::sbom;
 use crate::stage::publish;
 use crate::stage::{self, BreakPoint, BuildContext};
 use crate::workdir;
+
+/// The umask every build runs under, whatever the caller's.
+const BUILD_UMASK: u32 = 0o022;
 
 /// Steps that belong to the orchestrator rather than to a stage module.
 const ORCHESTRATOR_STEPS: [&str; 4] = ["restore ", "save ", "publish", "hooks"];
@@ -38,6 +43,14 @@ pub struct BuildOptions {
     pub work_dir: Option<PathBuf>,
     pub quiet: bool,
     pub verbose: bool,
+    /// `--seed`: derive identifiers from this text instead of from the inputs.
+    pub seed: Option<String>,
+    /// `SOURCE_DATE_EPOCH` as given; `None` dates the build from the mirror.
+    pub source_date_epoch: Option<i64>,
+    /// Write a file-by-file description of the finished tree here (`--check-reproducible`).
+    pub tree_listing: Option<PathBuf>,
+    /// The recipe file, whose digest the SBOM records (`None` in DIB mode).
+    pub recipe_file: Option<PathBuf>,
 }
 
 /// Run one build. Returns the manifest written beside the image.
@@ -64,6 +77,10 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
         }
     }
     require_root()?;
+    let pins = decide_pins(plan, options, &keys)?;
+    // Files the build and element scripts create get their modes from the umask: the caller's
+    // must not reach the image (measured: umask 077 made 15 paths differ).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(BUILD_UMASK));
     let work_root = options.work_dir.clone().unwrap_or_else(|| cache.root().join("work"));
     remove_stale_work_dirs(&work_root);
     let work = work_root.join(format!("build-{}", std::process::id()));
@@ -71,11 +88,37 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
 
     // From here on every mount and process lives in namespaces that die with this tool.
     crate::sandbox::isolate()?;
-    let build =
-        Build { plan, options, cache: &cache, keys: &keys, reporter: &reporter, destinations: &destinations, started };
+    let build = Build {
+        plan,
+        options,
+        cache: &cache,
+        keys: &keys,
+        reporter: &reporter,
+        destinations: &destinations,
+        started,
+        pins: &pins,
+    };
     let result = build.in_sandbox(&work);
     workdir::release(&work);
     result
+}
+
+/// The build's time and seed. `SOURCE_DATE_EPOCH` also goes into this process's environment
+/// (still single-threaded here), so every tool the build runs, on the host and in the chroot,
+/// sees the same time.
+fn decide_pins(plan: &Plan, options: &BuildOptions, keys: &StageKeys) -> anyhow::Result<Pins> {
+    let epoch = reproducible::epoch::decide(options.source_date_epoch, plan.mirror.as_deref(), &plan.release)?;
+    if epoch.origin == reproducible::EpochOrigin::Clock {
+        tracing::warn!(
+            "no mirror dates this build: using the clock, so the image is not reproducible (set SOURCE_DATE_EPOCH)"
+        );
+    }
+    std::env::set_var("SOURCE_DATE_EPOCH", epoch.seconds.to_string());
+    let seed = match &options.seed {
+        Some(text) => Seed::from_text(text),
+        None => Seed::from_inputs(&keys.outputs.to_string(), epoch.seconds),
+    };
+    Ok(Pins { epoch, seed })
 }
 
 /// One build's fixed inputs, decided before the sandbox is entered.
@@ -87,12 +130,13 @@ struct Build<'a> {
     reporter: &'a Reporter,
     destinations: &'a [(ImageFormat, PathBuf)],
     started: Instant,
+    pins: &'a Pins,
 }
 
 impl Build<'_> {
     /// Everything that needs the sandbox.
     fn in_sandbox(&self, work: &Path) -> anyhow::Result<Manifest> {
-        let Build { plan, options, cache, keys, reporter, destinations, started } = *self;
+        let Build { plan, options, cache, keys, reporter, destinations, started, pins } = *self;
         // An explicit --work-dir is where the user wants the tree (and its space accounting):
         // only the default location is moved to tmpfs.
         if options.work_dir.is_none() {
@@ -108,6 +152,7 @@ impl Build<'_> {
             trace: options.trace,
             break_at: options.break_at,
             reporter,
+            pins: pins.clone(),
         };
         for dir in [&ctx.target, &ctx.hooks_dir] {
             fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -166,14 +211,26 @@ impl Build<'_> {
 
         let raw = work.join("disk.raw");
         let disk = timed(&mut timings, reporter, "disk", false, || stage::disk::run(&ctx, &raw))?;
+        if let Some(path) = &options.tree_listing {
+            let listing = reproducible::listing::describe(&ctx.target)?;
+            crate::output::publish_bytes(reproducible::listing::to_text(&listing).as_bytes(), path)?;
+        }
+        // Read while the tree exists; the document is written once the image files are known.
+        let debs = sbom::installed_debs(&ctx.target)?;
         let scratch = work.join("out");
         fs::create_dir_all(&scratch).context("cannot create the conversion directory")?;
         let files = publish::image_files(destinations, &scratch);
         let converted: Vec<(ImageFormat, PathBuf)> = files.iter().map(|f| (f.format, f.source.clone())).collect();
         timed(&mut timings, reporter, "convert", false, || {
-            stage::convert::run(&raw, &converted, &plan.image, reporter)
+            stage::convert::run(&raw, &converted, &plan.image, pins, reporter)
         })?;
         let outputs = timed(&mut timings, reporter, "publish", false, || publish::images(&files, options.checksum))?;
+
+        let sbom_path = timed(&mut timings, reporter, "publish SBOM", false, || {
+            let document =
+                sbom_document(plan, options, pins, &debs, &outputs, &publish::file_name(&destinations[0].1))?;
+            publish::sbom(&sbom::to_json(&document)?, &destinations[0].1)
+        })?;
 
         let mut manifest = Manifest {
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -191,6 +248,8 @@ impl Build<'_> {
             checks: Vec::new(),
             cache_key: keys.outputs.to_string(),
             run: RunInfo::new(timings, started),
+            reproducible: Some(Reproducibility { source_date_epoch: pins.epoch.clone(), seed: pins.seed.to_hex() }),
+            sbom: Some(publish::file_name(&sbom_path)),
         };
         manifest.hand_on(plan);
         let manifest_path = publish::manifest(&manifest, &destinations[0].1)?;
@@ -199,6 +258,7 @@ impl Build<'_> {
             let mut to_cache: Vec<(String, PathBuf)> =
                 files.iter().map(|f| (publish::file_name(&f.destination), f.source.clone())).collect();
             to_cache.push((publish::file_name(&manifest_path), manifest_path.clone()));
+            to_cache.push((publish::file_name(&sbom_path), sbom_path.clone()));
             if let Err(err) = cache.save_outputs(&keys.outputs, &label, &to_cache) {
                 // The image is built; a full cache disk must not fail the build.
                 tracing::warn!("could not store the outputs in the cache: {err:#}");
@@ -207,6 +267,37 @@ impl Build<'_> {
         print_timings(reporter, &manifest, options.quiet);
         Ok(manifest)
     }
+}
+
+/// The SPDX document of this build: its debs, its recipe and elements, its image files.
+fn sbom_document(
+    plan: &Plan,
+    options: &BuildOptions,
+    pins: &Pins,
+    debs: &[sbom::Deb],
+    outputs: &[OutputEntry],
+    name: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let mut inputs = Vec::new();
+    if let (Some(recipe), Some(path)) = (&plan.recipe, &options.recipe_file) {
+        inputs.push(sbom::input_digest("recipe", recipe, path)?);
+    }
+    for element in &plan.elements {
+        inputs.push(sbom::input_digest("element", &element.name, &element.path)?);
+    }
+    let images: Vec<sbom::ImageFile> = outputs
+        .iter()
+        .map(|o| sbom::ImageFile { file: o.file.clone(), format: o.format.clone(), sha256: o.sha256.clone() })
+        .collect();
+    Ok(sbom::document(&sbom::Contents {
+        name,
+        distro: &plan.distro,
+        release: &plan.release,
+        debs,
+        inputs: &inputs,
+        images: &images,
+        pins,
+    }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

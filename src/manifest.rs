@@ -85,8 +85,22 @@ pub struct Manifest {
     pub checks: Vec<Check>,
     /// The stage-cache key of the finished image (equal keys, equal inputs).
     pub cache_key: String,
+    /// What the build pinned (absent in manifests of older versions).
+    #[serde(default)]
+    pub reproducible: Option<Reproducibility>,
+    /// The SPDX bill of materials beside the image (file name).
+    #[serde(default)]
+    pub sbom: Option<String>,
     #[serde(default)]
     pub run: RunInfo,
+}
+
+/// The time and seed a build pinned: with the same inputs and these, the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reproducibility {
+    pub source_date_epoch: crate::reproducible::SourceDateEpoch,
+    /// Hex of the seed identifiers were derived from.
+    pub seed: String,
 }
 
 impl RunInfo {
@@ -184,6 +198,8 @@ mod tests {
             glance: GlanceSpec { properties: [("os_distro".into(), "debian".into())].into(), ..GlanceSpec::default() },
             checks: vec![],
             cache_key: "k".into(),
+            reproducible: None,
+            sbom: None,
             run: RunInfo { stages: vec![], duration_seconds: 1.5, host: "h".into() },
         };
         std::fs::write(Manifest::path_for(&image), manifest.to_json().unwrap()).unwrap();

@@ -13,6 +13,7 @@ use mesos_image::disk::{build_disk, ext4, layout::Layout, DiskReport};
 use mesos_image::manifest::OutputEntry;
 use mesos_image::progress::Reporter;
 use mesos_image::recipe::{ImageFormat, ImageSpec, Partitioning};
+use mesos_image::reproducible::Pins;
 use mesos_image::stage::{convert, publish};
 
 const PACKAGES: &str = "linux-image-amd64,grub-pc-bin,grub-efi-amd64-bin,systemd-sysv,udev,ifupdown,login,iputils-ping";
@@ -180,7 +181,8 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     };
     let raw = scratch.path().join("mbr.raw");
     let started = Instant::now();
-    let report = build_disk(&tree, &spec, "bookworm", &raw, &reporter).unwrap();
+    let pins = Pins::fixed(1_700_000_000, "disk boot test");
+    let report = build_disk(&tree, &spec, "bookworm", &raw, &pins, &reporter).unwrap();
     eprintln!(
         "timing: disk (MBR, {} MiB, tree {} MiB) {:.1}s, of which mkfs.ext4 {:.1}s",
         report.disk_bytes >> 20,
@@ -200,7 +202,7 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     std::fs::create_dir(&convert_dir).unwrap();
     let files = publish::image_files(&destinations, &convert_dir);
     let converted: Vec<_> = files.iter().map(|f| (f.format, f.source.clone())).collect();
-    convert::run(&raw, &converted, &spec, &reporter).unwrap();
+    convert::run(&raw, &converted, &spec, &pins, &reporter).unwrap();
     let outputs = publish::images(&files, true).unwrap();
     eprintln!("timing: convert to qcow2, raw, vmdk, vhd + publish + sha256 {:.1}s", started.elapsed().as_secs_f64());
     assert_eq!(outputs.len(), 4);
@@ -212,7 +214,12 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     // GPT with a BIOS boot partition and an ESP, booted from the raw file by BIOS and by UEFI.
     let gpt_spec = ImageSpec { partitioning: Partitioning::Gpt, uefi: true, ..ImageSpec::default() };
     let gpt_raw = scratch.path().join("gpt.raw");
-    let gpt_report = build_disk(&tree, &gpt_spec, "bookworm", &gpt_raw, &reporter).unwrap();
+    let gpt_report = build_disk(&tree, &gpt_spec, "bookworm", &gpt_raw, &pins, &reporter).unwrap();
+    // Same tree, same pins: the same bytes, ESP and GPT included.
+    let again = scratch.path().join("gpt-again.raw");
+    build_disk(&tree, &gpt_spec, "bookworm", &again, &pins, &reporter).unwrap();
+    assert_eq!(sha256_of(&gpt_raw), sha256_of(&again), "two GPT+ESP disks of one tree and pins differ");
+    std::fs::remove_file(&again).unwrap();
     let verify = command_output(Command::new("sfdisk").arg("--verify").arg(&gpt_raw));
     assert!(verify.contains("No errors detected"), "{verify}");
     check_root_filesystem(&gpt_raw, &gpt_report, &gpt_spec);
@@ -227,4 +234,8 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     assert!(listing.contains("BOOTX64  EFI"), "{listing}");
     let boot = boot_to_login(&gpt_raw, "raw", Firmware::Uefi, &scratch.path().join("uefi-serial.log"));
     eprintln!("timing: GPT raw UEFI boot to login: {:.1}s", boot.as_secs_f64());
+}
+
+fn sha256_of(path: &std::path::Path) -> String {
+    mesos_image::hashing::sha256_file(path).unwrap().0
 }

@@ -18,7 +18,8 @@ fn table_file(table: Partitioning, uefi: bool, disk_bytes: u64) -> (tempfile::Te
     let raw = dir.path().join("disk.raw");
     let layout = Layout::for_disk(table, uefi, disk_bytes).unwrap();
     std::fs::File::create(&raw).unwrap().set_len(layout.disk_bytes).unwrap();
-    write_partition_table(&raw, &layout, &[0xEB, 0x63, 0x90]).unwrap();
+    write_partition_table(&raw, &layout, &[0xEB, 0x63, 0x90], &mesos_image::reproducible::Pins::fixed(0, "table test"))
+        .unwrap();
     (dir, raw, layout)
 }
 

@@ -125,7 +125,8 @@ fn the_work_directory_filling_up() {
     let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"]).arg(&work).status().unwrap();
     assert!(mounted.success());
     case.control(None);
-    let (status, log) = case.start(&ELEMENTS, &["--work-dir", work.to_str().unwrap()]).finish(std::time::Duration::from_secs(120));
+    let (status, log) =
+        case.start(&ELEMENTS, &["--work-dir", work.to_str().unwrap()]).finish(std::time::Duration::from_secs(120));
     let listing = support::entries(&work);
     let unmounted = Command::new("umount").arg(&work).status().unwrap();
     assert!(unmounted.success());
@@ -159,12 +160,14 @@ fn two_builds_at_once_on_one_cache() {
 /// What every signal case asserts afterwards (the table's last column).
 const AFTER_SIGNAL: &str = "exit 130 (SIGINT), 143 (SIGTERM) or killed (SIGKILL); nothing left; next build succeeds";
 const AFTER_SIGNAL_STAGE: &str = "as above; during `publish` (the commit point) each file appears whole or not at all";
-const AFTER_FAILURE: &str = "exit 1, one error line naming the script and its element; nothing left; next build succeeds";
+const AFTER_FAILURE: &str =
+    "exit 1, one error line naming the script and its element; nothing left; next build succeeds";
 
 /// README's Faults table: one row per kind of fault, from the same lists the tests run.
 fn faults_table() -> String {
     let phases = PHASES.map(|p| format!("`{p}.d`")).join(", ");
-    let boundaries = BOUNDARIES.iter().chain(["restore install snapshot"].iter()).map(|b| format!("`{b}`")).collect::<Vec<_>>();
+    let boundaries =
+        BOUNDARIES.iter().chain(["restore install snapshot"].iter()).map(|b| format!("`{b}`")).collect::<Vec<_>>();
     let rows = [
         ("SIGKILL, SIGINT, SIGTERM inside a running script of every phase".to_owned(), phases.clone(), AFTER_SIGNAL),
         ("SIGKILL, SIGINT, SIGTERM at every stage boundary".to_owned(), boundaries.join(", "), AFTER_SIGNAL_STAGE),
@@ -203,5 +206,9 @@ fn readme_faults_table_is_the_tested_one() {
         return;
     }
     let (Some(start), Some(end)) = (start, end) else { panic!("README lacks the faults table markers") };
-    assert_eq!(&readme[start + BEGIN.len()..end], expected, "README's Faults table is stale: rerun with MESOS_IMAGE_WRITE_README=1");
+    assert_eq!(
+        &readme[start + BEGIN.len()..end],
+        expected,
+        "README's Faults table is stale: rerun with MESOS_IMAGE_WRITE_README=1"
+    );
 }

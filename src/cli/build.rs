@@ -16,6 +16,7 @@ use crate::element::Phase;
 use crate::paths;
 use crate::plan::{HostContext, PhaseStep, Plan, PlanOptions};
 use crate::recipe::{parse_size, BaseMethod, Compression, ImageFormat, Overrides, Recipe, RecipeSource};
+use crate::reproducible;
 use crate::stage::BreakPoint;
 
 /// The recipe used when neither elements nor `--recipe` are given.
@@ -117,6 +118,20 @@ pub struct BuildArgs {
     /// Scratch directory for the build (default: a temporary directory).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Derive filesystem UUIDs, partition GUIDs and the other identifiers from this text
+    /// instead of from the build's inputs.
+    #[arg(long, value_name = "TEXT")]
+    pub seed: Option<String>,
+    /// The time written into the image (seconds since 1970) [default: the mirror's Release date].
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS", value_parser = parse_epoch)]
+    pub source_date_epoch: Option<i64>,
+    /// Build twice (the second time with another work dir, TZ, umask and host name) and report
+    /// whether the outputs are identical, or which files differ. Implies --no-cache.
+    #[arg(long, conflicts_with = "break_at")]
+    pub check_reproducible: bool,
+    /// Write a file-by-file description of the finished tree here (used by --check-reproducible).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub tree_listing: Option<PathBuf>,
     /// Print the plan (elements, scripts, packages, environment) and exit; nothing is written.
     #[arg(long)]
     pub dry_run: bool,
@@ -156,9 +171,28 @@ pub fn execute(plan: Plan, args: &BuildArgs, global: &GlobalOpts) -> anyhow::Res
         work_dir: args.work_dir.clone(),
         quiet: global.quiet,
         verbose: global.verbose > 0,
+        seed: args.seed.clone(),
+        source_date_epoch: args.source_date_epoch,
+        tree_listing: args.tree_listing.clone(),
+        recipe_file: recipe_file(&plan, args),
     };
+    if args.check_reproducible {
+        let comparison = reproducible::check::build_twice(&plan, &options)?;
+        print!("{}", comparison.render());
+        if !comparison.identical() {
+            anyhow::bail!("the two builds differ (see above)");
+        }
+        return Ok(());
+    }
     build::execute(&plan, &options)?;
     Ok(())
+}
+
+/// The recipe file a recipe-mode plan came from (for the SBOM's digest of it).
+fn recipe_file(plan: &Plan, args: &BuildArgs) -> Option<PathBuf> {
+    plan.recipe.as_ref()?;
+    let name = args.recipe.as_deref().unwrap_or(DEFAULT_RECIPE);
+    Recipe::find(name, &args.recipes_dir.search_path()).ok().map(|(_, path)| path)
 }
 
 /// The plan the arguments describe: DIB mode with elements, else the given or default recipe.
@@ -257,6 +291,10 @@ fn dib_flag_variables(args: &BuildArgs) -> anyhow::Result<Vec<(&'static str, Str
     }
     vars.retain(|(key, _)| !args.env.iter().any(|(k, _)| k == key));
     Ok(vars)
+}
+
+fn parse_epoch(text: &str) -> Result<i64, String> {
+    reproducible::epoch::parse_given(text).map_err(|err| err.to_string())
 }
 
 /// `--image-size`: disk-image-create reads a bare number as GB (fractions allowed); with a

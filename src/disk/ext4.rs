@@ -2,8 +2,11 @@
 //! of the disk file, with the feature set the TARGET's kernel, GRUB and e2fsck can handle (the
 //! host's mke2fs defaults may be newer than all three).
 
-use std::path::Path;
-use std::process::Command;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::Context;
 
 use super::layout::Partition;
 use super::uuid::Guid;
@@ -47,6 +50,10 @@ pub struct Ext4Spec<'a> {
     pub tree: &'a Path,
     pub label: &'a str,
     pub uuid: Guid,
+    /// Seeds the directory-index hash (mke2fs draws it at random otherwise).
+    pub hash_seed: Guid,
+    /// The time mke2fs writes into the superblock, journal and new inodes.
+    pub epoch: i64,
     pub generation: Ext4Generation,
 }
 
@@ -62,12 +69,71 @@ pub fn mkfs_command(spec: &Ext4Spec<'_>, disk: &Path, partition: &Partition) -> 
         .args(["-O", spec.generation.feature_flags()])
         // The disk file is fresh and sparse, so nothing needs discarding or zeroing: lazy init
         // is both safe and fast here.
-        .args(["-E", &format!("offset={},nodiscard,lazy_itable_init=1,lazy_journal_init=1", partition.offset_bytes())])
+        .args([
+            "-E",
+            &format!(
+                "offset={},hash_seed={},nodiscard,lazy_itable_init=1,lazy_journal_init=1",
+                partition.offset_bytes(),
+                spec.hash_seed
+            ),
+        ])
+        // e2fsprogs' own switch for reproducible output: every "now" it writes is this time.
+        .env("E2FSPROGS_FAKE_TIME", spec.epoch.to_string())
         .arg("-d")
         .arg(spec.tree)
         .arg(disk)
         .arg(format!("{}k", partition.size_bytes() / 1024));
     command
+}
+
+/// Rewrite the change time of every copied inode (`paths` relative to the filesystem root) to
+/// `epoch`, through debugfs on the partition inside `disk`.
+pub fn pin_ctimes(disk: &Path, partition: &Partition, paths: &[PathBuf], epoch: i64) -> anyhow::Result<()> {
+    let commands = ctime_commands(paths, epoch).map_err(|reason| anyhow::anyhow!("tree: {reason}"))?;
+    let mut child = pin_ctimes_command(disk, partition, epoch)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run debugfs")?;
+    let mut stdin = child.stdin.take().context("debugfs has no stdin")?;
+    // Written from a thread so a debugfs that fills its stderr pipe cannot deadlock us.
+    let writer = std::thread::spawn(move || stdin.write_all(commands.as_bytes()));
+    let output = child.wait_with_output().context("cannot wait for debugfs")?;
+    writer.join().map_err(|_| anyhow::anyhow!("debugfs input writer panicked"))?.context("cannot feed debugfs")?;
+    // debugfs exits 0 whatever its commands did; its errors are the stderr lines past the banner.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|line| !line.starts_with("debugfs ")).collect();
+    if !output.status.success() || !errors.is_empty() {
+        anyhow::bail!("debugfs could not set change times: {}", errors.first().unwrap_or(&"failed"));
+    }
+    Ok(())
+}
+
+/// `mkfs.ext4 -d` copies each file's change time from the host, where it is the moment the
+/// build wrote the file and cannot be set. This debugfs command (fed [`ctime_commands`] on
+/// stdin) rewrites them all to the epoch ([`pin_ctimes`]).
+fn pin_ctimes_command(disk: &Path, partition: &Partition, epoch: i64) -> Command {
+    let mut command = Command::new("debugfs");
+    command.args(["-w", "-f", "-"]).arg(offset_device(disk, partition));
+    command.env("E2FSPROGS_FAKE_TIME", epoch.to_string());
+    command
+}
+
+/// One `set_inode_field` per path (relative to the filesystem root; empty is the root).
+/// Fails on a name debugfs' parser cannot quote (a newline).
+pub fn ctime_commands(paths: &[PathBuf], epoch: i64) -> Result<String, String> {
+    let mut commands = String::new();
+    for path in paths {
+        let text = path.to_str().ok_or_else(|| format!("{}: name is not UTF-8", path.display()))?;
+        if text.contains('\n') {
+            return Err(format!("/{text}: a newline in a file name cannot be passed to debugfs"));
+        }
+        // debugfs' parser reads a doubled quote inside quotes as a literal one.
+        let quoted = format!("/{text}").replace('"', "\"\"");
+        commands.push_str(&format!("sif \"{quoted}\" ctime @{epoch}\n"));
+    }
+    Ok(commands)
 }
 
 /// Device spec that e2fsprogs tools (dumpe2fs, debugfs, e2fsck) accept for a filesystem at a
@@ -110,15 +176,27 @@ mod tests {
             tree: Path::new("/t"),
             label: "cloudimg-rootfs",
             uuid: Guid::from_u128(1),
+            hash_seed: Guid::from_u128(2),
+            epoch: 1_700_000_000,
             generation: Ext4Generation::Modern,
         };
         let root = Partition { number: 1, role: Role::Root, first_lba: 2048, sectors: 4096 };
         let command = mkfs_command(&spec, Path::new("/d.raw"), &root);
         let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let joined = args.join(" ");
-        assert!(joined.contains("-E offset=1048576,"), "{joined}");
+        assert!(joined.contains("-E offset=1048576,hash_seed=00000000-0000-0000-0000-000000000002,"), "{joined}");
+        let fake_time = command.get_envs().find(|(k, _)| *k == "E2FSPROGS_FAKE_TIME").and_then(|(_, v)| v);
+        assert_eq!(fake_time, Some(std::ffi::OsStr::new("1700000000")));
         assert!(joined.contains("-L cloudimg-rootfs"), "{joined}");
         assert!(joined.contains("-U 00000000-0000-0000-0000-000000000001"), "{joined}");
         assert!(joined.ends_with("-d /t /d.raw 2048k"), "{joined}");
+    }
+
+    #[test]
+    fn ctime_commands_quote_every_path() {
+        let paths = ["", "etc", "a \"b\" c"].map(PathBuf::from);
+        let commands = ctime_commands(&paths, 5).unwrap();
+        assert_eq!(commands, "sif \"/\" ctime @5\nsif \"/etc\" ctime @5\nsif \"/a \"\"b\"\" c\" ctime @5\n");
+        assert!(ctime_commands(&[PathBuf::from("x\ny")], 5).is_err());
     }
 }

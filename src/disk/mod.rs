@@ -20,10 +20,10 @@ use anyhow::Context;
 
 use crate::progress::Reporter;
 use crate::recipe::{parse_size, ImageSpec, Partitioning};
+use crate::reproducible::{clamp, Pins};
 use ext4::{Ext4Generation, Ext4Spec};
 use grub::{BootConfig, BootKernel};
 use layout::{Layout, Role, MIB, SECTOR};
-use uuid::Guid;
 
 /// What the disk stage made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,11 +57,14 @@ pub enum DiskError {
 /// Build the bootable raw disk `raw` from `tree` for a target of `release`.
 ///
 /// Writes `/boot/grub/grub.cfg` and `/etc/fstab` into the tree first, so they land in the image.
+/// Every identifier comes from `pins.seed` and every time from `pins.epoch`, so the same tree
+/// and pins give the same bytes.
 pub fn build_disk(
     tree: &Path,
     spec: &ImageSpec,
     release: &str,
     raw: &Path,
+    pins: &Pins,
     reporter: &Reporter,
 ) -> anyhow::Result<DiskReport> {
     if spec.uefi && spec.partitioning != Partitioning::Gpt {
@@ -74,28 +77,45 @@ pub fn build_disk(
     }
     let usage = size::measure_tree(tree).map_err(|source| DiskError::Measure { tree: tree.to_owned(), source })?;
     let layout = choose_layout(spec, usage)?;
-    let root_uuid = Guid::random().context("cannot read random bytes for the filesystem UUID")?;
+    let root_uuid = pins.seed.guid("root-filesystem-uuid");
     write_boot_files(tree, &kernel, &root_uuid.to_string(), &spec.kernel_args)?;
     let core = make_core_img(tree, &layout, reporter)?;
-    if spec.uefi {
+    // Both GRUB images are made before the tree's times are clamped: nothing may write into
+    // the tree between the clamp and mkfs.
+    let efi_image = if spec.uefi {
         grub::install_modules(tree, grub::Platform::X86_64Efi.name())?;
-    }
+        Some(esp::make_efi_image(tree, &layout, reporter)?)
+    } else {
+        None
+    };
     create_sparse_file(raw, layout.disk_bytes)?;
 
+    let paths = {
+        let _step = reporter.step(format!("clamp file times to SOURCE_DATE_EPOCH {}", pins.epoch.seconds));
+        clamp::clamp_tree(tree, pins.epoch.seconds)?
+    };
     let generation = Ext4Generation::for_release(release);
-    let ext4 = Ext4Spec { tree, label: &spec.root_label, uuid: root_uuid, generation };
+    let ext4 = Ext4Spec {
+        tree,
+        label: &spec.root_label,
+        uuid: root_uuid,
+        hash_seed: pins.seed.guid("ext4-hash-seed"),
+        epoch: pins.epoch.seconds,
+        generation,
+    };
     let root = layout.root();
     let started = Instant::now();
     {
         let _step = reporter.step(format!("mkfs.ext4 -d ({} MiB root filesystem)", root.size_bytes() / MIB));
         reporter.run("mkfs.ext4", &mut ext4::mkfs_command(&ext4, raw, &root))?;
     }
+    pin_ctimes(raw, &root, &paths, pins.epoch.seconds, reporter)?;
     let mkfs_time = started.elapsed();
-    if let Some(esp) = layout.find(Role::Esp) {
-        esp::build_esp(tree, raw, &esp, &layout, reporter)?;
+    if let (Some(esp), Some(efi_image)) = (layout.find(Role::Esp), efi_image) {
+        esp::build_esp(raw, &esp, &efi_image, pins, reporter)?;
     }
     // The table and boot sectors go in after mkfs, so nothing mkfs does can touch them.
-    write_boot_area(tree, raw, &layout, &core)?;
+    write_boot_area(tree, raw, &layout, &core, pins)?;
     Ok(DiskReport {
         path: raw.to_owned(),
         disk_bytes: layout.disk_bytes,
@@ -152,6 +172,17 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
+fn pin_ctimes(
+    raw: &Path,
+    root: &layout::Partition,
+    paths: &[PathBuf],
+    epoch: i64,
+    reporter: &Reporter,
+) -> anyhow::Result<()> {
+    let _step = reporter.step(format!("debugfs: change times of {} inodes to the epoch", paths.len()));
+    ext4::pin_ctimes(raw, root, paths, epoch)
+}
+
 /// Run the target's grub-mkimage in the tree and return core.img placed for its sector.
 fn make_core_img(tree: &Path, layout: &Layout, reporter: &Reporter) -> anyhow::Result<Vec<u8>> {
     let _step = reporter.step("grub-mkimage (target's own, i386-pc)");
@@ -187,12 +218,12 @@ fn create_sparse_file(path: &Path, bytes: u64) -> anyhow::Result<()> {
 }
 
 /// GRUB's boot code and partition table in the MBR, core.img where boot.img looks.
-fn write_boot_area(tree: &Path, raw: &Path, layout: &Layout, core: &[u8]) -> anyhow::Result<()> {
+fn write_boot_area(tree: &Path, raw: &Path, layout: &Layout, core: &[u8], pins: &Pins) -> anyhow::Result<()> {
     let boot_img_path = tree.join(grub::I386_PC_DIR).join("boot.img");
     let boot_img = std::fs::read(&boot_img_path).with_context(|| format!("cannot read {}", boot_img_path.display()))?;
     let (core_sector, _) = layout.core_img_area();
     let code = grub::boot_code(&boot_img, &boot_img_path, core_sector)?;
-    write_partition_table(raw, layout, &code)?;
+    write_partition_table(raw, layout, &code, pins)?;
     let file = OpenOptions::new().write(true).open(raw).with_context(|| format!("cannot open {}", raw.display()))?;
     file.write_all_at(core, core_sector * SECTOR as u64)
         .with_context(|| format!("cannot write core.img to {} at sector {core_sector}", raw.display()))?;
@@ -200,18 +231,19 @@ fn write_boot_area(tree: &Path, raw: &Path, layout: &Layout, core: &[u8]) -> any
 }
 
 /// Write `layout`'s partition table (MBR, or protective MBR + both GPT copies) into the disk
-/// file `raw`, with `boot_code` (at most 440 bytes) in front of the MBR's table.
-pub fn write_partition_table(raw: &Path, layout: &Layout, boot_code: &[u8]) -> anyhow::Result<()> {
+/// file `raw`, with `boot_code` (at most 440 bytes) in front of the MBR's table. The disk
+/// signature and GUIDs come from `pins.seed`.
+pub fn write_partition_table(raw: &Path, layout: &Layout, boot_code: &[u8], pins: &Pins) -> anyhow::Result<()> {
     let file = OpenOptions::new().write(true).open(raw).with_context(|| format!("cannot open {}", raw.display()))?;
     let write_at = |bytes: &[u8], lba: u64| {
         file.write_all_at(bytes, lba * SECTOR as u64)
             .with_context(|| format!("cannot write {} at sector {lba}", raw.display()))
     };
-    let signature = uuid::random_disk_signature().context("cannot read random bytes for the disk signature")?;
+    let signature = pins.seed.u32("mbr-disk-signature");
     let mut mbr_sector = match layout.table {
         Partitioning::Mbr => mbr::render(signature, &mbr_entries(layout)),
         Partitioning::Gpt => {
-            let image = gpt::render(Guid::random()?, layout.disk_sectors(), &gpt_entries(layout)?);
+            let image = gpt::render(pins.seed.guid("gpt-disk-guid"), layout.disk_sectors(), &gpt_entries(layout, pins));
             write_at(&image.primary_header, 1)?;
             write_at(&image.entries, 2)?;
             write_at(&image.entries, image.backup_entries_lba)?;
@@ -234,7 +266,7 @@ fn mbr_entries(layout: &Layout) -> Vec<mbr::MbrEntry> {
     vec![mbr::MbrEntry { bootable: true, kind: mbr::TYPE_LINUX, first_lba: root.first_lba, sectors: root.sectors }]
 }
 
-fn gpt_entries(layout: &Layout) -> anyhow::Result<Vec<gpt::GptEntry>> {
+fn gpt_entries(layout: &Layout, pins: &Pins) -> Vec<gpt::GptEntry> {
     layout
         .partitions
         .iter()
@@ -244,14 +276,14 @@ fn gpt_entries(layout: &Layout) -> anyhow::Result<Vec<gpt::GptEntry>> {
                 Role::Esp => (gpt::TYPE_EFI_SYSTEM, "esp", 0),
                 Role::Root => (gpt::TYPE_LINUX_FS, "root", gpt::ATTR_LEGACY_BOOTABLE),
             };
-            Ok(gpt::GptEntry {
+            gpt::GptEntry {
                 kind,
-                unique: Guid::random()?,
+                unique: pins.seed.guid(&format!("gpt-partition-{}", partition.number)),
                 first_lba: partition.first_lba,
                 last_lba: partition.first_lba + partition.sectors - 1,
                 attributes,
                 name: name.to_owned(),
-            })
+            }
         })
         .collect()
 }

@@ -1,4 +1,5 @@
-//! Random (version 4) UUIDs for the filesystem and GPT, read from the kernel's random pool.
+//! Version-4-shaped UUIDs for the filesystem and GPT. A build derives them from its seed
+//! ([`crate::reproducible::Seed`]), so the same inputs give the same identifiers.
 
 use std::fmt;
 use std::io::Read;
@@ -12,15 +13,21 @@ impl Guid {
         Guid(value)
     }
 
-    /// A fresh version-4 UUID.
+    /// A fresh version-4 UUID from the kernel's random pool (for callers outside a build).
     pub fn random() -> std::io::Result<Guid> {
         let mut bytes = [0u8; 16];
         std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        Ok(Guid::version4_from_bytes(bytes))
+    }
+
+    /// `bytes` with the version-4 and RFC 4122 variant bits set: what a random UUID looks like,
+    /// whether the bytes came from the random pool or from a seed.
+    pub fn version4_from_bytes(bytes: [u8; 16]) -> Guid {
         let value = u128::from_be_bytes(bytes);
         // Version 4 in the high nibble of byte 6, RFC 4122 variant in the top bits of byte 8.
         let value = (value & !(0xF << 76)) | (0x4 << 76);
         let value = (value & !(0x3 << 62)) | (0x2 << 62);
-        Ok(Guid(value))
+        Guid(value)
     }
 
     /// The on-disk GPT form: first three fields little-endian, the rest as written.
@@ -39,13 +46,6 @@ impl fmt::Display for Guid {
         let hex = format!("{:032x}", self.0);
         write!(f, "{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
     }
-}
-
-/// A random 32-bit MBR disk signature, never zero (zero means "none" to some tools).
-pub fn random_disk_signature() -> std::io::Result<u32> {
-    let mut bytes = [0u8; 4];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(u32::from_le_bytes(bytes).max(1))
 }
 
 #[cfg(test)]

@@ -12,12 +12,14 @@ const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 
 /// Host variables a chrooted command keeps: the terminal, and proxies (as DIB passes them, so
 /// apt inside works behind the same proxy as the host).
-const KEPT_VARIABLES: [&str; 7] =
-    ["TERM", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
+/// `SOURCE_DATE_EPOCH` is the build's pinned time (set by the build for itself); tools inside
+/// (dpkg, useradd's password-change date, python) honour it.
+const KEPT_VARIABLES: [&str; 8] =
+    ["TERM", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SOURCE_DATE_EPOCH"];
 
 /// A [`Command`] that runs `program` (looked up in the chroot's PATH) with `root` as its root
 /// directory and `/` as its working directory. The environment is cleared down to PATH, HOME,
-/// LANG, TERM and the proxy variables, so the host's other variables do not leak into the
+/// LANG, TERM, the proxy variables and SOURCE_DATE_EPOCH, so the host's other variables do not leak into the
 /// image; add more with `.env()`.
 ///
 /// Mount `/proc`, `/dev`, ... first with [`super::ChrootMounts`] if the program needs them.

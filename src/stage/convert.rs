@@ -6,19 +6,28 @@ use std::process::Command;
 
 use crate::progress::Reporter;
 use crate::recipe::{Compression, ImageFormat, ImageSpec};
+use crate::reproducible::{formats, Pins};
 
-/// Convert `raw` to each `(format, path)`; the paths are scratch files (see
+/// Convert `raw` to each `(format, path)`, replacing the stamps qemu-img takes from the clock
+/// and the random pool with values from `pins`; the paths are scratch files (see
 /// [`super::publish::output_paths`] for where they are published).
 pub fn run(
     raw: &Path,
     outputs: &[(ImageFormat, PathBuf)],
     spec: &ImageSpec,
+    pins: &Pins,
     reporter: &Reporter,
 ) -> anyhow::Result<()> {
     let _step = reporter.step("convert");
     for (format, path) in outputs {
         let _step = reporter.step(format!("qemu-img convert -O {} -> {}", format.qemu_name(), path.display()));
         reporter.run("qemu-img convert", &mut convert_command(raw, path, *format, spec))?;
+        // qemu-img stamps these two from the clock and the random pool.
+        match format {
+            ImageFormat::Vhd => formats::pin_vhd(path, pins)?,
+            ImageFormat::Vmdk => formats::pin_vmdk(path, pins)?,
+            ImageFormat::Qcow2 | ImageFormat::Raw => {}
+        }
     }
     Ok(())
 }
@@ -81,8 +90,14 @@ mod tests {
     fn failed_conversion_names_qemu_img() {
         let dir = tempfile::tempdir().unwrap();
         let outputs = [(ImageFormat::Qcow2, dir.path().join("out.qcow2"))];
-        let err =
-            run(&dir.path().join("missing.raw"), &outputs, &ImageSpec::default(), &Reporter::silent()).unwrap_err();
+        let err = run(
+            &dir.path().join("missing.raw"),
+            &outputs,
+            &ImageSpec::default(),
+            &Pins::fixed(0, "t"),
+            &Reporter::silent(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("qemu-img convert"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use crate::element::Phase;
 use crate::plan::Plan;
 use crate::progress::Reporter;
+use crate::reproducible::Pins;
 
 /// Where `--break` opens a shell in the chroot (DIB's `break=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct BuildContext<'a> {
     pub trace: bool,
     pub break_at: Option<BreakPoint>,
     pub reporter: &'a Reporter,
+    /// The build's time and seed: nothing in the image may come from the clock or the random pool.
+    pub pins: Pins,
 }
 
 pub mod convert;

@@ -106,6 +106,13 @@ pub fn manifest(manifest: &Manifest, first_image: &Path) -> anyhow::Result<PathB
     Ok(path)
 }
 
+/// Write the SPDX document (`<first image>.spdx.json`) beside the first image.
+pub fn sbom(document: &[u8], first_image: &Path) -> anyhow::Result<PathBuf> {
+    let path = crate::sbom::path_for(first_image);
+    output::publish_bytes(document, &path)?;
+    Ok(path)
+}
+
 /// Publish images stored in the cache under new names. `stored` are the cache entry's files
 /// (name, path); the cached manifest names the images. Each image must still hash to what the
 /// manifest recorded, so a damaged cache entry is an error, not a bad image.
@@ -138,6 +145,17 @@ pub fn from_cache(
                 recorded.sha256
             );
         }
+    }
+    // The SBOM names the image files: under new names, it is rewritten to match.
+    if let Some(sbom_source) = manifest.sbom.as_deref().and_then(lookup) {
+        let mut text = std::fs::read_to_string(sbom_source)
+            .with_context(|| format!("cannot read the cached SBOM {}", sbom_source.display()))?;
+        for (recorded, copied) in manifest.outputs.iter().zip(&published) {
+            text = text.replace(&format!("\"{}\"", recorded.file), &format!("\"{}\"", copied.file));
+        }
+        let first = destinations.first().map(|(_, path)| path.as_path()).context("no destination")?;
+        let path = sbom(text.as_bytes(), first)?;
+        manifest.sbom = Some(file_name(&path));
     }
     manifest.outputs = published;
     Ok(manifest)

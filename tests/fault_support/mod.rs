@@ -17,8 +17,17 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// Every phase that runs element scripts, in pipeline order.
-pub const PHASES: [&str; 9] =
-    ["root", "extra-data", "pre-install", "install", "post-install", "post-root", "pre-finalise", "finalise", "cleanup"];
+pub const PHASES: [&str; 9] = [
+    "root",
+    "extra-data",
+    "pre-install",
+    "install",
+    "post-install",
+    "post-root",
+    "pre-finalise",
+    "finalise",
+    "cleanup",
+];
 
 /// Where the fault-hooks scripts read their instructions, one file per image name.
 const CONTROL_DIR: &str = "/run/mesos-image-faults";

@@ -115,6 +115,7 @@ impl Dirs {
             trace: false,
             break_at: None,
             reporter,
+            pins: mesos_image::reproducible::Pins::fixed(1_700_000_000, "phases test"),
         }
     }
 }

@@ -1,0 +1,227 @@
+//! `build --check-reproducible`: build the same plan twice, the second time in another work
+//! directory with another time zone, umask and host name, and compare: every output by sha256,
+//! the manifests apart from the fields about the run, and the two trees path by path, so a
+//! difference is reported as the files (and packages) that differ, not as two hashes.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+
+use super::listing::{self, Difference};
+use crate::build::{self, BuildOptions};
+use crate::manifest::Manifest;
+use crate::plan::Plan;
+
+/// Manifest fields that describe the run, not the image; they may differ between two builds.
+pub const RUN_FIELDS: [&str; 3] = ["run", "stages", "duration_seconds"];
+
+/// How many differing paths the report lists.
+const SHOWN_DIFFERENCES: usize = 40;
+
+/// What the second build changes about its surroundings.
+const SECOND_TZ: &str = "Pacific/Chatham";
+const SECOND_UMASK: u32 = 0o077;
+const SECOND_HOSTNAME: &str = "mesos-image-check-b";
+
+/// The outcome of the comparison.
+#[derive(Debug, Clone, Default)]
+pub struct Comparison {
+    /// (file, sha256 of the first build, sha256 of the second).
+    pub outputs: Vec<(String, String, String)>,
+    /// Manifest fields (other than run fields) that differ.
+    pub manifest_fields: Vec<String>,
+    pub tree: Vec<Difference>,
+}
+
+impl Comparison {
+    pub fn identical(&self) -> bool {
+        self.outputs.iter().all(|(_, a, b)| a == b) && self.manifest_fields.is_empty() && self.tree.is_empty()
+    }
+
+    /// The report a person reads.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let verdict = if self.identical() { "reproducible: identical" } else { "NOT reproducible" };
+        let _ = writeln!(out, "{verdict}");
+        for (file, a, b) in &self.outputs {
+            if a == b {
+                let _ = writeln!(out, "  same    {file}  sha256 {a}");
+            } else {
+                let _ = writeln!(out, "  differs {file}  sha256 {a} vs {b}");
+            }
+        }
+        for field in &self.manifest_fields {
+            let _ = writeln!(out, "  manifest field `{field}` differs");
+        }
+        if !self.tree.is_empty() {
+            let _ = writeln!(out, "  {} paths differ in the tree (first {}):", self.tree.len(), SHOWN_DIFFERENCES);
+            for difference in self.tree.iter().take(SHOWN_DIFFERENCES) {
+                let owner = if difference.package.is_empty() {
+                    "made by the build".to_owned()
+                } else {
+                    difference.package.clone()
+                };
+                let _ = writeln!(out, "    {}  [{}]  {}", difference.path, owner, difference.what);
+            }
+        } else if !self.identical() {
+            let _ = writeln!(
+                out,
+                "  the trees are identical: the difference is in the disk layer (filesystem, table, format)"
+            );
+        }
+        out
+    }
+}
+
+/// Build `plan` twice and compare. The first build's outputs are the user's; the second's go
+/// to a hidden directory beside them, removed when the builds agree and kept when they do not.
+pub fn build_twice(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Comparison> {
+    let output_dir = match options.output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let file = options.output.file_name().context("--output has no file name")?.to_owned();
+    let scratch = tempfile::Builder::new()
+        .prefix(".check-reproducible-")
+        .tempdir_in(&output_dir)
+        .with_context(|| format!("cannot create a directory in {}", output_dir.display()))?;
+    let work_root = options.work_dir.clone().unwrap_or_else(|| options.cache_dir.join("work"));
+    fs::create_dir_all(&work_root).with_context(|| format!("cannot create {}", work_root.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix("check-reproducible-")
+        .tempdir_in(&work_root)
+        .with_context(|| format!("cannot create the check's work directories in {}", work_root.display()))?;
+    let runs = [
+        (options.output.clone(), work.path().join("a"), scratch.path().join("first.tree")),
+        (scratch.path().join(&file), work.path().join("b"), scratch.path().join("second.tree")),
+    ];
+    for (index, (output, work_dir, tree)) in runs.iter().enumerate() {
+        fs::create_dir_all(work_dir).with_context(|| format!("cannot create {}", work_dir.display()))?;
+        let run = BuildOptions {
+            output: output.clone(),
+            use_cache: false,
+            work_dir: Some(work_dir.clone()),
+            tree_listing: Some(tree.clone()),
+            ..options.clone()
+        };
+        build_in_child(plan, &run, index == 1).with_context(|| format!("build {} of 2", index + 1))?;
+    }
+    let comparison = compare_builds(&runs[0].0, &runs[1].0, &runs[0].2, &runs[1].2)?;
+    if !comparison.identical() {
+        let kept = scratch.keep();
+        eprintln!("the second build's outputs are kept in {}", kept.display());
+    }
+    Ok(comparison)
+}
+
+/// One build in a forked child, as if run on its own (a build isolates its process for good).
+/// The second build runs under another time zone, umask and (in its own UTS namespace) host
+/// name, none of which may reach the image.
+fn build_in_child(plan: &Plan, options: &BuildOptions, vary: bool) -> anyhow::Result<()> {
+    // SAFETY: called from the single-threaded CLI before any build started; the child only
+    // runs the build and exits.
+    match unsafe { fork() }.context("cannot fork a build")? {
+        ForkResult::Child => {
+            let code = match vary_surroundings(vary).and_then(|()| build::execute(plan, options)) {
+                Ok(_) => 0,
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
+        ForkResult::Parent { child } => match waitpid(child, None).context("cannot wait for a build")? {
+            WaitStatus::Exited(_, 0) => Ok(()),
+            status => anyhow::bail!("the build failed ({status:?})"),
+        },
+    }
+}
+
+fn vary_surroundings(vary: bool) -> anyhow::Result<()> {
+    if !vary {
+        return Ok(());
+    }
+    std::env::set_var("TZ", SECOND_TZ);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(SECOND_UMASK));
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUTS).context("cannot create a UTS namespace")?;
+    nix::unistd::sethostname(SECOND_HOSTNAME).context("cannot set the host name")?;
+    Ok(())
+}
+
+/// Compare two finished builds by their outputs, manifests and tree listings.
+pub fn compare_builds(
+    first: &Path,
+    second: &Path,
+    first_tree: &Path,
+    second_tree: &Path,
+) -> anyhow::Result<Comparison> {
+    let read_manifest = |image: &Path| -> anyhow::Result<serde_json::Value> {
+        let path = Manifest::path_for(image);
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))
+    };
+    let (a, b) = (read_manifest(first)?, read_manifest(second)?);
+    let mut comparison = Comparison { manifest_fields: differing_manifest_fields(&a, &b), ..Comparison::default() };
+    let outputs = |manifest: &serde_json::Value| -> Vec<(String, String)> {
+        manifest["outputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| (o["file"].as_str().unwrap_or("").to_owned(), o["sha256"].as_str().unwrap_or("").to_owned()))
+            .collect()
+    };
+    for ((file, sha_a), (_, sha_b)) in outputs(&a).into_iter().zip(outputs(&b)) {
+        comparison.outputs.push((file, sha_a, sha_b));
+    }
+    let read_listing = |path: &Path| -> anyhow::Result<listing::Listing> {
+        listing::from_text(&fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?)
+    };
+    comparison.tree = listing::compare(&read_listing(first_tree)?, &read_listing(second_tree)?);
+    Ok(comparison)
+}
+
+/// Top-level manifest fields that differ, run fields aside.
+pub fn differing_manifest_fields(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec!["(whole manifest)".to_owned()] };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).filter(|k| !RUN_FIELDS.contains(&k.as_str())).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter().filter(|key| a.get(*key) != b.get(*key)).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_fields_do_not_count_as_differences() {
+        let a = serde_json::json!({"recipe": "x", "duration_seconds": 1.0, "stages": [1], "run": {"host": "a"}});
+        let b = serde_json::json!({"recipe": "x", "duration_seconds": 2.0, "stages": [2], "run": {"host": "b"}});
+        assert!(differing_manifest_fields(&a, &b).is_empty());
+        let c = serde_json::json!({"recipe": "y", "duration_seconds": 1.0});
+        assert_eq!(differing_manifest_fields(&a, &c), vec!["recipe".to_owned()]);
+    }
+
+    #[test]
+    fn report_names_differing_paths_and_their_packages() {
+        let comparison = Comparison {
+            outputs: vec![("x.qcow2".into(), "aa".into(), "bb".into())],
+            manifest_fields: vec![],
+            tree: vec![Difference {
+                path: "/usr/lib/x.pyc".into(),
+                what: "content".into(),
+                package: "python3-x".into(),
+            }],
+        };
+        assert!(!comparison.identical());
+        let report = comparison.render();
+        assert!(report.starts_with("NOT reproducible\n"), "{report}");
+        assert!(report.contains("/usr/lib/x.pyc  [python3-x]  content"), "{report}");
+        assert!(report.contains("differs x.qcow2  sha256 aa vs bb"), "{report}");
+    }
+}
