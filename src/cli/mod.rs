@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod build;
 pub mod cache;
 pub mod dib;
+pub mod diff;
 pub mod elements;
 pub mod recipes;
 pub mod test;
@@ -45,6 +46,8 @@ pub enum Command {
     Recipes(recipes::RecipesArgs),
     /// Inspect and prune the package and stage caches.
     Cache(cache::CacheArgs),
+    /// Packages added, removed and changed between two images (from their manifests).
+    Diff(diff::DiffArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Elements(args) => elements::run(args, &global),
         Command::Recipes(args) => recipes::run(args, &global),
         Command::Cache(args) => cache::run(args, &global),
+        Command::Diff(args) => diff::run(args, &global),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

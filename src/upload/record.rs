@@ -114,9 +114,26 @@ pub fn build_record(image: &Path, flags: &RecordFlags, recipe_dirs: &[PathBuf]) 
         min_disk: flags.min_disk.or(glance.min_disk),
         min_ram: flags.min_ram.or(glance.min_ram),
         tags,
-        properties: merge_properties(glance.properties, flags)?,
+        properties: with_sbom_digest(image, merge_properties(glance.properties, flags)?)?,
         recipe: recipe_name,
     })
+}
+
+/// The Glance property holding the sha256 of the SPDX document beside the image, so an image
+/// in the cloud can be matched with its bill of materials.
+pub const SBOM_PROPERTY: &str = "sbom_sha256";
+
+/// Add the SBOM's digest (when the image has one beside it) unless `--property` set it.
+fn with_sbom_digest(
+    image: &Path,
+    mut properties: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, RecordError> {
+    let digest = crate::sbom::digest_beside(image)
+        .map_err(|source| RecordError::Read { path: crate::sbom::path_for(image), source })?;
+    if let Some(digest) = digest {
+        properties.entry(SBOM_PROPERTY.to_owned()).or_insert(digest);
+    }
+    Ok(properties)
 }
 
 fn load_glance_spec(name: &str, recipe_dirs: &[PathBuf]) -> Result<GlanceSpec, RecordError> {
@@ -198,6 +215,17 @@ mod tests {
         fn dirs(&self) -> Vec<PathBuf> {
             vec![self.dir.path().join("recipes")]
         }
+    }
+
+    #[test]
+    fn sbom_beside_the_image_sets_its_digest_property() {
+        let f = fixture(b"QFI\xfb");
+        let sbom = crate::sbom::path_for(&f.image);
+        std::fs::write(&sbom, "{\"spdxVersion\": \"SPDX-2.3\"}\n").unwrap();
+        let record = build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap();
+        let expected = crate::hashing::sha256_file(&sbom).unwrap().0;
+        assert_eq!(record.properties.get(SBOM_PROPERTY), Some(&expected));
+        assert!(record.create_body().to_string().contains(&expected));
     }
 
     #[test]
