@@ -77,16 +77,28 @@ pub fn pin_vmdk(path: &Path, pins: &Pins) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write the descriptor of {}", path.display()))
 }
 
-/// Replace the 8 hex digits after the `CID=` at a line start; false if there is none.
+/// Rewrite the `CID=` line at a line start to the given 8 hex digits; false if there is none.
+/// qemu-img writes the CID without zero padding (`%x`), so the field is 1 to 8 digits long: the
+/// rest of the descriptor is shifted to fit and the NUL padding after it absorbs the difference,
+/// so the result does not depend on how long the random CID happened to be.
 fn pin_vmdk_cid(descriptor: &mut [u8], cid: u32) -> bool {
     let needle = b"\nCID=";
     let Some(at) = descriptor.windows(needle.len()).position(|w| w == needle) else { return false };
     let start = at + needle.len();
-    let Some(digits) = descriptor.get_mut(start..start + 8) else { return false };
-    if !digits.iter().all(u8::is_ascii_hexdigit) {
+    let digits = descriptor[start..].iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 8 {
         return false;
     }
-    digits.copy_from_slice(format!("{cid:08x}").as_bytes());
+    let mut pinned = Vec::with_capacity(descriptor.len());
+    pinned.extend_from_slice(&descriptor[..start]);
+    pinned.extend_from_slice(format!("{cid:08x}").as_bytes());
+    pinned.extend_from_slice(&descriptor[start + digits..]);
+    // Only NUL padding may be dropped from the end; anything else means no room.
+    if pinned[descriptor.len()..].iter().any(|&b| b != 0) {
+        return false;
+    }
+    pinned.truncate(descriptor.len());
+    descriptor.copy_from_slice(&pinned);
     true
 }
 
@@ -97,6 +109,21 @@ fn open(path: &Path) -> anyhow::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vmdk_cid_of_any_length_becomes_the_same_pinned_line() {
+        let pinned = |cid_text: &str| {
+            let mut descriptor = format!("# Disk DescriptorFile\nversion=1\nCID={cid_text}\nparentCID=ffffffff\n").into_bytes();
+            descriptor.resize(512, 0);
+            assert!(pin_vmdk_cid(&mut descriptor, 0x0123_abcd));
+            descriptor
+        };
+        let short = pinned("abcdef1");
+        assert_eq!(short, pinned("fabcdef1"));
+        assert!(String::from_utf8_lossy(&short).contains("\nCID=0123abcd\nparentCID=ffffffff\n"));
+        let mut no_cid = b"version=1\n".to_vec();
+        assert!(!pin_vmdk_cid(&mut no_cid, 1));
+    }
 
     #[test]
     fn vhd_footer_gets_pinned_time_and_id_and_a_valid_checksum() {
