@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-/// True when a docker engine answers; the test is skipped (and says so) otherwise.
+/// True when a docker engine answers.
 fn docker_available() -> bool {
     Command::new("docker").arg("info").output().map(|out| out.status.success()).unwrap_or(false)
 }
@@ -13,10 +13,9 @@ fn docker_available() -> bool {
 #[test]
 #[ignore = "needs root, docker and network (Debian mirror, crates for vendoring); takes minutes"]
 fn container_build_works_without_registry() {
-    if !docker_available() {
-        println!("SKIPPED: docker info failed; no docker engine to test the container build with");
-        return;
-    }
+    // Ignored by default; run (as CI does with --include-ignored), a missing engine is a failure,
+    // not a pass: this test exists to prove the container build.
+    assert!(docker_available(), "`docker info` failed: no docker engine to test the container build with");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/container/run.sh");
     // The host-side boot check runs `mesos-image test` with the binary cargo built for this test.
     let status = Command::new("bash")

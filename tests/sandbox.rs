@@ -14,40 +14,7 @@ use mesos_image::sandbox::{self, chroot_command, Bind, ChrootMounts};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-const HELPER_DIR: &str = "MESOS_IMAGE_TEST_SANDBOX_DIR";
 const MARKER: &str = "MESOS_IMAGE_TEST_MARKER";
-
-/// Not a test on its own: the body of the helper process the kill tests start (this test
-/// binary re-executed with `HELPER_DIR` set). Without the variable it does nothing.
-#[test]
-fn helper_isolated_build() {
-    let Some(dir) = std::env::var_os(HELPER_DIR).map(PathBuf::from) else { return };
-    sandbox::isolate().unwrap();
-    // From here on we are the build process (PID 2 of the new namespace), alone in this
-    // process: the harness's other threads stayed behind, so exit explicitly, even on panic.
-    let result = std::panic::catch_unwind(|| isolated_body(&dir));
-    std::process::exit(match result {
-        Ok(()) if sandbox::interrupted() => 130,
-        Ok(()) => 0,
-        Err(_) => 101,
-    });
-}
-
-fn isolated_body(dir: &Path) {
-    let scratch = dir.join("tmpfs");
-    sandbox::mount_tmpfs(&scratch, 1 << 20).unwrap();
-    fs::create_dir_all(dir.join("src")).unwrap();
-    fs::create_dir_all(dir.join("tree")).unwrap();
-    let binds = ChrootMounts::binds(&dir.join("tree"), &[Bind::read_only(dir.join("src"), "/x")]).unwrap();
-    let mut sleeper = Command::new("sleep").arg("1000").spawn().unwrap();
-    // An orphan: its parent exits at once, so the namespace's init inherits it.
-    Command::new("sh").args(["-c", "sleep 1000 & (sleep 0.2 &) ; exit 0"]).status().unwrap();
-    let inside: Vec<PathBuf> = sandbox::mount_points_under(dir).unwrap();
-    fs::write(dir.join("ready.tmp"), format!("{inside:?}")).unwrap();
-    fs::rename(dir.join("ready.tmp"), dir.join("ready")).unwrap();
-    let _ = sleeper.wait();
-    drop(binds);
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = PathBuf::from(format!("/tmp/stages-test-{name}-{}", std::process::id()));
@@ -116,13 +83,17 @@ fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitStatus 
     }
 }
 
+/// `examples/sandbox_helper`, which `cargo test` builds beside the test binaries
+/// (`target/<profile>/examples`, one level up from this binary's `deps`).
+fn helper_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let helper = exe.parent().and_then(Path::parent).unwrap().join("examples/sandbox_helper");
+    assert!(helper.is_file(), "{} missing: build it with `cargo test` (it builds examples)", helper.display());
+    helper
+}
+
 fn start_helper(dir: &Path, marker: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "helper_isolated_build", "--nocapture", "--test-threads=1"])
-        .env(HELPER_DIR, dir)
-        .env(MARKER, marker)
-        .spawn()
-        .unwrap()
+    Command::new(helper_binary()).arg(dir).env(MARKER, marker).spawn().unwrap()
 }
 
 fn kill_isolated_build(signal: Signal) {
