@@ -1,4 +1,4 @@
-//! Recipes: a YAML file that names everything one image needs (DESIGN.md section 5).
+//! Recipes: a YAML file that names everything one image needs (README.md, "Elements and recipes").
 //!
 //! A recipe is found by name in the recipe search path (`--recipes-dir` entries, then our
 //! `recipes/`) or by path. Unknown keys are an error with file and line; command-line flags

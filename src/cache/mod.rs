@@ -1,4 +1,4 @@
-//! The content-addressed stage cache (osbuild's idea, DESIGN.md section 3.4).
+//! The content-addressed stage cache (osbuild's idea; docs/architecture.md, "Cache").
 //!
 //! A stage's output is stored under a key that hashes everything the stage read: the previous
 //! stage's key, the plan values it depends on and the bytes of the element files it runs. An

@@ -115,7 +115,8 @@ pub struct BuildArgs {
     /// Elements must not refresh their cached downloads (DIB_OFFLINE=1).
     #[arg(long)]
     pub offline: bool,
-    /// Scratch directory for the build (default: a temporary directory).
+    /// Scratch directory for the build [default: <cache-dir>/work, in a tmpfs when memory allows;
+    /// a directory given here is used as it is].
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
     /// Derive filesystem UUIDs, partition GUIDs and the other identifiers from this text

@@ -1,5 +1,5 @@
 //! DIB elements: discovery on `ELEMENTS_PATH`, dependency expansion, hook merging,
-//! `package-installs` and `pkg-map` (DESIGN.md section 4).
+//! `package-installs` and `pkg-map` (docs/dib-compat.md).
 //!
 //! The entry point is [`ElementLibrary::scan`] over a search path from [`search_path`]; then
 //! [`ElementLibrary::resolve`] expands a requested set the way DIB does, [`merge_hooks`] builds

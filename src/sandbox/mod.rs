@@ -1,4 +1,4 @@
-//! The build's sandbox (DESIGN.md section 3.2): a private mount and PID namespace tied to the
+//! The build's sandbox (docs/architecture.md, "Sandbox"): a private mount and PID namespace tied to the
 //! tool's life, the chroot's mounts as an RAII guard, chrooted commands, and tree removal that
 //! never deletes through a mount point.
 

@@ -1,4 +1,4 @@
-//! Pipeline stages (DESIGN.md section 2). Each stage reads the immutable [`Plan`] and the tree the
+//! Pipeline stages (docs/architecture.md). Each stage reads the immutable [`Plan`] and the tree the
 //! previous stage left under [`BuildContext::target`].
 
 pub mod cleanup;
