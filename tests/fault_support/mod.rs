@@ -111,7 +111,9 @@ impl Case {
     pub fn start_to(&self, output: &Path, elements: &[&str], extra: &[&str]) -> Running {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mesos-image"));
         command
-            .args(["build", "-o"])
+            // -n: the fixture OS is a few host programs, not Debian, so disk-image-create's
+            // `base` (which installs packages) is left out as DIB users do with -n.
+            .args(["build", "-n", "-o"])
             .arg(output)
             .args(extra)
             .args(elements)
