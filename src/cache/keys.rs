@@ -133,10 +133,22 @@ impl Fingerprint {
 const LATE_PHASE_DIRS: [&str; 6] =
     ["post-install.d", "post-root.d", "block-device.d", "pre-finalise.d", "finalise.d", "cleanup.d"];
 
-/// Variables that only locate inputs (whose content is hashed anyway) or name the output:
-/// they must not change a key, or building the same image under another name or from a moved
-/// checkout would start cold.
-const KEY_NEUTRAL_ENV: [&str; 3] = ["ELEMENTS_PATH", "IMAGE_NAME", "DIB_ARGS"];
+/// Variables that only locate inputs (whose content is hashed anyway), name the output, or
+/// restate output settings the outputs key already holds (`plan.image`, `--checksum`): they must
+/// not change the tree keys, or building the same image under another name or format, with
+/// `--checksum`, or from a moved checkout would start cold. `DIB_ENV` is derived from the
+/// `DIB_*` variables, which are keyed one by one.
+const KEY_NEUTRAL_ENV: [&str; 9] = [
+    "ELEMENTS_PATH",
+    "IMAGE_NAME",
+    "DIB_ARGS",
+    "DIB_CHECKSUM",
+    "IMAGE_TYPE",
+    "DIB_IMAGE_SIZE",
+    "IMAGE_ELEMENT_YAML",
+    crate::stage::dib_runtime::GET_IMAGE_ELEMENT_ARRAY_VAR,
+    "DIB_ENV",
+];
 
 /// The keys of the three cache points, derived from the plan alone.
 #[derive(Debug, Clone)]
