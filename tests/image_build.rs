@@ -66,6 +66,7 @@ fn debian_base_is_small_and_boots_clean() {
             "debian-base.qcow2",
             "debian-base.qcow2.manifest.json",
             "debian-base.qcow2.sha256",
+            "debian-base.qcow2.spdx.json",
             "debian-base.vmdk",
             "debian-base.vmdk.sha256"
         ]
