@@ -540,7 +540,8 @@ mod tests {
         let started = Instant::now();
         let accel = resolve_accel(&config).unwrap();
         assert_ne!(accel, Accel::Auto);
-        assert!(started.elapsed() < KVM_PROBE_BUDGET + Duration::from_secs(2));
+        // Not a speed measurement: the probe must not hang. Generous slack for a loaded host.
+        assert!(started.elapsed() < KVM_PROBE_BUDGET + Duration::from_secs(30));
         if accel == Accel::Tcg {
             // Forcing KVM where the probe failed must be an error naming KVM, not a hung boot.
             let forced = VmConfig { accel: Accel::Kvm, ..config };
