@@ -9,7 +9,7 @@ pub mod cli;
 pub mod disk;
 pub mod element;
 pub mod failure;
-pub mod hashing;
+pub mod io;
 pub mod manifest;
 pub mod mirror;
 pub mod output;

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::hashing::HashingWriter;
+use crate::io::{HashingWriter, BUFFER_SIZE};
 
 /// Errors while publishing an output file.
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +161,7 @@ fn libc_o_tmpfile() -> i32 {
 /// Copy everything, returning the byte count and hex sha256. Large reads: this moves images.
 fn copy_hashing(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<(u64, String)> {
     let mut hashing = HashingWriter::new(writer);
-    io::copy(&mut io::BufReader::with_capacity(1 << 20, reader), &mut hashing)?;
+    io::copy(&mut io::BufReader::with_capacity(BUFFER_SIZE, reader), &mut hashing)?;
     let size = hashing.byte_count();
     Ok((size, hashing.finish().1))
 }

@@ -200,7 +200,7 @@ impl RecipeSource {
     /// Hash the recipe file at `path` (made absolute).
     pub fn read(path: &Path) -> std::io::Result<RecipeSource> {
         let path = std::path::absolute(path)?;
-        let (sha256, _) = crate::hashing::sha256_file(&path)?;
+        let (sha256, _) = crate::io::sha256_file(&path)?;
         Ok(RecipeSource { path, sha256 })
     }
 }

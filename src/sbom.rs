@@ -64,7 +64,7 @@ pub fn path_for(image: &Path) -> PathBuf {
 /// The sha256 of the SBOM beside `image`, if there is one (for the Glance property).
 pub fn digest_beside(image: &Path) -> std::io::Result<Option<String>> {
     let path = path_for(image);
-    match crate::hashing::sha256_file(&path) {
+    match crate::io::sha256_file(&path) {
         Ok((digest, _)) => Ok(Some(digest)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err),

@@ -56,7 +56,7 @@ fn publish_fixture(served: &Path) -> String {
     let tarball = releases.join("fixture-root.tar.gz");
     let status = Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(&fixture).arg(".").status().unwrap();
     assert!(status.success());
-    mesos_image::hashing::sha256_file(&tarball).unwrap().0
+    mesos_image::io::sha256_file(&tarball).unwrap().0
 }
 
 fn cloud_plan(server: &Server) -> mesos_image::plan::Plan {
@@ -109,7 +109,7 @@ fn squashfs_cloud_image_is_unsquashed() {
     let status =
         Command::new("mksquashfs").arg(&fixture).arg(&image).args(["-quiet", "-no-progress"]).status().unwrap();
     assert!(status.success());
-    let sum = mesos_image::hashing::sha256_file(&image).unwrap().0;
+    let sum = mesos_image::io::sha256_file(&image).unwrap().0;
     fs::write(served.join("SHA256SUMS"), format!("{sum} *fixture.squashfs\n")).unwrap();
     let server = serve(work.path().join("served"));
     let mut plan = cloud_plan(&server);

@@ -32,7 +32,7 @@ mod keys;
 
 pub use keys::{Fingerprint, StageKey, StageKeys};
 
-use crate::hashing::HashingReader;
+use crate::io::{HashingReader, BUFFER_SIZE};
 use crate::output;
 
 /// What we know about one cache entry.
@@ -437,7 +437,7 @@ fn tar_command() -> Command {
 /// Copy `input` to `output` and hash all of `input`. A failing `output` (tar exited early) does
 /// not stop the hashing, so the checksum verdict is about the archive alone.
 fn copy_and_hash(input: &mut dyn Read, output: &mut dyn Write) -> io::Result<String> {
-    let mut reader = HashingReader::new(io::BufReader::with_capacity(1 << 20, input));
+    let mut reader = HashingReader::new(io::BufReader::with_capacity(BUFFER_SIZE, input));
     if io::copy(&mut reader, output).is_err() {
         io::copy(&mut reader, &mut io::sink())?;
     }

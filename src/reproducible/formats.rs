@@ -113,7 +113,8 @@ mod tests {
     #[test]
     fn vmdk_cid_of_any_length_becomes_the_same_pinned_line() {
         let pinned = |cid_text: &str| {
-            let mut descriptor = format!("# Disk DescriptorFile\nversion=1\nCID={cid_text}\nparentCID=ffffffff\n").into_bytes();
+            let mut descriptor =
+                format!("# Disk DescriptorFile\nversion=1\nCID={cid_text}\nparentCID=ffffffff\n").into_bytes();
             descriptor.resize(512, 0);
             assert!(pin_vmdk_cid(&mut descriptor, 0x0123_abcd));
             descriptor
@@ -174,10 +175,7 @@ mod tests {
             let spec = ImageSpec { formats: formats.clone(), compress, ..ImageSpec::default() };
             let outputs: Vec<_> = formats.iter().map(|f| (*f, out.join(format!("x.{}", f.name())))).collect();
             crate::stage::convert::run(&raw, &outputs, &spec, &pins, &Reporter::silent()).unwrap();
-            outputs
-                .iter()
-                .map(|(format, path)| (*format, crate::hashing::sha256_file(path).unwrap().0))
-                .collect::<Vec<_>>()
+            outputs.iter().map(|(format, path)| (*format, crate::io::sha256_file(path).unwrap().0)).collect::<Vec<_>>()
         };
         for compress in [false, true] {
             let first = convert(&format!("a-{compress}"), compress);

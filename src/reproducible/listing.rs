@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::hashing::HashingReader;
+use crate::io::HashingReader;
 
 /// One path's description; equal entries mean equal files as mkfs copies them.
 #[derive(Debug, Clone, PartialEq, Eq)]

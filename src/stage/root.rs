@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use super::{phases, target_config, BuildContext};
 use crate::element::Phase;
-use crate::hashing;
+use crate::io;
 use crate::recipe::BaseMethod;
 
 /// Errors a user can fix, each naming the culprit.
@@ -253,7 +253,7 @@ pub fn expected_sum(sums: &str, file: &str) -> Option<String> {
 }
 
 fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let (digest, _) = hashing::sha256_file(path).with_context(|| format!("cannot hash {}", path.display()))?;
+    let (digest, _) = io::sha256_file(path).with_context(|| format!("cannot hash {}", path.display()))?;
     Ok(digest)
 }
 

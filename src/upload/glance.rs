@@ -16,7 +16,8 @@ use serde_json::{json, Map, Value};
 
 use super::auth::{AuthError, AuthSettings, Session};
 use super::http::server_message;
-use super::stream::{Digests, HashingReader, ProgressReader, Pump};
+use super::stream::{Digests, GlanceDigest, Pump};
+use crate::io::{CancelReader, HashingReader, ProgressReader};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -229,9 +230,9 @@ impl Glance {
                 }
                 let file = File::open(path).map_err(|source| GlanceError::Read { path: path.to_owned(), source })?;
                 bar.set_position(0);
-                let reader = ProgressReader::new(HashingReader::new(file), bar.clone());
+                let reader = ProgressReader::new(HashingReader::with_digest(file), bar.clone());
                 let cancel = Arc::new(AtomicBool::new(false));
-                let (pump, body) = Pump::start(CancelOnFlag { inner: reader, cancel: cancel.clone() });
+                let (pump, body) = Pump::start(CancelReader::new(reader, cancel.clone()));
                 current = Some((pump, cancel));
                 // The server may answer before reading all data (403, 413) and then close the
                 // connection; never hand that connection back to the pool for the next request.
@@ -266,7 +267,7 @@ impl Glance {
         let (pump, _) = current.ok_or_else(|| bad(&what, "no request was sent"))?;
         drop(response);
         let reader = pump.finish().map_err(|source| GlanceError::Read { path: path.to_owned(), source })?;
-        Ok(reader.inner.into_inner().finish())
+        Ok(reader.into_inner().into_inner().finish())
     }
 
     /// Poll until the image is `active`; an error naming the state if it can no longer become so.
@@ -310,23 +311,9 @@ impl Glance {
     }
 }
 
-/// The chain an upload reads through: file -> hashes -> progress -> cancel switch.
-type DataReader = CancelOnFlag<ProgressReader<HashingReader<File>>>;
-
-/// Stops reading (with an error) once `cancel` is set, so a refused upload stops reading the file.
-struct CancelOnFlag<R> {
-    inner: R,
-    cancel: Arc<AtomicBool>,
-}
-
-impl<R: std::io::Read> std::io::Read for CancelOnFlag<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.cancel.load(Ordering::SeqCst) {
-            return Err(std::io::Error::other("upload cancelled"));
-        }
-        self.inner.read(buf)
-    }
-}
+/// The chain an upload reads through: file -> hashes -> progress -> cancel switch (so a refused
+/// upload stops reading the file).
+type DataReader = CancelReader<ProgressReader<HashingReader<File, GlanceDigest>>>;
 
 async fn require_success(what: &str, response: Response) -> Result<Response, GlanceError> {
     let status = response.status();

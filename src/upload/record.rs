@@ -223,7 +223,7 @@ mod tests {
         let sbom = crate::sbom::path_for(&f.image);
         std::fs::write(&sbom, "{\"spdxVersion\": \"SPDX-2.3\"}\n").unwrap();
         let record = build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap();
-        let expected = crate::hashing::sha256_file(&sbom).unwrap().0;
+        let expected = crate::io::sha256_file(&sbom).unwrap().0;
         assert_eq!(record.properties.get(SBOM_PROPERTY), Some(&expected));
         assert!(record.create_body().to_string().contains(&expected));
     }

@@ -1,6 +1,7 @@
-//! The image data path: `File -> HashingReader -> ProgressReader -> pump -> HTTP body`.
+//! The image data path: `File -> HashingReader -> ProgressReader -> CancelReader -> pump -> HTTP
+//! body`. The adapters are `crate::io`'s; this module adds Glance's digests and the pump.
 //!
-//! Every stage is a plain `Read` adapter so each can be tested alone; the pump moves fixed-size
+//! The pump moves fixed-size
 //! chunks through a bounded channel to the async HTTP client, so memory use does not depend on
 //! the image size and reading/hashing (one thread) overlaps with sending (the runtime thread).
 
@@ -8,14 +9,14 @@ use std::io::{self, Read};
 use std::thread::JoinHandle;
 
 use futures_util::stream;
-use indicatif::ProgressBar;
 use md5::Md5;
 use sha2::{Digest, Sha512};
 use tokio::sync::mpsc;
 
-/// Size of one chunk handed to the HTTP client.
-pub const CHUNK_SIZE: usize = 1 << 20;
-/// Chunks that may wait in the channel: bounds the memory in flight to about 5 MiB.
+use crate::io::{read_full, StreamDigest, BUFFER_SIZE};
+
+/// Chunks that may wait in the channel: with one being filled, bounds the memory in flight to
+/// `(CHUNKS_IN_FLIGHT + 1) * BUFFER_SIZE`.
 pub const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// What Glance reports about stored data, computed while the data was read.
@@ -28,60 +29,23 @@ pub struct Digests {
     pub md5: String,
 }
 
-/// Hashes everything read through it.
-pub struct HashingReader<R> {
-    inner: R,
+/// Glance's two digests, computed as the data is read (`io::HashingReader::with_digest`).
+#[derive(Default)]
+pub struct GlanceDigest {
     sha512: Sha512,
     md5: Md5,
-    bytes: u64,
 }
 
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        HashingReader { inner, sha512: Sha512::new(), md5: Md5::new(), bytes: 0 }
+impl StreamDigest for GlanceDigest {
+    type Output = Digests;
+
+    fn update(&mut self, data: &[u8]) {
+        self.sha512.update(data);
+        self.md5.update(data);
     }
 
-    /// The digests of all bytes read so far.
-    pub fn finish(self) -> Digests {
-        Digests {
-            bytes: self.bytes,
-            sha512: hex::encode(self.sha512.finalize()),
-            md5: hex::encode(self.md5.finalize()),
-        }
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.sha512.update(&buf[..n]);
-        self.md5.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
-/// Advances a progress bar by the bytes read through it.
-pub struct ProgressReader<R> {
-    inner: R,
-    bar: ProgressBar,
-}
-
-impl<R: Read> ProgressReader<R> {
-    pub fn new(inner: R, bar: ProgressBar) -> Self {
-        ProgressReader { inner, bar }
-    }
-
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
-}
-
-impl<R: Read> Read for ProgressReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
+    fn finish(self, bytes: u64) -> Digests {
+        Digests { bytes, sha512: hex::encode(self.sha512.finalize()), md5: hex::encode(self.md5.finalize()) }
     }
 }
 
@@ -91,7 +55,7 @@ pub struct Pump<R> {
 }
 
 impl<R: Read + Send + 'static> Pump<R> {
-    /// Start reading `reader` in `CHUNK_SIZE` pieces on a thread; the body yields them in order.
+    /// Start reading `reader` in `BUFFER_SIZE` pieces on a thread; the body yields them in order.
     pub fn start(reader: R) -> (Pump<R>, reqwest::Body) {
         let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
         let thread = std::thread::spawn(move || pump_chunks(reader, &tx));
@@ -107,7 +71,7 @@ impl<R: Read + Send + 'static> Pump<R> {
 
 fn pump_chunks<R: Read>(mut reader: R, tx: &mpsc::Sender<io::Result<Vec<u8>>>) -> io::Result<R> {
     loop {
-        let mut chunk = vec![0u8; CHUNK_SIZE];
+        let mut chunk = vec![0u8; BUFFER_SIZE];
         let filled = match read_full(&mut reader, &mut chunk) {
             Ok(filled) => filled,
             Err(err) => {
@@ -126,20 +90,6 @@ fn pump_chunks<R: Read>(mut reader: R, tx: &mpsc::Sender<io::Result<Vec<u8>>>) -
     }
 }
 
-/// Fill `buf` unless the reader ends first; returns the bytes read.
-fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,8 +98,8 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn hashing_reader_matches_known_digests() {
-        let mut reader = HashingReader::new(&b"abc"[..]);
+    fn glance_digest_matches_known_digests() {
+        let mut reader = crate::io::HashingReader::<_, GlanceDigest>::with_digest(&b"abc"[..]);
         let mut out = Vec::new();
         reader.read_to_end(&mut out).unwrap();
         let digests = reader.finish();
@@ -160,24 +110,13 @@ mod tests {
         assert!(digests.sha512.ends_with("a54ca49f"), "{}", digests.sha512);
     }
 
-    #[test]
-    fn progress_reader_counts_bytes() {
-        let bar = ProgressBar::hidden();
-        let data = vec![7u8; 100_000];
-        let mut reader = ProgressReader::new(&data[..], bar.clone());
-        let mut sink = Vec::new();
-        reader.read_to_end(&mut sink).unwrap();
-        assert_eq!(bar.position(), 100_000);
-        assert_eq!(sink, data);
-    }
-
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().build().unwrap()
     }
 
     #[test]
     fn pump_delivers_every_byte_in_order() {
-        let data: Vec<u8> = (0..(3 * CHUNK_SIZE + 123)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(3 * BUFFER_SIZE + 123)).map(|i| (i % 251) as u8).collect();
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let source = data.clone();
         let thread = std::thread::spawn(move || pump_chunks(&source[..], &tx).map(|_| ()));
@@ -205,7 +144,7 @@ mod tests {
         let reader = Endless(taken.clone());
         let thread = std::thread::spawn(move || pump_chunks(reader, &tx).map(|_| ()));
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let limit = ((CHUNKS_IN_FLIGHT + 1) * CHUNK_SIZE) as u64;
+        let limit = ((CHUNKS_IN_FLIGHT + 1) * BUFFER_SIZE) as u64;
         assert!(taken.load(Ordering::SeqCst) <= limit, "read ahead {} bytes", taken.load(Ordering::SeqCst));
         // Dropping the receiving end stops the thread with an error instead of reading forever.
         drop(rx);

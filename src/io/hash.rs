@@ -1,20 +1,52 @@
-//! Streaming SHA-256: wrap a reader or writer, get the digest of everything that passed through.
+//! Streaming digests: wrap a reader or writer, get the digest of everything that passed through.
+//! One reader and one writer serve every digest; what is computed is a `StreamDigest` (sha256
+//! for our checksums, sha512+md5 for what Glance reports).
 
 use std::io::{self, Read, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+/// What a hashing adapter computes: fed every byte that passes, finished once with the count.
+pub trait StreamDigest: Default {
+    type Output;
+    fn update(&mut self, data: &[u8]);
+    fn finish(self, bytes: u64) -> Self::Output;
+}
+
+/// Lower-case hex sha256, the digest of our `.sha256` files, cache entries and listings.
+#[derive(Default)]
+pub struct Sha256Hex(Sha256);
+
+impl StreamDigest for Sha256Hex {
+    type Output = String;
+
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    fn finish(self, _bytes: u64) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
 /// A reader that hashes what is read through it.
-pub struct HashingReader<R> {
+pub struct HashingReader<R, D = Sha256Hex> {
     inner: R,
-    hasher: Sha256,
+    digest: D,
     bytes: u64,
 }
 
 impl<R: Read> HashingReader<R> {
+    /// Hash with sha256; `with_digest` for any other.
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), bytes: 0 }
+        Self::with_digest(inner)
+    }
+}
+
+impl<R: Read, D: StreamDigest> HashingReader<R, D> {
+    pub fn with_digest(inner: R) -> Self {
+        HashingReader { inner, digest: D::default(), bytes: 0 }
     }
 
     /// Bytes read so far.
@@ -22,48 +54,51 @@ impl<R: Read> HashingReader<R> {
         self.bytes
     }
 
-    /// Lower-case hex digest of everything read.
-    pub fn finish(self) -> String {
-        hex::encode(self.hasher.finalize())
+    /// The digest of everything read.
+    pub fn finish(self) -> D::Output {
+        self.digest.finish(self.bytes)
     }
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read, D: StreamDigest> Read for HashingReader<R, D> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let count = self.inner.read(buf)?;
-        self.hasher.update(&buf[..count]);
+        self.digest.update(&buf[..count]);
         self.bytes += count as u64;
         Ok(count)
     }
 }
 
 /// A writer that hashes what is written through it.
-pub struct HashingWriter<W> {
+pub struct HashingWriter<W, D = Sha256Hex> {
     inner: W,
-    hasher: Sha256,
+    digest: D,
     bytes: u64,
 }
 
 impl<W: Write> HashingWriter<W> {
+    /// Hash with sha256.
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), bytes: 0 }
+        HashingWriter { inner, digest: Sha256Hex::default(), bytes: 0 }
     }
+}
 
+impl<W: Write, D: StreamDigest> HashingWriter<W, D> {
     pub fn byte_count(&self) -> u64 {
         self.bytes
     }
 
-    /// The inner writer and the lower-case hex digest of everything written.
-    pub fn finish(self) -> (W, String) {
-        (self.inner, hex::encode(self.hasher.finalize()))
+    /// The inner writer and the digest of everything written.
+    pub fn finish(self) -> (W, D::Output) {
+        (self.inner, self.digest.finish(self.bytes))
     }
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<W: Write, D: StreamDigest> Write for HashingWriter<W, D> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // Hash only what the inner writer accepted, so short writes stay correct.
         let count = self.inner.write(buf)?;
-        self.hasher.update(&buf[..count]);
+        self.digest.update(&buf[..count]);
         self.bytes += count as u64;
         Ok(count)
     }
@@ -73,10 +108,10 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// SHA-256 of a file, streamed in 1 MiB reads; returns (hex digest, size).
+/// SHA-256 of a file, streamed in `BUFFER_SIZE` reads; returns (hex digest, size).
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     let file = std::fs::File::open(path)?;
-    let mut reader = HashingReader::new(io::BufReader::with_capacity(1 << 20, file));
+    let mut reader = HashingReader::new(io::BufReader::with_capacity(super::BUFFER_SIZE, file));
     io::copy(&mut reader, &mut io::sink())?;
     let bytes = reader.byte_count();
     Ok((reader.finish(), bytes))
@@ -96,6 +131,27 @@ mod tests {
         assert_eq!(out, b"abc");
         assert_eq!(reader.byte_count(), 3);
         assert_eq!(reader.finish(), ABC);
+    }
+
+    /// A digest that records the calls, to show the reader feeds it exactly what passed.
+    #[derive(Default)]
+    struct Record(Vec<u8>);
+    impl StreamDigest for Record {
+        type Output = (Vec<u8>, u64);
+        fn update(&mut self, data: &[u8]) {
+            self.0.extend_from_slice(data);
+        }
+        fn finish(self, bytes: u64) -> (Vec<u8>, u64) {
+            (self.0, bytes)
+        }
+    }
+
+    #[test]
+    fn reader_feeds_any_digest_with_the_count() {
+        let mut reader = HashingReader::<_, Record>::with_digest(&b"hello"[..]);
+        let mut buf = [0u8; 2];
+        reader.read_exact(&mut buf).unwrap();
+        assert_eq!(reader.finish(), (b"he".to_vec(), 2));
     }
 
     #[test]

@@ -1,0 +1,82 @@
+//! Byte-stream adapters shared by every command that moves image-sized data (after
+//! coreos-installer's `io/`): hashing, progress and cancel wrappers around `Read`/`Write`, each a
+//! plain adapter so it can be tested alone and stacked (`File -> hash -> progress -> cancel`).
+//!
+//! Limiting is std's `Read::take`; no adapter of our own is needed for it.
+
+mod cancel;
+mod hash;
+mod progress;
+
+pub use cancel::CancelReader;
+pub use hash::{sha256_file, HashingReader, HashingWriter, Sha256Hex, StreamDigest};
+pub use progress::ProgressReader;
+
+/// Buffer and chunk size for streaming images (copying, hashing, uploading): large enough that
+/// per-call overhead vanishes against disk and network time, small enough to keep memory flat.
+pub const BUFFER_SIZE: usize = 1 << 20;
+
+/// Fill `buf` unless the reader ends first; returns the bytes read (less than `buf.len()` only
+/// at the end). Unlike `read_exact`, a short end is not an error.
+pub fn read_full<R: std::io::Read>(reader: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{self, Read};
+
+    /// Hands out at most `step` bytes a call and fails once with `Interrupted`.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+        interrupted: bool,
+    }
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if !self.interrupted {
+                self.interrupted = true;
+                return Err(io::Error::from(io::ErrorKind::Interrupted));
+            }
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn read_full_fills_across_short_reads_and_interrupts() {
+        let data: Vec<u8> = (0..10).collect();
+        let mut reader = Trickle { data: &data, step: 3, interrupted: false };
+        let mut buf = [0u8; 8];
+        assert_eq!(read_full(&mut reader, &mut buf).unwrap(), 8);
+        assert_eq!(&buf, &data[..8]);
+        // The end: a short fill, then zero.
+        assert_eq!(read_full(&mut reader, &mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], &data[8..]);
+        assert_eq!(read_full(&mut reader, &mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn read_full_passes_real_errors_on() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        let err = read_full(&mut Broken, &mut [0u8; 4]).unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
+    }
+}
