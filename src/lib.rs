@@ -3,12 +3,14 @@
 //! The pipeline is `plan -> root -> extra-data -> pre-install/install/post-install -> post-root
 //! -> finalise -> cleanup -> disk -> convert`; each stage lives in its own module under `stage/`.
 
+pub mod arch;
 pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod disk;
 pub mod element;
 pub mod failure;
+pub mod format;
 pub mod io;
 pub mod manifest;
 pub mod mirror;

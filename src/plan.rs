@@ -272,8 +272,8 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
 /// The recipe's arch (flags already applied); in DIB mode `--arch`, then `$ARCH`, then the host's.
 fn target_arch(recipe: Option<&Recipe>, options: &PlanOptions) -> String {
     match recipe {
-        Some(recipe) => normalize_arch(&recipe.arch),
-        None => normalize_arch(
+        Some(recipe) => crate::arch::normalize(&recipe.arch),
+        None => crate::arch::normalize(
             options
                 .overrides
                 .arch
@@ -379,7 +379,10 @@ fn target_system(
         .ok_or_else(|| PlanError::NoRelease { distro: distro.clone() })?;
     let base = match options.overrides.base {
         Some(base) => Some(base),
-        None => sourced.get("MESOS_IMAGE_BASE").map(|value| parse_base(value)).transpose()?,
+        None => sourced
+            .get("MESOS_IMAGE_BASE")
+            .map(|value| value.parse().map_err(|_| PlanError::BadBase { value: value.clone() }))
+            .transpose()?,
     };
     Ok((distro, release, base))
 }
@@ -403,46 +406,8 @@ fn add_install_packages(packages: &mut BTreeMap<Phase, PackageSet>, phase: Phase
 /// The image settings of DIB mode: defaults plus command-line flags.
 fn image_with_overrides(overrides: &Overrides) -> ImageSpec {
     let mut image = ImageSpec::default();
-    if let Some(size) = &overrides.image_size {
-        image.size = Some(size.clone());
-    }
-    if let Some(formats) = &overrides.formats {
-        image.formats = formats.clone();
-    }
-    if let Some(options) = &overrides.qemu_img_options {
-        image.qemu_img_options = Some(options.clone());
-    }
-    if let Some(compress) = overrides.compress {
-        image.compress = compress;
-    }
-    if let Some(compression) = overrides.compression {
-        image.compression = compression;
-    }
-    if let Some(label) = &overrides.root_label {
-        image.root_label = label.clone();
-    }
+    overrides.apply_to_image(&mut image);
     image
-}
-
-fn parse_base(value: &str) -> Result<BaseMethod, PlanError> {
-    match value {
-        "mmdebstrap" => Ok(BaseMethod::Mmdebstrap),
-        "debootstrap" => Ok(BaseMethod::Debootstrap),
-        "cloud-image" => Ok(BaseMethod::CloudImage),
-        other => Err(PlanError::BadBase { value: other.to_owned() }),
-    }
-}
-
-/// DIB's architecture names: the kernel's spelling maps to Debian's.
-pub fn normalize_arch(arch: &str) -> String {
-    match arch {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "i686" | "i586" | "i486" => "i386",
-        "ppc64le" => "ppc64el",
-        other => other,
-    }
-    .to_owned()
 }
 
 /// Ubuntu trusty boots with upstart; everything we build since uses systemd.

@@ -32,8 +32,6 @@ const MIN_GUEST_MEMORY_MIB: u32 = 128;
 const DEBIAN_RELEASES: &[&str] =
     &["buster", "bullseye", "bookworm", "trixie", "forky", "sid", "oldstable", "stable", "testing", "unstable"];
 const UBUNTU_RELEASES: &[&str] = &["trusty", "xenial", "bionic", "focal", "jammy", "noble", "oracular", "plucky"];
-/// Debian architecture names the root stage passes to mmdebstrap (after x86_64 -> amd64).
-const ARCHITECTURES: &[&str] = &["amd64", "arm64", "armhf", "i386", "ppc64el", "s390x", "riscv64"];
 
 /// Image properties Glance owns or that have their own option: `--property` cannot set them.
 const RESERVED_PROPERTIES: &[(&str, Option<&str>)] = &[
@@ -147,10 +145,10 @@ fn target(args: &BuildArgs, plan: &Plan) -> Checked {
             format!("not a known {} release (known: {})", plan.distro, known.join(", ")),
         ));
     }
-    if !ARCHITECTURES.contains(&plan.arch.as_str()) {
+    if !crate::arch::KNOWN.contains(&plan.arch.as_str()) {
         return Err(bad(
             culprit("--arch", &args.arch, "arch", &plan.arch),
-            format!("not a known architecture (known: {}, x86_64, aarch64)", ARCHITECTURES.join(", ")),
+            format!("not a known architecture (known: {}, x86_64, aarch64)", crate::arch::KNOWN.join(", ")),
         ));
     }
     Ok(())
@@ -350,7 +348,7 @@ fn image_file(path: &Path, declared: Option<&str>) -> Checked {
     File::open(path)
         .and_then(|file| file.take(0x8010).read_to_end(&mut head))
         .map_err(|err| bad(&culprit, io_reason(&err)))?;
-    let detected = crate::upload::detect::detect(&head, None);
+    let detected = crate::format::detect(&head, None);
     if detected == "raw" && looks_like_text(&head) {
         return Err(bad(culprit, "is a text file, not a disk image"));
     }

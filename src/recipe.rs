@@ -36,6 +36,18 @@ pub enum BaseMethod {
     CloudImage,
 }
 
+impl std::str::FromStr for BaseMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mmdebstrap" => Ok(BaseMethod::Mmdebstrap),
+            "debootstrap" => Ok(BaseMethod::Debootstrap),
+            "cloud-image" => Ok(BaseMethod::CloudImage),
+            other => Err(format!("`{other}` is not mmdebstrap, debootstrap or cloud-image")),
+        }
+    }
+}
+
 impl fmt::Display for BaseMethod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -343,13 +355,37 @@ pub struct Overrides {
     pub environment: BTreeMap<String, String>,
 }
 
+impl Overrides {
+    /// Put the image flags over `image`: the one place both recipe and DIB mode apply them.
+    pub fn apply_to_image(&self, image: &mut ImageSpec) {
+        if let Some(size) = &self.image_size {
+            image.size = Some(size.clone());
+        }
+        if let Some(formats) = &self.formats {
+            image.formats = formats.clone();
+        }
+        if let Some(options) = &self.qemu_img_options {
+            image.qemu_img_options = Some(options.clone());
+        }
+        if let Some(compress) = self.compress {
+            image.compress = compress;
+        }
+        if let Some(compression) = self.compression {
+            image.compression = compression;
+        }
+        if let Some(label) = &self.root_label {
+            image.root_label = label.clone();
+        }
+    }
+}
+
 impl Recipe {
     /// Parse a recipe from YAML text; `path` is used in error messages only.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
         let recipe: Recipe = serde_yaml_ng::from_str(text).map_err(|err| RecipeError::Parse {
             path: path.to_owned(),
             line: err.location().map(|loc| loc.line()).unwrap_or(1),
-            message: strip_location(&err.to_string()),
+            message: crate::element::strip_location(&err.to_string()),
         })?;
         recipe.validate(path)?;
         Ok(recipe)
@@ -418,24 +454,7 @@ impl Recipe {
         if let Some(base) = overrides.base {
             self.base = base;
         }
-        if let Some(size) = &overrides.image_size {
-            self.image.size = Some(size.clone());
-        }
-        if let Some(formats) = &overrides.formats {
-            self.image.formats = formats.clone();
-        }
-        if let Some(options) = &overrides.qemu_img_options {
-            self.image.qemu_img_options = Some(options.clone());
-        }
-        if let Some(compress) = overrides.compress {
-            self.image.compress = compress;
-        }
-        if let Some(compression) = overrides.compression {
-            self.image.compression = compression;
-        }
-        if let Some(label) = &overrides.root_label {
-            self.image.root_label = label.clone();
-        }
+        overrides.apply_to_image(&mut self.image);
         self.packages.extend(overrides.packages.iter().cloned());
         for (key, value) in &overrides.environment {
             self.environment.insert(key.clone(), value.clone());
@@ -457,14 +476,6 @@ impl Recipe {
             parse_size(size).map_err(|e| invalid(format!("image.size: {e}")))?;
         }
         Ok(())
-    }
-}
-
-/// serde_yaml_ng appends " at line N column M"; we print the line ourselves.
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message.to_owned(),
     }
 }
 

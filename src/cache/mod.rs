@@ -469,7 +469,8 @@ fn touch(path: &Path) {
     }
 }
 
-fn now() -> u64 {
+/// Seconds since the epoch (0 if the clock is before it): entry times and age cut-offs.
+pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 

@@ -48,7 +48,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "URL")]
     pub mirror: Option<String>,
     /// How the base tree is made.
-    #[arg(long, value_name = "METHOD", value_parser = parse_base)]
+    #[arg(long, value_name = "METHOD")]
     pub base: Option<BaseMethod>,
     /// Extra packages installed in the install phase (comma-separated, repeatable).
     #[arg(short = 'p', long = "packages", value_name = "PKG,...", value_delimiter = ',')]
@@ -260,15 +260,6 @@ fn existing_absolute(path: &Path, option: &str) -> anyhow::Result<String> {
     }
     let absolute = std::path::absolute(path).with_context(|| format!("{option} {}", path.display()))?;
     Ok(absolute.display().to_string())
-}
-
-fn parse_base(text: &str) -> Result<BaseMethod, String> {
-    match text {
-        "mmdebstrap" => Ok(BaseMethod::Mmdebstrap),
-        "debootstrap" => Ok(BaseMethod::Debootstrap),
-        "cloud-image" => Ok(BaseMethod::CloudImage),
-        other => Err(format!("`{other}` is not mmdebstrap, debootstrap or cloud-image")),
-    }
 }
 
 /// The variables disk-image-create's own flags set; an explicit `-e` of the same name wins.

@@ -1,7 +1,6 @@
 //! `mesos-image cache`: inspect and prune the stage and package caches.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 
@@ -48,7 +47,7 @@ pub fn run(args: CacheArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
 fn list(cache: &StageCache) -> anyhow::Result<()> {
     let entries = cache.list()?;
     println!("{:<14} {:<8} {:>10} {:>9}  BUILD", "KEY", "STAGE", "SIZE", "AGE");
-    let now = now();
+    let now = cache::now();
     for entry in &entries {
         let age_days = now.saturating_sub(entry.created) as f64 / 86_400.0;
         println!(
@@ -65,7 +64,7 @@ fn list(cache: &StageCache) -> anyhow::Result<()> {
 }
 
 fn prune(cache: &StageCache, older_than_days: u64, apt: bool) -> anyhow::Result<()> {
-    let cutoff = now().saturating_sub(older_than_days * 86_400);
+    let cutoff = cache::now().saturating_sub(older_than_days * 86_400);
     let mut removed = 0u64;
     let mut busy = 0u64;
     let mut freed = 0u64;
@@ -93,10 +92,6 @@ fn prune(cache: &StageCache, older_than_days: u64, apt: bool) -> anyhow::Result<
         println!("kept {busy} entries a running build is using");
     }
     Ok(())
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// `1.4 GiB`-style sizes.

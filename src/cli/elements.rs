@@ -170,8 +170,7 @@ fn print_packages(element: &Element) -> anyhow::Result<()> {
 }
 
 fn resolve(library: &ElementLibrary, names: &[String], skip_base: bool) -> anyhow::Result<()> {
-    let arch =
-        crate::plan::normalize_arch(&std::env::var("ARCH").unwrap_or_else(|_| std::env::consts::ARCH.to_owned()));
+    let arch = crate::arch::normalize(&std::env::var("ARCH").unwrap_or_else(|_| std::env::consts::ARCH.to_owned()));
     let (names, _added) = request::with_dib_defaults(names, library, &arch, !skip_base);
     let resolved = library.resolve(&names)?;
     // Catch malformed hook directories and package files now, not halfway through a build.

@@ -11,6 +11,13 @@ pub mod recipes;
 pub mod test;
 pub mod upload;
 
+/// How `upload` and `test` print their result: a table for people, JSON for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
 /// Build cloud guest images from diskimage-builder elements, without device-mapper or leaks.
 #[derive(Debug, Parser)]
 #[command(name = "mesos-image", version, about, propagate_version = true)]

@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use super::GlobalOpts;
+use super::{GlobalOpts, OutputFormat};
 use crate::manifest::Manifest;
 use crate::recipe::{Check, Recipe};
 use crate::vmtest::qemu::Accel;
-use crate::vmtest::{self, Phase, TestOptions, TestOutcome};
+use crate::vmtest::{self, BootMilestone, TestOptions, TestOutcome};
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -51,12 +51,6 @@ pub struct TestArgs {
     pub keep_serial_log: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Table,
-    Json,
-}
-
 /// Boot, check, print; an error (exit status 1) unless every check passed.
 pub fn run(args: TestArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     crate::preflight::test(&args)?;
@@ -76,7 +70,7 @@ pub fn run(args: TestArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     if !global.quiet {
         eprintln!("==> testing {} with {} checks of recipe {recipe_name}", args.image.display(), checks.len());
     }
-    let mut on_phase = |phase: Phase, elapsed: Duration| {
+    let mut on_phase = |phase: BootMilestone, elapsed: Duration| {
         if !global.quiet {
             eprintln!("    {:<20} {:>6.1}s", phase.describe(), elapsed.as_secs_f64());
         }

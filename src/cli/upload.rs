@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::GlobalOpts;
+use super::{GlobalOpts, OutputFormat};
 use crate::upload::auth::{ConnectionOptions, Secret};
 use crate::upload::record::{self, RecordFlags};
 use crate::upload::{self as uploader, Method, UploadJob, Uploaded};
@@ -36,12 +36,6 @@ pub struct UploadArgs {
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Table,
-    Json,
 }
 
 /// The image record. Unset values come from the recipe, then Glance-client defaults.

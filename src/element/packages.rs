@@ -203,7 +203,7 @@ impl PackageInstalls {
                 ElementError::Malformed {
                     path: path.to_owned(),
                     line: Some(err.location().map(|l| l.line()).unwrap_or(1)),
-                    message: strip_location(&err.to_string()),
+                    message: super::strip_location(&err.to_string()),
                 }
             })
         };
@@ -215,7 +215,7 @@ impl PackageInstalls {
                 Err(json_err) => as_yaml().map_err(|_| ElementError::Malformed {
                     path: path.to_owned(),
                     line: Some(json_err.line()),
-                    message: strip_location(&json_err.to_string()),
+                    message: super::strip_location(&json_err.to_string()),
                 })?,
             }
         } else {
@@ -227,13 +227,6 @@ impl PackageInstalls {
             .flat_map(|(name, list)| list.0.into_iter().map(move |params| PackageDecl { name: name.clone(), params }))
             .collect();
         Ok(PackageInstalls { path: path.to_owned(), decls })
-    }
-}
-
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message.to_owned(),
     }
 }
 
@@ -380,13 +373,7 @@ fn element_installtype(element: &str, env: &BTreeMap<String, String>) -> String 
 /// Whether `arch` is in a comma-separated list; the kernel's spelling of an architecture
 /// (`x86_64`, `aarch64`) counts as the Debian one, since elements use both.
 fn arch_listed(list: &str, arch: &str) -> bool {
-    let alias = match arch {
-        "amd64" => "x86_64",
-        "arm64" => "aarch64",
-        "ppc64el" => "ppc64le",
-        "i386" => "i686",
-        other => other,
-    };
+    let alias = crate::arch::kernel_name(arch);
     list.split(',').map(str::trim).any(|item| item == arch || item == alias)
 }
 

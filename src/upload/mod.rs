@@ -7,7 +7,6 @@
 
 pub mod auth;
 pub mod clouds;
-pub mod detect;
 pub mod glance;
 pub mod http;
 pub mod record;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::detect;
+use crate::format;
 use crate::manifest::{Manifest, ManifestError};
 use crate::recipe::{GlanceSpec, Recipe};
 
@@ -145,9 +145,9 @@ fn load_glance_spec(name: &str, recipe_dirs: &[PathBuf]) -> Result<GlanceSpec, R
 /// The detected format, unless `--disk-format` disagrees (an error: Nova would misread the disk).
 /// A recipe's format is only a build-time default, so the file on disk wins over it.
 fn choose_disk_format(image: &Path, flag: Option<&str>, recipe: Option<&str>) -> Result<String, RecordError> {
-    let detected = detect::detect_file(image).map_err(|source| RecordError::Read { path: image.to_owned(), source })?;
+    let detected = format::detect_file(image).map_err(|source| RecordError::Read { path: image.to_owned(), source })?;
     if let Some(declared) = flag {
-        if !detect::compatible(detected, declared) {
+        if !format::compatible(detected, declared) {
             return Err(RecordError::FormatMismatch {
                 path: image.to_owned(),
                 detected: detected.to_owned(),

@@ -60,7 +60,7 @@ const WAIT_SLICE: Duration = Duration::from_millis(500);
 /// Milestones of a boot, recognised on the serial console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Phase {
+pub enum BootMilestone {
     Bootloader,
     Kernel,
     CloudInit,
@@ -68,27 +68,33 @@ pub enum Phase {
     Done,
 }
 
-impl Phase {
-    const ALL: [Phase; 5] = [Phase::Bootloader, Phase::Kernel, Phase::CloudInit, Phase::Checks, Phase::Done];
+impl BootMilestone {
+    const ALL: [BootMilestone; 5] = [
+        BootMilestone::Bootloader,
+        BootMilestone::Kernel,
+        BootMilestone::CloudInit,
+        BootMilestone::Checks,
+        BootMilestone::Done,
+    ];
 
     fn pattern(self) -> &'static str {
         match self {
             // GRUB's "Booting `ENTRY'" as it hands over to the kernel.
-            Phase::Bootloader => "Booting ",
-            Phase::Kernel => "Linux version",
-            Phase::CloudInit => "Cloud-init v.",
-            Phase::Checks => checks::BEGIN_MARKER,
-            Phase::Done => checks::END_MARKER,
+            BootMilestone::Bootloader => "Booting ",
+            BootMilestone::Kernel => "Linux version",
+            BootMilestone::CloudInit => "Cloud-init v.",
+            BootMilestone::Checks => checks::BEGIN_MARKER,
+            BootMilestone::Done => checks::END_MARKER,
         }
     }
 
     pub fn describe(self) -> &'static str {
         match self {
-            Phase::Bootloader => "bootloader",
-            Phase::Kernel => "kernel started",
-            Phase::CloudInit => "cloud-init running",
-            Phase::Checks => "checks running",
-            Phase::Done => "checks finished",
+            BootMilestone::Bootloader => "bootloader",
+            BootMilestone::Kernel => "kernel started",
+            BootMilestone::CloudInit => "cloud-init running",
+            BootMilestone::Checks => "checks running",
+            BootMilestone::Done => "checks finished",
         }
     }
 }
@@ -100,7 +106,7 @@ pub struct TestOutcome {
     pub report: Report,
     pub accel: String,
     /// Seconds from qemu start to each phase reached.
-    pub phases: Vec<(Phase, f64)>,
+    pub phases: Vec<(BootMilestone, f64)>,
     /// Why the run ended early (timeout, VM exited), if it did.
     pub problem: Option<String>,
     /// Why the accelerator was switched during the run, if it was.
@@ -117,7 +123,7 @@ impl TestOutcome {
 
     /// Seconds from qemu start to the end marker.
     pub fn boot_to_results(&self) -> Option<f64> {
-        self.phases.iter().find(|(phase, _)| *phase == Phase::Done).map(|(_, secs)| *secs)
+        self.phases.iter().find(|(phase, _)| *phase == BootMilestone::Done).map(|(_, secs)| *secs)
     }
 }
 
@@ -129,7 +135,7 @@ pub fn run_checks(
     image: &Path,
     checks: &[Check],
     options: &TestOptions,
-    on_phase: &mut dyn FnMut(Phase, Duration),
+    on_phase: &mut dyn FnMut(BootMilestone, Duration),
 ) -> anyhow::Result<TestOutcome> {
     let script = checks::script(checks)?;
     remove_stale_work_dirs(&std::env::temp_dir());
@@ -237,14 +243,14 @@ fn follow_boot(
     vm: &mut Vm,
     timeout: Duration,
     watch_kvm: bool,
-    reached: &mut Vec<(Phase, f64)>,
-    on_phase: &mut dyn FnMut(Phase, Duration),
+    reached: &mut Vec<(BootMilestone, f64)>,
+    on_phase: &mut dyn FnMut(BootMilestone, Duration),
 ) -> anyhow::Result<BootEnd> {
     let started = Instant::now();
     let deadline = started + timeout;
     let mut kvm_deadline = watch_kvm.then(|| (started + KVM_SILENT_START, "KVM guest printed nothing"));
     let mut next = 0;
-    while next < Phase::ALL.len() {
+    while next < BootMilestone::ALL.len() {
         crate::sandbox::check_interrupted()?;
         let now = Instant::now();
         if let Some((limit, why)) = kvm_deadline {
@@ -255,7 +261,7 @@ fn follow_boot(
         if now >= deadline {
             return Ok(BootEnd::Finished(Some(format!("timed out after {}s (raise --timeout?)", timeout.as_secs()))));
         }
-        let remaining = &Phase::ALL[next..];
+        let remaining = &BootMilestone::ALL[next..];
         let patterns: Vec<&str> = remaining.iter().map(|phase| phase.pattern()).collect();
         match vm.wait_for_any(&patterns, WAIT_SLICE.min(deadline - now)) {
             Ok(found) => {
@@ -265,7 +271,7 @@ fn follow_boot(
                 reached.push((phase, elapsed.as_secs_f64()));
                 next += found + 1;
                 kvm_deadline = match (kvm_deadline, phase) {
-                    (Some(_), Phase::Bootloader) => Some((
+                    (Some(_), BootMilestone::Bootloader) => Some((
                         Instant::now() + KVM_KERNEL_GRACE,
                         "KVM guest showed no kernel output after the bootloader handed over",
                     )),

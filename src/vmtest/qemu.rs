@@ -85,7 +85,8 @@ pub struct Drive {
 impl Drive {
     /// A drive whose format is detected from the file's header, attached read-only in effect.
     pub fn snapshot_of(path: &Path) -> std::io::Result<Drive> {
-        Ok(Drive { path: path.to_owned(), format: detect_format(path)?.to_owned(), snapshot: true })
+        let format = crate::format::qemu_name(crate::format::detect_file(path)?).to_owned();
+        Ok(Drive { path: path.to_owned(), format, snapshot: true })
     }
 }
 
@@ -174,33 +175,6 @@ impl VmConfig {
 /// qemu option values escape a comma by doubling it.
 fn escape_option(path: &Path) -> String {
     path.display().to_string().replace(',', ",,")
-}
-
-/// qemu format of a disk image, from its magic bytes (raw when nothing matches).
-pub fn detect_format(path: &Path) -> std::io::Result<&'static str> {
-    let mut file = File::open(path)?;
-    let mut head = [0u8; 8];
-    let read = file.read(&mut head)?;
-    if read >= 4 && &head[..4] == b"QFI\xfb" {
-        return Ok("qcow2");
-    }
-    if read >= 4 && &head[..4] == b"KDMV" {
-        return Ok("vmdk");
-    }
-    if &head[..read] == b"conectix" {
-        return Ok("vpc");
-    }
-    // A fixed VHD only has its footer, in the last 512 bytes.
-    let len = file.metadata()?.len();
-    if len >= 512 {
-        file.seek(SeekFrom::Start(len - 512))?;
-        let mut footer = [0u8; 8];
-        file.read_exact(&mut footer)?;
-        if &footer == b"conectix" {
-            return Ok("vpc");
-        }
-    }
-    Ok("raw")
 }
 
 /// A running VM. Dropping it kills qemu (SIGTERM, then SIGKILL after a grace period).
@@ -468,22 +442,6 @@ impl Drop for ProbeGuard {
 mod tests {
     use super::*;
     use std::io::Write;
-
-    #[test]
-    fn formats_are_detected_from_headers() {
-        let dir = tempfile::tempdir().unwrap();
-        let qcow = dir.path().join("a");
-        std::fs::write(&qcow, b"QFI\xfb\0\0\0\x03rest").unwrap();
-        assert_eq!(detect_format(&qcow).unwrap(), "qcow2");
-        let raw = dir.path().join("b");
-        std::fs::write(&raw, vec![0u8; 4096]).unwrap();
-        assert_eq!(detect_format(&raw).unwrap(), "raw");
-        let vhd = dir.path().join("c");
-        let mut data = vec![0u8; 4096];
-        data[4096 - 512..4096 - 504].copy_from_slice(b"conectix");
-        std::fs::write(&vhd, data).unwrap();
-        assert_eq!(detect_format(&vhd).unwrap(), "vpc");
-    }
 
     #[test]
     fn serial_reader_finds_patterns_split_across_reads_and_consumes_them() {

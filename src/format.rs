@@ -1,4 +1,7 @@
-//! Glance `disk_format` from the file's own header (and footer, for fixed VHD).
+//! The one disk-image format sniffer: a format from the file's own header (and footer, for a
+//! fixed VHD), named as Glance's `disk_format`; `qemu_name` gives qemu's name for the same.
+//! `upload` checks declared formats with it, `test` tells qemu what it boots, preflight
+//! refuses files that are no image.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -44,6 +47,15 @@ pub fn detect(head: &[u8], footer: Option<&[u8]>) -> &'static str {
         "iso"
     } else {
         "raw"
+    }
+}
+
+/// qemu's `format=` name for a detected format (`vhd` is `vpc` there; an ISO is read as raw).
+pub fn qemu_name(detected: &str) -> &str {
+    match detected {
+        "vhd" => "vpc",
+        "iso" => "raw",
+        other => other,
     }
 }
 
@@ -117,6 +129,30 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(b"hello").unwrap();
         assert_eq!(detect_file(file.path()).unwrap(), "raw");
+    }
+
+    #[test]
+    fn qemu_names_follow_qemu_img() {
+        assert_eq!(qemu_name("vhd"), "vpc");
+        assert_eq!(qemu_name("qcow2"), "qcow2");
+        assert_eq!(qemu_name("vhdx"), "vhdx");
+        assert_eq!(qemu_name("iso"), "raw");
+    }
+
+    #[test]
+    fn files_are_detected_from_header_or_footer() {
+        let dir = tempfile::tempdir().unwrap();
+        let qcow = dir.path().join("a");
+        std::fs::write(&qcow, b"QFI\xfb\0\0\0\x03rest").unwrap();
+        assert_eq!(detect_file(&qcow).unwrap(), "qcow2");
+        let raw = dir.path().join("b");
+        std::fs::write(&raw, vec![0u8; 4096]).unwrap();
+        assert_eq!(detect_file(&raw).unwrap(), "raw");
+        let vhd = dir.path().join("c");
+        let mut data = vec![0u8; 4096];
+        data[4096 - 512..4096 - 504].copy_from_slice(b"conectix");
+        std::fs::write(&vhd, data).unwrap();
+        assert_eq!(detect_file(&vhd).unwrap(), "vhd");
     }
 
     #[test]
