@@ -222,11 +222,16 @@ fn writable_parent(culprit: &str, path: &Path) -> Checked {
         .map_err(|errno| bad(culprit, format!("directory {} is not writable ({})", dir.display(), errno.desc())))
 }
 
-/// A directory the tool may create: it is one already, or its parent exists.
+/// A directory the tool writes in or creates: a writable directory already, or its parent is
+/// one. `access(2)` answers for root too: a read-only mount is EROFS whatever the mode bits.
 fn existing_dir_or_creatable(option: &str, path: &Path) -> Checked {
     let culprit = format!("{option} {}", path.display());
     if path.exists() {
-        return if path.is_dir() { Ok(()) } else { Err(bad(culprit, "is not a directory")) };
+        if !path.is_dir() {
+            return Err(bad(culprit, "is not a directory"));
+        }
+        return nix::unistd::access(path, nix::unistd::AccessFlags::W_OK)
+            .map_err(|errno| bad(culprit, format!("is not writable ({})", errno.desc())));
     }
     writable_parent(&culprit, path)
 }

@@ -149,6 +149,19 @@ const CASES: &[Case] = &[
     case(&["frobnicate"], "unknown subcommand", USAGE, "unrecognized subcommand 'frobnicate'"),
 ];
 
+/// Destinations on a read-only mount (`ro/`, a read-only tmpfs): permission bits do not stop
+/// root, so only a real read-only file system shows the check works for root too. Run by
+/// `read_only_destinations_fail_at_once` (needs root to mount).
+#[rustfmt::skip]
+const READ_ONLY_CASES: &[Case] = &[
+    case(&["build", "--recipe", "debian-base", "-o", "ro/x.qcow2"], "`-o` in a read-only directory", USAGE, "-o ro/x.qcow2: directory ro is not writable (Read-only file system)"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--log-file", "ro/b.log"], "`--log-file` in a read-only directory", USAGE, "--log-file ro/b.log: directory ro is not writable (Read-only file system)"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--work-dir", "ro"], "`--work-dir` a read-only directory", USAGE, "--work-dir ro: is not writable (Read-only file system)"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--work-dir", "ro/work"], "`--work-dir` to be made in a read-only directory", USAGE, "--work-dir ro/work: directory ro is not writable (Read-only file system)"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--cache-dir", "ro"], "`--cache-dir` a read-only directory", USAGE, "--cache-dir ro: is not writable (Read-only file system)"),
+    case(&["test", "q.qcow2", "--keep-serial-log", "ro/serial.log"], "`--keep-serial-log` in a read-only directory", USAGE, "--keep-serial-log ro/serial.log: directory ro is not writable (Read-only file system)"),
+];
+
 /// A scratch directory holding every file the cases name.
 struct Scratch {
     dir: tempfile::TempDir,
@@ -158,7 +171,7 @@ impl Scratch {
     fn new() -> Scratch {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for sub in ["adir", "x.vhd", "tmp", "home", "recipes", "elems"] {
+        for sub in ["adir", "x.vhd", "tmp", "home", "recipes", "elems", "ro"] {
             std::fs::create_dir(root.join(sub)).unwrap();
         }
         std::fs::write(root.join("afile"), "x\n").unwrap();
@@ -338,11 +351,48 @@ fn every_bad_input_fails_at_once_with_one_line_naming_the_culprit() {
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
 }
 
+/// The read-only cases, as root: `ro/` becomes a read-only tmpfs for the run.
+#[test]
+#[ignore = "needs root: mounts a read-only tmpfs"]
+fn read_only_destinations_fail_at_once() {
+    let scratch = Scratch::new();
+    let ro = scratch.path().join("ro");
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"]).arg(&ro).status().unwrap();
+    assert!(mounted.success(), "cannot mount a read-only tmpfs on {}", ro.display());
+    let mut failures = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for case in READ_ONLY_CASES {
+        let before = scratch.listing();
+        let outcome = run(&scratch, case.env, case.args);
+        let after = scratch.listing();
+        slowest = slowest.max(outcome.elapsed);
+        let problems = judge(case, &outcome, &before, &after);
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{}\n    {}\n    stderr: {}",
+                describe(case),
+                problems.join("; "),
+                outcome.stderr.trim()
+            ));
+        }
+    }
+    let unmounted = Command::new("umount").arg(&ro).status().unwrap();
+    assert!(unmounted.success());
+    eprintln!("{} read-only cases, slowest {:.3}s", READ_ONLY_CASES.len(), slowest.as_secs_f64());
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        READ_ONLY_CASES.len(),
+        failures.join("\n")
+    );
+}
+
 /// No two cases alike: each adds a different input to the table.
 #[test]
 fn cases_are_distinct() {
     let mut seen = BTreeSet::new();
-    for case in CASES {
+    for case in CASES.iter().chain(READ_ONLY_CASES) {
         assert!(seen.insert((case.env, case.args)), "duplicate case: {}", describe(case));
     }
 }
@@ -353,7 +403,7 @@ const TABLE_END: &str = "<!-- end of bad-input table -->";
 fn table() -> String {
     let mut out =
         format!("{TABLE_START}\n| input | what it is | exit | the error line contains |\n|---|---|---|---|\n");
-    for case in CASES {
+    for case in CASES.iter().chain(READ_ONLY_CASES) {
         out.push_str(&format!(
             "| `{}` | {} | {} | `{}` |\n",
             describe(case).replace('|', "\\|"),

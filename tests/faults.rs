@@ -17,8 +17,10 @@ mod support;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use support::mirror::DyingMirror;
 use support::{assert_one_error_line, assert_signal_exit, Case, Fault, PHASES};
 
 const ELEMENTS: [&str; 1] = ["fault-os"];
@@ -157,6 +159,192 @@ fn two_builds_at_once_on_one_cache() {
     case.assert_canaries("two builds at once");
 }
 
+/// The mirror fault's build: a real Debian minbase from the mirror, nothing else installed.
+const MIRROR_ELEMENTS: [&str; 1] = ["fault-debian"];
+/// The mirror dies after this much: past the package indexes (InRelease and Packages.xz are
+/// about 9 MiB for bookworm main), in the middle of the essential packages' download.
+const MIRROR_BUDGET: u64 = 14 << 20;
+
+#[test]
+#[ignore = "needs root and the host's Debian mirror: a real bootstrap whose mirror dies"]
+fn the_mirror_dying_mid_bootstrap() {
+    let what = "the mirror dying mid-bootstrap";
+    let (upstream, path) = support::mirror::host_mirror();
+    let case = Case::new();
+    let relay = DyingMirror::start(&upstream, 0, Some(MIRROR_BUDGET));
+    let port = relay.port;
+    let mirror = format!("http://127.0.0.1:{port}{path}");
+    case.control(None);
+    let started = std::time::Instant::now();
+    let (status, log) = case.start(&MIRROR_ELEMENTS, &["--mirror", &mirror]).finish(Duration::from_secs(600));
+    let failed_after = started.elapsed();
+    assert!(relay.died(), "{what}: the build drew only {} bytes, the mirror never died:\n{log}", relay.relayed());
+    drop(relay);
+    assert_eq!(status.code(), Some(1), "{what}: {status}\n{log}");
+    // apt's decisive line names the mirror (the URL it was fetching, or the address it could not
+    // connect to), not mmdebstrap's closing summary.
+    assert_one_error_line(&log, what, &format!("127.0.0.1:{port}"));
+    let error = log.lines().find(|line| line.starts_with("error")).unwrap_or_default();
+    assert!(error.contains("E: ") && !error.ends_with("E: mmdebstrap failed to run"), "{what}: {error}");
+    case.assert_host_clean(what);
+    assert_eq!(case.work_dirs(), Vec::<String>::new(), "{what}: work dir left");
+    // The mirror comes back at the same address: the same base key, the cache left behind.
+    let _back = DyingMirror::start(&upstream, port, None);
+    let started = std::time::Instant::now();
+    case.next_build_with(&MIRROR_ELEMENTS, &["--mirror", &mirror], what);
+    eprintln!(
+        "{what}: failed after {:.1}s with: {error}\nnext build {:.1}s",
+        failed_after.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// `mesos-image test` killed while the guest boots, and how the signal is sent: to the process
+/// alone, or to its process group as a terminal's Ctrl-C does (qemu then gets it too).
+const TEST_SIGNALS: [(Signal, bool); 4] =
+    [(Signal::SIGKILL, false), (Signal::SIGINT, false), (Signal::SIGINT, true), (Signal::SIGTERM, false)];
+
+#[test]
+#[ignore = "needs qemu-system-x86_64: `mesos-image test` killed while a guest boots"]
+fn test_killed_while_the_guest_boots() {
+    for (signal, group) in TEST_SIGNALS {
+        let what = format!("{signal:?} to `test`{}", if group { "'s process group" } else { "" });
+        let case = Case::new();
+        let image = stand_in_disk(&case.scratch, true);
+        let recipes = stand_in_recipe(&case.scratch);
+        let started = std::time::Instant::now();
+        let args = ["--recipes-dir", &recipes, "--recipe", "stand-in", "--accel", "tcg", "--memory", "128"];
+        let mut run = case.start_test(&image, &args);
+        run.wait_for_line("    bootloader");
+        let qemu: Vec<i32> =
+            case.processes().into_iter().filter(|pid| support::cmdline_contains(*pid, "qemu")).collect();
+        assert_eq!(qemu.len(), 1, "{what}: the guest's qemu is not running:\n{}", run.log());
+        if group {
+            run.signal_group(signal);
+        } else {
+            run.signal(signal);
+        }
+        let (status, log) = run.finish(Duration::from_secs(30));
+        assert_signal_exit(status, signal, &what, &log);
+        if signal != Signal::SIGKILL {
+            assert_one_error_line(&log, &what, &format!("test stopped by {}", signal.as_str()));
+        }
+        // qemu dies with `test` (parent-death signal), the guardian removes the work directory:
+        // both within moments of the exit, SIGKILL included.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !(case.processes().is_empty() && support::entries(&case.scratch.join("tmp")).is_empty()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: left processes {:?}, temp files {:?}",
+                case.processes(),
+                support::entries(&case.scratch.join("tmp"))
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{what}: clean {:.1}s after start", started.elapsed().as_secs_f64());
+    }
+}
+
+/// How long the automatic accelerator may take to give up on a stalled KVM guest and reach the
+/// kernel under TCG: the 30 s grace after the bootloader, plus slack for a loaded host.
+const SWITCH_BUDGET: Duration = Duration::from_secs(75);
+
+#[test]
+#[ignore = "needs qemu-system-x86_64 (and /dev/kvm for the switch): a KVM guest silent after the bootloader"]
+fn a_kvm_guest_silent_after_the_bootloader_is_restarted_under_tcg() {
+    let case = Case::new();
+    let image = stand_in_disk(&case.scratch, false);
+    let recipes = stand_in_recipe(&case.scratch);
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_mesos-image"))
+        .arg("test")
+        .arg(&image)
+        .args(["--recipes-dir", &recipes, "--recipe", "stand-in", "--memory", "128", "--format", "json"])
+        .env("TMPDIR", case.scratch.join("tmp"))
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The stand-in never runs the checks: it resets after its kernel line under TCG.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(elapsed < SWITCH_BUDGET, "took {elapsed:?}: the watcher did not act\n{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["accel"], "tcg", "{json}");
+    let reached: Vec<&str> = json["phases"].as_array().unwrap().iter().filter_map(|p| p[0].as_str()).collect();
+    assert_eq!(reached, ["bootloader", "kernel"], "the TCG run reaches the stand-in kernel: {json}");
+    let kvm_opens = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    if kvm_opens {
+        let switch = json["accel_switch"].as_str().unwrap_or_else(|| panic!("no switch reported: {json}\n{stderr}"));
+        assert!(switch.ends_with("restarted under TCG"), "{switch}");
+        assert!(
+            switch.contains("no kernel output after the bootloader") || switch.contains("died while starting"),
+            "{switch}"
+        );
+        // One progress line per stage reached, the KVM run's bootloader included.
+        assert!(stderr.matches("    bootloader").count() >= 1 && stderr.contains("    kernel started"), "{stderr}");
+        assert!(stderr.contains("restarted under TCG"), "the switch is reported while it happens:\n{stderr}");
+    } else {
+        // Without KVM the probe picks TCG at once: nothing to switch, and no wait either.
+        assert!(json["accel_switch"].is_null(), "{json}");
+        assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+    }
+    assert_eq!(support::entries(&case.scratch.join("tmp")), Vec::<String>::new(), "temp files left");
+    eprintln!("accelerator: {} after {:.1}s", json["accel_switch"], elapsed.as_secs_f64());
+}
+
+/// A 1 MiB raw disk whose boot sector stands in for GRUB handing over to a kernel, on the real
+/// serial port of a real qemu: it prints GRUB's ``Booting `...'`` line, then, when CPUID's
+/// hypervisor leaf says KVM, halts for good (the stall these hosts show after GRUB); otherwise
+/// it prints a kernel's first line and resets (qemu runs with -no-reboot, so it exits). With
+/// `always_stall` it halts under every accelerator: a guest that keeps booting.
+///
+/// Assembled with `as --32` + `ld -Ttext 0x7c00 --oformat binary` from:
+///
+/// ```text
+/// cli; xor %ax,%ax; mov %ax,%ds; mov %ax,%ss; mov $0x7c00,%sp; cld
+/// mov $boot_msg,%si; call puts
+/// mov $0x40000000,%eax; cpuid; cmp $0x4b4d564b,%ebx   # "KVMK"
+/// je stall                                             # 74 0c; `jmp` (eb 0c) when always_stall
+/// mov $kernel_msg,%si; call puts
+/// lidt null_idt; int3                                  # no IDT: triple fault, reset
+/// stall: hlt; jmp stall
+/// puts: lodsb; test %al,%al; jz 1f; mov $0x3f8,%dx; out %al,%dx; jmp puts; 1: ret
+/// null_idt: .word 0; .long 0
+/// ```
+fn stand_in_disk(dir: &Path, always_stall: bool) -> std::path::PathBuf {
+    const CODE: [u8; 0x43] = [
+        0xfa, 0x31, 0xc0, 0x8e, 0xd8, 0x8e, 0xd0, 0xbc, 0x00, 0x7c, 0xfc, 0xbe, 0x43, 0x7c, 0xe8, 0x20, 0x00, 0x66,
+        0xb8, 0x00, 0x00, 0x00, 0x40, 0x0f, 0xa2, 0x66, 0x81, 0xfb, 0x4b, 0x56, 0x4d, 0x4b, 0x74, 0x0c, 0xbe, 0x60,
+        0x7c, 0xe8, 0x09, 0x00, 0x0f, 0x01, 0x1e, 0x3d, 0x7c, 0xcc, 0xf4, 0xeb, 0xfd, 0xac, 0x84, 0xc0, 0x74, 0x06,
+        0xba, 0xf8, 0x03, 0xee, 0xeb, 0xf5, 0xc3, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    // Where the code expects its two messages (0x7c43 and 0x7c60).
+    const BOOT_MSG: &[u8] = b"Booting `Linux (stand-in)'\r\n\0";
+    const KERNEL_MSG: &[u8] = b"Linux version 0.0-stand-in: not KVM, so this line and a reset\r\n\0";
+    let mut sector = CODE.to_vec();
+    if always_stall {
+        sector[0x20] = 0xeb;
+    }
+    sector.extend_from_slice(BOOT_MSG);
+    assert_eq!(sector.len(), 0x60);
+    sector.extend_from_slice(KERNEL_MSG);
+    sector.resize(510, 0);
+    sector.extend_from_slice(&[0x55, 0xaa]);
+    sector.resize(1 << 20, 0);
+    let path = dir.join("stand-in.img");
+    fs::write(&path, sector).unwrap();
+    path
+}
+
+/// A recipe with one check, for `test --recipe stand-in` (its checks never run: no real guest).
+fn stand_in_recipe(dir: &Path) -> String {
+    let recipes = dir.join("recipes");
+    fs::create_dir_all(&recipes).unwrap();
+    let recipe = "name: stand-in\ndistro: debian\nrelease: bookworm\nelements: [debian-minimal, vm]\nchecks:\n  - cloud-init-done\n";
+    fs::write(recipes.join("stand-in.yaml"), recipe).unwrap();
+    recipes.to_str().unwrap().to_owned()
+}
+
 /// What every signal case asserts afterwards (the table's last column).
 const AFTER_SIGNAL: &str = "exit 130 (SIGINT), 143 (SIGTERM) or killed (SIGKILL); nothing left; next build succeeds";
 const AFTER_SIGNAL_STAGE: &str = "as above; during `publish` (the commit point) each file appears whole or not at all";
@@ -181,6 +369,28 @@ fn faults_table() -> String {
             "two builds at once on one cache".to_owned(),
             "same stage keys, different outputs".to_owned(),
             "both succeed (per-entry flock); nothing left",
+        ),
+        (
+            "the mirror dying mid-bootstrap".to_owned(),
+            format!(
+                "`--mirror` a local relay to the host's Debian mirror, stopped after {} MiB (inside mmdebstrap's downloads)",
+                MIRROR_BUDGET >> 20
+            ),
+            "exit 1, one error line with apt's decisive `E:` line naming the mirror; nothing left; next build (mirror back) succeeds",
+        ),
+        (
+            "`mesos-image test` killed while the guest boots".to_owned(),
+            TEST_SIGNALS
+                .iter()
+                .map(|(signal, group)| format!("{signal:?}{}", if *group { " to the process group" } else { "" }))
+                .collect::<Vec<_>>()
+                .join(", "),
+            "exit 130 (SIGINT), 143 (SIGTERM) or killed (SIGKILL); no qemu, no temp directory (a guardian removes it even after SIGKILL)",
+        ),
+        (
+            "a KVM guest silent after the bootloader hands over".to_owned(),
+            "`test --accel auto`, a boot sector printing GRUB's `Booting` line, then halting under KVM".to_owned(),
+            "restarted under TCG and the switch reported (stderr and the results); no hang",
         ),
     ];
     let mut table = String::from("| fault | where | what remained, what happened |\n|---|---|---|\n");

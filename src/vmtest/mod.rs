@@ -143,6 +143,9 @@ pub fn run_checks(
         .prefix(&format!("{WORK_PREFIX}{}-", std::process::id()))
         .tempdir()
         .context("cannot create a work directory")?;
+    // Dropped before `work`: the guardian removes the directory on every way out, SIGKILL
+    // included; `work`'s own removal is then a no-op kept for a host without `sh`.
+    let _guardian = Guardian::watch(work.path());
     let spec = seed::SeedSpec {
         instance_id: format!("mesos-image-test-{}", std::process::id()),
         hostname: "mesos-image-test".to_owned(),
@@ -154,7 +157,10 @@ pub fn run_checks(
     let mut config = vm_config(image, &seed_image, &serial_log, options)?;
 
     let mut vm = Vm::boot(&config)?;
-    let mut accel_switch = None;
+    let mut accel_switch = vm.accel_fallback().map(str::to_owned);
+    if let Some(note) = &accel_switch {
+        tracing::warn!("{note}");
+    }
     let watch_kvm = options.accel == Accel::Auto && vm.accel() == Accel::Kvm;
     let mut phases = Vec::new();
     let mut end = follow_boot(&mut vm, options.timeout, watch_kvm, &mut phases, on_phase)?;
@@ -251,7 +257,7 @@ fn follow_boot(
     let mut kvm_deadline = watch_kvm.then(|| (started + KVM_SILENT_START, "KVM guest printed nothing"));
     let mut next = 0;
     while next < BootMilestone::ALL.len() {
-        crate::sandbox::check_interrupted()?;
+        stopped()?;
         let now = Instant::now();
         if let Some((limit, why)) = kvm_deadline {
             if now >= limit {
@@ -279,8 +285,73 @@ fn follow_boot(
                 };
             }
             Err(VmError::Timeout { .. }) => continue,
-            Err(err) => return Ok(BootEnd::Finished(Some(err.to_string()))),
+            // On these hosts KVM can also abort a guest after it started ("failed to set MSR"):
+            // qemu dies of a signal or an error status, which a guest's own poweroff never gives.
+            Err(VmError::Exited { status, stderr, .. }) if watch_kvm && !status.success() => {
+                stopped()?;
+                let cause = stderr.lines().map(str::trim).rfind(|line| !line.is_empty()).unwrap_or("no message");
+                let why = format!("KVM guest's qemu died ({status}: {cause}) after {}s", vm.elapsed().as_secs());
+                return Ok(BootEnd::KvmStalled(why));
+            }
+            Err(err) => {
+                // A terminal's Ctrl-C reaches qemu too (same process group): its exit is then
+                // the stop, not a problem of the guest.
+                stopped()?;
+                return Ok(BootEnd::Finished(Some(err.to_string())));
+            }
         }
     }
     Ok(BootEnd::Finished(None))
+}
+
+/// `Err` once a stop signal (SIGINT, SIGTERM, SIGHUP) reached `test`; the exit status is then
+/// 128 + the signal (see [`crate::failure::exit_code`]).
+fn stopped() -> anyhow::Result<()> {
+    match crate::sandbox::stop_signal() {
+        Some(signal) => {
+            let name = nix::sys::signal::Signal::try_from(signal).map(|s| s.as_str()).unwrap_or("a signal");
+            anyhow::bail!("test stopped by {name}: the VM was killed and its work directory removed")
+        }
+        None => Ok(()),
+    }
+}
+
+/// Removes the work directory once this process is gone, however it ends. SIGKILL runs no
+/// destructor, so a destructor cannot do it; the next run's sweep ([`remove_stale_work_dirs`])
+/// would, but only when there is a next run. The guardian is a shell blocked reading a pipe
+/// whose only write end this process holds (close-on-exec, so qemu does not inherit it): end of
+/// file means we exited. It runs in its own process group, so a terminal's Ctrl-C, which
+/// reaches our group, does not end it first; it ignores SIGINT, SIGTERM and SIGHUP besides.
+struct Guardian(Option<std::process::Child>);
+
+impl Guardian {
+    fn watch(dir: &Path) -> Guardian {
+        use std::os::unix::process::CommandExt;
+        let spawned = std::process::Command::new("sh")
+            .args(["-c", "trap '' INT TERM HUP; read -r line; rm -rf -- \"$1\"", "mesos-image-test-guardian"])
+            .arg(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(child) => Guardian(Some(child)),
+            Err(err) => {
+                // Only a SIGKILL would then leave the directory, until the next run's sweep.
+                tracing::debug!("no guardian for {}: {err}", dir.display());
+                Guardian(None)
+            }
+        }
+    }
+}
+
+impl Drop for Guardian {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            // Closing the pipe is the signal; then reap the shell.
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
 }

@@ -185,6 +185,8 @@ pub struct Vm {
     accel: Accel,
     started: Instant,
     reader: SerialReader,
+    /// Why an automatic KVM choice was dropped for TCG while starting, if it was.
+    fallback: Option<String>,
 }
 
 impl Vm {
@@ -193,21 +195,25 @@ impl Vm {
         let accel = resolve_accel(config)?;
         let mut vm = Vm::start(config, accel)?;
         // The probe is not the whole truth: on some hosts KVM passes it and then aborts a real
-        // guest while setting up its vCPUs. An automatic choice falls back to TCG then.
+        // guest while setting up its vCPUs ("failed to set MSR"). An automatic choice falls
+        // back to TCG then, and says so: the caller reports the switch with the results.
         if config.accel == Accel::Auto && accel == Accel::Kvm && vm.died_starting() {
             let stderr = std::fs::read_to_string(&vm.qemu_log).unwrap_or_default();
-            tracing::info!("KVM guest died while starting ({}); using TCG", stderr.trim());
+            let cause = stderr.lines().map(str::trim).rfind(|line| !line.is_empty()).unwrap_or("no message");
+            let why = format!("KVM guest died while starting ({cause}): restarted under TCG");
             vm = Vm::start(config, Accel::Tcg)?;
+            vm.fallback = Some(why);
         }
         Ok(vm)
     }
 
-    /// True when qemu exits before the guest printed anything on its serial console.
+    /// True when qemu exits before the guest printed anything on its serial console (and not
+    /// because a stop signal reached us and, through the terminal, qemu).
     fn died_starting(&mut self) -> bool {
         let deadline = Instant::now() + KVM_STARTUP_GRACE;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return !status.success();
+                return !status.success() && !crate::sandbox::interrupted();
             }
             if std::fs::metadata(&self.serial_log).map(|m| m.len() > 0).unwrap_or(false) {
                 return false;
@@ -236,12 +242,18 @@ impl Vm {
             accel,
             started: Instant::now(),
             reader: SerialReader::new(&config.serial_log),
+            fallback: None,
         })
     }
 
     /// The accelerator actually used.
     pub fn accel(&self) -> Accel {
         self.accel
+    }
+
+    /// Why an automatic KVM choice became TCG while the VM started, if it did.
+    pub fn accel_fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// Time since qemu started.
@@ -378,10 +390,16 @@ fn kill_with_parent(command: &mut Command) {
 }
 
 fn resolve_accel(config: &VmConfig) -> Result<Accel, VmError> {
+    // The probe's scratch goes beside the serial log, inside the caller's work directory, so
+    // whatever removes that directory (even after a SIGKILL) removes the probe's too.
+    let scratch = match config.serial_log.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
     match config.accel {
         Accel::Tcg => Ok(Accel::Tcg),
-        Accel::Kvm => probe_kvm(&config.qemu).map(|()| Accel::Kvm).map_err(VmError::KvmUnusable),
-        Accel::Auto => match probe_kvm(&config.qemu) {
+        Accel::Kvm => probe_kvm(&config.qemu, &scratch).map(|()| Accel::Kvm).map_err(VmError::KvmUnusable),
+        Accel::Auto => match probe_kvm(&config.qemu, &scratch) {
             Ok(()) => Ok(Accel::Kvm),
             Err(reason) => {
                 tracing::debug!("using TCG: {reason}");
@@ -394,13 +412,16 @@ fn resolve_accel(config: &VmConfig) -> Result<Accel, VmError> {
 /// KVM is usable when /dev/kvm opens and a diskless SeaBIOS run under it reaches
 /// "No bootable device" on its debug console. Opening /dev/kvm is not enough: on some hosts
 /// (nested, restricted) guests stall right after the firmware's memory map.
-fn probe_kvm(qemu: &Path) -> Result<(), String> {
+fn probe_kvm(qemu: &Path, scratch: &Path) -> Result<(), String> {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .map_err(|err| format!("/dev/kvm cannot be opened: {err}"))?;
-    let dir = tempfile::tempdir().map_err(|err| format!("cannot create a probe directory: {err}"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("kvm-probe-")
+        .tempdir_in(scratch)
+        .map_err(|err| format!("cannot create a probe directory in {}: {err}", scratch.display()))?;
     let debugcon = dir.path().join("seabios.log");
     let mut command = Command::new(qemu);
     command

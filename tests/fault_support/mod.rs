@@ -4,6 +4,8 @@
 //! and the next build succeeds from the cache that is left.
 #![allow(dead_code)]
 
+pub mod mirror;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -102,6 +104,23 @@ impl Case {
         fs::write(Path::new(CONTROL_DIR).join(&self.image_name), text).unwrap();
     }
 
+    /// Start `mesos-image test IMAGE` (plus `extra` arguments) in its own process group (so a
+    /// signal can reach it and qemu together, as a terminal's Ctrl-C does), TMPDIR in scratch.
+    pub fn start_test(&self, image: &Path, extra: &[&str]) -> Running {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mesos-image"));
+        command
+            .arg("test")
+            .arg(image)
+            .args(extra)
+            .env("TMPDIR", self.scratch.join("tmp"))
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Running::spawn(command)
+    }
+
     /// Start `mesos-image build` of `elements` (plus `extra` arguments); stderr is collected.
     pub fn start(&self, elements: &[&str], extra: &[&str]) -> Running {
         self.start_to(&self.output(), elements, extra)
@@ -124,16 +143,7 @@ impl Case {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&lines);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Running { child, lines, reader: Some(reader) }
+        Running::spawn(command)
     }
 
     /// Run a build of `elements` with `fault` injected; returns how it ended and its stderr.
@@ -198,8 +208,13 @@ impl Case {
 
     /// The next, fault-free build on the cache that is left must succeed and clean up.
     pub fn next_build(&self, elements: &[&str], what: &str) {
+        self.next_build_with(elements, &[], what);
+    }
+
+    /// As [`Self::next_build`], with `extra` arguments.
+    pub fn next_build_with(&self, elements: &[&str], extra: &[&str], what: &str) {
         self.control(None);
-        let (status, log) = self.start(elements, &[]).finish(Duration::from_secs(300));
+        let (status, log) = self.start(elements, extra).finish(Duration::from_secs(300));
         assert!(status.success(), "{what}: the next build failed ({status}):\n{log}");
         assert!(self.output().is_file(), "{what}: the next build wrote no image");
         assert_eq!(self.work_dirs(), Vec::<String>::new(), "{what}: work directories left after the next build");
@@ -212,7 +227,7 @@ impl Case {
     }
 
     /// Processes of this case: its marker or scratch path on their command line.
-    fn processes(&self) -> Vec<i32> {
+    pub fn processes(&self) -> Vec<i32> {
         let scratch = self.scratch.to_str().unwrap().to_owned();
         let marker = format!("1000.{}", self.marker);
         pids().into_iter().filter(|pid| cmdline_contains(*pid, &scratch) || cmdline_contains(*pid, &marker)).collect()
@@ -237,6 +252,19 @@ pub struct Running {
 }
 
 impl Running {
+    /// Spawn `command` (stderr piped) and collect its stderr lines.
+    pub fn spawn(mut command: Command) -> Running {
+        let mut child = command.spawn().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&lines);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Running { child, lines, reader: Some(reader) }
+    }
     pub fn wait_for_line(&mut self, prefix: &str) {
         let lines = Arc::clone(&self.lines);
         self.wait_for(|| lines.lock().unwrap().iter().any(|line| line.starts_with(prefix)), prefix);
@@ -256,6 +284,11 @@ impl Running {
 
     pub fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Signal the process group the command leads (see [`Case::start_test`]).
+    pub fn signal_group(&self, signal: Signal) {
+        nix::sys::signal::killpg(Pid::from_raw(self.child.id() as i32), signal).unwrap();
     }
 
     pub fn log(&self) -> String {
@@ -334,7 +367,7 @@ fn pids() -> Vec<i32> {
         .collect()
 }
 
-fn cmdline_contains(pid: i32, needle: &str) -> bool {
+pub fn cmdline_contains(pid: i32, needle: &str) -> bool {
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     cmdline.windows(needle.len()).any(|window| window == needle.as_bytes())
 }
