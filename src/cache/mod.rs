@@ -25,14 +25,14 @@ use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 mod keys;
 
 pub use keys::{Fingerprint, StageKey, StageKeys};
 
-use crate::io::{HashingReader, BUFFER_SIZE};
+use crate::io::{lock_file, HashingReader, LockMode, BUFFER_SIZE};
 use crate::output;
 
 /// What we know about one cache entry.
@@ -75,13 +75,6 @@ pub enum Corruption {
     SizeMismatch { name: String, expected: u64, actual: u64 },
     #[error("the archive's checksum does not match its record")]
     ChecksumMismatch,
-}
-
-/// Whether an entry lock is for reading or writing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LockMode {
-    Shared,
-    Exclusive,
 }
 
 /// The cache at `<cache-dir>`.
@@ -136,24 +129,7 @@ impl StageCache {
 
     /// As [`Self::lock`]; with `wait` false, `None` while another process holds it.
     fn try_lock(&self, key: &StageKey, mode: LockMode, wait: bool) -> anyhow::Result<Option<Flock<fs::File>>> {
-        let path = self.lock_path(key);
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let arg = match (mode, wait) {
-            (LockMode::Shared, true) => FlockArg::LockShared,
-            (LockMode::Shared, false) => FlockArg::LockSharedNonblock,
-            (LockMode::Exclusive, true) => FlockArg::LockExclusive,
-            (LockMode::Exclusive, false) => FlockArg::LockExclusiveNonblock,
-        };
-        match Flock::lock(file, arg) {
-            Ok(lock) => Ok(Some(lock)),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) if !wait => Ok(None),
-            Err((_, errno)) => bail!("cannot lock {}: {errno}", path.display()),
-        }
+        Ok(lock_file(&self.lock_path(key), mode, wait)?)
     }
 
     /// Is an intact tree snapshot stored under `key`? A corrupt one is reported, removed and

@@ -162,20 +162,24 @@ impl Platform {
     }
 }
 
-/// grub-mkimage command, run chrooted in the tree so the target's GRUB builds its own core.
+/// grub-mkimage command, run chrooted in the tree so the target's GRUB builds its own core;
+/// chrooted as every stage's commands are (`sandbox::chroot_command`: chroot(2) in the child,
+/// the tree's PATH, the host environment cleared), not through the host's `chroot` binary.
 /// `output_in_tree` is a path inside the tree.
-pub fn mkimage_command(tree: &Path, platform: Platform, output_in_tree: &str, grub_root_partition: &str) -> Command {
+pub fn mkimage_command(
+    tree: &Path,
+    platform: Platform,
+    output_in_tree: &str,
+    grub_root_partition: &str,
+) -> std::io::Result<Command> {
     let partmap = if grub_root_partition.starts_with("gpt") { "part_gpt" } else { "part_msdos" };
-    let mut command = Command::new("chroot");
+    let mut command = crate::sandbox::chroot_command(tree, "grub-mkimage")?;
     command
-        .arg(tree)
-        .args(["grub-mkimage", "-O", platform.name(), "-d", &format!("/usr/lib/grub/{}", platform.name())])
+        .args(["-O", platform.name(), "-d", &format!("/usr/lib/grub/{}", platform.name())])
         .args(["-o", output_in_tree])
         .args(["-p", &format!("(hd0,{grub_root_partition})/boot/grub")])
-        .args(platform.core_modules(partmap))
-        // A minimal PATH: the host's may name directories the tree lacks.
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    command
+        .args(platform.core_modules(partmap));
+    Ok(command)
 }
 
 /// Copy the platform's modules and lists to `/boot/grub/<platform>`, where core.img's prefix
@@ -331,6 +335,7 @@ mod tests {
     fn mkimage_uses_the_partition_map_of_the_table() {
         let args = |part: &str| {
             mkimage_command(Path::new("/t"), Platform::I386Pc, "/tmp/core.img", part)
+                .unwrap()
                 .get_args()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
@@ -338,5 +343,14 @@ mod tests {
         };
         assert!(args("msdos1").ends_with("-p (hd0,msdos1)/boot/grub biosdisk part_msdos ext2"));
         assert!(args("gpt2").ends_with("-p (hd0,gpt2)/boot/grub biosdisk part_gpt ext2"));
+    }
+
+    #[test]
+    fn mkimage_runs_the_trees_grub_without_the_host_chroot_binary() {
+        let command = mkimage_command(Path::new("/t"), Platform::I386Pc, "/tmp/core.img", "msdos1").unwrap();
+        assert_eq!(command.get_program(), "grub-mkimage");
+        assert!(command.get_args().all(|arg| arg != "/t"), "the tree is chroot(2)ed into, not an argument");
+        let path = command.get_envs().find(|(name, _)| *name == "PATH").and_then(|(_, value)| value);
+        assert!(path.is_some_and(|p| p.to_string_lossy().contains("/usr/sbin")), "the tree's PATH is set");
     }
 }

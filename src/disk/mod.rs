@@ -205,7 +205,9 @@ pub(crate) fn run_mkimage_in_tree(
     let name = format!("mesos-image-{}-{}.img", platform.name(), std::process::id());
     let in_tree = format!("/tmp/{name}");
     let on_host = tmp.join(&name);
-    let result = reporter.run("grub-mkimage", &mut grub::mkimage_command(tree, platform, &in_tree, partition));
+    let mut mkimage = grub::mkimage_command(tree, platform, &in_tree, partition)
+        .with_context(|| format!("cannot chroot into {}", tree.display()))?;
+    let result = reporter.run("grub-mkimage", &mut mkimage);
     let image =
         result.and_then(|()| std::fs::read(&on_host).with_context(|| format!("cannot read {}", on_host.display())));
     let _ = std::fs::remove_file(&on_host);

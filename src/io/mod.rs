@@ -2,14 +2,18 @@
 //! coreos-installer's `io/`): hashing, progress and cancel wrappers around `Read`/`Write`, each a
 //! plain adapter so it can be tested alone and stacked (`File -> hash -> progress -> cancel`).
 //!
+//! `lock_file` is the one way a lock file is opened and `flock`ed.
+//!
 //! Limiting is std's `Read::take`; no adapter of our own is needed for it.
 
 mod cancel;
 mod hash;
+mod lock;
 mod progress;
 
 pub use cancel::CancelReader;
 pub use hash::{sha256_file, HashingReader, HashingWriter, Sha256Hex, StreamDigest};
+pub use lock::{lock_file, LockError, LockMode};
 pub use progress::ProgressReader;
 
 /// Buffer and chunk size for streaming images (copying, hashing, uploading): large enough that

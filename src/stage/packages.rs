@@ -7,9 +7,10 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use anyhow::Context;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use super::BuildContext;
+use crate::io::{lock_file, LockMode};
 use crate::sandbox::{chroot_command, Bind, ChrootMounts};
 
 /// apt options for every run: never prompt, keep files elements placed (as DIB's
@@ -54,15 +55,8 @@ pub fn install(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
 /// archives lock without waiting, so a concurrent build would fail instead of queueing.
 /// The bootstrap tools take it too: they copy into and out of the same directory.
 pub(crate) fn lock_cache(cache: &Path) -> anyhow::Result<Flock<fs::File>> {
-    let path = cache.join(".mesos-image.lock");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| anyhow::anyhow!("cannot lock {}: {errno}", path.display()))
+    let lock = lock_file(&cache.join(".mesos-image.lock"), LockMode::Exclusive, true)?;
+    lock.context("a waiting exclusive lock was not granted")
 }
 
 /// Remove `names` (configuration kept, as DIB's `uninstall`).
