@@ -89,6 +89,11 @@ pub enum PlanError {
     NoRelease { distro: String },
     #[error("MESOS_IMAGE_BASE=`{value}` (from environment.d) is not mmdebstrap, debootstrap or cloud-image")]
     BadBase { value: String },
+    /// DIB runs block-device.d outside the chroot on the image's loop device; our disk stage
+    /// writes the image file directly and never has one, so such a hook is refused up front
+    /// instead of being skipped (docs/dib-compat.md).
+    #[error("element `{element}`: block-device.d/{script} cannot run: mesos-image writes the disk without a block device (no loop device, no IMAGE_BLOCK_DEVICE); drop the element or the script")]
+    BlockDeviceHook { element: String, script: String },
 }
 
 /// What the planner needs to know about the machine it runs on. Tests build one by hand.
@@ -244,10 +249,14 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
     };
     add_install_packages(&mut packages, Phase::Install, extra);
 
-    let scripts = merge_hooks_typed(&resolved, &InstallTypes::from_env(&when_env))?
-        .into_iter()
-        .map(|(phase, list)| (phase, list.into_iter().map(planned_script).collect()))
-        .collect();
+    let scripts: BTreeMap<Phase, Vec<PlannedScript>> =
+        merge_hooks_typed(&resolved, &InstallTypes::from_env(&when_env))?
+            .into_iter()
+            .map(|(phase, list)| (phase, list.into_iter().map(planned_script).collect()))
+            .collect();
+    if let Some(hook) = scripts.get(&Phase::BlockDevice).and_then(|list| list.first()) {
+        return Err(PlanError::BlockDeviceHook { element: hook.element.clone(), script: hook.name.clone() });
+    }
     Ok(Plan {
         recipe: recipe.map(|r| r.name.clone()),
         recipe_source: None,

@@ -168,6 +168,27 @@ fn no_distro_name_is_an_error() {
 }
 
 #[test]
+fn a_block_device_d_hook_is_refused_naming_element_and_script() {
+    let extra = tempfile::tempdir().unwrap();
+    let element = extra.path().join("disk-tweak");
+    std::fs::create_dir_all(element.join("block-device.d")).unwrap();
+    std::fs::write(element.join("element-deps"), "fake-os\n").unwrap();
+    let script = element.join("block-device.d/50-partprobe");
+    std::fs::write(&script, "#!/bin/sh\npartprobe \"$IMAGE_BLOCK_DEVICE\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut options = options(host(&[]));
+    options.elements_path.insert(0, extra.path().to_owned());
+    let err = dib(&["disk-tweak"], &options).unwrap_err();
+    assert!(matches!(err, PlanError::BlockDeviceHook { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.starts_with("element `disk-tweak`: block-device.d/50-partprobe cannot run"), "{message}");
+    assert!(!message.contains('\n'), "one line: {message}");
+    // Without the hook the same element plans: the refusal is about the script alone.
+    std::fs::remove_file(&script).unwrap();
+    assert!(dib(&["disk-tweak"], &options).is_ok());
+}
+
+#[test]
 fn failing_environment_d_is_named() {
     let err = dib(&["bad-env", "fake-os"], &options(host(&[]))).unwrap_err().to_string();
     assert!(err.contains("bad-env/environment.d/20-bad-env"), "{err}");
