@@ -199,9 +199,12 @@ impl Reporter {
     }
 }
 
+/// A running step, and the same line once it is done. Constants, so a test checks them.
+const SPINNER_TEMPLATE: &str = "{spinner} {prefix} {elapsed:>4} {wide_msg:.dim}";
+const DONE_TEMPLATE: &str = "  {prefix} {msg}";
+
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {prefix} {elapsed:>4} {wide_msg:.dim}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+    ProgressStyle::with_template(SPINNER_TEMPLATE).unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 /// A running step; records its duration on drop.
@@ -224,7 +227,7 @@ impl Drop for Step<'_> {
                 }
             }
             bar.set_style(
-                ProgressStyle::with_template("  {prefix} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(DONE_TEMPLATE).unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.finish_with_message(format!("{:.1}s", elapsed.as_secs_f64()));
         } else if !self.reporter.quiet {
@@ -240,6 +243,13 @@ impl Drop for Step<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_step_templates_are_valid() {
+        // The styles fall back to a plain spinner on a bad template; that must never happen.
+        assert!(ProgressStyle::with_template(SPINNER_TEMPLATE).is_ok());
+        assert!(ProgressStyle::with_template(DONE_TEMPLATE).is_ok());
+    }
 
     #[test]
     fn failing_command_error_carries_its_last_line() {

@@ -1,6 +1,6 @@
 //! The real binary: `elements`, `recipes`, `build --dry-run`, help, version and completions.
 
-use std::path::PathBuf;
+mod common;
 
 use assert_cmd::Command;
 use clap::CommandFactory;
@@ -8,7 +8,7 @@ use mesos_image::cli::Cli;
 use predicates::prelude::*;
 
 fn fixture(path: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path).display().to_string()
+    common::fixture(path).display().to_string()
 }
 
 /// The binary with a hermetic environment: no built-in elements or recipes, no host DIB_*.

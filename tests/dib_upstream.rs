@@ -11,17 +11,6 @@ use std::process::Command;
 
 use common::upstream::UpstreamTrees;
 
-const AGENT_ELEMENTS: &[&str] = &[
-    "vm",
-    "docker",
-    "mesos",
-    "os-collect-config",
-    "os-refresh-config",
-    "os-apply-config",
-    "heat-config",
-    "heat-config-script",
-];
-
 /// `mesos-image build --dry-run` of OS + the guide's elements; returns the plan text.
 fn plan(trees: &UpstreamTrees, os: &str, release: &str) -> String {
     let out_dir = tempfile::tempdir().unwrap();
@@ -29,7 +18,7 @@ fn plan(trees: &UpstreamTrees, os: &str, release: &str) -> String {
         .args(["build", "--dry-run", "-o"])
         .arg(out_dir.path().join("guide.qcow2"))
         .arg(os)
-        .args(AGENT_ELEMENTS)
+        .args(common::HEAT_AGENT_ELEMENTS)
         .env("ELEMENTS_PATH", trees.guide_elements_path())
         .env("DIB_RELEASE", release)
         .env("MESOS_IMAGE_CACHE_DIR", common::cache_dir())

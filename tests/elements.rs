@@ -1,12 +1,14 @@
 //! Element discovery and dependency expansion, mirroring DIB's own element-dependency tests
 //! (diskimage_builder/tests/test_elementdeps.py) on the fixtures in tests/fixtures/elements.
 
+mod common;
+
 use std::path::PathBuf;
 
 use mesos_image::element::{merge_environment_d, merge_hooks, ElementError, ElementLibrary, Phase};
 
 fn fixture(entry: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/elements").join(entry)
+    common::fixture("elements").join(entry)
 }
 
 /// DIB's layout: the override dir comes first on ELEMENTS_PATH.

@@ -1,29 +1,19 @@
 //! Fast checks of our DIB-format elements (no root, no network): script hygiene, element
 //! metadata, and the logic of the scripts that can run on the build host.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const PHASES: &[&str] = &[
-    "root.d",
-    "extra-data.d",
-    "pre-install.d",
-    "install.d",
-    "post-install.d",
-    "post-root.d",
-    "block-device.d",
-    "pre-finalise.d",
-    "finalise.d",
-    "cleanup.d",
-];
+use mesos_image::element::Phase;
+
 const OS_ELEMENTS: &[&str] = &["debian-minimal", "ubuntu", "ubuntu-minimal"];
 
-fn elements_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("elements")
-}
+use common::elements_dir;
 
 fn element_names() -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(elements_dir())
@@ -48,8 +38,9 @@ fn all_scripts() -> Vec<PathBuf> {
     let mut scripts = Vec::new();
     for name in element_names() {
         let element = elements_dir().join(&name);
-        for phase in PHASES.iter().chain(["bin"].iter()) {
-            scripts.extend(files_in(&element.join(phase)));
+        let phases = Phase::ALL.iter().map(|phase| phase.dir_name());
+        for dir in phases.chain(["bin"]) {
+            scripts.extend(files_in(&element.join(dir)));
         }
     }
     scripts
@@ -205,24 +196,17 @@ fn environment(elements: &[&str], vars: &[(&str, &str)], names: &[&str]) -> Vec<
     String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
 }
 
-const UBUNTU_MESOS: &[&str] = &[
-    "ubuntu",
-    "vm",
-    "docker",
-    "mesos",
-    "os-collect-config",
-    "os-refresh-config",
-    "os-apply-config",
-    "heat-config",
-    "heat-config-script",
-];
+/// `ubuntu` and the Heat guide's agent elements (the `ubuntu-mesos` recipe).
+fn ubuntu_mesos() -> Vec<&'static str> {
+    ["ubuntu"].iter().chain(common::HEAT_AGENT_ELEMENTS).copied().collect()
+}
 const DEBIAN_MESOS: &[&str] = &["debian-minimal", "vm", "cloud-init-datasources", "mesos", "heat-config-script"];
 
 #[test]
 fn trusty_defaults_to_the_mesosphere_repo_and_source_installs() {
     // DIB mode: nothing set, the ubuntu element's defaults decide.
     let values = environment(
-        UBUNTU_MESOS,
+        &ubuntu_mesos(),
         &[],
         &["DIB_RELEASE", "MESOS_IMAGE_BASE", "DIB_MESOS_REPO", "DIB_INSTALLTYPE_os_collect_config", "DIB_JAVA_REPO"],
     );
@@ -255,7 +239,7 @@ fn debian_has_no_default_mesos_repo_and_uses_packages() {
 #[test]
 fn recipe_values_win_over_element_defaults() {
     let values = environment(
-        UBUNTU_MESOS,
+        &ubuntu_mesos(),
         &[("DISTRO_NAME", "ubuntu"), ("DIB_RELEASE", "noble"), ("DIB_MESOS_REPO", "http://127.0.0.1:1 noble main")],
         &["DIB_RELEASE", "DIB_MESOS_REPO", "BASE_IMAGE_FILE"],
     );

@@ -1,13 +1,14 @@
 //! The fixture Mesos repository: its packages mimic the real layout and apt accepts the
 //! signed repository when served on 127.0.0.1.
 
+mod common;
+
 use std::fs;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mesos-repo")
+    common::fixture("mesos-repo")
 }
 
 fn run(command: &mut Command) -> String {
@@ -25,9 +26,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::free_port;
 
 #[test]
 #[ignore = "needs dpkg-dev, apt-utils and gnupg; about 5 s"]

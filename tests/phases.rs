@@ -1,4 +1,4 @@
-//! Element hooks with DIB's semantics, on hand-built plans: the hooks dir layout, outside
+//! Element hooks with DIB's semantics, on plans the planner makes: the hooks dir layout, outside
 //! phases on the host, inside phases chrooted (root), and (root + network) the whole inside of
 //! the pipeline on a real mmdebstrap tree with one apt transaction.
 
@@ -13,7 +13,7 @@ use std::process::Command;
 
 use mesos_image::element::Phase;
 use mesos_image::progress::Reporter;
-use mesos_image::recipe::BaseMethod;
+use mesos_image::recipe::{BaseMethod, Overrides};
 use mesos_image::stage::{cleanup, finalise, phases, root};
 
 #[test]
@@ -26,11 +26,11 @@ fn hooks_dir_is_laid_out_like_dib_tmp_hooks_path() {
             ("install.d/50-configure", "#!/bin/bash\ntrue\n"),
             ("root.d/10-root", "#!/bin/bash\ntrue\n"),
             ("environment.d/10-mesos.bash", "export MESOS=1\n"),
+            ("pkg-map", r#"{"family": {"debian": {"java": "openjdk-17-jre-headless"}}}"#),
         ],
     );
-    let mut plan = support::empty_plan();
-    support::add_element(&mut plan, "mesos", &dir);
-    plan.pkg_maps.insert("mesos".into(), BTreeMap::from([("java".into(), "openjdk-17-jre-headless".into())]));
+    assert!(dir.is_dir());
+    let plan = support::plan(work.path(), &["mesos"], Overrides::default());
     let reporter = Reporter::silent();
     let dirs = support::Dirs::new(&work.path().join("build"));
     phases::prepare_hooks(&dirs.context(&plan, &reporter)).unwrap();
@@ -53,11 +53,9 @@ fn hooks_dir_is_laid_out_like_dib_tmp_hooks_path() {
 #[test]
 fn pkg_map_helper_maps_passes_through_and_drops() {
     let work = tempfile::tempdir().unwrap();
-    let mut plan = support::empty_plan();
-    plan.pkg_maps.insert(
-        "mesos".into(),
-        BTreeMap::from([("java".into(), "openjdk-17-jre-headless".into()), ("upstart".into(), String::new())]),
-    );
+    let pkg_map = r#"{"distro": {"debian": {"java": "openjdk-17-jre-headless", "upstart": ""}}}"#;
+    support::element(work.path(), "mesos", &[("pkg-map", pkg_map)]);
+    let plan = support::plan(work.path(), &["mesos"], Overrides::default());
     let reporter = Reporter::silent();
     let dirs = support::Dirs::new(work.path());
     phases::prepare_hooks(&dirs.context(&plan, &reporter)).unwrap();
@@ -78,7 +76,7 @@ fn pkg_map_helper_maps_passes_through_and_drops() {
 fn dib_run_parts_helper_orders_numerically_and_skips_bad_names() {
     let work = tempfile::tempdir().unwrap();
     let reporter = Reporter::silent();
-    let plan = support::empty_plan();
+    let plan = support::plan(work.path(), &[], Overrides::default());
     let dirs = support::Dirs::new(&work.path().join("build"));
     phases::prepare_hooks(&dirs.context(&plan, &reporter)).unwrap();
     let parts = work.path().join("parts");
@@ -113,9 +111,9 @@ fn outside_phase_runs_on_the_host_with_dib_variables_and_environment_d() {
             ("environment.d/10-env", "export FROM_ENV_D=sourced\n"),
         ],
     );
-    let mut plan = support::empty_plan();
-    support::add_element(&mut plan, "base", &dir);
-    plan.env.insert("PLAN_VAR".into(), "from-plan".into());
+    assert!(dir.is_dir());
+    let environment = BTreeMap::from([("PLAN_VAR".to_owned(), "from-plan".to_owned())]);
+    let plan = support::plan(work.path(), &["base"], Overrides { environment, ..Overrides::default() });
     let reporter = Reporter::silent();
     let dirs = support::Dirs::new(&work.path().join("build"));
     let ctx = dirs.context(&plan, &reporter);
@@ -138,8 +136,8 @@ fn first_failing_script_stops_the_phase_and_is_named() {
             ("extra-data.d/30-never", "#!/bin/bash\ntouch \"$TARGET_ROOT/ran\"\n"),
         ],
     );
-    let mut plan = support::empty_plan();
-    support::add_element(&mut plan, "broken", &dir);
+    assert!(dir.is_dir());
+    let plan = support::plan(work.path(), &["broken"], Overrides::default());
     let reporter = Reporter::silent();
     let dirs = support::Dirs::new(&work.path().join("build"));
     let ctx = dirs.context(&plan, &reporter);
@@ -171,9 +169,9 @@ fn inside_phases_run_chrooted_with_hooks_helpers_static_and_bin() {
             ("cleanup.d/10-outside", "#!/bin/bash\ntouch \"$TARGET_ROOT/cleaned\"\n"),
         ],
     );
-    let mut plan = support::empty_plan();
-    support::add_element(&mut plan, "probe", &dir);
-    plan.env.insert("DIB_INIT_SYSTEM".into(), "systemd".into());
+    assert!(dir.is_dir());
+    // The planner sets DIB_INIT_SYSTEM=systemd for bookworm.
+    let plan = support::plan(work.path(), &["probe"], Overrides::default());
     let reporter = Reporter::silent();
     let dirs = support::Dirs::new(&work.path().join("build"));
     support::tiny_tree(&dirs.target, &["bash"]);
@@ -192,7 +190,10 @@ fn inside_phases_run_chrooted_with_hooks_helpers_static_and_bin() {
 
     let packages = finalise::run(&ctx).unwrap();
     assert!(packages.is_empty());
-    assert_eq!(fs::read_to_string(dirs.target.join("etc/dib-manifests/dib-element-manifest")).unwrap(), "probe\n");
+    assert_eq!(
+        fs::read_to_string(dirs.target.join("etc/dib-manifests/dib-element-manifest")).unwrap(),
+        format!("probe\n{}\n", support::OS_ELEMENT)
+    );
     cleanup::run(&ctx).unwrap();
     assert!(dirs.target.join("cleaned").exists());
     assert!(!dirs.target.join("usr/sbin/policy-rc.d").exists(), "services are unblocked after the build");
@@ -209,16 +210,20 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
         // Runs before the install slot (01): the packages must not be there yet.
         ("install.d/00-before", "#!/bin/bash\nif command -v jq; then exit 1; fi\ntouch /before-ok\n"),
         ("install.d/50-after", "#!/bin/bash\nset -e\necho '{\"a\":1}' | jq -e .a > /after-ok\ninstall-packages -m probe tree-alias\ncommand -v tree > /tree-ok\n"),
+        // `uninstall: true`: removed at the end of its phase.
+        ("package-installs.yaml", "file:\n  build-only: true\ntree:\n  uninstall: true\n  phase: post-install.d\n"),
+        ("pkg-map", r#"{"default": {"tree-alias": "tree"}}"#),
     ]);
-    let mut plan = support::empty_plan();
-    plan.base = Some(BaseMethod::Mmdebstrap);
-    plan.mirror = Some(mirror);
-    support::add_element(&mut plan, "probe", &dir);
-    support::packages(&mut plan, Phase::Install, &["jq"]);
-    plan.packages.get_mut(&Phase::Install).unwrap().build_only = vec!["file".into()];
-    // `uninstall: true`: removed at the end of its phase.
-    plan.packages.entry(Phase::PostInstall).or_default().uninstall = vec!["tree".into()];
-    plan.pkg_maps.insert("probe".into(), BTreeMap::from([("tree-alias".into(), "tree".into())]));
+    assert!(dir.is_dir());
+    let overrides = Overrides {
+        base: Some(BaseMethod::Mmdebstrap),
+        mirror: Some(mirror),
+        packages: vec!["jq".into()],
+        ..Overrides::default()
+    };
+    let plan = support::plan(&work, &["probe"], overrides);
+    assert_eq!(plan.packages[&Phase::Install].build_only, ["file"], "the planner read package-installs.yaml");
+    assert_eq!(plan.packages[&Phase::PostInstall].uninstall, ["tree"]);
     let reporter = Reporter::new(true, false, Some(&work.join("build.log"))).unwrap();
     let dirs = support::Dirs::new(&work.join("build"));
     let ctx = dirs.context(&plan, &reporter);

@@ -1,17 +1,17 @@
 //! Plan construction on the fixture elements: packages after pkg-map and arch/when/installtype
 //! filtering, environment, distro/release/base from environment.d, recipe precedence, mirrors.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mesos_image::element::Phase;
 use mesos_image::mirror::HostDistro;
 use mesos_image::plan::{HostContext, Plan, PlanError, PlanOptions};
 use mesos_image::recipe::{BaseMethod, Overrides, Recipe};
 
-fn fixture(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
-}
+use common::fixture;
 
 fn host(env: &[(&str, &str)]) -> HostContext {
     HostContext {

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use mesos_image::progress::Reporter;
-use mesos_image::recipe::BaseMethod;
+use mesos_image::recipe::{BaseMethod, Overrides};
 use mesos_image::stage::root;
 
 /// A tiny HTTP/1.0 file server on 127.0.0.1 for `dir`; records the paths it was asked for.
@@ -59,16 +59,20 @@ fn publish_fixture(served: &Path) -> String {
     mesos_image::io::sha256_file(&tarball).unwrap().0
 }
 
-fn cloud_plan(server: &Server) -> mesos_image::plan::Plan {
-    let mut plan = support::empty_plan();
-    plan.distro = "ubuntu".into();
-    plan.release = "trusty".into();
-    plan.base = Some(BaseMethod::CloudImage);
-    plan.env = BTreeMap::from([
+/// Ubuntu trusty from a cloud image, as `--base cloud-image -e DIB_CLOUD_IMAGES=... -e
+/// BASE_IMAGE_FILE=...` plans it; elements go under `work/elements`.
+fn cloud_plan(server: &Server, work: &Path, image_file: &str) -> mesos_image::plan::Plan {
+    let environment = BTreeMap::from([
         ("DIB_CLOUD_IMAGES".to_owned(), format!("{}/releases", server.base)),
-        ("BASE_IMAGE_FILE".to_owned(), "fixture-root.tar.gz".to_owned()),
+        ("BASE_IMAGE_FILE".to_owned(), image_file.to_owned()),
     ]);
-    plan
+    let overrides = Overrides {
+        release: Some("trusty".into()),
+        base: Some(BaseMethod::CloudImage),
+        environment,
+        ..Overrides::default()
+    };
+    support::plan_on(&work.join("elements"), &[], "ubuntu", overrides)
 }
 
 #[test]
@@ -78,7 +82,7 @@ fn cloud_image_is_downloaded_verified_cached_and_extracted() {
     let sum = publish_fixture(&served);
     fs::write(served.join("releases/SHA256SUMS"), format!("0000 *other.img\n{sum} *fixture-root.tar.gz\n")).unwrap();
     let server = serve(served);
-    let plan = cloud_plan(&server);
+    let plan = cloud_plan(&server, work.path(), "fixture-root.tar.gz");
     let reporter = Reporter::silent();
 
     let first = support::Dirs::new(&work.path().join("one"));
@@ -112,8 +116,7 @@ fn squashfs_cloud_image_is_unsquashed() {
     let sum = mesos_image::io::sha256_file(&image).unwrap().0;
     fs::write(served.join("SHA256SUMS"), format!("{sum} *fixture.squashfs\n")).unwrap();
     let server = serve(work.path().join("served"));
-    let mut plan = cloud_plan(&server);
-    plan.env.insert("BASE_IMAGE_FILE".into(), "fixture.squashfs".into());
+    let plan = cloud_plan(&server, work.path(), "fixture.squashfs");
     let reporter = Reporter::silent();
     let dirs = support::Dirs::new(&work.path().join("build"));
     root::run(&dirs.context(&plan, &reporter)).unwrap();
@@ -128,7 +131,7 @@ fn corrupted_cloud_image_fails_naming_the_file_and_is_not_cached() {
     let wrong = "ab".repeat(32);
     fs::write(served.join("releases/SHA256SUMS"), format!("{wrong}  fixture-root.tar.gz\n")).unwrap();
     let server = serve(served);
-    let plan = cloud_plan(&server);
+    let plan = cloud_plan(&server, work.path(), "fixture-root.tar.gz");
     let reporter = Reporter::silent();
     let dirs = support::Dirs::new(work.path());
     let err = root::run(&dirs.context(&plan, &reporter)).unwrap_err();
@@ -145,7 +148,7 @@ fn cloud_image_missing_from_sums_fails_naming_the_file() {
     publish_fixture(&served);
     fs::write(served.join("releases/SHA256SUMS"), "0000 *other.img\n").unwrap();
     let server = serve(served);
-    let plan = cloud_plan(&server);
+    let plan = cloud_plan(&server, work.path(), "fixture-root.tar.gz");
     let reporter = Reporter::silent();
     let dirs = support::Dirs::new(work.path());
     let message = format!("{:#}", root::run(&dirs.context(&plan, &reporter)).unwrap_err());
@@ -155,8 +158,9 @@ fn cloud_image_missing_from_sums_fails_naming_the_file() {
 #[test]
 fn bootstrap_without_a_mirror_names_the_options() {
     let work = tempfile::tempdir().unwrap();
-    let mut plan = support::empty_plan();
-    plan.base = Some(BaseMethod::Debootstrap);
+    let overrides = Overrides { base: Some(BaseMethod::Debootstrap), ..Overrides::default() };
+    let plan = support::plan(&work.path().join("elements"), &[], overrides);
+    assert_eq!(plan.mirror, None, "no flag, no variable, no host distro: no mirror");
     let reporter = Reporter::silent();
     let dirs = support::Dirs::new(work.path());
     let message = format!("{:#}", root::run(&dirs.context(&plan, &reporter)).unwrap_err());
@@ -168,9 +172,8 @@ fn bootstrap_without_a_mirror_names_the_options() {
 fn debootstrap_fallback_makes_a_bookworm_tree() {
     let Some(mirror) = support::host_mirror() else { panic!("no Debian mirror in the host's apt sources") };
     let work = PathBuf::from(format!("/var/tmp/stages-debootstrap-{}", std::process::id()));
-    let mut plan = support::empty_plan();
-    plan.base = Some(BaseMethod::Debootstrap);
-    plan.mirror = Some(mirror);
+    let overrides = Overrides { base: Some(BaseMethod::Debootstrap), mirror: Some(mirror), ..Overrides::default() };
+    let plan = support::plan(&work.join("elements"), &[], overrides);
     let reporter = Reporter::silent();
     let dirs = support::Dirs::new(&work);
     root::run(&dirs.context(&plan, &reporter)).unwrap();

@@ -207,13 +207,16 @@ pub fn run(args: UploadArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The upload bar; a constant, so the test below checks the very template the bar uses.
+const BAR_TEMPLATE: &str = "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}";
+
 fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
     // The template is a constant; a bad one would be a bug caught by the tests, not user input.
-    if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}") {
+    if let Ok(style) = ProgressStyle::with_template(BAR_TEMPLATE) {
         bar.set_style(style);
     }
     bar
@@ -281,6 +284,6 @@ mod tests {
 
     #[test]
     fn the_progress_template_is_valid() {
-        assert!(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}").is_ok());
+        assert!(ProgressStyle::with_template(BAR_TEMPLATE).is_ok());
     }
 }

@@ -19,6 +19,34 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `tests/fixtures/PATH`.
+pub fn fixture(path: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(path)
+}
+
+/// Our shipped elements.
+pub fn elements_dir() -> PathBuf {
+    repo_root().join("elements")
+}
+
+/// Our shipped recipes.
+pub fn recipes_dir() -> PathBuf {
+    repo_root().join("recipes")
+}
+
+/// The Heat Mesos guide's agent elements, after its operating-system element: the image the
+/// `ubuntu-mesos` recipe builds and the guide's `disk-image-create` line names.
+pub const HEAT_AGENT_ELEMENTS: &[&str] = &[
+    "vm",
+    "docker",
+    "mesos",
+    "os-collect-config",
+    "os-refresh-config",
+    "os-apply-config",
+    "heat-config",
+    "heat-config-script",
+];
+
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("MESOS_IMAGE_CACHE_DIR")
         .map(PathBuf::from)
@@ -75,6 +103,6 @@ impl Drop for FixtureRepo {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -1,4 +1,4 @@
-//! Shared by the stage tests: hand-built plans, build contexts and tiny chroot trees.
+//! Shared by the stage tests: plans from the planner, build contexts and tiny chroot trees.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -7,33 +7,49 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mesos_image::element::Phase;
-use mesos_image::plan::{Plan, PlannedElement, PlannedScript};
+use mesos_image::mirror::HostDistro;
+use mesos_image::plan::{HostContext, Plan, PlanOptions};
 use mesos_image::progress::Reporter;
-use mesos_image::recipe::{BaseMethod, GlanceSpec, ImageSpec};
+use mesos_image::recipe::Overrides;
 use mesos_image::stage::BuildContext;
 
-pub fn empty_plan() -> Plan {
-    Plan {
-        recipe: None,
-        recipe_source: None,
-        distro: "debian".into(),
-        release: "bookworm".into(),
-        arch: "amd64".into(),
-        base: None,
-        mirror: None,
-        elements: Vec::new(),
-        added_elements: Vec::new(),
-        scripts: BTreeMap::new(),
-        environment_d: Vec::new(),
-        packages: BTreeMap::new(),
-        env: BTreeMap::new(),
-        pkg_maps: BTreeMap::new(),
-        image: ImageSpec::default(),
-        glance: GlanceSpec::default(),
-        checks: Vec::new(),
-    }
+/// The plan the planner makes in DIB mode for `names`, found under `elements` (made with
+/// [`element`]), on a minimal Debian bookworm operating-system element; `overrides` are the
+/// command-line flags (`-e`, `-p`, `--base`, `--mirror`, `--release`). Stage tests run on what
+/// the planner really hands the stages, never on a plan typed by hand.
+pub fn plan(elements: &Path, names: &[&str], overrides: Overrides) -> Plan {
+    plan_on(elements, names, "debian", overrides)
 }
+
+/// As [`plan`], on an operating-system element exporting `DISTRO_NAME=distro` (the release
+/// comes from `overrides.release`, else bookworm).
+pub fn plan_on(elements: &Path, names: &[&str], distro: &str, overrides: Overrides) -> Plan {
+    let os_root = elements.join(".planner-os");
+    element(
+        &os_root,
+        OS_ELEMENT,
+        &[
+            ("element-provides", "operating-system\n"),
+            (
+                "environment.d/10-test-os",
+                &format!("export DISTRO_NAME={distro}\nexport DIB_RELEASE=${{DIB_RELEASE:-bookworm}}\n"),
+            ),
+        ],
+    );
+    let mut requested: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    requested.push(OS_ELEMENT.to_owned());
+    let options = PlanOptions {
+        elements_path: vec![elements.to_owned(), os_root],
+        overrides,
+        skip_base: true,
+        host: HostContext { env: BTreeMap::new(), distro: HostDistro::default() },
+        ..PlanOptions::default()
+    };
+    Plan::from_elements(&requested, &options).unwrap()
+}
+
+/// The operating-system element [`plan`] adds.
+pub const OS_ELEMENT: &str = "test-os";
 
 /// An element directory under `root` with the given files (`path` relative to the element,
 /// text); files in phase dirs and `environment.d` are made executable.
@@ -47,39 +63,6 @@ pub fn element(root: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
     }
     fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Add `element`'s scripts to `plan` as the element engine would (run-parts order per phase).
-pub fn add_element(plan: &mut Plan, name: &str, dir: &Path) {
-    plan.elements.push(PlannedElement { name: name.into(), path: dir.to_owned() });
-    plan.elements.sort_by(|a, b| a.name.cmp(&b.name));
-    for phase in Phase::ALL {
-        let phase_dir = dir.join(phase.dir_name());
-        for script in list(&phase_dir) {
-            let planned = PlannedScript { name: script.clone(), element: name.into(), path: phase_dir.join(&script) };
-            plan.scripts.entry(phase).or_default().push(planned);
-        }
-    }
-    for list in plan.scripts.values_mut() {
-        list.sort_by(|a, b| mesos_image::element::runparts::compare(&a.name, &b.name));
-    }
-    let env_dir = dir.join("environment.d");
-    for file in list(&env_dir) {
-        plan.environment_d.push(PlannedScript { name: file.clone(), element: name.into(), path: env_dir.join(&file) });
-    }
-}
-
-pub fn packages(plan: &mut Plan, phase: Phase, install: &[&str]) {
-    let set = plan.packages.entry(phase).or_default();
-    set.install = install.iter().map(|s| s.to_string()).collect();
-}
-
-fn list(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 /// Paths of one test build under `work`.
@@ -193,8 +176,4 @@ pub fn host_mirror() -> Option<String> {
         }
     }
     None
-}
-
-pub fn base(plan: &mut Plan, method: BaseMethod) {
-    plan.base = Some(method);
 }
