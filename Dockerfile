@@ -49,13 +49,14 @@ RUN set -eu; \
     printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
         "$uri" "$VERSION_CODENAME" > /etc/apt/sources.list.d/backports.sources
 # Exactly what a build runs on the host side: bootstrap (mmdebstrap, debootstrap, keyrings),
+# fetching (curl: the mirror's InRelease that dates the build, cloud-image downloads),
 # filesystem and disk assembly (e2fsprogs, fdisk, mtools, dosfstools, squashfs-tools), GRUB
 # tooling, image conversion (qemu-utils), archive formats (xz, zstd) and namespaces (util-linux).
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         mmdebstrap debootstrap qemu-utils e2fsprogs fdisk mtools dosfstools squashfs-tools \
         grub-pc-bin grub-common ubuntu-keyring debian-archive-keyring ca-certificates gnupg \
-        xz-utils zstd util-linux mount \
+        xz-utils zstd util-linux mount curl \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/mesos-image /usr/local/bin/mesos-image
 # The binary finds these through <exe>/../share/mesos-image (src/paths.rs).

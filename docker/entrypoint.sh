@@ -54,12 +54,6 @@ for arg in "$@"; do
     esac
 done
 
-# Only files this run created or rewrote are chowned: the output directory is often a shared one
-# such as the host's /tmp, whose other files must keep their owners.
-marker=$(mktemp /tmp/mesos-image-started.XXXXXX)
-status=0
-mesos-image "$@" || status=$?
-
 if [ -n "$output" ]; then
     dir=$(dirname -- "$output")
     base=$(basename -- "$output")
@@ -68,9 +62,26 @@ else
     dir=.
     stem=
 fi
-if [ -d "$dir" ]; then
-    find "$dir" -mindepth 1 -maxdepth 1 -name "$stem*" -user 0 -newer "$marker" \
-        -exec chown -R "$HOST_UID:${HOST_GID:-$HOST_UID}" {} +
-fi
-rm -f "$marker"
+
+# Only files this run created or rewrote are chowned: the output directory is often a shared one
+# such as the host's /tmp, whose other files must keep their owners. Entries are told apart by
+# inode and modification time, recorded before the run: a timestamp marker is not enough, since a
+# file written within the same clock tick as the marker is not "newer" than it. (Outputs are
+# linked into place as new inodes, so a rewritten output always differs.)
+snapshot() {
+    if [ -d "$dir" ]; then
+        find "$dir" -mindepth 1 -maxdepth 1 -name "$stem*" -printf '%i %T@ %f\n' | sort
+    fi
+}
+before=$(mktemp /tmp/mesos-image-before.XXXXXX)
+snapshot > "$before"
+status=0
+mesos-image "$@" || status=$?
+
+snapshot | comm -13 "$before" - | while read -r _inode _mtime name; do
+    if [ "$(stat -c %u -- "$dir/$name")" = 0 ]; then
+        chown -R "$HOST_UID:${HOST_GID:-$HOST_UID}" -- "$dir/$name"
+    fi
+done
+rm -f "$before"
 exit "$status"

@@ -251,7 +251,7 @@ smoke_tests() {
         'test -d /usr/local/share/mesos-image/elements && test -d /usr/local/share/mesos-image/recipes'
     recipes_listed
     expect_ok "build tools present" docker run --rm --entrypoint sh "$image" -c \
-        'for t in mmdebstrap debootstrap qemu-img mkfs.ext4 mkfs.vfat mcopy grub-mkimage sfdisk unshare chroot gpg xz zstd mksquashfs; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done'
+        'for t in mmdebstrap debootstrap curl qemu-img mkfs.ext4 debugfs mkfs.vfat mcopy grub-mkimage sfdisk unshare chroot gpg xz zstd mksquashfs unsquashfs; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done'
     expect_refusal "--user is refused for a build" "drop --user" docker run --rm --user 1000:1000 "$image"
     expect_ok "--user is fine for commands that build nothing" docker run --rm --user 1000:1000 "$image" --help
     expect_refusal "build without privileges is refused" "cannot create mount and PID namespaces" \
