@@ -80,14 +80,24 @@ floor() {
 }
 # mkosi 24 with the same packages: a plain directory tree (no bootloader, no kernel install
 # hooks: mkosi's disk output needs systemd-repart features bookworm lacks), then the same disk
-# and conversion steps as the floor.
+# and conversion steps as the floor. mkosi's own Debian repository list adds a debug archive and
+# the security archive by fixed URL, which a mirror-only host cannot reach (apt fails on
+# `bookworm-debug`); a package-manager tree holding `mkosi.sources` replaces that list with exactly
+# the floor's sources.
+mkosi_sources() {
+    printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$mirror" "$release"
+    if [ ${#fixture_source[@]} -gt 0 ]; then
+        printf '\nTypes: deb\nURIs: http://127.0.0.1:%s\nSuites: bookworm\nComponents: main\nTrusted: yes\n' "$port"
+    fi
+}
 mkosi_build() {
-    local repos=()
-    # The fixture's mesos and marathon reach mkosi as a package directory (a local repository).
-    [ ${#fixture_source[@]} -eq 0 ] || repos=(--package-directory="$scratch/fixture/repo/pool/main")
-    mkosi --force --directory="$scratch" --output-dir="$scratch/mkosi-out" --output=image \
-        --distribution=debian --release="$release" --mirror="$mirror" --format=directory \
-        --bootable=no --with-docs=yes --package="${packages}" "${repos[@]}" build
+    mkdir -p "$scratch/mkosi-pm/etc/apt/sources.list.d"
+    mkosi_sources > "$scratch/mkosi-pm/etc/apt/sources.list.d/mkosi.sources"
+    mkosi --force --directory="$scratch" --package-manager-tree="$scratch/mkosi-pm" \
+        --output-dir="$scratch/mkosi-out" --output=image \
+        --distribution=debian --release="$release" --format=directory \
+        --bootable=no --with-docs=yes --package="${packages}" build
     raw_disk_of_tree "$scratch/mkosi-out/image" "$scratch/mkosi.raw"
     convert_like_ours "$scratch/mkosi.raw" "$scratch/mkosi.qcow2"
 }
@@ -103,7 +113,7 @@ if [ -z "${BENCH_SKIP_MKOSI:-}" ]; then
     if t_mkosi=$(seconds_of mkosi_build); then
         size_mkosi=$(mib "$scratch/mkosi.qcow2")
     else
-        echo "bench: mkosi failed; its figures are left out" >&2
+        echo "bench: mkosi failed; its figures are left out (log: the lines above)" >&2
         t_mkosi=''
     fi
     rm -rf "$scratch/mkosi-out" "$scratch/mkosi.raw" "$scratch/mkosi.qcow2"
