@@ -216,15 +216,9 @@ mod tests {
 
     #[test]
     fn failing_reader_leaves_nothing() {
-        struct Broken;
-        impl Read for Broken {
-            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-                Err(io::Error::other("disk on fire"))
-            }
-        }
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("out");
-        let err = publish_reader(&mut Broken, &dest).unwrap_err();
+        let err = publish_reader(&mut crate::io::FailingReader, &dest).unwrap_err();
         assert!(err.to_string().contains("disk on fire"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -257,13 +251,7 @@ mod tests {
         let published = publish_via_named_temp(&mut io::Cursor::new(b"abc"), &dest).unwrap();
         assert_eq!(published.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(std::fs::read(&dest).unwrap(), b"abc");
-        struct Broken;
-        impl Read for Broken {
-            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-                Err(io::Error::other("disk on fire"))
-            }
-        }
-        assert!(publish_via_named_temp(&mut Broken, &dir.path().join("bad")).is_err());
+        assert!(publish_via_named_temp(&mut crate::io::FailingReader, &dir.path().join("bad")).is_err());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out")], "only the published file remains");
     }

@@ -88,20 +88,11 @@ fn split_dir_name(dir_name: &str) -> Option<(&str, &str)> {
 
 /// The install-type directories inside `install_d`, sorted by name.
 pub fn list_dirs(install_d: &Path) -> Result<Vec<InstallTypeDir>, ElementError> {
-    let read_error = |cause| ElementError::Read { path: install_d.to_owned(), cause };
-    let entries = match std::fs::read_dir(install_d) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(cause) => return Err(read_error(cause)),
-    };
     let mut dirs = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(read_error)?;
-        let path = entry.path();
+    for (name, path) in runparts::entries(install_d)? {
         if !path.is_dir() {
             continue;
         }
-        let name = entry.file_name().to_string_lossy().into_owned();
         if let Some((prefix, kind)) = split_dir_name(&name) {
             dirs.push(InstallTypeDir { prefix: prefix.to_owned(), kind: kind.to_owned(), path });
         }

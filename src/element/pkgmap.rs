@@ -36,7 +36,7 @@ impl PkgMapFile {
         let malformed = |err: serde_json::Error, line| ElementError::Malformed {
             path: path.clone(),
             line,
-            message: strip_json_location(&err.to_string()),
+            message: super::strip_location(&err.to_string()),
         };
         // Through a `Value` first: DIB reads pkg-map with Python's json module, where a repeated
         // key replaces the earlier one (tripleo-image-elements' os-collect-config has two
@@ -81,13 +81,6 @@ pub fn map_name(map: Option<&NameMap>, name: &str) -> Vec<String> {
     match map.and_then(|m| m.get(name)) {
         Some(mapped) => mapped.split_whitespace().map(str::to_owned).collect(),
         None => vec![name.to_owned()],
-    }
-}
-
-fn strip_json_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message.to_owned(),
     }
 }
 

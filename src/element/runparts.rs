@@ -45,16 +45,8 @@ pub struct Candidate {
 /// Every regular file (symlinks followed) directly inside `dir`, in run-parts order, each
 /// marked selected or skipped. A missing directory has no files.
 pub fn list_dir(dir: &Path, selection: Selection) -> Result<Vec<Candidate>, ElementError> {
-    let read_error = |cause| ElementError::Read { path: dir.to_owned(), cause };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(cause) => return Err(read_error(cause)),
-    };
     let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(read_error)?;
-        let path = entry.path();
+    for (name, path) in entries(dir)? {
         // metadata() follows symlinks, like find's -xtype f; a dangling link is no file.
         let Ok(meta) = std::fs::metadata(&path) else {
             tracing::debug!("skipping dangling link {}", path.display());
@@ -63,7 +55,6 @@ pub fn list_dir(dir: &Path, selection: Selection) -> Result<Vec<Candidate>, Elem
         if !meta.is_file() {
             continue;
         }
-        let name = entry.file_name().to_string_lossy().into_owned();
         let skipped = if !selection.accepts_name(&name) {
             Some(match selection {
                 Selection::Scripts => "name does not match ^[0-9A-Za-z_-]+$",
@@ -78,6 +69,20 @@ pub fn list_dir(dir: &Path, selection: Selection) -> Result<Vec<Candidate>, Elem
     }
     found.sort_by(|a, b| compare(&a.name, &b.name));
     Ok(found)
+}
+
+/// (name, path) of each entry of a phase or install-type directory, unsorted; a missing
+/// directory has none (elements ship only the phases they use), any other error names `dir`.
+pub(crate) fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, ElementError> {
+    let read_error = |cause| ElementError::Read { path: dir.to_owned(), cause };
+    let listing = match std::fs::read_dir(dir) {
+        Ok(listing) => listing,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(cause) => return Err(read_error(cause)),
+    };
+    listing
+        .map(|entry| entry.map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())).map_err(read_error))
+        .collect()
 }
 
 /// The selected files of `dir`, in run-parts order; skipped ones are logged at debug level.

@@ -35,6 +35,18 @@ pub fn read_full<R: std::io::Read>(reader: &mut R, buf: &mut [u8]) -> std::io::R
     Ok(filled)
 }
 
+/// A reader whose every read fails with "disk on fire": for the adapters' and publishers'
+/// error-path tests.
+#[cfg(test)]
+pub(crate) struct FailingReader;
+
+#[cfg(test)]
+impl std::io::Read for FailingReader {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("disk on fire"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,13 +86,7 @@ mod tests {
 
     #[test]
     fn read_full_passes_real_errors_on() {
-        struct Broken;
-        impl Read for Broken {
-            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-                Err(io::Error::other("disk on fire"))
-            }
-        }
-        let err = read_full(&mut Broken, &mut [0u8; 4]).unwrap_err();
+        let err = read_full(&mut crate::io::FailingReader, &mut [0u8; 4]).unwrap_err();
         assert_eq!(err.to_string(), "disk on fire");
     }
 }

@@ -45,14 +45,8 @@ mod tests {
 
     #[test]
     fn a_failed_read_does_not_advance() {
-        struct Broken;
-        impl Read for Broken {
-            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-                Err(io::Error::other("gone"))
-            }
-        }
         let bar = ProgressBar::hidden();
-        let mut reader = ProgressReader::new(Broken, bar.clone());
+        let mut reader = ProgressReader::new(crate::io::FailingReader, bar.clone());
         assert!(reader.read(&mut [0u8; 8]).is_err());
         assert_eq!(bar.position(), 0);
     }

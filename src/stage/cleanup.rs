@@ -97,18 +97,24 @@ fn remove_ssh_host_keys(ssh_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Remove the files (not the directories, which packages own) below `dir`.
-fn remove_files_below(dir: &Path) -> anyhow::Result<()> {
+/// Call `action` on every entry below `dir` that is not a directory, without following links
+/// or leaving the tree's file system; a missing `dir` has none.
+fn each_file_below(dir: &Path, mut action: impl FnMut(&walkdir::DirEntry) -> anyhow::Result<()>) -> anyhow::Result<()> {
     if !dir.is_dir() {
         return Ok(());
     }
     for entry in walkdir::WalkDir::new(dir).follow_links(false).same_file_system(true) {
         let entry = entry.with_context(|| format!("cannot walk {}", dir.display()))?;
         if !entry.file_type().is_dir() {
-            remove_if_present(entry.path())?;
+            action(&entry)?;
         }
     }
     Ok(())
+}
+
+/// Remove the files (not the directories, which packages own) below `dir`.
+fn remove_files_below(dir: &Path) -> anyhow::Result<()> {
+    each_file_below(dir, |entry| remove_if_present(entry.path()))
 }
 
 /// `__pycache__` directories and stray `.pyc` files below `dir`. Nothing is mounted in the
@@ -156,11 +162,7 @@ fn empty_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Empty every regular log file (owners and modes stay, as packages expect the files).
 fn truncate_logs(dir: &Path) -> anyhow::Result<()> {
-    if !dir.is_dir() {
-        return Ok(());
-    }
-    for entry in walkdir::WalkDir::new(dir).follow_links(false).same_file_system(true) {
-        let entry = entry.with_context(|| format!("cannot walk {}", dir.display()))?;
+    each_file_below(dir, |entry| {
         if entry.file_type().is_file() {
             fs::OpenOptions::new()
                 .write(true)
@@ -168,8 +170,8 @@ fn truncate_logs(dir: &Path) -> anyhow::Result<()> {
                 .open(entry.path())
                 .with_context(|| format!("cannot truncate {}", entry.path().display()))?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]
