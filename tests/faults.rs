@@ -255,41 +255,54 @@ fn a_kvm_guest_silent_after_the_bootloader_is_restarted_under_tcg() {
     let case = Case::new();
     let image = stand_in_disk(&case.scratch, false);
     let recipes = stand_in_recipe(&case.scratch);
-    let started = std::time::Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_mesos-image"))
-        .arg("test")
-        .arg(&image)
-        .args(["--recipes-dir", &recipes, "--recipe", "stand-in", "--memory", "128", "--format", "json"])
-        .env("TMPDIR", case.scratch.join("tmp"))
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    // The stand-in never runs the checks: it resets after its kernel line under TCG.
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(elapsed < SWITCH_BUDGET, "took {elapsed:?}: the watcher did not act\n{stderr}");
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(json["accel"], "tcg", "{json}");
-    let reached: Vec<&str> = json["phases"].as_array().unwrap().iter().filter_map(|p| p[0].as_str()).collect();
-    assert_eq!(reached, ["bootloader", "kernel"], "the TCG run reaches the stand-in kernel: {json}");
     let kvm_opens = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
-    if kvm_opens {
-        let switch = json["accel_switch"].as_str().unwrap_or_else(|| panic!("no switch reported: {json}\n{stderr}"));
+    // On a loaded host the KVM probe itself can give up (its SeaBIOS run is slow) and pick TCG
+    // before any guest runs: then nothing was switched and the watcher was not exercised, so
+    // such a run is tried again, up to three times in all.
+    for attempt in 1..=3 {
+        let started = std::time::Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_mesos-image"))
+            .args(["-v", "test"])
+            .arg(&image)
+            .args(["--recipes-dir", &recipes, "--recipe", "stand-in", "--memory", "128", "--format", "json"])
+            .env("TMPDIR", case.scratch.join("tmp"))
+            .output()
+            .unwrap();
+        let elapsed = started.elapsed();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The stand-in never runs the checks: it resets after its kernel line under TCG.
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(elapsed < SWITCH_BUDGET, "took {elapsed:?}: the watcher did not act\n{stderr}");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(json["accel"], "tcg", "{json}");
+        let reached: Vec<&str> = json["phases"].as_array().unwrap().iter().filter_map(|p| p[0].as_str()).collect();
+        assert_eq!(reached, ["bootloader", "kernel"], "the TCG run reaches the stand-in kernel: {json}");
+        assert_eq!(support::entries(&case.scratch.join("tmp")), Vec::<String>::new(), "temp files left");
+        let Some(switch) = json["accel_switch"].as_str() else {
+            assert!(stderr.contains("using TCG:"), "no switch and no reason for TCG: {json}\n{stderr}");
+            if !kvm_opens {
+                // Without KVM the probe picks TCG at once: nothing to switch, and no wait either.
+                assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+                eprintln!("no /dev/kvm: TCG from the start, as expected; the switch needs KVM");
+                return;
+            }
+            eprintln!("attempt {attempt}: the KVM probe chose TCG ({elapsed:?}), trying again");
+            continue;
+        };
         assert!(switch.ends_with("restarted under TCG"), "{switch}");
         assert!(
-            switch.contains("no kernel output after the bootloader") || switch.contains("died while starting"),
+            switch.contains("after the bootloader handed over")
+                || switch.contains("died while starting")
+                || switch.contains("qemu died"),
             "{switch}"
         );
         // One progress line per stage reached, the KVM run's bootloader included.
-        assert!(stderr.matches("    bootloader").count() >= 1 && stderr.contains("    kernel started"), "{stderr}");
+        assert!(stderr.contains("    bootloader") && stderr.contains("    kernel started"), "{stderr}");
         assert!(stderr.contains("restarted under TCG"), "the switch is reported while it happens:\n{stderr}");
-    } else {
-        // Without KVM the probe picks TCG at once: nothing to switch, and no wait either.
-        assert!(json["accel_switch"].is_null(), "{json}");
-        assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+        eprintln!("accelerator: {switch} after {:.1}s", elapsed.as_secs_f64());
+        return;
     }
-    assert_eq!(support::entries(&case.scratch.join("tmp")), Vec::<String>::new(), "temp files left");
-    eprintln!("accelerator: {} after {:.1}s", json["accel_switch"], elapsed.as_secs_f64());
+    panic!("/dev/kvm opens but the KVM probe chose TCG three times: the stall watcher never ran");
 }
 
 /// A 1 MiB raw disk whose boot sector stands in for GRUB handing over to a kernel, on the real

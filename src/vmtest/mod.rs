@@ -254,14 +254,15 @@ fn follow_boot(
 ) -> anyhow::Result<BootEnd> {
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut kvm_deadline = watch_kvm.then(|| (started + KVM_SILENT_START, "KVM guest printed nothing"));
+    let mut kvm_deadline = watch_kvm
+        .then(|| (started + KVM_SILENT_START, format!("KVM guest printed nothing in {}s", KVM_SILENT_START.as_secs())));
     let mut next = 0;
     while next < BootMilestone::ALL.len() {
         stopped()?;
         let now = Instant::now();
-        if let Some((limit, why)) = kvm_deadline {
-            if now >= limit {
-                return Ok(BootEnd::KvmStalled(format!("{why} ({}s)", (now - started).as_secs())));
+        if let Some((limit, why)) = &kvm_deadline {
+            if now >= *limit {
+                return Ok(BootEnd::KvmStalled(why.clone()));
             }
         }
         if now >= deadline {
@@ -279,7 +280,10 @@ fn follow_boot(
                 kvm_deadline = match (kvm_deadline, phase) {
                     (Some(_), BootMilestone::Bootloader) => Some((
                         Instant::now() + KVM_KERNEL_GRACE,
-                        "KVM guest showed no kernel output after the bootloader handed over",
+                        format!(
+                            "KVM guest showed no kernel output {}s after the bootloader handed over",
+                            KVM_KERNEL_GRACE.as_secs()
+                        ),
                     )),
                     _ => None,
                 };
