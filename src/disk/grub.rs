@@ -353,4 +353,32 @@ mod tests {
         let path = command.get_envs().find(|(name, _)| *name == "PATH").and_then(|(_, value)| value);
         assert!(path.is_some_and(|p| p.to_string_lossy().contains("/usr/sbin")), "the tree's PATH is set");
     }
+
+    /// The host's grub-mkimage, its libraries and modules copied into an otherwise empty tree:
+    /// the core is built by the tree's binary, chrooted, and nothing is left in its /tmp.
+    #[test]
+    #[ignore = "needs root (chroot) and the host's grub-mkimage with i386-pc modules"]
+    fn mkimage_runs_chrooted_in_a_tree() {
+        let tree = tempfile::tempdir().unwrap();
+        let root = tree.path();
+        let copy = |path: &Path| {
+            let dest = root.join(path.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(std::fs::canonicalize(path).unwrap(), &dest).unwrap();
+        };
+        copy(Path::new("/usr/bin/grub-mkimage"));
+        let ldd = Command::new("ldd").arg("/usr/bin/grub-mkimage").output().unwrap();
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            if let Some(lib) = line.split_whitespace().find(|word| word.starts_with('/')) {
+                copy(Path::new(lib));
+            }
+        }
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        let copied = Command::new("cp").args(["-a", "/usr/lib/grub"]).arg(root.join("usr/lib/")).status().unwrap();
+        assert!(copied.success());
+        let reporter = crate::progress::Reporter::silent();
+        let core = crate::disk::run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", &reporter).unwrap();
+        assert!(core.len() > 4 * 512, "a core.img of {} bytes", core.len());
+        assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0, "the core is not left in the tree");
+    }
 }
