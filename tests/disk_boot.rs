@@ -19,32 +19,9 @@ use mesos_image::stage::{convert, publish};
 const PACKAGES: &str = "linux-image-amd64,grub-pc-bin,grub-efi-amd64-bin,systemd-sysv,udev,ifupdown,login,iputils-ping";
 const BOOT_LIMIT: Duration = Duration::from_secs(300);
 
-/// The Debian mirror the host itself uses, from its deb822 or one-line apt sources.
-fn host_debian_mirror(suite: &str) -> String {
-    let deb822 = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").unwrap_or_default();
-    for stanza in deb822.split("\n\n") {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|line| line.strip_prefix(name).map(|rest| rest.trim().to_owned()))
-                .unwrap_or_default()
-        };
-        if field("Types:").split_whitespace().any(|t| t == "deb")
-            && field("Suites:").split_whitespace().any(|s| s == suite)
-        {
-            if let Some(uri) = field("URIs:").split_whitespace().next() {
-                return uri.to_owned();
-            }
-        }
-    }
-    let one_line = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
-    for line in one_line.lines() {
-        let words: Vec<&str> = line.split_whitespace().filter(|w| !w.starts_with('[')).collect();
-        if words.first() == Some(&"deb") && words.get(2) == Some(&suite) {
-            return words[1].to_owned();
-        }
-    }
-    panic!("the host's apt sources name no Debian mirror for {suite}");
+/// The Debian mirror the host itself uses, as the planner reads it from its apt sources.
+fn host_debian_mirror() -> String {
+    mesos_image::mirror::host_archive_uri(Path::new("/etc/apt")).expect("the host's apt sources name no Debian mirror")
 }
 
 fn make_tree(scratch: &Path) -> PathBuf {
@@ -56,7 +33,7 @@ fn make_tree(scratch: &Path) -> PathBuf {
     let status = Command::new("mmdebstrap")
         .args(["--quiet", "--variant=minbase", &format!("--include={PACKAGES}"), "bookworm"])
         .arg(&tree)
-        .arg(host_debian_mirror("bookworm"))
+        .arg(host_debian_mirror())
         .status()
         .expect("mmdebstrap runs");
     assert!(status.success(), "mmdebstrap failed");
@@ -230,4 +207,3 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     let boot = boot_to_login(&gpt_raw, "raw", Firmware::Uefi, &scratch.path().join("uefi-serial.log"));
     eprintln!("timing: GPT raw UEFI boot to login: {:.1}s", boot.as_secs_f64());
 }
-

@@ -1,6 +1,8 @@
 //! mke2fs on this host accepts each release's feature string and the result has exactly the
 //! features the target can read. Runs mkfs on small files: fast, no root.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -41,11 +43,7 @@ fn features_after_mkfs(release: &str) -> String {
     header.lines().find(|l| l.starts_with("Filesystem features:")).unwrap().to_owned()
 }
 
-fn run(command: &mut Command) -> String {
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use common::run;
 
 fn has(features: &str, name: &str) -> bool {
     features.split_whitespace().any(|f| f == name)

@@ -11,11 +11,7 @@ fn fixture_dir() -> PathBuf {
     common::fixture("mesos-repo")
 }
 
-fn run(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    assert!(out.status.success(), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::run;
 
 /// Stops the fixture server even when an assertion fails.
 struct Server(PathBuf);

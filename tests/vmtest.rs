@@ -16,15 +16,10 @@ struct Fixture {
     initrd: PathBuf,
 }
 
-/// The mirror the build host itself uses (first `URIs:` of its deb822 sources).
+/// The mirror the build host itself uses, as the planner reads it from its apt sources.
 fn host_mirror() -> String {
-    let sources = std::fs::read_to_string("/etc/apt/sources.list.d/debian.sources").expect("host apt sources");
-    sources
-        .lines()
-        .find_map(|line| line.strip_prefix("URIs:"))
-        .and_then(|uris| uris.split_whitespace().next())
-        .expect("a URIs: line in debian.sources")
-        .to_owned()
+    mesos_image::mirror::host_archive_uri(std::path::Path::new("/etc/apt"))
+        .expect("a Debian mirror in the host's apt sources")
 }
 
 fn fixture() -> Fixture {

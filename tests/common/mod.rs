@@ -19,6 +19,13 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The stdout of `command`, which must succeed (its stderr in the panic otherwise).
+pub fn run(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// `tests/fixtures/PATH`.
 pub fn fixture(path: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(path)

@@ -148,32 +148,8 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// The host's own Debian mirror, read from its apt sources (never written down in the code).
+/// The host's own Debian mirror, as the planner reads it from the host's apt sources (never
+/// written down in the code).
 pub fn host_mirror() -> Option<String> {
-    let mut texts = Vec::new();
-    let mut files: Vec<PathBuf> = fs::read_dir("/etc/apt/sources.list.d")
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|ext| ext == "sources" || ext == "list"));
-    files.sort();
-    for file in files {
-        texts.push(fs::read_to_string(file).unwrap_or_default());
-    }
-    texts.push(fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
-    for text in texts {
-        for line in text.lines() {
-            let line = line.trim();
-            if let Some(uris) = line.strip_prefix("URIs:") {
-                if let Some(uri) = uris.split_whitespace().find(|u| u.starts_with("http")) {
-                    return Some(uri.to_owned());
-                }
-            }
-            if line.starts_with("deb ") {
-                if let Some(uri) = line.split_whitespace().find(|u| u.starts_with("http")) {
-                    return Some(uri.to_owned());
-                }
-            }
-        }
-    }
-    None
+    mesos_image::mirror::host_archive_uri(Path::new("/etc/apt"))
 }
