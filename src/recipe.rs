@@ -475,8 +475,18 @@ impl Recipe {
         if let Some(size) = &self.image.size {
             parse_size(size).map_err(|e| invalid(format!("image.size: {e}")))?;
         }
+        check_root_label(&self.image.root_label).map_err(|e| invalid(format!("image.root-label: {e}")))?;
         Ok(())
     }
+}
+
+/// ext4 labels are at most 16 bytes; mkfs.ext4 would only warn and truncate. The recipe's
+/// `image.root-label` and `--root-label` are both checked here.
+pub fn check_root_label(label: &str) -> Result<(), String> {
+    if label.is_empty() || label.len() > 16 {
+        return Err(format!("`{label}` is not an ext4 label (1 to 16 bytes)"));
+    }
+    Ok(())
 }
 
 /// Parse a size such as `4G`, `2560M`, `512MiB` or a byte count.
@@ -509,6 +519,15 @@ mod tests {
         assert_eq!(recipe.image.formats, vec![ImageFormat::Qcow2]);
         assert_eq!(recipe.image.root_label, "cloudimg-rootfs");
         assert_eq!(recipe.base, BaseMethod::Mmdebstrap);
+    }
+
+    #[test]
+    fn a_root_label_mkfs_would_truncate_is_refused_naming_the_key() {
+        let text = format!("{MINIMAL}image:\n  root-label: seventeen-bytes-x\n");
+        let err = Recipe::from_yaml(&text, Path::new("r/x.yaml")).unwrap_err().to_string();
+        assert_eq!(err, "r/x.yaml: image.root-label: `seventeen-bytes-x` is not an ext4 label (1 to 16 bytes)");
+        assert!(check_root_label("sixteen-bytes-xx").is_ok());
+        assert!(check_root_label("").is_err());
     }
 
     #[test]

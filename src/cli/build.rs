@@ -308,12 +308,8 @@ fn parse_image_size(text: &str) -> Result<String, String> {
     parse_size(text).map(|_| text.to_owned())
 }
 
-/// ext4 labels are at most 16 bytes; mkfs.ext4 would only warn and truncate.
 fn parse_root_label(text: &str) -> Result<String, String> {
-    if text.is_empty() || text.len() > 16 {
-        return Err(format!("`{text}` is not an ext4 label (1 to 16 bytes)"));
-    }
-    Ok(text.to_owned())
+    crate::recipe::check_root_label(text).map(|()| text.to_owned())
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
