@@ -192,6 +192,17 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     let gpt_spec = ImageSpec { partitioning: Partitioning::Gpt, uefi: true, ..ImageSpec::default() };
     let gpt_raw = scratch.path().join("gpt.raw");
     let gpt_report = build_disk(&tree, &gpt_spec, "bookworm", &gpt_raw, &pins, &reporter).unwrap();
+    // Same tree, same pins: the same bytes, ESP and GPT included, even in another time zone
+    // (FAT stores local time) and seconds later (mkfs.fat stamps its label with the clock).
+    // The only test in this binary, so changing the process's TZ races with nothing.
+    std::thread::sleep(Duration::from_secs(2));
+    std::env::set_var("TZ", "Pacific/Chatham");
+    let again = scratch.path().join("gpt-again.raw");
+    build_disk(&tree, &gpt_spec, "bookworm", &again, &pins, &reporter).unwrap();
+    std::env::remove_var("TZ");
+    let differing = first_differing_bytes(&gpt_raw, &again);
+    assert!(differing.is_empty(), "two GPT+ESP disks of one tree and pins differ at byte offsets {differing:?}");
+    std::fs::remove_file(&again).unwrap();
     let verify = command_output(Command::new("sfdisk").arg("--verify").arg(&gpt_raw));
     assert!(verify.contains("No errors detected"), "{verify}");
     check_root_filesystem(&gpt_raw, &gpt_report, &gpt_spec);
@@ -206,4 +217,33 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     assert!(listing.contains("BOOTX64  EFI"), "{listing}");
     let boot = boot_to_login(&gpt_raw, "raw", Firmware::Uefi, &scratch.path().join("uefi-serial.log"));
     eprintln!("timing: GPT raw UEFI boot to login: {:.1}s", boot.as_secs_f64());
+}
+
+/// Up to 16 offsets where two files differ (a length difference counts at the shorter's end).
+fn first_differing_bytes(a: &Path, b: &Path) -> Vec<u64> {
+    use std::io::Read;
+    let (mut a, mut b) = (std::fs::File::open(a).unwrap(), std::fs::File::open(b).unwrap());
+    let (mut left, mut right) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let (mut offset, mut found) = (0u64, Vec::new());
+    loop {
+        let n = a.read(&mut left).unwrap();
+        let m = b.read_exact(&mut right[..n]).map(|()| n);
+        let Ok(m) = m else {
+            found.push(offset);
+            return found;
+        };
+        if n == 0 {
+            if b.read(&mut right[..1]).unwrap() != 0 {
+                found.push(offset);
+            }
+            return found;
+        }
+        for i in (0..m).filter(|&i| left[i] != right[i]) {
+            found.push(offset + i as u64);
+            if found.len() == 16 {
+                return found;
+            }
+        }
+        offset += n as u64;
+    }
 }

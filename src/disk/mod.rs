@@ -75,19 +75,20 @@ pub fn build_disk(
     if spec.uefi {
         grub::check_tree_has_efi_grub(tree)?;
     }
+    let root_uuid = pins.seed.guid("root-filesystem-uuid");
+    // Everything the disk adds to the tree goes in before the tree is measured, so the size
+    // counts what mkfs copies, and a tree that went through here before measures the same.
+    write_boot_files(tree, &kernel, &root_uuid.to_string(), &spec.kernel_args)?;
+    grub::install_modules(tree, grub::Platform::I386Pc.name())?;
+    if spec.uefi {
+        grub::install_modules(tree, grub::Platform::X86_64Efi.name())?;
+    }
     let usage = size::measure_tree(tree).map_err(|source| DiskError::Measure { tree: tree.to_owned(), source })?;
     let layout = choose_layout(spec, usage)?;
-    let root_uuid = pins.seed.guid("root-filesystem-uuid");
-    write_boot_files(tree, &kernel, &root_uuid.to_string(), &spec.kernel_args)?;
     let core = make_core_img(tree, &layout, reporter)?;
     // Both GRUB images are made before the tree's times are clamped: nothing may write into
     // the tree between the clamp and mkfs.
-    let efi_image = if spec.uefi {
-        grub::install_modules(tree, grub::Platform::X86_64Efi.name())?;
-        Some(esp::make_efi_image(tree, &layout, reporter)?)
-    } else {
-        None
-    };
+    let efi_image = if spec.uefi { Some(esp::make_efi_image(tree, &layout, reporter)?) } else { None };
     create_sparse_file(raw, layout.disk_bytes)?;
 
     let paths = {
@@ -186,7 +187,6 @@ fn pin_ctimes(
 /// Run the target's grub-mkimage in the tree and return core.img placed for its sector.
 fn make_core_img(tree: &Path, layout: &Layout, reporter: &Reporter) -> anyhow::Result<Vec<u8>> {
     let _step = reporter.step("grub-mkimage (target's own, i386-pc)");
-    grub::install_modules(tree, grub::Platform::I386Pc.name())?;
     let core = run_mkimage_in_tree(tree, grub::Platform::I386Pc, &layout.grub_root_partition(), reporter)?;
     let (sector, room) = layout.core_img_area();
     Ok(grub::place_core(core, sector, room)?)
