@@ -128,10 +128,11 @@ impl Fingerprint {
     }
 }
 
-/// Phases whose hooks only matter after the install snapshot; changing them must not
-/// invalidate it.
-const LATE_PHASE_DIRS: [&str; 6] =
-    ["post-install.d", "post-root.d", "block-device.d", "pre-finalise.d", "finalise.d", "cleanup.d"];
+/// The directories of the phases after `install.d`: their hooks only matter after the install
+/// snapshot, so changing them must not invalidate it.
+fn late_phase_dirs() -> Vec<&'static str> {
+    Phase::ALL.into_iter().filter(|phase| *phase > Phase::Install).map(Phase::dir_name).collect()
+}
 
 /// Variables that only locate inputs (whose content is hashed anyway), name the output, or
 /// restate output settings the outputs key already holds (`plan.image`, `--checksum`): they must
@@ -187,7 +188,7 @@ fn install_key(plan: &Plan, base: &StageKey) -> anyhow::Result<StageKey> {
     add_phase_scripts(&mut install, plan, &[Phase::ExtraData, Phase::PreInstall, Phase::Install])?;
     add_packages(&mut install, plan, &[Phase::PreInstall, Phase::Install]);
     for element in &plan.elements {
-        add_element_dir(&mut install, &element.name, &element.path, &LATE_PHASE_DIRS)?;
+        add_element_dir(&mut install, &element.name, &element.path, &late_phase_dirs())?;
     }
     Ok(install.finish())
 }

@@ -1,0 +1,48 @@
+//! Each cache point's key, on plans the planner makes: a change invalidates exactly the cache
+//! points that read it (osbuild-style), so editing a late hook never rebuilds the install tree.
+
+#[path = "phases_support/mod.rs"]
+mod support;
+
+use std::fs;
+
+use mesos_image::cache::StageKeys;
+use mesos_image::recipe::Overrides;
+
+fn keys(elements: &std::path::Path) -> StageKeys {
+    StageKeys::compute(&support::plan(elements, &["app"], Overrides::default()), false).unwrap()
+}
+
+#[test]
+fn a_late_hook_changes_only_the_outputs_key() {
+    let work = tempfile::tempdir().unwrap();
+    let app = support::element(
+        work.path(),
+        "app",
+        &[("install.d/10-install", "#!/bin/bash\ntrue\n"), ("finalise.d/10-finalise", "#!/bin/bash\ntrue\n")],
+    );
+    let before = keys(work.path());
+    for (dir, script) in [("post-install.d", "10-late"), ("cleanup.d", "10-late")] {
+        fs::create_dir_all(app.join(dir)).unwrap();
+        fs::write(app.join(dir).join(script), "#!/bin/bash\necho changed\n").unwrap();
+    }
+    fs::write(app.join("finalise.d/10-finalise"), "#!/bin/bash\necho changed\n").unwrap();
+    let after = keys(work.path());
+    assert_eq!(after.base, before.base);
+    assert_eq!(after.install, before.install, "late hooks must not invalidate the install snapshot");
+    assert_ne!(after.outputs, before.outputs, "the outputs read every element file");
+}
+
+#[test]
+fn an_install_hook_changes_the_install_and_outputs_keys_not_the_base() {
+    let work = tempfile::tempdir().unwrap();
+    let app = support::element(work.path(), "app", &[("install.d/10-install", "#!/bin/bash\ntrue\n")]);
+    let before = keys(work.path());
+    fs::write(app.join("install.d/10-install"), "#!/bin/bash\necho changed\n").unwrap();
+    let after = keys(work.path());
+    assert_eq!(after.base, before.base);
+    assert_ne!(after.install, before.install);
+    assert_ne!(after.outputs, before.outputs);
+    // The same inputs give the same keys.
+    assert_eq!(keys(work.path()).install, after.install);
+}
