@@ -41,6 +41,10 @@ pub struct BuildOptions {
     pub checksum: bool,
     /// Scratch directory; default `<cache-dir>/work`.
     pub work_dir: Option<PathBuf>,
+    /// `--no-tmpfs`: the default work dir stays on disk.
+    pub no_tmpfs: bool,
+    /// `--min-tmpfs`: memory that must be available for the tmpfs (default: workdir's).
+    pub min_tmpfs_bytes: Option<u64>,
     pub quiet: bool,
     pub verbose: bool,
     /// `--seed`: derive identifiers from this text instead of from the inputs.
@@ -139,8 +143,8 @@ impl Build<'_> {
         let Build { plan, options, cache, keys, reporter, destinations, started, pins } = *self;
         // An explicit --work-dir is where the user wants the tree (and its space accounting):
         // only the default location is moved to tmpfs.
-        if options.work_dir.is_none() {
-            workdir::mount_tmpfs_if_memory_allows(work)?;
+        if options.work_dir.is_none() && !options.no_tmpfs {
+            workdir::mount_tmpfs_if_memory_allows(work, options.min_tmpfs_bytes)?;
         }
         let ctx = BuildContext {
             plan,

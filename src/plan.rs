@@ -10,12 +10,13 @@ use crate::element::installtype::InstallTypes;
 pub use crate::element::packages::PackageSet;
 use crate::element::packages::{self, PackageContext};
 use crate::element::pkgmap::PkgMapFile;
+use crate::element::dib_tree::Substitution;
 use crate::element::request::{self, AddedElement};
 use crate::element::{
     environment, merge_environment_d, merge_hooks_typed, runparts, ElementError, ElementLibrary, HookScript, Phase,
 };
 use crate::mirror::{self, HostDistro, MirrorSources};
-use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe, RecipeSource};
+use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Partitioning, Recipe, RecipeSource};
 use crate::stage::dib_runtime::{self, DibSettings};
 
 /// One element of the resolved set.
@@ -58,6 +59,9 @@ pub struct Plan {
     pub elements: Vec<PlannedElement>,
     /// Elements disk-image-create's rules added to the request (DIB mode), with the rule.
     pub added_elements: Vec<AddedElement>,
+    /// diskimage-builder's elements replaced by rule (its tree on `ELEMENTS_PATH`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub substitutions: Vec<Substitution>,
     /// Hook scripts per phase, in run-parts order.
     pub scripts: BTreeMap<Phase, Vec<PlannedScript>>,
     /// `environment.d` files, sourced in this order before every script.
@@ -87,6 +91,8 @@ pub enum PlanError {
     NoDistro { elements: String },
     #[error("no release: pass --release or set DIB_RELEASE (the {distro} element sets no default)")]
     NoRelease { distro: String },
+    #[error("DIB_BLOCK_DEVICE_CONFIG is set, but block-device YAML is not read: the disk stage writes its own layout; unset it and name block-device-mbr, block-device-gpt or block-device-efi instead")]
+    BlockDeviceConfig,
     #[error("MESOS_IMAGE_BASE=`{value}` (from environment.d) is not mmdebstrap, debootstrap or cloud-image")]
     BadBase { value: String },
     /// DIB runs block-device.d outside the chroot on the image's loop device; our disk stage
@@ -187,6 +193,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         None => request::with_dib_defaults(requested, &library, &arch, !options.skip_base),
     };
     let resolved = library.resolve(&requested)?;
+    let substitutions = library.substitutions_for(&resolved, &requested);
     let image_element = resolved.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ");
 
     let mirrors = MirrorInputs::new(recipe, options);
@@ -230,7 +237,10 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
             pkg_maps.insert(element.name.clone(), map.resolve(&distro, &release));
         }
     }
-    let image = recipe.map(|r| r.image.clone()).unwrap_or_else(|| image_with_overrides(&options.overrides));
+    let mut image = recipe.map(|r| r.image.clone()).unwrap_or_else(|| image_with_overrides(&options.overrides));
+    if recipe.is_none() {
+        block_device_layout(&mut image, &requested, &library, &env)?;
+    }
     let element_dirs: Vec<(&str, &std::path::Path)> =
         resolved.iter().map(|e| (e.name.as_str(), e.path.as_path())).collect();
     let settings = DibSettings {
@@ -267,6 +277,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         mirror,
         elements: resolved.iter().map(|e| PlannedElement { name: e.name.clone(), path: e.path.clone() }).collect(),
         added_elements,
+        substitutions,
         scripts,
         environment_d: environment_d.into_iter().map(planned_script).collect(),
         packages,
@@ -410,6 +421,29 @@ fn add_install_packages(packages: &mut BTreeMap<Phase, PackageSet>, phase: Phase
     set.install.extend(extra);
     set.install.sort();
     set.install.dedup();
+}
+
+/// DIB mode: DIB's `block-device-*` elements (replaced by the disk stage) choose its table;
+/// DIB's block-device YAML is refused rather than ignored.
+fn block_device_layout(
+    image: &mut ImageSpec,
+    requested: &[String],
+    library: &ElementLibrary,
+    env: &BTreeMap<String, String>,
+) -> Result<(), PlanError> {
+    if env.get("DIB_BLOCK_DEVICE_CONFIG").is_some_and(|v| !v.trim().is_empty()) {
+        return Err(PlanError::BlockDeviceConfig);
+    }
+    let wants = |name: &str| library.is_absorbed(name) && requested.iter().any(|n| n == name);
+    if wants("block-device-efi") {
+        image.partitioning = Partitioning::Gpt;
+        image.uefi = true;
+    } else if wants("block-device-gpt") {
+        image.partitioning = Partitioning::Gpt;
+    } else if wants("block-device-mbr") {
+        image.partitioning = Partitioning::Mbr;
+    }
+    Ok(())
 }
 
 /// The image settings of DIB mode: defaults plus command-line flags.

@@ -13,10 +13,11 @@ use crate::sandbox;
 const TMPFS_MIN_AVAILABLE: u64 = 6 << 30;
 
 /// Mount a tmpfs on `dir` when the machine has memory to spare. Must run inside the build's
-/// private mount namespace, so the mount dies with the build. Returns whether it mounted.
-pub fn mount_tmpfs_if_memory_allows(dir: &Path) -> anyhow::Result<bool> {
+/// private mount namespace, so the mount dies with the build. `min_available` (`--min-tmpfs`)
+/// replaces the default threshold. Returns whether it mounted.
+pub fn mount_tmpfs_if_memory_allows(dir: &Path, min_available: Option<u64>) -> anyhow::Result<bool> {
     let Some(available) = mem_available() else { return Ok(false) };
-    if available < TMPFS_MIN_AVAILABLE {
+    if available < min_available.unwrap_or(TMPFS_MIN_AVAILABLE) {
         tracing::info!("building on disk: only {} MiB of memory available", available >> 20);
         return Ok(false);
     }

@@ -91,3 +91,96 @@ fn guide_elements_path_plans_for_trusty_with_upstream_elements_winning() {
 fn guide_elements_path_plans_for_bookworm_with_upstream_elements_winning() {
     check_guide_plan("debian-minimal", "bookworm");
 }
+
+/// `mesos-image build --dry-run --json` with diskimage-builder's own tree on ELEMENTS_PATH.
+fn dib_tree_plan(trees: &UpstreamTrees, elements: &[&str], extra_env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(common::binary());
+    command
+        .args(["build", "--dry-run", "--json"])
+        .args(elements)
+        .env("ELEMENTS_PATH", &trees.dib)
+        .env("DIB_RELEASE", "bookworm")
+        .env("MESOS_IMAGE_CACHE_DIR", common::cache_dir());
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+#[ignore = "downloads the upstream element sdists with pip (network)"]
+fn dib_tree_disk_and_os_elements_are_replaced_by_ours_with_a_note() {
+    let trees = UpstreamTrees::fetch();
+    let ours = common::repo_root().join("elements");
+    let output = dib_tree_plan(&trees, &["debian", "vm", "block-device-gpt"], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).expect("plan JSON");
+
+    // Each replacement is in the plan, with what stands in and why.
+    let replaced: BTreeMap<String, String> = plan["substitutions"]
+        .as_array()
+        .expect("substitutions")
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_owned(), s["by"].as_str().unwrap().to_owned()))
+        .collect();
+    for name in ["vm", "debian-minimal", "dpkg", "package-installs"] {
+        let by = replaced.get(name).unwrap_or_else(|| panic!("{name} not replaced: {replaced:?}"));
+        assert_eq!(by, &format!("mesos-image's {}", ours.join(name).display()), "{name}");
+    }
+    assert_eq!(replaced["block-device-gpt"], "the disk stage (GPT)");
+    assert_eq!(plan["image"]["partitioning"], "gpt", "block-device-gpt chose the disk stage's table");
+
+    // Ours are planned; DIB's `debian` and the rest of its library run unchanged.
+    let planned: BTreeMap<String, PathBuf> = plan["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_owned(), PathBuf::from(e["path"].as_str().unwrap())))
+        .collect();
+    assert_from(&planned, &["vm", "debian-minimal", "dpkg", "package-installs"], &ours);
+    assert_from(&planned, &["debian", "sysprep", "openssh-server"], &trees.dib);
+    for gone in ["bootloader", "block-device-gpt", "debootstrap"] {
+        assert!(!planned.contains_key(gone), "{gone} planned: {planned:?}");
+    }
+    // DIB's package-installs scripts are not planned beside our package step.
+    let scripts = plan["scripts"].as_object().unwrap();
+    for list in scripts.values() {
+        for script in list.as_array().unwrap() {
+            let name = script["name"].as_str().unwrap_or_default();
+            assert!(!name.contains("package-installs") && !name.contains("package-uninstalls"), "{script}");
+        }
+    }
+
+    // `elements resolve` agrees with build, and logs the same notes.
+    let resolved = Command::new(common::binary())
+        .args(["elements", "resolve", "debian", "vm", "block-device-gpt"])
+        .env("ELEMENTS_PATH", &trees.dib)
+        .env("DIB_RELEASE", "bookworm")
+        .output()
+        .unwrap();
+    assert!(resolved.status.success(), "{}", String::from_utf8_lossy(&resolved.stderr));
+    let names: Vec<String> = String::from_utf8_lossy(&resolved.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(names, planned.keys().cloned().collect::<Vec<_>>());
+    let notes = String::from_utf8_lossy(&resolved.stderr);
+    let vm_note = format!("element vm: diskimage-builder's {} is replaced by mesos-image's", trees.dib.join("vm").display());
+    assert_eq!(notes.matches(&vm_note).count(), 1, "{notes}");
+}
+
+#[test]
+#[ignore = "downloads the upstream element sdists with pip (network)"]
+fn dib_tree_layouts_that_cannot_run_are_refused_in_one_line() {
+    let trees = UpstreamTrees::fetch();
+    let lvm = dib_tree_plan(&trees, &["debian", "vm", "block-device-efi-lvm"], &[]);
+    let err = String::from_utf8_lossy(&lvm.stderr);
+    assert!(!lvm.status.success());
+    assert_eq!(
+        err.trim_end().lines().last().unwrap(),
+        "error: element `block-device-efi-lvm` (diskimage-builder's) cannot run under mesos-image: LVM layouts are not written by the disk stage"
+    );
+    let yaml = dib_tree_plan(&trees, &["debian", "vm"], &[("DIB_BLOCK_DEVICE_CONFIG", "- local_loop: {name: image0}")]);
+    let err = String::from_utf8_lossy(&yaml.stderr);
+    assert!(!yaml.status.success());
+    let last = err.trim_end().lines().last().unwrap();
+    assert!(last.starts_with("error: DIB_BLOCK_DEVICE_CONFIG is set, but block-device YAML is not read"), "{err}");
+}

@@ -119,6 +119,13 @@ pub struct BuildArgs {
     /// a directory given here is used as it is].
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Build on disk, never in a tmpfs (DIB_NO_TMPFS=1).
+    #[arg(long)]
+    pub no_tmpfs: bool,
+    /// Build in a tmpfs only when at least this many GB of memory are available (DIB_MIN_TMPFS)
+    /// [default: 6; the tree, raw disk and conversions sit side by side].
+    #[arg(long, value_name = "GB")]
+    pub min_tmpfs: Option<u64>,
     /// Derive filesystem UUIDs, partition GUIDs and the other identifiers from this text
     /// instead of from the build's inputs.
     #[arg(long, value_name = "TEXT")]
@@ -155,6 +162,9 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     for added in &plan.added_elements {
         tracing::info!("adding element {}: {}", added.name, added.reason);
     }
+    for substitution in &plan.substitutions {
+        tracing::info!("{}", substitution.note());
+    }
     execute(plan, &args, global)
 }
 
@@ -170,6 +180,9 @@ pub fn execute(plan: Plan, args: &BuildArgs, global: &GlobalOpts) -> anyhow::Res
         trace: args.trace > 0,
         checksum: args.checksum,
         work_dir: args.work_dir.clone(),
+        // DIB reads DIB_NO_TMPFS from the environment as well as from --no-tmpfs.
+        no_tmpfs: args.no_tmpfs || plan.env.get("DIB_NO_TMPFS").is_some_and(|v| v == "1"),
+        min_tmpfs_bytes: args.min_tmpfs.map(|gb| gb << 30),
         quiet: global.quiet,
         verbose: global.verbose > 0,
         seed: args.seed.clone(),
@@ -278,6 +291,12 @@ fn dib_flag_variables(args: &BuildArgs) -> anyhow::Result<Vec<(&'static str, Str
     if args.checksum {
         vars.push(("DIB_CHECKSUM", "1".to_owned()));
     }
+    if args.no_tmpfs {
+        vars.push(("DIB_NO_TMPFS", "1".to_owned()));
+    }
+    if let Some(gb) = args.min_tmpfs {
+        vars.push(("DIB_MIN_TMPFS", gb.to_string()));
+    }
     if let Some(size) = &args.image_size {
         vars.push(("DIB_IMAGE_SIZE", size.clone()));
     }
@@ -349,6 +368,13 @@ pub fn render_plan(plan: &Plan) -> String {
             let _ = writeln!(out, "  {:20} {}", added.name, added.reason);
         }
     }
+    if !plan.substitutions.is_empty() {
+        let _ = writeln!(out, "\nreplaced elements (diskimage-builder's):");
+        for substitution in &plan.substitutions {
+            let _ = writeln!(out, "  {:20} {}: {}", substitution.name, substitution.by, substitution.why);
+        }
+    }
+
     let _ = writeln!(out, "\nelements:");
     let width = plan.elements.iter().map(|e| e.name.len()).max().unwrap_or(0);
     for element in &plan.elements {

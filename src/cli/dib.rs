@@ -16,12 +16,24 @@ use super::{Cli, Command};
 pub const PROGRAM: &str = "disk-image-create";
 
 /// disk-image-create flags mesos-image does not implement, with why and what to do instead.
-const UNSUPPORTED: [(&str, &str); 5] = [
+const UNSUPPORTED: [(&str, &str); 7] = [
     ("-c", "clearing the environment is not supported; run under `env -i` instead"),
-    ("--max-online-resize", "the root filesystem is made by mkfs.ext4 -d; pass `--mkfs-options '-E resize=N'`"),
-    ("--mkfs-journal-size", "pass `--mkfs-options '-J size=N'`"),
+    ("--max-online-resize", "the root filesystem is made by mkfs.ext4 -d with its default resize limit"),
+    ("--mkfs-journal-size", "the root filesystem is made by mkfs.ext4 -d with its default journal"),
+    ("--mkfs-options", "the root filesystem is made by mkfs.ext4 -d with fixed options (reproducible builds pin them)"),
+    ("--image-extra-size", "the size is computed from the finished tree with headroom; give the whole size with --image-size"),
     ("--ramdisk-element", "ramdisk images are not built"),
-    ("--docker-target", "docker output is not built; use `-t tar` and `docker import` the tarball"),
+    ("--docker-target", "docker output is not built"),
+];
+
+/// disk-image-create image types (`-t`) that are not built, with why.
+const UNSUPPORTED_TYPES: [(&str, &str); 6] = [
+    ("tar", "tarball output is not built yet; build raw and read the root partition"),
+    ("tgz", "tarball output is not built yet; build raw and read the root partition"),
+    ("squashfs", "squashfs output is not built"),
+    ("docker", "docker output is not built"),
+    ("aci", "aci output is not built"),
+    ("qcow2-compressed", "qcow2 is written compressed by default (-u to turn it off)"),
 ];
 
 /// Whether the binary was started under disk-image-create's name.
@@ -37,16 +49,30 @@ pub struct UnsupportedFlag {
     pub why: &'static str,
 }
 
-/// The first argument that is a disk-image-create flag we do not implement.
+/// The first argument that is a disk-image-create flag (or `-t` image type) we do not implement.
 pub fn find_unsupported(args: &[OsString]) -> Option<UnsupportedFlag> {
-    for arg in args {
-        let text = arg.to_string_lossy();
+    let mut words = args.iter().map(|arg| arg.to_string_lossy());
+    while let Some(text) = words.next() {
         if text == "--" {
             return None;
         }
-        let flag = text.split_once('=').map(|(flag, _)| flag).unwrap_or(&text);
+        let (flag, inline) = match text.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
+            _ => (text.as_ref(), None),
+        };
         if let Some((name, why)) = UNSUPPORTED.iter().find(|(name, _)| *name == flag) {
             return Some(UnsupportedFlag { flag: (*name).to_owned(), why });
+        }
+        // `-t TYPES`, `-tTYPES`, `--format TYPES`, `--format=TYPES`.
+        let types = match flag {
+            "-t" | "--format" => inline.or_else(|| words.next().map(|w| w.into_owned())),
+            short if short.starts_with("-t") && short.len() > 2 => Some(short[2..].to_owned()),
+            _ => None,
+        };
+        for kind in types.iter().flat_map(|list| list.split(',')) {
+            if let Some((name, why)) = UNSUPPORTED_TYPES.iter().find(|(name, _)| *name == kind.trim()) {
+                return Some(UnsupportedFlag { flag: format!("-t {name}"), why });
+            }
         }
     }
     None
@@ -158,6 +184,9 @@ mod tests {
         let kept = build_args(&["disk-image-create", "-o", "x.qcow2", "ubuntu", "--logfile", "l.log"]);
         assert_eq!(kept.output.as_deref(), Some(Path::new("x.qcow2")));
         assert_eq!(kept.log_file.as_deref(), Some(Path::new("l.log")));
+        let tmpfs = build_args(&["disk-image-create", "--no-tmpfs", "--min-tmpfs", "4", "debian"]);
+        assert!(tmpfs.no_tmpfs);
+        assert_eq!(tmpfs.min_tmpfs, Some(4));
     }
 
     #[test]
@@ -165,6 +194,17 @@ mod tests {
         let err = parse(args(&["disk-image-create", "--docker-target", "x", "ubuntu"])).unwrap_err().to_string();
         assert!(err.starts_with("disk-image-create option `--docker-target` is not supported"), "{err}");
         assert!(!err.contains('\n'));
+        for (line, flag) in [
+            (&["disk-image-create", "-t", "qcow2,tar", "debian"][..], "`-t tar`"),
+            (&["disk-image-create", "-ttgz", "debian"][..], "`-t tgz`"),
+            (&["disk-image-create", "--format=squashfs", "debian"][..], "`-t squashfs`"),
+            (&["disk-image-create", "--image-extra-size", "1", "debian"][..], "`--image-extra-size`"),
+            (&["disk-image-create", "--mkfs-options", "-N 1", "debian"][..], "`--mkfs-options`"),
+        ] {
+            let err = parse(args(line)).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("disk-image-create option {flag} is not supported: ")), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
         let err = parse(args(&["disk-image-create", "--bogus-flag", "ubuntu"])).unwrap_err().to_string();
         assert_eq!(err, "disk-image-create: unknown option `--bogus-flag`");
         let err = parse(args(&["disk-image-create", "--image-size", "lots", "ubuntu"])).unwrap_err().to_string();

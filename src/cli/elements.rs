@@ -173,6 +173,9 @@ fn resolve(library: &ElementLibrary, names: &[String], skip_base: bool) -> anyho
     let arch = crate::arch::normalize(&std::env::var("ARCH").unwrap_or_else(|_| std::env::consts::ARCH.to_owned()));
     let (names, _added) = request::with_dib_defaults(names, library, &arch, !skip_base);
     let resolved = library.resolve(&names)?;
+    for substitution in library.substitutions_for(&resolved, &names) {
+        tracing::info!("{}", substitution.note());
+    }
     // Catch malformed hook directories and package files now, not halfway through a build.
     merge_hooks(&resolved)?;
     merge_environment_d(&resolved)?;

@@ -26,6 +26,9 @@ pub enum ElementError {
     Malformed { path: PathBuf, line: Option<usize>, message: String },
     #[error("{phase}/{script} is shipped by both `{first}` and `{second}`")]
     DuplicateScript { phase: String, script: String, first: String, second: String },
+    /// An element of diskimage-builder's tree that needs its loop-mounted image (docs/dib-compat.md).
+    #[error("element `{name}` (diskimage-builder's) cannot run under mesos-image: {why}")]
+    Refused { name: String, why: String },
     #[error("sourcing environment.d file {}: {message}", path.display())]
     Environment { path: PathBuf, message: String },
 }

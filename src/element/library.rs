@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::dib_tree::{self, Replacement, Substitution};
 use super::error::ElementError;
 
 /// One element directory, as found on the search path.
@@ -116,6 +117,12 @@ pub struct ElementLibrary {
     /// The search path, each entry absolute.
     paths: Vec<PathBuf>,
     elements: BTreeMap<String, Element>,
+    /// DIB elements replaced by rule (see [`dib_tree`]).
+    substitutions: Vec<Substitution>,
+    /// Names a stage stands in for: they resolve to no element.
+    absorbed: BTreeSet<String>,
+    /// Names from DIB's tree nothing of ours can stand in for, with why.
+    refused: BTreeMap<String, String>,
 }
 
 impl ElementLibrary {
@@ -144,7 +151,75 @@ impl ElementLibrary {
                 elements.insert(element.name.clone(), element);
             }
         }
-        Ok(ElementLibrary { paths: absolute, elements })
+        let mut library = ElementLibrary {
+            paths: absolute,
+            elements,
+            substitutions: Vec::new(),
+            absorbed: BTreeSet::new(),
+            refused: BTreeMap::new(),
+        };
+        library.replace_dib_layers()?;
+        Ok(library)
+    }
+
+    /// Apply [`dib_tree`]'s rules to every winner that comes from diskimage-builder's tree.
+    fn replace_dib_layers(&mut self) -> Result<(), ElementError> {
+        if !self.paths.iter().any(|p| dib_tree::is_dib_tree(p)) {
+            return Ok(());
+        }
+        let builtin = crate::paths::builtin_elements_dir().canonicalize().ok();
+        let ours = self.paths.iter().find(|p| Some(*p) == builtin.as_ref()).cloned();
+        // DIB's vm depends on it; whatever provides it is replaced below.
+        self.absorbed.insert(dib_tree::BLOCK_DEVICE.to_owned());
+        let from_dib: Vec<Element> =
+            self.elements.values().filter(|e| dib_tree::is_dib_tree(&e.source)).cloned().collect();
+        for dib in from_dib {
+            let Some(replacement) = dib_tree::replacement(&dib.name, ours.as_deref()) else {
+                continue;
+            };
+            let (by, why) = match replacement {
+                Replacement::Ours(dir, why) => {
+                    let path = dir.canonicalize().map_err(|cause| ElementError::Read { path: dir.clone(), cause })?;
+                    let source = ours.clone().unwrap_or_default();
+                    let element = Element::load(&dib.name, &path, &source)?;
+                    let by = format!("mesos-image's {}", path.display());
+                    self.elements.insert(dib.name.clone(), element);
+                    (by, why)
+                }
+                Replacement::Stage(stage, why) => {
+                    self.elements.remove(&dib.name);
+                    self.absorbed.insert(dib.name.clone());
+                    (stage.to_owned(), why)
+                }
+                Replacement::Refused(why) => {
+                    self.elements.remove(&dib.name);
+                    self.refused.insert(dib.name.clone(), why);
+                    continue;
+                }
+            };
+            self.substitutions.push(Substitution { name: dib.name.clone(), dib_path: dib.path.clone(), by, why });
+        }
+        Ok(())
+    }
+
+    /// The substitutions that concern a resolved set: elements of ours standing in for DIB's
+    /// that were resolved, and stages standing in for names in `requested`.
+    pub fn substitutions_for(&self, resolved: &[&Element], requested: &[String]) -> Vec<Substitution> {
+        self.substitutions
+            .iter()
+            .filter(|s| resolved.iter().any(|e| e.name == s.name) || requested.contains(&s.name))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a stage stands in for `name` (it resolves to no element).
+    pub fn is_absorbed(&self, name: &str) -> bool {
+        self.absorbed.contains(name)
+    }
+
+    /// Why `name` (from DIB's tree) cannot be used, if it cannot.
+    pub fn refused(&self, name: &str) -> Option<&str> {
+        self.refused.get(name).map(String::as_str)
     }
 
     /// The search path that was scanned (absolute), earliest first.

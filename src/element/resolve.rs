@@ -23,8 +23,11 @@ impl ElementLibrary {
         let mut queue: VecDeque<String> = requested.iter().cloned().collect();
 
         while let Some(name) = queue.pop_front() {
-            if provided_by.contains_key(&name) {
+            if provided_by.contains_key(&name) || self.is_absorbed(&name) {
                 continue;
+            }
+            if let Some(why) = self.refused(&name) {
+                return Err(ElementError::Refused { name: name.clone(), why: why.to_owned() });
             }
             let element = self.get(&name).ok_or_else(|| ElementError::NotFound {
                 name: name.clone(),
@@ -62,7 +65,7 @@ impl ElementLibrary {
         // dropped from the queue because a provider turned up; those are removed here.
         included
             .iter()
-            .filter(|name| !provided_by.contains_key(*name))
+            .filter(|name| !provided_by.contains_key(*name) && !self.is_absorbed(name))
             .map(|name| {
                 self.get(name).ok_or_else(|| ElementError::NotFound {
                     name: name.clone(),
