@@ -163,7 +163,8 @@ pub fn run_checks(
     }
     let watch_kvm = options.accel == Accel::Auto && vm.accel() == Accel::Kvm;
     let mut phases = Vec::new();
-    let mut end = follow_boot(&mut vm, options.timeout, watch_kvm, &mut phases, on_phase)?;
+    let direct_kernel = options.kernel.is_some();
+    let mut end = follow_boot(&mut vm, options.timeout, watch_kvm, direct_kernel, &mut phases, on_phase)?;
     if let BootEnd::KvmStalled(why) = end {
         // Results are on the console already; no need to wait for the guest's poweroff.
         drop(vm);
@@ -173,7 +174,7 @@ pub fn run_checks(
         config.accel = Accel::Tcg;
         vm = Vm::boot(&config)?;
         phases.clear();
-        end = follow_boot(&mut vm, options.timeout, false, &mut phases, on_phase)?;
+        end = follow_boot(&mut vm, options.timeout, false, direct_kernel, &mut phases, on_phase)?;
     }
     let accel = vm.accel();
     drop(vm);
@@ -249,13 +250,23 @@ fn follow_boot(
     vm: &mut Vm,
     timeout: Duration,
     watch_kvm: bool,
+    direct_kernel: bool,
     reached: &mut Vec<(BootMilestone, f64)>,
     on_phase: &mut dyn FnMut(BootMilestone, Duration),
 ) -> anyhow::Result<BootEnd> {
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut kvm_deadline = watch_kvm
-        .then(|| (started + KVM_SILENT_START, format!("KVM guest printed nothing in {}s", KVM_SILENT_START.as_secs())));
+    // With --kernel qemu hands over at once (there is no bootloader line to wait for): the
+    // kernel's own grace runs from the start.
+    let first_wait = if direct_kernel {
+        (
+            KVM_KERNEL_GRACE,
+            format!("KVM guest showed no kernel output {}s after qemu loaded --kernel", KVM_KERNEL_GRACE.as_secs()),
+        )
+    } else {
+        (KVM_SILENT_START, format!("KVM guest printed nothing in {}s", KVM_SILENT_START.as_secs()))
+    };
+    let mut kvm_deadline = watch_kvm.then(|| (started + first_wait.0, first_wait.1));
     let mut next = 0;
     while next < BootMilestone::ALL.len() {
         stopped()?;

@@ -14,38 +14,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// The host's Debian mirror: `(host[:port], path)` of the first plain-http archive URI in its
-/// apt sources (deb822 `URIs:` or one-line `deb` entries), the security archive left out.
+/// The host's Debian mirror as the planner reads it from its apt sources
+/// (`mirror::host_archive_uri`), split into `(host[:port], path)` for the relay; it must be
+/// plain http, which the relay forwards byte for byte.
 pub fn host_mirror() -> (String, String) {
-    let mut texts = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut paths: Vec<_> = dir.filter_map(Result::ok).map(|e| e.path()).collect();
-        paths.sort();
-        for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "sources" || e == "list")) {
-            texts.push(std::fs::read_to_string(path).unwrap_or_default());
-        }
-    }
-    texts.push(std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
-    let uris = texts.iter().flat_map(|text| text.lines()).flat_map(|line| {
-        let line = line.trim();
-        let words: Vec<&str> = if let Some(rest) = line.strip_prefix("URIs:") {
-            rest.split_whitespace().collect()
-        } else if line.starts_with("deb ") {
-            line.split_whitespace().filter(|w| w.contains("://")).take(1).collect()
-        } else {
-            Vec::new()
-        };
-        words.into_iter().map(str::to_owned).collect::<Vec<_>>()
-    });
-    for uri in uris {
-        let Some(rest) = uri.strip_prefix("http://") else { continue };
-        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-        let path = path.trim_end_matches('/').to_owned();
-        if path.ends_with("/debian") {
-            return (host.to_owned(), path);
-        }
-    }
-    panic!("no plain-http Debian archive in the host's apt sources (the mirror fault relays to it)")
+    let uri = mesos_image::mirror::host_archive_uri(std::path::Path::new("/etc/apt"))
+        .expect("a Debian mirror in the host's apt sources (the mirror fault relays to it)");
+    let rest = uri.strip_prefix("http://").unwrap_or_else(|| panic!("the host's mirror {uri} is not plain http"));
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    (host.to_owned(), format!("/{}", path.trim_end_matches('/')))
 }
 
 /// The relay. Dropping it stops it.
