@@ -110,9 +110,8 @@ fn mmdebstrap(ctx: &BuildContext) -> anyhow::Result<()> {
             "--setup-hook=mkdir -p \"$1/etc/dpkg/dpkg.cfg.d\" && echo force-unsafe-io > \"$1/{}\"",
             target_config::UNSAFE_IO_CONFIG
         ))
-        .arg("--setup-hook=mkdir -p \"$1/var/cache/apt/archives\"")
         .args(excludes_hook(&plan.env))
-        .arg(format!("--setup-hook=sync-in {cache} /var/cache/apt/archives/"))
+        .args(archive_cache_hooks(&cache))
         .arg(format!("--customize-hook=sync-out /var/cache/apt/archives {cache}"));
     add_suite_arguments(&mut command, ctx, mirror);
     let _exclusive = super::packages::lock_cache(&ctx.apt_cache)?;
@@ -145,6 +144,17 @@ fn debootstrap(ctx: &BuildContext) -> anyhow::Result<()> {
 }
 
 /// What mmdebstrap and debootstrap take alike: keyring, extra packages, then suite, target, mirror.
+/// Hooks that fill the tree's apt archive from the shared cache. sync-in copies the cache
+/// directory's own mode too, which the umask of whoever created the cache decided (measured:
+/// 0700 under umask 077, so two builds differed), so the directory gets apt's 0755 back.
+fn archive_cache_hooks(cache: &str) -> [String; 3] {
+    [
+        "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\"".to_owned(),
+        format!("--setup-hook=sync-in {cache} /var/cache/apt/archives/"),
+        "--setup-hook=chmod 0755 \"$1/var/cache/apt/archives\"".to_owned(),
+    ]
+}
+
 fn add_suite_arguments(command: &mut Command, ctx: &BuildContext, mirror: &str) {
     let plan = ctx.plan;
     if let Some(keyring) = keyring(&plan.distro) {
@@ -295,5 +305,13 @@ mod tests {
         let custom = CloudImageSource::from_env(&env, "noble", "amd64");
         assert_eq!(custom.url, "http://127.0.0.1:1/images/noble.squashfs");
         assert_eq!(custom.sums_url, "http://127.0.0.1:1/images/SHA256SUMS");
+    }
+
+    #[test]
+    fn the_archive_cache_mode_is_apts_not_the_caches() {
+        let hooks = archive_cache_hooks("/c/apt/archives");
+        let sync = hooks.iter().position(|h| h.contains("sync-in /c/apt/archives ")).unwrap();
+        let chmod = hooks.iter().position(|h| h.contains("chmod 0755 \"$1/var/cache/apt/archives\"")).unwrap();
+        assert!(chmod > sync, "{hooks:?}");
     }
 }
