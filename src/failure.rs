@@ -9,7 +9,7 @@
 
 use crate::element::ElementError;
 use crate::plan::PlanError;
-use crate::preflight::PreflightError;
+use crate::cli::preflight::PreflightError;
 use crate::recipe::RecipeError;
 use crate::upload::auth::AuthError;
 use crate::upload::clouds::CloudsError;

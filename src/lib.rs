@@ -17,7 +17,6 @@ pub mod mirror;
 pub mod output;
 pub mod paths;
 pub mod plan;
-pub mod preflight;
 pub mod progress;
 pub mod recipe;
 pub mod redact;

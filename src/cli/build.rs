@@ -152,7 +152,7 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     let plan = make_plan(&args, HostContext::detect())?;
     // -e and the recipe's environment may hold secrets (DIB_REPO_PASSWORD=...).
     crate::redact::register_env(plan.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    crate::preflight::build(&args, &plan)?;
+    super::preflight::build(&args, &plan)?;
     if args.dry_run {
         let text = if args.json { serde_json::to_string_pretty(&plan)? + "\n" } else { render_plan(&plan) };
         print!("{}", crate::redact::text(&text));
@@ -269,7 +269,7 @@ fn output_stem(path: &Path) -> Option<String> {
 fn existing_absolute(path: &Path, option: &str) -> anyhow::Result<String> {
     if !path.is_file() {
         let culprit = format!("{option} {}", path.display());
-        return Err(crate::preflight::PreflightError { culprit, problem: "no such file".into() }.into());
+        return Err(super::preflight::PreflightError { culprit, problem: "no such file".into() }.into());
     }
     let absolute = std::path::absolute(path).with_context(|| format!("{option} {}", path.display()))?;
     Ok(absolute.display().to_string())
@@ -320,7 +320,7 @@ fn parse_image_size(text: &str) -> Result<String, String> {
             return Err(format!("`{text}` GB is less than 1 MiB"));
         }
         // Checked here, while the value is still the one the user typed.
-        crate::preflight::image_size_in_range(mebibytes * (1u64 << 20) as f64)
+        super::preflight::image_size_in_range(mebibytes * (1u64 << 20) as f64)
             .map_err(|problem| format!("`{text}` GB: {problem}"))?;
         return Ok(format!("{mebibytes}M"));
     }

@@ -36,7 +36,7 @@ pub enum CacheCommand {
 }
 
 pub fn run(args: CacheArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
-    crate::preflight::cache(&args)?;
+    super::preflight::cache(&args)?;
     let cache = StageCache::open(&args.cache_dir.unwrap_or_else(paths::default_cache_dir))?;
     match args.command {
         CacheCommand::List => list(&cache),

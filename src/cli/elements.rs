@@ -86,7 +86,7 @@ fn list(library: &ElementLibrary) -> anyhow::Result<()> {
 }
 
 fn show(library: &ElementLibrary, name: &str) -> anyhow::Result<()> {
-    let element = library.get(name).ok_or_else(|| crate::preflight::PreflightError {
+    let element = library.get(name).ok_or_else(|| super::preflight::PreflightError {
         culprit: format!("element `{name}`"),
         problem: format!("not found (ELEMENTS_PATH: {})", library.elements_path_var()),
     })?;

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod dib;
 pub mod diff;
 pub mod elements;
+pub mod preflight;
 pub mod recipes;
 pub mod test;
 pub mod upload;

@@ -53,7 +53,7 @@ pub struct TestArgs {
 
 /// Boot, check, print; an error (exit status 1) unless every check passed.
 pub fn run(args: TestArgs, global: &GlobalOpts) -> anyhow::Result<()> {
-    crate::preflight::test(&args)?;
+    super::preflight::test(&args)?;
     let (recipe_name, checks) = recipe_checks(&args)?;
     // Ctrl-C or a service manager's SIGTERM must still kill the VM and remove the temporary
     // directory: the boot wait notices the signal and unwinds.

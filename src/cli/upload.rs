@@ -185,7 +185,7 @@ impl RecordArgs {
 }
 
 pub fn run(args: UploadArgs, global: &GlobalOpts) -> anyhow::Result<()> {
-    crate::preflight::upload(&args)?;
+    super::preflight::upload(&args)?;
     let size = std::fs::metadata(&args.image).with_context(|| format!("{}: cannot read", args.image.display()))?.len();
     let record = record::build_record(&args.image, &args.record.into_flags(), &[crate::paths::builtin_recipes_dir()])?;
     if let Some(recipe) = &record.recipe {
