@@ -81,7 +81,7 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
         }
     }
     require_root()?;
-    let pins = decide_pins(plan, options, &keys)?;
+    let pins = decide_pins(plan, options)?;
     // Files the build and element scripts create get their modes from the umask: the caller's
     // must not reach the image (measured: umask 077 made 15 paths differ).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(BUILD_UMASK));
@@ -110,7 +110,7 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
 /// The build's time and seed. `SOURCE_DATE_EPOCH` also goes into this process's environment
 /// (still single-threaded here), so every tool the build runs, on the host and in the chroot,
 /// sees the same time.
-fn decide_pins(plan: &Plan, options: &BuildOptions, keys: &StageKeys) -> anyhow::Result<Pins> {
+fn decide_pins(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Pins> {
     let epoch = reproducible::epoch::decide(options.source_date_epoch, plan.mirror.as_deref(), &plan.release)?;
     if epoch.origin == reproducible::EpochOrigin::Clock {
         tracing::warn!(
@@ -120,7 +120,7 @@ fn decide_pins(plan: &Plan, options: &BuildOptions, keys: &StageKeys) -> anyhow:
     std::env::set_var("SOURCE_DATE_EPOCH", epoch.seconds.to_string());
     let seed = match &options.seed {
         Some(text) => Seed::from_text(text),
-        None => Seed::from_inputs(&keys.outputs.to_string(), epoch.seconds),
+        None => Seed::from_inputs(&reproducible::seed::seed_key(plan)?, epoch.seconds),
     };
     Ok(Pins { epoch, seed })
 }
