@@ -56,6 +56,8 @@ packages=(
     openssh-client
     # upload tests and bench: a real Keystone + Glance in a venv, TLS certificates, peak memory
     python3-venv iproute2 openssl time
+    # tests/reproducible.rs: the second build runs in another time zone (and its SPDX validator in a venv)
+    tzdata
     # DIB-compatibility tests: the upstream element sdists (tests/upstream/fetch.sh)
     python3-pip
     # toolchain pieces crates need
