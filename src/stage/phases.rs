@@ -95,6 +95,15 @@ pub fn mount_for_phase(ctx: &BuildContext) -> anyhow::Result<ChrootMounts> {
 fn run_steps(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
     if phase == Phase::PreInstall {
         copy_element_dirs(ctx, "bin", Path::new("usr/local/bin"))?;
+        // /usr/local/bin comes before the hooks dir's bin/ on PATH: an element's own copy of a
+        // helper (DIB's Python pkg-map, its install-packages) must not shadow ours there either.
+        let local_bin = ctx.target.join("usr/local/bin");
+        for (name, text) in HELPERS {
+            if fs::symlink_metadata(local_bin.join(name)).is_ok() {
+                remove_existing_file(&local_bin.join(name))?;
+                write_executable(&local_bin.join(name), text)?;
+            }
+        }
     }
     for step in ctx.plan.phase_steps(phase) {
         match step {
