@@ -17,7 +17,7 @@ use crate::element::{
 };
 use crate::mirror::{self, HostDistro, MirrorSources};
 use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Partitioning, Recipe, RecipeSource};
-use crate::stage::dib_runtime::{self, DibSettings};
+use crate::element::dib_env::{self, DibSettings};
 
 /// One element of the resolved set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -247,7 +247,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         root_label: image.root_label.clone(),
         image_type: image.formats.first().map(|f| f.name().to_owned()).unwrap_or_default(),
     };
-    dib_runtime::add_plan_variables(&mut env, &element_dirs, &settings);
+    dib_env::add_plan_variables(&mut env, &element_dirs, &settings);
 
     // `when:` sees what scripts see: the plan's variables over what environment.d exported.
     let mut when_env = sourced;

@@ -147,7 +147,7 @@ const KEY_NEUTRAL_ENV: [&str; 9] = [
     "IMAGE_TYPE",
     "DIB_IMAGE_SIZE",
     "IMAGE_ELEMENT_YAML",
-    crate::stage::dib_runtime::GET_IMAGE_ELEMENT_ARRAY_VAR,
+    crate::element::dib_env::GET_IMAGE_ELEMENT_ARRAY_VAR,
     "DIB_ENV",
 ];
 

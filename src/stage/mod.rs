@@ -2,7 +2,6 @@
 //! previous stage left under [`BuildContext::target`].
 
 pub mod cleanup;
-pub mod dib_runtime;
 pub mod finalise;
 pub mod hooks_dir;
 pub mod packages;

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 
 use super::hooks_dir::{self, create_dir, write_executable};
-use super::{dib_runtime, packages, target_config, BreakPoint, BuildContext};
+use super::{packages, target_config, BreakPoint, BuildContext};
 use crate::element::Phase;
 use crate::plan::{PhaseStep, PlannedScript};
 use crate::sandbox::{self, chroot_command, Bind, ChrootMounts};
@@ -25,6 +25,9 @@ const HELPERS: [(&str, &str); 4] = [
     ("dib-init-system", include_str!("helpers/dib-init-system")),
     ("dib-run-parts", include_str!("helpers/dib-run-parts")),
 ];
+
+/// The `sudo` outside scripts see on a root build host that has none (see `helpers/sudo`).
+const SUDO_SHIM: &str = include_str!("helpers/sudo");
 
 /// Lay out `ctx.hooks_dir` as DIB's `TMP_HOOKS_PATH`: a merged copy of every element's whole
 /// directory (see [`hooks_dir`]), `bin/` with our in-chroot helpers over the elements' own,
@@ -47,7 +50,7 @@ pub fn prepare_hooks(ctx: &BuildContext) -> anyhow::Result<()> {
     }
     let host_bin = host_bin_dir(ctx);
     create_dir(&host_bin)?;
-    write_executable(&host_bin.join("sudo"), dib_runtime::SUDO_SHIM)?;
+    write_executable(&host_bin.join("sudo"), SUDO_SHIM)?;
     create_dir(&lockfiles_dir(ctx))?;
     Ok(())
 }
@@ -276,6 +279,32 @@ fn remove_existing_file(path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shim(args: &[&str]) -> (bool, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sudo");
+        std::fs::write(&path, SUDO_SHIM).unwrap();
+        let output = Command::new("bash").arg(&path).args(args).env("SHIM_TEST", "kept").output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    #[test]
+    fn sudo_shim_runs_the_command_with_the_environment() {
+        assert_eq!(shim(&["-E", "sh", "-c", "echo $SHIM_TEST"]), (true, "kept".into()));
+        assert_eq!(shim(&["sh", "-c", "echo $SHIM_TEST"]), (true, "kept".into()));
+        assert_eq!(shim(&["FOO=bar", "BAZ=1", "sh", "-c", "echo $FOO$BAZ"]), (true, "bar1".into()));
+        assert_eq!(shim(&["-En", "--", "printf", "%s", "-x"]), (true, "-x".into()));
+        assert_eq!(shim(&["-s", "echo $((40+2))"]), (true, "42".into()));
+    }
+
+    #[test]
+    fn sudo_shim_switches_user_and_refuses_unknown_options() {
+        assert_eq!(shim(&["-u", "nobody", "id", "-un"]), (true, "nobody".into()));
+        assert_eq!(shim(&["-u", "root", "id", "-u"]), (true, "0".into()));
+        assert!(!shim(&["-x", "true"]).0);
+        assert!(!shim(&[]).0);
+    }
+
 
     #[test]
     fn quoting_survives_single_quotes() {

@@ -1,13 +1,14 @@
 //! What disk-image-create exports to every element script besides the hooks themselves: its
 //! variables with its defaults (`lib/disk-image-create`, `lib/img-defaults`,
-//! `lib/common-defaults`), the shell function `get_image_element_array` that `element-info`
-//! defines and exports, and the `sudo` outside scripts call. docs/dib-compat.md lists each
-//! entry and where we differ.
+//! `lib/common-defaults`) and the shell function `get_image_element_array` that `element-info`
+//! defines and exports. The planner puts them in the plan's environment; the `sudo` outside
+//! scripts call is a runtime helper (`stage/helpers/sudo`). docs/dib-compat.md lists each entry
+//! and where we differ.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::element::installtype::DEFAULT_INSTALL_TYPE;
+use super::installtype::DEFAULT_INSTALL_TYPE;
 
 /// The element set as DIB describes it to scripts: name -> directory.
 pub type ElementDirs<'a> = [(&'a str, &'a Path)];
@@ -93,9 +94,6 @@ fn host_python() -> Option<PathBuf> {
     ["/usr/bin/python3", "/usr/local/bin/python3"].iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
-/// The `sudo` outside scripts see on a root build host (see `helpers/sudo`).
-pub const SUDO_SHIM: &str = include_str!("helpers/sudo");
-
 #[cfg(test)]
 mod tests {
     use std::process::Command;
@@ -149,30 +147,5 @@ mod tests {
         let declared = dib_env_declaration(&env);
         let output = Command::new("bash").arg("-c").arg(format!("{declared}; printf %s \"$DIB_X\"")).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&output.stdout), "a\"$b`c");
-    }
-
-    fn shim(args: &[&str]) -> (bool, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sudo");
-        std::fs::write(&path, SUDO_SHIM).unwrap();
-        let output = Command::new("bash").arg(&path).args(args).env("SHIM_TEST", "kept").output().unwrap();
-        (output.status.success(), String::from_utf8_lossy(&output.stdout).trim().to_owned())
-    }
-
-    #[test]
-    fn sudo_shim_runs_the_command_with_the_environment() {
-        assert_eq!(shim(&["-E", "sh", "-c", "echo $SHIM_TEST"]), (true, "kept".into()));
-        assert_eq!(shim(&["sh", "-c", "echo $SHIM_TEST"]), (true, "kept".into()));
-        assert_eq!(shim(&["FOO=bar", "BAZ=1", "sh", "-c", "echo $FOO$BAZ"]), (true, "bar1".into()));
-        assert_eq!(shim(&["-En", "--", "printf", "%s", "-x"]), (true, "-x".into()));
-        assert_eq!(shim(&["-s", "echo $((40+2))"]), (true, "42".into()));
-    }
-
-    #[test]
-    fn sudo_shim_switches_user_and_refuses_unknown_options() {
-        assert_eq!(shim(&["-u", "nobody", "id", "-un"]), (true, "nobody".into()));
-        assert_eq!(shim(&["-u", "root", "id", "-u"]), (true, "0".into()));
-        assert!(!shim(&["-x", "true"]).0);
-        assert!(!shim(&[]).0);
     }
 }
