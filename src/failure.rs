@@ -7,9 +7,9 @@
 //! | 2 | usage: a bad option, value, recipe or element, found before any work |
 //! | 128+N | stopped by signal N (130 for SIGINT, 143 for SIGTERM) |
 
+use crate::cli::preflight::PreflightError;
 use crate::element::ElementError;
 use crate::plan::PlanError;
-use crate::cli::preflight::PreflightError;
 use crate::recipe::RecipeError;
 use crate::upload::auth::AuthError;
 use crate::upload::clouds::CloudsError;

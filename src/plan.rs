@@ -6,18 +6,18 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::element::dib_env::{self, DibSettings};
+use crate::element::dib_tree::Substitution;
 use crate::element::installtype::InstallTypes;
 pub use crate::element::packages::PackageSet;
 use crate::element::packages::{self, PackageContext};
 use crate::element::pkgmap::PkgMapFile;
-use crate::element::dib_tree::Substitution;
 use crate::element::request::{self, AddedElement};
 use crate::element::{
     environment, merge_environment_d, merge_hooks_typed, runparts, ElementError, ElementLibrary, HookScript, Phase,
 };
 use crate::mirror::{self, HostDistro, MirrorSources};
 use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Partitioning, Recipe, RecipeSource};
-use crate::element::dib_env::{self, DibSettings};
 
 /// One element of the resolved set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -163,7 +163,8 @@ fn dib_tree_disk_and_os_elements_are_replaced_by_ours_with_a_note() {
     let names: Vec<String> = String::from_utf8_lossy(&resolved.stdout).lines().map(str::to_owned).collect();
     assert_eq!(names, planned.keys().cloned().collect::<Vec<_>>());
     let notes = String::from_utf8_lossy(&resolved.stderr);
-    let vm_note = format!("element vm: diskimage-builder's {} is replaced by mesos-image's", trees.dib.join("vm").display());
+    let vm_note =
+        format!("element vm: diskimage-builder's {} is replaced by mesos-image's", trees.dib.join("vm").display());
     assert_eq!(notes.matches(&vm_note).count(), 1, "{notes}");
 }
 

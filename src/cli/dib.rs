@@ -21,7 +21,10 @@ const UNSUPPORTED: [(&str, &str); 7] = [
     ("--max-online-resize", "the root filesystem is made by mkfs.ext4 -d with its default resize limit"),
     ("--mkfs-journal-size", "the root filesystem is made by mkfs.ext4 -d with its default journal"),
     ("--mkfs-options", "the root filesystem is made by mkfs.ext4 -d with fixed options (reproducible builds pin them)"),
-    ("--image-extra-size", "the size is computed from the finished tree with headroom; give the whole size with --image-size"),
+    (
+        "--image-extra-size",
+        "the size is computed from the finished tree with headroom; give the whole size with --image-size",
+    ),
     ("--ramdisk-element", "ramdisk images are not built"),
     ("--docker-target", "docker output is not built"),
 ];

@@ -118,7 +118,9 @@ mod tests {
         std::fs::create_dir(ours.path().join("vm")).unwrap();
         assert!(matches!(replacement("vm", Some(ours.path())), Some(Replacement::Ours(_, _))));
         // Without our element of that name there is nothing to run instead.
-        assert!(matches!(replacement("dpkg", Some(ours.path())), Some(Replacement::Refused(why)) if why.contains("`dpkg`")));
+        assert!(
+            matches!(replacement("dpkg", Some(ours.path())), Some(Replacement::Refused(why)) if why.contains("`dpkg`"))
+        );
         assert!(matches!(replacement("bootloader", None), Some(Replacement::Stage(_, _))));
         assert!(matches!(replacement("block-device-efi-lvm", None), Some(Replacement::Refused(_))));
         assert!(replacement("growroot", None).is_none());

@@ -305,7 +305,6 @@ mod tests {
         assert!(!shim(&[]).0);
     }
 
-
     #[test]
     fn quoting_survives_single_quotes() {
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
