@@ -40,23 +40,5 @@ fn dib_library_elements_show_their_effect_in_a_booted_image() {
         String::from_utf8_lossy(&built.stderr)
     );
 
-    let tested = Command::new(common::binary())
-        .args(["test", "--accel", "tcg", "--format", "json", "--timeout", "900", "--recipe"])
-        .arg(fixtures.join("checks.yaml"))
-        .arg(&image)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&tested.stdout);
-    assert!(tested.status.success(), "mesos-image test failed:\n{report}\n{}", String::from_utf8_lossy(&tested.stderr));
-    let json: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
-    assert_eq!(json["finished"], true, "{report}");
-    let results = json["results"].as_array().expect("results");
-    // Every check of the fixture reported (none silently dropped), and each one passed.
-    let fixture: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(fixtures.join("checks.yaml")).unwrap()).unwrap();
-    let expected = fixture["checks"].as_sequence().expect("checks list").len();
-    assert_eq!(results.len(), expected, "{report}");
-    for result in results {
-        assert_eq!(result["result"], "pass", "{result}");
-    }
+    common::boot_and_check(&image, &fixtures.join("checks.yaml"), 900);
 }

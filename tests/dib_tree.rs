@@ -45,23 +45,6 @@ fn dib_debian_build_succeeds_builds_and_boots_with_dibs_tree_on_the_path() {
     let image = out_dir.path().join("image.qcow2");
     assert!(image.is_file(), "no {}", image.display());
 
-    let started = std::time::Instant::now();
-    let tested = Command::new(common::binary())
-        .args(["test", "--accel", "tcg", "--format", "json", "--timeout", "1200", "--recipe"])
-        .arg(fixtures.join("checks.yaml"))
-        .arg(&image)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&tested.stdout);
-    assert!(tested.status.success(), "mesos-image test failed:\n{report}\n{}", String::from_utf8_lossy(&tested.stderr));
-    eprintln!("booted and checked in {:.0?}", started.elapsed());
-    let json: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
-    assert_eq!(json["finished"], true, "{report}");
-    let results = json["results"].as_array().expect("results");
-    let fixture: serde_yaml_ng::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(fixtures.join("checks.yaml")).unwrap()).unwrap();
-    assert_eq!(results.len(), fixture["checks"].as_sequence().expect("checks list").len(), "{report}");
-    for result in results {
-        assert_eq!(result["result"], "pass", "{result}");
-    }
+    let took = common::boot_and_check(&image, &fixtures.join("checks.yaml"), 1200);
+    eprintln!("booted and checked in {took:.0?}");
 }

@@ -113,3 +113,28 @@ impl Drop for FixtureRepo {
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Boots `image` with `mesos-image test` under TCG, running the checks of the recipe file
+/// `checks` (a YAML file with a `checks:` list), and asserts that every check of that file
+/// reported (none silently dropped) and passed. Returns the wall time of the test run.
+pub fn boot_and_check(image: &Path, checks: &Path, timeout_seconds: u32) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let tested = Command::new(binary())
+        .args(["test", "--accel", "tcg", "--format", "json", "--timeout", &timeout_seconds.to_string(), "--recipe"])
+        .arg(checks)
+        .arg(image)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&tested.stdout);
+    assert!(tested.status.success(), "mesos-image test failed:\n{report}\n{}", String::from_utf8_lossy(&tested.stderr));
+    let json: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
+    assert_eq!(json["finished"], true, "{report}");
+    let results = json["results"].as_array().expect("results");
+    let fixture: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(checks).unwrap()).unwrap();
+    let expected = fixture["checks"].as_sequence().expect("checks list").len();
+    assert_eq!(results.len(), expected, "{report}");
+    for result in results {
+        assert_eq!(result["result"], "pass", "{result}");
+    }
+    started.elapsed()
+}
