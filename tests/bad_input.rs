@@ -326,15 +326,13 @@ fn describe(case: &Case) -> String {
     command.join(" ")
 }
 
-#[test]
-fn every_bad_input_fails_at_once_with_one_line_naming_the_culprit() {
-    assert!(CASES.len() >= 60, "issue #10 asks for at least 60 cases, have {}", CASES.len());
-    let scratch = Scratch::new();
+/// Runs each case on `scratch` and judges it; returns the failures (described) and the slowest run.
+fn run_cases(scratch: &Scratch, cases: &[Case]) -> (Vec<String>, Duration) {
     let mut failures = Vec::new();
     let mut slowest = Duration::ZERO;
-    for case in CASES {
+    for case in cases {
         let before = scratch.listing();
-        let outcome = run(&scratch, case.env, case.args);
+        let outcome = run(scratch, case.env, case.args);
         let after = scratch.listing();
         slowest = slowest.max(outcome.elapsed);
         let problems = judge(case, &outcome, &before, &after);
@@ -347,6 +345,14 @@ fn every_bad_input_fails_at_once_with_one_line_naming_the_culprit() {
             ));
         }
     }
+    (failures, slowest)
+}
+
+#[test]
+fn every_bad_input_fails_at_once_with_one_line_naming_the_culprit() {
+    assert!(CASES.len() >= 60, "issue #10 asks for at least 60 cases, have {}", CASES.len());
+    let scratch = Scratch::new();
+    let (failures, slowest) = run_cases(&scratch, CASES);
     eprintln!("{} cases, slowest {:.3}s", CASES.len(), slowest.as_secs_f64());
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
 }
@@ -359,23 +365,7 @@ fn read_only_destinations_fail_at_once() {
     let ro = scratch.path().join("ro");
     let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"]).arg(&ro).status().unwrap();
     assert!(mounted.success(), "cannot mount a read-only tmpfs on {}", ro.display());
-    let mut failures = Vec::new();
-    let mut slowest = Duration::ZERO;
-    for case in READ_ONLY_CASES {
-        let before = scratch.listing();
-        let outcome = run(&scratch, case.env, case.args);
-        let after = scratch.listing();
-        slowest = slowest.max(outcome.elapsed);
-        let problems = judge(case, &outcome, &before, &after);
-        if !problems.is_empty() {
-            failures.push(format!(
-                "{}\n    {}\n    stderr: {}",
-                describe(case),
-                problems.join("; "),
-                outcome.stderr.trim()
-            ));
-        }
-    }
+    let (failures, slowest) = run_cases(&scratch, READ_ONLY_CASES);
     let unmounted = Command::new("umount").arg(&ro).status().unwrap();
     assert!(unmounted.success());
     eprintln!("{} read-only cases, slowest {:.3}s", READ_ONLY_CASES.len(), slowest.as_secs_f64());
