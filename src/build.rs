@@ -28,6 +28,9 @@ const BUILD_UMASK: u32 = 0o022;
 /// Steps that belong to the orchestrator rather than to a stage module.
 const ORCHESTRATOR_STEPS: [&str; 4] = ["restore ", "save ", "publish", "hooks"];
 
+/// One output file: its format and path.
+type Destination = (ImageFormat, PathBuf);
+
 /// Options of one build that are not part of the plan.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -213,21 +216,37 @@ impl Build<'_> {
         let packages = timed(&mut timings, reporter, "finalise", false, || stage::finalise::run(&ctx))?;
         timed(&mut timings, reporter, "cleanup", false, || stage::cleanup::run(&ctx))?;
 
-        let raw = work.join("disk.raw");
-        let disk = timed(&mut timings, reporter, "disk", false, || stage::disk::run(&ctx, &raw))?;
+        let scratch = work.join("out");
+        fs::create_dir_all(&scratch).context("cannot create the conversion directory")?;
+        let files = publish::image_files(destinations, &scratch);
+        let (disk_outputs, tree_outputs): (Vec<Destination>, Vec<Destination>) =
+            files.iter().map(|f| (f.format, f.source.clone())).partition(|(format, _)| format.is_disk());
+        // The tree formats are the tree disk-image-create archives: finished, before the disk
+        // stage writes its boot files into it.
+        if !tree_outputs.is_empty() {
+            timed(&mut timings, reporter, "tree outputs", false, || {
+                stage::convert::tree_outputs(&ctx.target, &tree_outputs, pins.epoch.seconds, reporter)
+            })?;
+        }
+        // A build of tree formats only makes no disk at all.
+        let disk = if disk_outputs.is_empty() {
+            None
+        } else {
+            let raw = work.join("disk.raw");
+            let disk = timed(&mut timings, reporter, "disk", false, || stage::disk::run(&ctx, &raw))?;
+            Some((raw, disk))
+        };
         if let Some(path) = &options.tree_listing {
             let listing = reproducible::listing::describe(&ctx.target)?;
             crate::output::publish_bytes(reproducible::listing::to_text(&listing).as_bytes(), path)?;
         }
         // Read while the tree exists; the document is written once the image files are known.
         let debs = sbom::installed_debs(&ctx.target)?;
-        let scratch = work.join("out");
-        fs::create_dir_all(&scratch).context("cannot create the conversion directory")?;
-        let files = publish::image_files(destinations, &scratch);
-        let converted: Vec<(ImageFormat, PathBuf)> = files.iter().map(|f| (f.format, f.source.clone())).collect();
-        timed(&mut timings, reporter, "convert", false, || {
-            stage::convert::run(&raw, &converted, &plan.image, pins, reporter)
-        })?;
+        if let Some((raw, _)) = &disk {
+            timed(&mut timings, reporter, "convert", false, || {
+                stage::convert::run(raw, &disk_outputs, &plan.image, pins, reporter)
+            })?;
+        }
         let outputs = timed(&mut timings, reporter, "publish", false, || publish::images(&files, options.checksum))?;
 
         let sbom_path = timed(&mut timings, reporter, "publish SBOM", false, || {
@@ -246,8 +265,12 @@ impl Build<'_> {
             elements: plan.elements.iter().map(|e| e.name.clone()).collect(),
             packages: packages.into_iter().map(|(name, version)| Package { name, version }).collect(),
             outputs,
-            root_uuid: disk.root_uuid,
-            kernel_version: disk.kernel_version,
+            // A tree-only build has no root filesystem, hence no UUID.
+            root_uuid: disk.as_ref().map(|(_, d)| d.root_uuid.clone()).unwrap_or_default(),
+            kernel_version: match &disk {
+                Some((_, d)) => d.kernel_version.clone(),
+                None => crate::disk::grub::find_kernel(&ctx.target).map(|k| k.version).unwrap_or_default(),
+            },
             glance: GlanceSpec::default(),
             checks: Vec::new(),
             cache_key: keys.outputs.to_string(),

@@ -58,7 +58,8 @@ impl fmt::Display for BaseMethod {
     }
 }
 
-/// Output disk formats `qemu-img` can write.
+/// Output formats: disks `qemu-img` writes, and the finished tree as an archive or a squashfs
+/// (disk-image-create's `tar`, `tgz` and `squashfs`), which need no disk at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageFormat {
@@ -66,6 +67,9 @@ pub enum ImageFormat {
     Raw,
     Vmdk,
     Vhd,
+    Tar,
+    Tgz,
+    Squashfs,
 }
 
 impl ImageFormat {
@@ -76,6 +80,21 @@ impl ImageFormat {
             ImageFormat::Raw => "raw",
             ImageFormat::Vmdk => "vmdk",
             ImageFormat::Vhd => "vpc",
+            ImageFormat::Tar | ImageFormat::Tgz | ImageFormat::Squashfs => "raw",
+        }
+    }
+
+    /// Whether this format is made from the disk (the others are made from the tree).
+    pub fn is_disk(self) -> bool {
+        matches!(self, ImageFormat::Qcow2 | ImageFormat::Raw | ImageFormat::Vmdk | ImageFormat::Vhd)
+    }
+
+    /// The file extension: the format's name, except squashfs, which disk-image-create writes
+    /// as `NAME.squash`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Squashfs => "squash",
+            other => other.name(),
         }
     }
 
@@ -86,6 +105,9 @@ impl ImageFormat {
             ImageFormat::Raw => "raw",
             ImageFormat::Vmdk => "vmdk",
             ImageFormat::Vhd => "vhd",
+            ImageFormat::Tar => "tar",
+            ImageFormat::Tgz => "tgz",
+            ImageFormat::Squashfs => "squashfs",
         }
     }
 }
@@ -104,7 +126,12 @@ impl std::str::FromStr for ImageFormat {
             "raw" => Ok(ImageFormat::Raw),
             "vmdk" => Ok(ImageFormat::Vmdk),
             "vhd" | "vpc" => Ok(ImageFormat::Vhd),
-            other => Err(format!("unknown image format `{other}` (expected qcow2, raw, vmdk or vhd)")),
+            "tar" => Ok(ImageFormat::Tar),
+            "tgz" => Ok(ImageFormat::Tgz),
+            "squashfs" | "squash" => Ok(ImageFormat::Squashfs),
+            other => {
+                Err(format!("unknown image format `{other}` (expected qcow2, raw, vmdk, vhd, tar, tgz or squashfs)"))
+            }
         }
     }
 }
@@ -138,6 +165,14 @@ pub struct ImageSpec {
     /// Extra `-o` options for `qemu-img convert`, e.g. `compat=0.10`.
     #[serde(default)]
     pub qemu_img_options: Option<String>,
+    /// Added to the tree's measured size in place of the headroom when no size is given
+    /// (disk-image-create's `--image-extra-size`), e.g. `1024M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_size: Option<String>,
+    /// Extra `mkfs.ext4` options for the root filesystem (disk-image-create's `--mkfs-options`),
+    /// split on whitespace and given after ours, so they win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mkfs_options: Option<String>,
     /// Compress qcow2 output (on by default, as disk-image-create does; `-u` turns it off).
     #[serde(default = "default_compress")]
     pub compress: bool,
@@ -193,6 +228,8 @@ impl Default for ImageSpec {
             uefi: false,
             root_label: default_root_label(),
             qemu_img_options: None,
+            extra_size: None,
+            mkfs_options: None,
             compress: default_compress(),
             compression: Compression::default(),
             kernel_args: Vec::new(),
@@ -344,6 +381,10 @@ pub struct Overrides {
     pub image_size: Option<String>,
     pub formats: Option<Vec<ImageFormat>>,
     pub qemu_img_options: Option<String>,
+    /// `--image-extra-size`, as a size with a unit.
+    pub extra_size: Option<String>,
+    /// `--mkfs-options`.
+    pub mkfs_options: Option<String>,
     /// `Some(false)` with `-u`/`--no-compress`, `Some(true)` with `--compress`.
     pub compress: Option<bool>,
     pub compression: Option<Compression>,
@@ -366,6 +407,12 @@ impl Overrides {
         }
         if let Some(options) = &self.qemu_img_options {
             image.qemu_img_options = Some(options.clone());
+        }
+        if let Some(extra) = &self.extra_size {
+            image.extra_size = Some(extra.clone());
+        }
+        if let Some(options) = &self.mkfs_options {
+            image.mkfs_options = Some(options.clone());
         }
         if let Some(compress) = self.compress {
             image.compress = compress;

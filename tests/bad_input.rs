@@ -80,6 +80,8 @@ const CASES: &[Case] = &[
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--qemu-img-options", "compat=9.9"], "bad qcow2 compat level", USAGE, "--qemu-img-options compat=9.9: qemu-img rejects them for qcow2"),
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--qemu-img-options", "cluster_size=3"], "impossible cluster size", USAGE, "--qemu-img-options cluster_size=3: qemu-img rejects them for qcow2"),
     case(&["build", "--recipe", "debian-base", "-t", "vmdk", "-o", "x.vmdk", "--qemu-img-options", "compat=0.10"], "qcow2 option for vmdk", USAGE, "--qemu-img-options compat=0.10: qemu-img rejects them for vmdk"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--mkfs-options", "-O no_such_feature"], "mkfs.ext4 option it does not know", USAGE, "--mkfs-options -O no_such_feature: mkfs.ext4 rejects them"),
+    case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-extra-size", "lots"], "`--image-extra-size` not a size", USAGE, "`lots` is not a size"),
     // Target.
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--release", "nosuch"], "unknown release", USAGE, "--release/DIB_RELEASE nosuch: not a known debian release (known: buster, bullseye, bookworm"),
     env_case(&[("DIB_RELEASE", "nosuch")], &["build", "--recipe", "debian-base", "-o", "x.qcow2"], "unknown release in `DIB_RELEASE`", USAGE, "--release/DIB_RELEASE nosuch: not a known debian release"),
@@ -111,6 +113,7 @@ const CASES: &[Case] = &[
     case(&["upload", "text.txt"], "a text file", USAGE, "text.txt: is a text file, not a disk image"),
     case(&["upload", "junk.bin"], "binary data with no image header or partition table", USAGE, "junk.bin: has no image header, partition table or file system"),
     case(&["upload", "/dev/null"], "a device", USAGE, "/dev/null: is not a regular file"),
+    case(&["upload", "tree.tar"], "a tarball of the tree (`build -t tar`)", USAGE, "tree.tar: is a tar archive of a tree (build -t tar/tgz/squashfs), not a disk image"),
     case(&["upload", "q.qcow2", "--disk-format", "raw"], "`--disk-format` contradicting the header", USAGE, "q.qcow2 is qcow2 (detected from its header) but --disk-format says raw"),
     case(&["upload", "q.qcow2", "--disk-format", "floppy"], "unknown disk format", USAGE, "--disk-format floppy: expected one of"),
     case(&["upload", "q.qcow2", "--container-format", "box"], "unknown container format", USAGE, "--container-format box: expected one of"),
@@ -129,6 +132,7 @@ const CASES: &[Case] = &[
     case(&["test", "missing.qcow2"], "missing image", USAGE, "image missing.qcow2: no such file"),
     case(&["test", "adir"], "a directory", USAGE, "image adir: is a directory"),
     case(&["test", "empty.img"], "a 0-byte image", USAGE, "image empty.img: is empty"),
+    case(&["test", "tree.tar"], "a tarball of the tree (`build -t tar`)", USAGE, "image tree.tar: is a tar archive of a tree"),
     case(&["test", "text.txt"], "a text file", USAGE, "image text.txt: is a text file"),
     case(&["test", "q.qcow2", "--timeout", "0"], "`--timeout 0`", USAGE, "--timeout 0: must be at least 1 second"),
     case(&["test", "q.qcow2", "--memory", "0"], "`--memory 0`", USAGE, "--memory 0: a guest needs at least 128 MiB"),
@@ -182,6 +186,10 @@ impl Scratch {
         let mut qcow2 = b"QFI\xfb\0\0\0\x03".to_vec();
         qcow2.resize(4096, 0);
         std::fs::write(root.join("q.qcow2"), qcow2).unwrap();
+        // A real tarball, as `build -t tar` writes one.
+        let made =
+            Command::new("tar").arg("-C").arg(root).args(["-cf", "tree.tar", "afile"]).current_dir(root).status();
+        assert!(made.unwrap().success(), "tar");
         let head = "distro: debian\nrelease: bookworm\nelements: [debian-minimal, vm]\n";
         for (name, text) in [
             ("zero-size", format!("name: zero-size\n{head}image:\n  size: \"0\"\n")),

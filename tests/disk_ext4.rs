@@ -29,6 +29,7 @@ fn features_after_mkfs(release: &str) -> String {
         hash_seed: Guid::random().unwrap(),
         epoch: 1_700_000_000,
         generation: Ext4Generation::for_release(release),
+        extra_options: "",
     };
     let output = mkfs_command(&spec, &raw, &layout.root()).output().unwrap();
     assert!(output.status.success(), "{release}: {}", String::from_utf8_lossy(&output.stderr));
@@ -109,6 +110,7 @@ fn same_tree_written_twice_gives_the_same_filesystem() {
             hash_seed: Guid::from_u128(0x9999_aaaa_4bbb_8ccc_dddd_eeee_ffff_0000),
             epoch: 1_700_000_000,
             generation: Ext4Generation::Modern,
+            extra_options: "",
         };
         let output = mkfs_command(&spec, &raw, &layout.root()).output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -57,7 +57,15 @@ pub struct BuildArgs {
     /// or 2560M (default: the tree's size plus headroom).
     #[arg(long, value_name = "SIZE", value_parser = parse_image_size)]
     pub image_size: Option<String>,
-    /// Output formats, comma-separated: qcow2, raw, vmdk, vhd.
+    /// Added to the tree's measured size, in GB as disk-image-create reads it (1, 0.5), in place
+    /// of the headroom; --image-size wins.
+    #[arg(long, value_name = "GB", value_parser = parse_extra_size)]
+    pub image_extra_size: Option<String>,
+    /// Extra mkfs.ext4 options for the root filesystem, e.g. "-N 200000 -m 0"; given after ours.
+    #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
+    pub mkfs_options: Option<String>,
+    /// Output formats, comma-separated: qcow2, raw, vmdk, vhd; tar, tgz, squashfs (the tree,
+    /// no disk).
     #[arg(short = 't', long = "format", value_name = "FORMAT,...", value_delimiter = ',')]
     pub format: Vec<ImageFormat>,
     /// Extra `qemu-img convert -o` options, e.g. compat=0.10.
@@ -245,6 +253,8 @@ fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptio
         image_size: args.image_size.clone(),
         formats: (!args.format.is_empty()).then(|| args.format.clone()),
         qemu_img_options: args.qemu_img_options.clone(),
+        extra_size: args.image_extra_size.clone(),
+        mkfs_options: args.mkfs_options.clone(),
         compress: if args.no_compress { Some(false) } else { args.compress.then_some(true) },
         compression: args.compression,
         root_label: args.root_label.clone(),
@@ -300,6 +310,9 @@ fn dib_flag_variables(args: &BuildArgs) -> anyhow::Result<Vec<(&'static str, Str
     if let Some(size) = &args.image_size {
         vars.push(("DIB_IMAGE_SIZE", size.clone()));
     }
+    if let Some(extra) = &args.image_extra_size {
+        vars.push(("DIB_IMAGE_EXTRA_SIZE", extra.clone()));
+    }
     vars.retain(|(key, _)| !args.env.iter().any(|(k, _)| k == key));
     Ok(vars)
 }
@@ -322,6 +335,21 @@ fn parse_image_size(text: &str) -> Result<String, String> {
         // Checked here, while the value is still the one the user typed.
         super::preflight::image_size_in_range(mebibytes * (1u64 << 20) as f64)
             .map_err(|problem| format!("`{text}` GB: {problem}"))?;
+        return Ok(format!("{mebibytes}M"));
+    }
+    parse_size(text).map(|_| text.to_owned())
+}
+
+/// `--image-extra-size`: GB as disk-image-create's help gives it (a bare number, fractions
+/// allowed), or our size syntax; returned in ours.
+fn parse_extra_size(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let gigabytes: f64 = trimmed.parse().map_err(|_| format!("`{text}` is not a size in GB (try 1 or 0.5)"))?;
+        let mebibytes = (gigabytes * 1024.0).round();
+        if !(1.0..=(16u64 << 20) as f64).contains(&mebibytes) {
+            return Err(format!("`{text}` GB: out of range (1 MiB to 16T)"));
+        }
         return Ok(format!("{mebibytes}M"));
     }
     parse_size(text).map(|_| text.to_owned())

@@ -16,24 +16,16 @@ use super::{Cli, Command};
 pub const PROGRAM: &str = "disk-image-create";
 
 /// disk-image-create flags mesos-image does not implement, with why and what to do instead.
-const UNSUPPORTED: [(&str, &str); 7] = [
+const UNSUPPORTED: [(&str, &str); 5] = [
     ("-c", "clearing the environment is not supported; run under `env -i` instead"),
     ("--max-online-resize", "the root filesystem is made by mkfs.ext4 -d with its default resize limit"),
     ("--mkfs-journal-size", "the root filesystem is made by mkfs.ext4 -d with its default journal"),
-    ("--mkfs-options", "the root filesystem is made by mkfs.ext4 -d with fixed options (reproducible builds pin them)"),
-    (
-        "--image-extra-size",
-        "the size is computed from the finished tree with headroom; give the whole size with --image-size",
-    ),
     ("--ramdisk-element", "ramdisk images are not built"),
     ("--docker-target", "docker output is not built"),
 ];
 
 /// disk-image-create image types (`-t`) that are not built, with why.
-const UNSUPPORTED_TYPES: [(&str, &str); 6] = [
-    ("tar", "tarball output is not built yet; build raw and read the root partition"),
-    ("tgz", "tarball output is not built yet; build raw and read the root partition"),
-    ("squashfs", "squashfs output is not built"),
+const UNSUPPORTED_TYPES: [(&str, &str); 3] = [
     ("docker", "docker output is not built"),
     ("aci", "aci output is not built"),
     ("qcow2-compressed", "qcow2 is written compressed by default (-u to turn it off)"),
@@ -104,7 +96,7 @@ pub fn parse(args: Vec<OsString>) -> anyhow::Result<Cli> {
         Err(err) => anyhow::bail!("{}", one_line(&err)),
     };
     if let Command::Build(build) = &mut cli.command {
-        let types: Vec<String> = build.format.iter().map(|f| f.name().to_owned()).collect();
+        let types: Vec<String> = build.format.iter().map(|f| f.extension().to_owned()).collect();
         build.output = build.output.take().map(|name| output_path(&name, &types));
     }
     Ok(cli)
@@ -187,6 +179,25 @@ mod tests {
         let kept = build_args(&["disk-image-create", "-o", "x.qcow2", "ubuntu", "--logfile", "l.log"]);
         assert_eq!(kept.output.as_deref(), Some(Path::new("x.qcow2")));
         assert_eq!(kept.log_file.as_deref(), Some(Path::new("l.log")));
+        let tree = build_args(&[
+            "disk-image-create",
+            "-t",
+            "tar,tgz,squashfs",
+            "-o",
+            "t",
+            "--image-extra-size",
+            "1",
+            "--mkfs-options",
+            "-N 90000 -m 0",
+            "debian",
+        ]);
+        let formats: Vec<&str> = tree.format.iter().map(|f| f.name()).collect();
+        assert_eq!(formats, ["tar", "tgz", "squashfs"]);
+        assert_eq!(tree.output.as_deref(), Some(Path::new("t.tar")));
+        assert_eq!(tree.image_extra_size.as_deref(), Some("1024M"));
+        assert_eq!(tree.mkfs_options.as_deref(), Some("-N 90000 -m 0"));
+        let squash = build_args(&["disk-image-create", "-t", "squashfs", "-o", "s", "debian"]);
+        assert_eq!(squash.output.as_deref(), Some(Path::new("s.squash")));
         let tmpfs = build_args(&["disk-image-create", "--no-tmpfs", "--min-tmpfs", "4", "debian"]);
         assert!(tmpfs.no_tmpfs);
         assert_eq!(tmpfs.min_tmpfs, Some(4));
@@ -198,11 +209,9 @@ mod tests {
         assert!(err.starts_with("disk-image-create option `--docker-target` is not supported"), "{err}");
         assert!(!err.contains('\n'));
         for (line, flag) in [
-            (&["disk-image-create", "-t", "qcow2,tar", "debian"][..], "`-t tar`"),
-            (&["disk-image-create", "-ttgz", "debian"][..], "`-t tgz`"),
-            (&["disk-image-create", "--format=squashfs", "debian"][..], "`-t squashfs`"),
-            (&["disk-image-create", "--image-extra-size", "1", "debian"][..], "`--image-extra-size`"),
-            (&["disk-image-create", "--mkfs-options", "-N 1", "debian"][..], "`--mkfs-options`"),
+            (&["disk-image-create", "-t", "qcow2,docker", "debian"][..], "`-t docker`"),
+            (&["disk-image-create", "-taci", "debian"][..], "`-t aci`"),
+            (&["disk-image-create", "--max-online-resize", "1", "debian"][..], "`--max-online-resize`"),
         ] {
             let err = parse(args(line)).unwrap_err().to_string();
             assert!(err.starts_with(&format!("disk-image-create option {flag} is not supported: ")), "{err}");

@@ -99,6 +99,9 @@ pub fn build(args: &BuildArgs, plan: &Plan) -> Checked {
     if let Some(options) = &plan.image.qemu_img_options {
         qemu_img_options(options, &plan.image.formats)?;
     }
+    if let Some(options) = &plan.image.mkfs_options {
+        mkfs_options(options)?;
+    }
     warn_skipped_scripts(plan);
     Ok(())
 }
@@ -236,6 +239,32 @@ fn existing_dir_or_creatable(option: &str, path: &Path) -> Checked {
     writable_parent(&culprit, path)
 }
 
+/// Let mkfs.ext4 itself judge `--mkfs-options`: make a small filesystem in a scratch file with
+/// them (the disk stage gives them after its own options, as here).
+fn mkfs_options(options: &str) -> Checked {
+    let culprit = format!("--mkfs-options {options}");
+    let scratch =
+        tempfile::tempdir().map_err(|err| bad(&culprit, format!("cannot make a scratch directory: {err}")))?;
+    let file = scratch.path().join("probe.ext4");
+    File::create(&file)
+        .and_then(|f| f.set_len(64 << 20))
+        .map_err(|err| bad(&culprit, format!("cannot make a scratch file: {err}")))?;
+    let output = Command::new("mkfs.ext4")
+        .args(["-F", "-q", "-t", "ext4", "-b", "4096"])
+        .args(options.split_whitespace())
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| bad(&culprit, format!("cannot run mkfs.ext4 to check them: {err}")))?;
+    if !output.status.success() {
+        let text = String::from_utf8_lossy(&output.stderr);
+        let reason =
+            text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("mke2fs ")).unwrap_or("rejected");
+        return Err(bad(culprit, format!("mkfs.ext4 rejects them: {reason}")));
+    }
+    Ok(())
+}
+
 /// Let qemu-img itself judge the options: create a tiny image of each format with them.
 fn qemu_img_options(options: &str, formats: &[ImageFormat]) -> Checked {
     let culprit = format!("--qemu-img-options {options}");
@@ -353,6 +382,9 @@ fn image_file(path: &Path, declared: Option<&str>) -> Checked {
     File::open(path)
         .and_then(|file| file.take(0x8010).read_to_end(&mut head))
         .map_err(|err| bad(&culprit, io_reason(&err)))?;
+    if let Some(kind) = tree_archive(&head) {
+        return Err(bad(culprit, format!("is a {kind} of a tree (build -t tar/tgz/squashfs), not a disk image")));
+    }
     let detected = crate::format::detect(&head, None);
     if detected == "raw" && looks_like_text(&head) {
         return Err(bad(culprit, "is a text file, not a disk image"));
@@ -378,6 +410,20 @@ fn io_reason(err: &std::io::Error) -> String {
 fn looks_like_text(head: &[u8]) -> bool {
     let block = &head[..head.len().min(4096)];
     !block.contains(&0) && std::str::from_utf8(block).is_ok()
+}
+
+/// The tree formats `build` writes: upload and test take disks, and these hold no disk.
+fn tree_archive(head: &[u8]) -> Option<&'static str> {
+    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
+    if at(0, b"hsqs") {
+        Some("squashfs")
+    } else if at(257, b"ustar") {
+        Some("tar archive")
+    } else if at(0, &[0x1f, 0x8b]) {
+        Some("gzip file")
+    } else {
+        None
+    }
 }
 
 /// An MBR/GPT boot signature, an ext2/3/4 superblock, or an ISO 9660 descriptor.
@@ -439,5 +485,33 @@ mod tests {
         assert!(!looks_like_text(&mbr));
         assert!(has_disk_signature(&mbr));
         assert!(!has_disk_signature(&[0u8; 4096]));
+    }
+
+    #[test]
+    fn mkfs_options_are_judged_by_mkfs_itself() {
+        mkfs_options("-N 20000 -m 0").unwrap();
+        let err = mkfs_options("-O no_such_feature").unwrap_err().to_string();
+        assert!(err.starts_with("--mkfs-options -O no_such_feature: mkfs.ext4 rejects them: "), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn tree_outputs_are_refused_as_disks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = vec![0u8; 1024];
+        tar[257..262].copy_from_slice(b"ustar");
+        for (name, bytes, kind) in [
+            ("a.tar", tar, "tar archive"),
+            ("a.squash", b"hsqs\0\0\0\0".to_vec(), "squashfs"),
+            ("a.tgz", vec![0x1f, 0x8b, 8, 0], "gzip file"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let err = image_file(&path, Some("raw")).unwrap_err().to_string();
+            assert!(
+                err.ends_with(&format!("{name}: is a {kind} of a tree (build -t tar/tgz/squashfs), not a disk image")),
+                "{err}"
+            );
+        }
     }
 }

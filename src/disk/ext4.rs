@@ -55,6 +55,8 @@ pub struct Ext4Spec<'a> {
     /// The time mke2fs writes into the superblock, journal and new inodes.
     pub epoch: i64,
     pub generation: Ext4Generation,
+    /// `--mkfs-options` (empty: none).
+    pub extra_options: &'a str,
 }
 
 /// The mke2fs command that fills `partition` of `disk` with the tree.
@@ -79,6 +81,8 @@ pub fn mkfs_command(spec: &Ext4Spec<'_>, disk: &Path, partition: &Partition) -> 
         ])
         // e2fsprogs' own switch for reproducible output: every "now" it writes is this time.
         .env("E2FSPROGS_FAKE_TIME", spec.epoch.to_string())
+        // The user's `--mkfs-options` come after ours: mke2fs takes the last of a repeated option.
+        .args(spec.extra_options.split_whitespace())
         .arg("-d")
         .arg(spec.tree)
         .arg(disk)
@@ -179,6 +183,7 @@ mod tests {
             hash_seed: Guid::from_u128(2),
             epoch: 1_700_000_000,
             generation: Ext4Generation::Modern,
+            extra_options: " -m 0  -N 4096",
         };
         let root = Partition { number: 1, role: Role::Root, first_lba: 2048, sectors: 4096 };
         let command = mkfs_command(&spec, Path::new("/d.raw"), &root);
@@ -189,7 +194,7 @@ mod tests {
         assert_eq!(fake_time, Some(std::ffi::OsStr::new("1700000000")));
         assert!(joined.contains("-L cloudimg-rootfs"), "{joined}");
         assert!(joined.contains("-U 00000000-0000-0000-0000-000000000001"), "{joined}");
-        assert!(joined.ends_with("-d /t /d.raw 2048k"), "{joined}");
+        assert!(joined.ends_with("-m 0 -N 4096 -d /t /d.raw 2048k"), "{joined}");
     }
 
     #[test]

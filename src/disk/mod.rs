@@ -46,6 +46,8 @@ pub struct DiskReport {
 pub enum DiskError {
     #[error("--image-size (image.size) `{given}`: {reason}")]
     BadImageSize { given: String, reason: String },
+    #[error("--image-extra-size `{given}`: {reason}")]
+    BadExtraSize { given: String, reason: String },
     #[error("--image-size (image.size) `{given}` is too small for the tree: it needs at least {needed_mib} MiB")]
     ImageSizeTooSmall { given: String, needed_mib: u64 },
     #[error("image.uefi needs `partitioning: gpt` (an ESP cannot live in this MBR layout)")]
@@ -103,6 +105,7 @@ pub fn build_disk(
         hash_seed: pins.seed.guid("ext4-hash-seed"),
         epoch: pins.epoch.seconds,
         generation,
+        extra_options: spec.mkfs_options.as_deref().unwrap_or_default(),
     };
     let root = layout.root();
     let started = Instant::now();
@@ -139,7 +142,16 @@ fn choose_layout(spec: &ImageSpec, usage: size::TreeUsage) -> Result<Layout, Dis
     let overhead = layout::overhead_bytes(spec.partitioning, spec.uefi);
     let minimum_disk = size::minimum_fs_bytes(usage) + overhead;
     let Some(given) = &spec.size else {
-        let disk_bytes = size::default_fs_bytes(usage) + overhead;
+        // disk-image-create adds --image-extra-size to the measured tree in place of its headroom.
+        let fs_bytes = match &spec.extra_size {
+            Some(extra) => {
+                let bytes =
+                    parse_size(extra).map_err(|reason| DiskError::BadExtraSize { given: extra.clone(), reason })?;
+                size::minimum_fs_bytes(usage) + bytes.div_ceil(MIB) * MIB
+            }
+            None => size::default_fs_bytes(usage),
+        };
+        let disk_bytes = fs_bytes + overhead;
         return Layout::for_disk(spec.partitioning, spec.uefi, disk_bytes).ok_or(DiskError::ImageSizeTooSmall {
             given: format!("{}M (computed)", disk_bytes / MIB),
             needed_mib: minimum_disk / MIB,
@@ -310,6 +322,17 @@ mod tests {
         let spec = ImageSpec { size: Some("512M".into()), ..ImageSpec::default() };
         let err = choose_layout(&spec, usage(1000)).unwrap_err().to_string();
         assert!(err.starts_with("--image-size (image.size) `512M` is too small"), "{err}");
+    }
+
+    #[test]
+    fn extra_size_replaces_the_headroom_and_a_given_size_wins() {
+        let extra = ImageSpec { extra_size: Some("2048M".into()), ..ImageSpec::default() };
+        let layout = choose_layout(&extra, usage(1000)).unwrap();
+        let wanted = size::minimum_fs_bytes(usage(1000)) + (2048 << 20);
+        let root = layout.root().size_bytes();
+        assert!(root >= wanted && root < wanted + 4 * MIB, "{root} for {wanted}");
+        let both = ImageSpec { size: Some("4G".into()), ..extra };
+        assert_eq!(choose_layout(&both, usage(1000)).unwrap().disk_bytes, 4 << 30);
     }
 
     #[test]

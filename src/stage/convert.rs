@@ -1,5 +1,6 @@
-//! The convert stage: the raw disk becomes the requested output formats with `qemu-img convert`,
-//! written in the build's scratch directory. The publish stage copies them into place.
+//! The convert stage: the raw disk becomes the requested disk formats with `qemu-img convert`,
+//! and the finished tree becomes the tree formats (tar, tgz, squashfs) as disk-image-create
+//! makes them, written in the build's scratch directory. The publish stage copies them into place.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,9 +28,60 @@ pub fn run(
             ImageFormat::Vhd => formats::pin_vhd(path, pins)?,
             ImageFormat::Vmdk => formats::pin_vmdk(path, pins)?,
             ImageFormat::Qcow2 | ImageFormat::Raw => {}
+            ImageFormat::Tar | ImageFormat::Tgz | ImageFormat::Squashfs => {
+                anyhow::bail!("{format} is made from the tree, not converted from the disk")
+            }
         }
     }
     Ok(())
+}
+
+/// Write each tree format of `outputs` from `tree` (the finished tree, after cleanup.d, which is
+/// what disk-image-create archives). Entries are sorted, owners numeric, every time is `epoch`
+/// at the latest, so the same tree gives the same bytes.
+pub fn tree_outputs(
+    tree: &Path,
+    outputs: &[(ImageFormat, PathBuf)],
+    epoch: i64,
+    reporter: &Reporter,
+) -> anyhow::Result<()> {
+    for (format, path) in outputs.iter().filter(|(format, _)| !format.is_disk()) {
+        let _step = reporter.step(format!("{format} of the tree -> {}", path.display()));
+        reporter.run(format.name(), &mut tree_command(tree, path, *format, epoch))?;
+    }
+    Ok(())
+}
+
+/// disk-image-create's commands (`tar -C TREE --exclude ./sys --exclude ./proc --xattrs
+/// --xattrs-include=* -cf`, `mksquashfs TREE OUT -comp xz -noappend -wildcards -e proc/* -e sys/*
+/// -no-recovery`) with what makes them reproducible added.
+fn tree_command(tree: &Path, destination: &Path, format: ImageFormat, epoch: i64) -> Command {
+    if format == ImageFormat::Squashfs {
+        let mut command = Command::new("mksquashfs");
+        command.arg(tree).arg(destination);
+        command.args(["-comp", "xz", "-noappend", "-no-recovery", "-no-progress", "-quiet", "-reproducible"]);
+        let epoch = epoch.to_string();
+        command.args(["-mkfs-time", &epoch, "-all-time", &epoch]);
+        // mksquashfs refuses -all-time/-mkfs-time when SOURCE_DATE_EPOCH is set too; the
+        // flags say the same time.
+        command.env_remove("SOURCE_DATE_EPOCH");
+        // Last: mksquashfs reads every word after `-e` as an exclude.
+        command.args(["-wildcards", "-e", "proc/*", "sys/*"]);
+        return command;
+    }
+    let mut command = Command::new("tar");
+    command.arg("-C").arg(tree);
+    command.args(["--exclude", "./sys", "--exclude", "./proc", "--xattrs", "--xattrs-include=*"]);
+    command.args(["--format=posix", "--sort=name", "--numeric-owner", "--clamp-mtime"]);
+    command.arg(format!("--mtime=@{epoch}"));
+    // The pax headers would carry the tar process's pid and each file's atime and ctime.
+    command.arg("--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime");
+    if format == ImageFormat::Tgz {
+        // gzip -n: no name or time stamp in the gzip header.
+        command.args(["--use-compress-program", "gzip -n"]);
+    }
+    command.arg("-cf").arg(destination).arg(".");
+    command
 }
 
 fn convert_command(raw: &Path, destination: &Path, format: ImageFormat, spec: &ImageSpec) -> Command {
@@ -84,6 +136,73 @@ mod tests {
         assert_eq!(args(&zstd, ImageFormat::Qcow2), "convert -f raw -O qcow2 -c -o compression_type=zstd r o");
         let plain = ImageSpec { compress: false, compression: Compression::Zstd, ..ImageSpec::default() };
         assert_eq!(args(&plain, ImageFormat::Qcow2), "convert -f raw -O qcow2 r o");
+    }
+
+    /// A small tree with a file newer than the epoch, owned by a uid no host user has.
+    fn sample_tree(dir: &Path) -> PathBuf {
+        let tree = dir.join("tree");
+        for sub in ["etc", "usr/bin", "proc/1", "sys/kernel"] {
+            std::fs::create_dir_all(tree.join(sub)).unwrap();
+        }
+        std::fs::write(tree.join("etc/os-release"), "ID=debian\n").unwrap();
+        std::fs::write(tree.join("usr/bin/dpkg"), "#!/bin/sh\n").unwrap();
+        std::fs::write(tree.join("proc/1/status"), "x").unwrap();
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(tree.join("usr/bin/dpkg"), Some(4242), Some(4343)).unwrap();
+        }
+        tree
+    }
+
+    #[test]
+    fn tar_and_tgz_are_sorted_numeric_clamped_and_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = sample_tree(dir.path());
+        let outputs = [(ImageFormat::Tar, dir.path().join("a.tar")), (ImageFormat::Tgz, dir.path().join("a.tgz"))];
+        tree_outputs(&tree, &outputs, 1_000_000_000, &Reporter::silent()).unwrap();
+        let listing = |file: &Path| {
+            let out = Command::new("tar").args(["--numeric-owner", "--full-time", "-tvf"]).arg(file).output().unwrap();
+            assert!(out.status.success());
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let text = listing(&outputs[0].1);
+        let names: Vec<&str> = text.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
+        assert_eq!(names, ["./", "./etc/", "./etc/os-release", "./usr/", "./usr/bin/", "./usr/bin/dpkg"], "{text}");
+        assert!(text.lines().all(|l| l.contains("2001-09-09 01:46:40")), "mtimes not clamped: {text}");
+        if nix::unistd::geteuid().is_root() {
+            assert!(text.contains("4242/4343"), "{text}");
+        }
+        assert_eq!(text, listing(&outputs[1].1));
+        let gz = std::fs::read(&outputs[1].1).unwrap();
+        assert_eq!(&gz[..2], b"\x1f\x8b");
+        assert_eq!(&gz[4..8], &[0, 0, 0, 0], "gzip header carries a time stamp");
+        // Again, after touching the tree: the same bytes.
+        let first = std::fs::read(&outputs[0].1).unwrap();
+        std::fs::write(tree.join("etc/os-release"), "ID=debian\n").unwrap();
+        tree_outputs(&tree, &outputs, 1_000_000_000, &Reporter::silent()).unwrap();
+        assert_eq!(first, std::fs::read(&outputs[0].1).unwrap());
+        assert_eq!(gz, std::fs::read(&outputs[1].1).unwrap());
+    }
+
+    #[test]
+    fn squashfs_lists_the_tree_without_proc_contents_and_is_reproducible() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = sample_tree(dir.path());
+        let out = dir.path().join("a.squash");
+        let outputs = [(ImageFormat::Squashfs, out.clone())];
+        tree_outputs(&tree, &outputs, 1_000_000_000, &Reporter::silent()).unwrap();
+        let first = std::fs::read(&out).unwrap();
+        assert_eq!(&first[..4], b"hsqs");
+        let listed = Command::new("unsquashfs").args(["-n", "-lln", "-UTC"]).arg(&out).output().unwrap();
+        let text = String::from_utf8(listed.stdout).unwrap();
+        assert!(text.contains("/etc/os-release") && text.contains("/usr/bin/dpkg"), "{text}");
+        assert!(!text.contains("proc/1"), "{text}");
+        assert!(
+            text.lines().filter(|l| l.contains("squashfs-root/")).all(|l| l.contains("2001-09-09 01:46")),
+            "{text}"
+        );
+        std::fs::write(tree.join("etc/os-release"), "ID=debian\n").unwrap();
+        tree_outputs(&tree, &outputs, 1_000_000_000, &Reporter::silent()).unwrap();
+        assert_eq!(first, std::fs::read(&out).unwrap());
     }
 
     #[test]

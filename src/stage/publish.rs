@@ -40,7 +40,7 @@ pub fn output_names(output: &Path, formats: &[ImageFormat]) -> Vec<(ImageFormat,
         if paths.iter().any(|(seen, _)| seen == format) {
             continue;
         }
-        let path = if index == 0 && !named { output.to_owned() } else { output.with_extension(format.name()) };
+        let path = if index == 0 && !named { output.to_owned() } else { output.with_extension(format.extension()) };
         paths.push((*format, path));
     }
     paths
@@ -173,6 +173,16 @@ pub fn file_name(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tree_formats_follow_the_same_rule_and_squashfs_is_named_as_dib_names_it() {
+        let paths = output_names(Path::new("x.qcow2"), &[ImageFormat::Qcow2, ImageFormat::Tar, ImageFormat::Squashfs]);
+        let names: Vec<_> = paths.iter().map(|(_, p)| p.display().to_string()).collect();
+        assert_eq!(names, ["x.qcow2", "x.tar", "x.squash"]);
+        let paths = output_names(Path::new("x.tgz"), &[ImageFormat::Tar, ImageFormat::Tgz]);
+        let names: Vec<_> = paths.iter().map(|(_, p)| p.display().to_string()).collect();
+        assert_eq!(names, ["x.tar", "x.tgz"]);
+    }
 
     #[test]
     fn first_format_keeps_the_given_name_and_duplicates_go() {
