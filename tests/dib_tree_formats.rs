@@ -15,7 +15,11 @@ const EXPECTED: &[&str] = &["etc/os-release", "usr/bin/dpkg", "var/lib/dpkg/stat
 
 /// `tar -tv --numeric-owner --full-time` of `file`: (path, owner, mtime as "YYYY-MM-DD HH:MM:SS").
 fn tar_listing(file: &Path) -> Vec<(String, String, String)> {
-    let text = common::run(Command::new("tar").args(["--numeric-owner", "--full-time", "--utc", "-tvf"]).arg(file));
+    let text = common::run(
+        Command::new("tar")
+            .args(["--numeric-owner", "--full-time", "--utc", "--quoting-style=literal", "-tvf"])
+            .arg(file),
+    );
     text.lines()
         .map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -88,8 +92,8 @@ fn debian_base_as_tar_tgz_and_squashfs_lists_the_tree_with_numeric_owners_and_cl
         common::run(Command::new("unsquashfs").args(["-n", "-lln", "-UTC"]).arg(out.path().join("deb.squash")));
     let squashed: BTreeSet<String> = squash
         .lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .filter_map(|path| path.strip_prefix("squashfs-root/"))
+        // Device lines have one more column (major, minor): the path is the word that starts it.
+        .filter_map(|line| line.split_whitespace().find_map(|word| word.strip_prefix("squashfs-root/")))
         .map(str::to_owned)
         .collect();
     for path in EXPECTED {
