@@ -245,13 +245,21 @@ fn mkfs_options(options: &str) -> Checked {
     let culprit = format!("--mkfs-options {options}");
     let scratch =
         tempfile::tempdir().map_err(|err| bad(&culprit, format!("cannot make a scratch directory: {err}")))?;
+    let user = crate::disk::ext4::UserOptions::parse(options);
+    if let Some(option) = user.forbidden() {
+        return Err(bad(culprit, format!("`-E {option}`: the disk stage places the root filesystem itself")));
+    }
+    // Sparse and large enough for the inode counts and sizes real images ask for; lazy init
+    // writes next to nothing.
     let file = scratch.path().join("probe.ext4");
     File::create(&file)
-        .and_then(|f| f.set_len(64 << 20))
+        .and_then(|f| f.set_len(16 << 30))
         .map_err(|err| bad(&culprit, format!("cannot make a scratch file: {err}")))?;
+    let mut extended = vec!["nodiscard,lazy_itable_init=1,lazy_journal_init=1".to_owned()];
+    extended.extend(user.extended);
     let output = Command::new("mkfs.ext4")
-        .args(["-F", "-q", "-t", "ext4", "-b", "4096"])
-        .args(options.split_whitespace())
+        .args(["-F", "-q", "-t", "ext4", "-b", "4096", "-E", &extended.join(",")])
+        .args(&user.other)
         .arg(&file)
         .stdin(Stdio::null())
         .output()
@@ -489,7 +497,9 @@ mod tests {
 
     #[test]
     fn mkfs_options_are_judged_by_mkfs_itself() {
-        mkfs_options("-N 20000 -m 0").unwrap();
+        mkfs_options("-N 250000 -m 0 -E stride=4").unwrap();
+        let err = mkfs_options("-E offset=4096").unwrap_err().to_string();
+        assert!(err.starts_with("--mkfs-options -E offset=4096: `-E offset=4096`: "), "{err}");
         let err = mkfs_options("-O no_such_feature").unwrap_err().to_string();
         assert!(err.starts_with("--mkfs-options -O no_such_feature: mkfs.ext4 rejects them: "), "{err}");
         assert!(!err.contains('\n'), "{err}");

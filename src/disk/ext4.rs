@@ -59,8 +59,39 @@ pub struct Ext4Spec<'a> {
     pub extra_options: &'a str,
 }
 
+/// `--mkfs-options`, split: mke2fs keeps only the last `-E`, and ours places the filesystem in
+/// its partition (`offset=`), so the user's extended options are appended to ours instead.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct UserOptions {
+    /// The values of `-E X` / `-EX`, each a comma list.
+    pub extended: Vec<String>,
+    /// Every other word, in order.
+    pub other: Vec<String>,
+}
+
+impl UserOptions {
+    pub fn parse(text: &str) -> UserOptions {
+        let mut options = UserOptions::default();
+        let mut words = text.split_whitespace();
+        while let Some(word) = words.next() {
+            match word.strip_prefix("-E") {
+                Some("") => options.extended.extend(words.next().map(str::to_owned)),
+                Some(value) => options.extended.push(value.to_owned()),
+                None => options.other.push(word.to_owned()),
+            }
+        }
+        options
+    }
+
+    /// An extended option the disk stage must own: where the filesystem starts.
+    pub fn forbidden(&self) -> Option<&str> {
+        self.extended.iter().flat_map(|list| list.split(',')).find(|option| option.starts_with("offset"))
+    }
+}
+
 /// The mke2fs command that fills `partition` of `disk` with the tree.
 pub fn mkfs_command(spec: &Ext4Spec<'_>, disk: &Path, partition: &Partition) -> Command {
+    let user = UserOptions::parse(spec.extra_options);
     let mut command = Command::new("mkfs.ext4");
     command
         .arg("-F")
@@ -74,15 +105,16 @@ pub fn mkfs_command(spec: &Ext4Spec<'_>, disk: &Path, partition: &Partition) -> 
         .args([
             "-E",
             &format!(
-                "offset={},hash_seed={},nodiscard,lazy_itable_init=1,lazy_journal_init=1",
+                "offset={},hash_seed={},nodiscard,lazy_itable_init=1,lazy_journal_init=1{}",
                 partition.offset_bytes(),
-                spec.hash_seed
+                spec.hash_seed,
+                user.extended.iter().map(|e| format!(",{e}")).collect::<String>()
             ),
         ])
         // e2fsprogs' own switch for reproducible output: every "now" it writes is this time.
         .env("E2FSPROGS_FAKE_TIME", spec.epoch.to_string())
         // The user's `--mkfs-options` come after ours: mke2fs takes the last of a repeated option.
-        .args(spec.extra_options.split_whitespace())
+        .args(&user.other)
         .arg("-d")
         .arg(spec.tree)
         .arg(disk)
@@ -183,18 +215,23 @@ mod tests {
             hash_seed: Guid::from_u128(2),
             epoch: 1_700_000_000,
             generation: Ext4Generation::Modern,
-            extra_options: " -m 0  -N 4096",
+            extra_options: " -m 0  -E stride=4 -N 4096 -Estripe_width=8",
         };
         let root = Partition { number: 1, role: Role::Root, first_lba: 2048, sectors: 4096 };
         let command = mkfs_command(&spec, Path::new("/d.raw"), &root);
         let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let joined = args.join(" ");
         assert!(joined.contains("-E offset=1048576,hash_seed=00000000-0000-0000-0000-000000000002,"), "{joined}");
+        assert!(joined.contains(",lazy_journal_init=1,stride=4,stripe_width=8 "), "{joined}");
+        assert_eq!(args.iter().filter(|a| *a == "-E").count(), 1, "{joined}");
         let fake_time = command.get_envs().find(|(k, _)| *k == "E2FSPROGS_FAKE_TIME").and_then(|(_, v)| v);
         assert_eq!(fake_time, Some(std::ffi::OsStr::new("1700000000")));
         assert!(joined.contains("-L cloudimg-rootfs"), "{joined}");
         assert!(joined.contains("-U 00000000-0000-0000-0000-000000000001"), "{joined}");
         assert!(joined.ends_with("-m 0 -N 4096 -d /t /d.raw 2048k"), "{joined}");
+        assert_eq!(UserOptions::parse("-E offset=0").forbidden(), Some("offset=0"));
+        assert_eq!(UserOptions::parse("-Eoffset=0 -m 1").forbidden(), Some("offset=0"));
+        assert_eq!(UserOptions::parse("-E stride=2 -m 1").forbidden(), None);
     }
 
     #[test]
