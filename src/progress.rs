@@ -51,7 +51,7 @@ pub struct CommandFailed {
 const REASON_MAX_CHARS: usize = 300;
 
 fn reason_suffix(decisive: &Option<String>, tail: &[String]) -> String {
-    match decisive.as_ref().or(tail.last()) {
+    match decisive.as_ref().or_else(|| last_telling_line(tail)) {
         Some(line) if line.chars().count() > REASON_MAX_CHARS => {
             format!(": {}...", line.chars().take(REASON_MAX_CHARS).collect::<String>())
         }
@@ -64,12 +64,34 @@ fn reason_suffix(decisive: &Option<String>, tail: &[String]) -> String {
 /// (`E: mmdebstrap failed to run`, `E: setup failed: ...`, `E: apt-get update ... failed`, `E: Some
 /// index files failed to download`) that only repeat that something earlier went wrong.
 fn is_decisive(line: &str) -> bool {
+    line.trim_start().starts_with("E: ") && !is_summary(line)
+}
+
+/// One of mmdebstrap's or apt's closing summaries (see [`is_decisive`]). mmdebstrap wraps the
+/// message its setup died with (`E: setup failed: <message>`): that is a summary only when the
+/// message is one too (`E: setup failed: E: apt-get update ... failed`), else it is the cause.
+fn is_summary(line: &str) -> bool {
     let Some(message) = line.trim_start().strip_prefix("E: ") else { return false };
-    const SUMMARIES: [&str; 5] =
-        ["mmdebstrap failed", "setup failed", "run_setup failed", "Some index files", "Sub-process"];
-    let summary = SUMMARIES.iter().any(|s| message.starts_with(s))
-        || (message.starts_with("apt-get ") && message.ends_with(" failed"));
-    !summary
+    for wrapper in ["setup failed", "run_setup failed"] {
+        if let Some(rest) = message.strip_prefix(wrapper) {
+            let wrapped = rest.trim_start_matches(':').trim();
+            return wrapped.is_empty() || is_summary(wrapped) || is_summary(&format!("E: {wrapped}"));
+        }
+    }
+    const SUMMARIES: [&str; 3] = ["mmdebstrap failed", "Some index files", "Sub-process"];
+    SUMMARIES.iter().any(|s| message.starts_with(s))
+        || (message.starts_with("apt-get ") && message.ends_with(" failed"))
+}
+
+/// Without a decisive `E:` line (a cause printed by dpkg, a hook or a shell has no such
+/// prefix), the last line that is neither a summary nor mmdebstrap's `I:` progress, as its
+/// clean-up lines follow the cause; the very last line only when nothing else is there.
+fn last_telling_line(tail: &[String]) -> Option<&String> {
+    let telling = |line: &&String| {
+        let trimmed = line.trim();
+        !trimmed.is_empty() && !trimmed.starts_with("I: ") && !is_summary(trimmed)
+    };
+    tail.iter().rev().find(telling).or(tail.last())
 }
 
 impl Reporter {
@@ -274,6 +296,29 @@ mod tests {
         assert!(message.contains("E: Failed to fetch http://127.0.0.1:9/"), "{message}");
         assert!(message.contains("Connection refused"), "{message}");
         assert!(!message.contains("failed to run"), "{message}");
+    }
+
+    #[test]
+    fn without_a_decisive_line_the_cause_before_the_summaries_is_named() {
+        // A dpkg failure inside mmdebstrap: the cause has no `E:` prefix, and the clean-up's
+        // `I:` lines and the summaries follow it.
+        let script = r#"printf '%s\n' 'I: extracting archives...' \
+            'dpkg-deb: error: archive /var/cache/apt/archives/x.deb has premature member' \
+            'E: Sub-process /usr/bin/dpkg returned an error code (1)' 'I: removing tempdir /tmp/mmdebstrap.x...' \
+            'E: mmdebstrap failed to run'; exit 25"#;
+        let err = Reporter::silent().run("mmdebstrap", Command::new("sh").args(["-c", script])).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.ends_with(": dpkg-deb: error: archive /var/cache/apt/archives/x.deb has premature member"),
+            "{message}"
+        );
+        let wrapped = r#"printf '%s\n' 'E: setup failed: E: apt-get update failed' 'E: setup failed: cannot open /c/x: Permission denied' \
+            'E: mmdebstrap failed to run'; exit 25"#;
+        let err = Reporter::silent().run("mmdebstrap", Command::new("sh").args(["-c", wrapped])).unwrap_err();
+        assert!(err.to_string().ends_with(": E: setup failed: cannot open /c/x: Permission denied"), "{err}");
+        let only_summary =
+            Reporter::silent().run("x", Command::new("sh").args(["-c", "echo 'E: mmdebstrap failed to run'; exit 25"]));
+        assert!(only_summary.unwrap_err().to_string().ends_with(": E: mmdebstrap failed to run"));
     }
 
     #[test]
