@@ -23,6 +23,11 @@ fn host_mirror() -> String {
 }
 
 fn fixture() -> Fixture {
+    // The tests of this file run in parallel and share one fixture directory: the first builds
+    // it, the others wait for it rather than build over it (mmdebstrap refuses a tree another
+    // run has started filling, and a half-removed tree fails both).
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = std::env::var_os("MESOS_IMAGE_VMTEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("mesos-image-vmtest-fixture"));
