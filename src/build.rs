@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 
 use crate::cache::{StageCache, StageKeys};
 use crate::element::Phase;
-use crate::manifest::{Manifest, OutputEntry, Package, Reproducibility, RunInfo, StageTiming};
+use crate::manifest::{Manifest, Package, Reproducibility, RunInfo, StageTiming};
 use crate::plan::Plan;
 use crate::progress::Reporter;
 use crate::recipe::{GlanceSpec, ImageFormat};
@@ -250,8 +250,14 @@ impl Build<'_> {
         let outputs = timed(&mut timings, reporter, "publish", false, || publish::images(&files, options.checksum))?;
 
         let sbom_path = timed(&mut timings, reporter, "publish SBOM", false, || {
-            let document =
-                sbom_document(plan, options, pins, &debs, &outputs, &publish::file_name(&destinations[0].1))?;
+            let document = sbom::for_build(
+                plan,
+                options.recipe_file.as_deref(),
+                pins,
+                &debs,
+                &outputs,
+                &publish::file_name(&destinations[0].1),
+            )?;
             publish::sbom(&sbom::to_json(&document)?, &destinations[0].1)
         })?;
 
@@ -291,40 +297,11 @@ impl Build<'_> {
                 tracing::warn!("could not store the outputs in the cache: {err:#}");
             }
         }
-        print_timings(reporter, &manifest, options.quiet);
+        if !options.quiet {
+            reporter.print_summary(&manifest);
+        }
         Ok(manifest)
     }
-}
-
-/// The SPDX document of this build: its debs, its recipe and elements, its image files.
-fn sbom_document(
-    plan: &Plan,
-    options: &BuildOptions,
-    pins: &Pins,
-    debs: &[sbom::Deb],
-    outputs: &[OutputEntry],
-    name: &str,
-) -> anyhow::Result<serde_json::Value> {
-    let mut inputs = Vec::new();
-    if let (Some(recipe), Some(path)) = (&plan.recipe, &options.recipe_file) {
-        inputs.push(sbom::input_digest("recipe", recipe, path)?);
-    }
-    for element in &plan.elements {
-        inputs.push(sbom::input_digest("element", &element.name, &element.path)?);
-    }
-    let images: Vec<sbom::ImageFile> = outputs
-        .iter()
-        .map(|o| sbom::ImageFile { file: o.file.clone(), format: o.format.clone(), sha256: o.sha256.clone() })
-        .collect();
-    Ok(sbom::document(&sbom::Contents {
-        name,
-        distro: &plan.distro,
-        release: &plan.release,
-        debs,
-        inputs: &inputs,
-        images: &images,
-        pins,
-    }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,30 +348,5 @@ fn remove_stale_work_dirs(work_root: &Path) {
         if !Path::new(&format!("/proc/{pid}")).exists() {
             workdir::release(&entry.path());
         }
-    }
-}
-
-fn print_timings(reporter: &Reporter, manifest: &Manifest, quiet: bool) {
-    if quiet {
-        return;
-    }
-    let mut steps = reporter.timings();
-    steps.sort_by_key(|step| std::cmp::Reverse(step.1));
-    eprintln!("\n{:<60} {:>9}", "step (slowest first)", "seconds");
-    for (label, duration) in steps.iter().take(25) {
-        eprintln!("{:<60} {:>9.1}", truncate(label, 60), duration.as_secs_f64());
-    }
-    eprintln!("{:<60} {:>9.1}", "total", manifest.run.duration_seconds);
-    for output in &manifest.outputs {
-        eprintln!("wrote {} ({} bytes, sha256 {})", output.file, output.size, output.sha256);
-    }
-}
-
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_owned()
-    } else {
-        let kept: String = text.chars().take(width - 1).collect();
-        format!("{kept}…")
     }
 }

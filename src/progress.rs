@@ -95,6 +95,20 @@ fn last_telling_line(tail: &[String]) -> Option<&String> {
 }
 
 impl Reporter {
+    /// The per-step timing table (slowest first) and the files written, after a build.
+    pub fn print_summary(&self, manifest: &crate::manifest::Manifest) {
+        let mut steps = self.timings();
+        steps.sort_by_key(|step| std::cmp::Reverse(step.1));
+        eprintln!("\n{:<60} {:>9}", "step (slowest first)", "seconds");
+        for (label, duration) in steps.iter().take(25) {
+            eprintln!("{:<60} {:>9.1}", truncate(label, 60), duration.as_secs_f64());
+        }
+        eprintln!("{:<60} {:>9.1}", "total", manifest.run.duration_seconds);
+        for output in &manifest.outputs {
+            eprintln!("wrote {} ({} bytes, sha256 {})", output.file, output.size, output.sha256);
+        }
+    }
+
     pub fn new(quiet: bool, verbose: bool, log_file: Option<&Path>) -> anyhow::Result<Reporter> {
         let log = match log_file {
             Some(path) => {
@@ -259,6 +273,16 @@ impl Drop for Step<'_> {
         if let Ok(mut timings) = self.reporter.timings.lock() {
             timings.push((self.label.clone(), elapsed));
         }
+    }
+}
+
+/// `text` cut to `width` characters, an ellipsis marking the cut.
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let kept: String = text.chars().take(width - 1).collect();
+        format!("{kept}…")
     }
 }
 

@@ -435,6 +435,37 @@ pub fn to_json(document: &Value) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The SPDX document of this build: its debs, its recipe and elements, its image files.
+pub fn for_build(
+    plan: &crate::plan::Plan,
+    recipe_file: Option<&Path>,
+    pins: &Pins,
+    debs: &[Deb],
+    outputs: &[crate::manifest::OutputEntry],
+    name: &str,
+) -> anyhow::Result<Value> {
+    let mut inputs = Vec::new();
+    if let (Some(recipe), Some(path)) = (&plan.recipe, recipe_file) {
+        inputs.push(input_digest("recipe", recipe, path)?);
+    }
+    for element in &plan.elements {
+        inputs.push(input_digest("element", &element.name, &element.path)?);
+    }
+    let images: Vec<ImageFile> = outputs
+        .iter()
+        .map(|o| ImageFile { file: o.file.clone(), format: o.format.clone(), sha256: o.sha256.clone() })
+        .collect();
+    Ok(document(&Contents {
+        name,
+        distro: &plan.distro,
+        release: &plan.release,
+        debs,
+        inputs: &inputs,
+        images: &images,
+        pins,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
