@@ -167,6 +167,16 @@ fn value_span(bytes: &[u8], start: usize) -> (usize, usize) {
             }
             (start + 1, end.min(bytes.len()))
         }
+        // Quoted inside an enclosing JSON or Debug string: `NAME=\"value\"` (DIB_ENV's `declare -x`
+        // lines in the plan's JSON). The escaped quotes stay, or the enclosing string breaks.
+        Some(b'\\') if matches!(bytes.get(start + 1), Some(b'"' | b'\'')) => {
+            let quote = bytes[start + 1];
+            let mut end = start + 2;
+            while end < bytes.len() && !(bytes[end] == b'\\' && bytes.get(end + 1) == Some(&quote)) {
+                end += if bytes[end] == b'\\' { 2 } else { 1 };
+            }
+            (start + 2, end.min(bytes.len()))
+        }
         _ => {
             let len = bytes[start..].iter().take_while(|b| !b" \t\r\n\"',;".contains(b)).count();
             (start, start + len)
@@ -222,6 +232,14 @@ mod tests {
         );
         assert_eq!(text("https://tok3n@host/x"), "https://***@host/x");
         assert_eq!(text("http://host:5000/v3"), "http://host:5000/v3");
+    }
+
+    #[test]
+    fn assignments_quoted_inside_a_json_string_keep_it_valid() {
+        let plan = serde_json::json!({"DIB_ENV": "declare -x DIB_X=\"1\"\ndeclare -x DIB_REPO_KEY=\"/k/key.asc\"\n"});
+        let masked = text(&plan.to_string());
+        let parsed: serde_json::Value = serde_json::from_str(&masked).expect("still JSON");
+        assert_eq!(parsed["DIB_ENV"], "declare -x DIB_X=\"1\"\ndeclare -x DIB_REPO_KEY=\"***\"\n");
     }
 
     #[test]

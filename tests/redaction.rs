@@ -72,6 +72,11 @@ fn dry_run_text_and_json_at_vv_show_no_secret() {
         // The names stay visible, so a user sees the variable is set.
         assert!(stdout.contains("DIB_MIRROR_SECRET") && stdout.contains("DIB_RECIPE_TOKEN"), "{stdout}");
         assert!(stdout.contains("http://u:***@127.0.0.1:9/debian"), "{stdout}");
+        if json {
+            // Masking must not break the document (secrets sit inside DIB_ENV's quoted lines).
+            let plan: serde_json::Value = serde_json::from_str(&stdout).expect("--dry-run --json is still JSON");
+            assert!(plan["env"]["DIB_ENV"].as_str().is_some_and(|e| e.contains("DIB_MIRROR_SECRET=\"***\"")), "{plan}");
+        }
         assert_output_clean(if json { "--dry-run --json" } else { "--dry-run" }, &output);
     }
 }
