@@ -143,6 +143,6 @@ printf '%-34s %8s\n' "floor, compressed like ours" "$size_floor"
 echo "per-step times of the cold build:"
 python3 -c '
 import json, sys
-stages = json.load(open(sys.argv[1]))["stages"]
+stages = json.load(open(sys.argv[1]))["run"]["stages"]
 for s in sorted(stages, key=lambda s: -s["seconds"])[:12]:
     print("  %-40s %7.1f s" % (s["stage"][:40], s["seconds"]))' "$scratch/out/cold.qcow2.manifest.json"
