@@ -34,9 +34,7 @@ fn upstream_agent_elements_apply_a_heat_deployment_in_a_booted_bullseye_image() 
     let trees = UpstreamTrees::fetch();
     let fixtures = common::repo_root().join("tests/fixtures/dib-agents");
     let out_dir = tempfile::Builder::new().prefix("dib-agents-").tempdir_in("/var/tmp").unwrap();
-    // disk-image-create is our binary under DIB's name, as nodepool-builder calls it.
-    let dib = out_dir.path().join("disk-image-create");
-    std::os::unix::fs::symlink(common::binary(), &dib).unwrap();
+    let dib = common::disk_image_create_in(out_dir.path());
 
     let started = std::time::Instant::now();
     let built = Command::new(&dib)

@@ -18,8 +18,7 @@ fn dib_debian_build_succeeds_builds_and_boots_with_dibs_tree_on_the_path() {
     let trees = UpstreamTrees::fetch();
     let fixtures = common::repo_root().join("tests/fixtures/dib-tree");
     let out_dir = tempfile::Builder::new().prefix("dib-tree-").tempdir_in("/var/tmp").unwrap();
-    let dib = out_dir.path().join("disk-image-create");
-    std::os::unix::fs::symlink(common::binary(), &dib).unwrap();
+    let dib = common::disk_image_create_in(out_dir.path());
 
     let started = std::time::Instant::now();
     let built = Command::new(&dib)

@@ -138,3 +138,11 @@ pub fn boot_and_check(image: &Path, checks: &Path, timeout_seconds: u32) -> std:
     }
     started.elapsed()
 }
+
+/// Our binary under DIB's name in `dir`, as nodepool-builder and DIB's users call it: the
+/// binary then behaves as disk-image-create.
+pub fn disk_image_create_in(dir: &Path) -> PathBuf {
+    let dib = dir.join("disk-image-create");
+    std::os::unix::fs::symlink(binary(), &dib).unwrap();
+    dib
+}
