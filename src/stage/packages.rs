@@ -2,7 +2,7 @@
 //! and the installed-package list for the manifests. The caller holds the chroot's mounts.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
@@ -40,20 +40,47 @@ pub fn install(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
     if lists_are_stale(&ctx.target) {
         ctx.reporter.run("apt-get update", &mut apt_get(ctx, &["update"])?)?;
     }
-    fs::create_dir_all(ctx.apt_cache.join("partial"))
-        .with_context(|| format!("cannot create the apt cache {}", ctx.apt_cache.display()))?;
-    let _exclusive = lock_cache(&ctx.apt_cache)?;
-    let cache = ChrootMounts::binds(&ctx.target, &[Bind::read_write(&ctx.apt_cache, "/var/cache/apt/archives")])?;
+    let cache = ArchiveCache::bind(ctx)?;
     let mut args = vec!["install", "--assume-yes"];
     args.extend(names.iter().map(String::as_str));
     let result = ctx.reporter.run(&format!("apt-get install {}", names.join(" ")), &mut apt_get(ctx, &args)?);
-    cache.unmount()?;
+    cache.release()?;
     result
 }
 
-/// Wait for other builds using the same host cache: apt inside each chroot takes the
-/// archives lock without waiting, so a concurrent build would fail instead of queueing.
-/// The bootstrap tools take it too: they copy into and out of the same directory.
+/// The host's shared package cache, bound onto the tree's `/var/cache/apt/archives` while
+/// apt or mmdebstrap downloads into it. A bind mount, not a copy: the cache grows with every
+/// recipe built on the host (measured past 1 GiB in CI), and copying it into each tree cost
+/// time and tmpfs memory, and once failed mid-copy (mmdebstrap's sync-in tar died of SIGPIPE).
+pub(crate) struct ArchiveCache {
+    mounts: ChrootMounts,
+    partial: PathBuf,
+    _exclusive: Flock<fs::File>,
+}
+
+impl ArchiveCache {
+    /// Wait for other builds using the same cache (apt inside each chroot takes the archives
+    /// lock without waiting, so a concurrent build would fail instead of queueing), then bind.
+    pub(crate) fn bind(ctx: &BuildContext) -> anyhow::Result<ArchiveCache> {
+        fs::create_dir_all(ctx.apt_cache.join("partial"))
+            .with_context(|| format!("cannot create the apt cache {}", ctx.apt_cache.display()))?;
+        let _exclusive = lock_cache(&ctx.apt_cache)?;
+        let mounts = ChrootMounts::binds(&ctx.target, &[Bind::read_write(&ctx.apt_cache, ARCHIVES)])?;
+        let partial = ctx.target.join(ARCHIVES.trim_start_matches('/')).join("partial");
+        Ok(ArchiveCache { mounts, partial, _exclusive })
+    }
+
+    /// Unmount, leaving the tree its own empty archives directory as apt keeps it, then unlock.
+    pub(crate) fn release(self) -> anyhow::Result<()> {
+        self.mounts.unmount()?;
+        fs::create_dir_all(&self.partial).with_context(|| format!("cannot create {}", self.partial.display()))
+    }
+}
+
+const ARCHIVES: &str = "/var/cache/apt/archives";
+
+/// Wait for other builds using the same host cache; debootstrap takes it too, as it reads and
+/// writes the same directory through `--cache-dir`.
 pub(crate) fn lock_cache(cache: &Path) -> anyhow::Result<Flock<fs::File>> {
     let lock = lock_file(&cache.join(".mesos-image.lock"), LockMode::Exclusive, true)?;
     lock.context("a waiting exclusive lock was not granted")

@@ -90,33 +90,35 @@ fn extra_includes(mirror: &str) -> Vec<&'static str> {
 }
 
 /// mmdebstrap (measured: minbase 20 s vs debootstrap 29 s). dpkg gets `force-unsafe-io`
-/// through our own config file (removed in cleanup); downloaded debs are synced with the
-/// shared cache through mmdebstrap's sync-in/sync-out hooks rather than a bind mount, because
-/// mmdebstrap deletes its archives at the end and must not delete through into the cache.
+/// through our own config file (removed in cleanup). The shared package cache is bound onto
+/// the tree's archives for the run; mmdebstrap must then keep its hands off the archives
+/// (`cleanup/apt/cache`, `essential/unlink`), or it would delete through into the cache.
 /// Lists are kept so the first package phase needs no `apt-get update`.
 fn mmdebstrap(ctx: &BuildContext) -> anyhow::Result<()> {
     let plan = ctx.plan;
     let mirror = mirror(ctx)?;
     let _step = ctx.reporter.step(format!("base: mmdebstrap {} {} {}", plan.distro, plan.release, plan.arch));
-    fs::create_dir_all(&ctx.apt_cache).with_context(|| format!("cannot create {}", ctx.apt_cache.display()))?;
-    let cache = ctx.apt_cache.to_string_lossy();
     let mut command = Command::new("mmdebstrap");
     command
         .args(["--mode=root", "--format=directory", "--variant=minbase"])
         .arg(format!("--architectures={}", plan.arch))
         .arg(format!("--components={}", components(&plan.distro)))
-        .arg("--skip=cleanup/apt/lists,essential/unlink,check/empty")
+        .arg(format!("--skip={}", MMDEBSTRAP_SKIPS.join(",")))
         .arg(format!(
             "--setup-hook=mkdir -p \"$1/etc/dpkg/dpkg.cfg.d\" && echo force-unsafe-io > \"$1/{}\"",
             target_config::UNSAFE_IO_CONFIG
         ))
-        .args(excludes_hook(&plan.env))
-        .args(archive_cache_hooks(&cache))
-        .arg(format!("--customize-hook=sync-out /var/cache/apt/archives {cache}"));
+        .args(excludes_hook(&plan.env));
     add_suite_arguments(&mut command, ctx, mirror);
-    let _exclusive = super::packages::lock_cache(&ctx.apt_cache)?;
-    ctx.reporter.run("mmdebstrap", &mut command)
+    let cache = super::packages::ArchiveCache::bind(ctx)?;
+    let result = ctx.reporter.run("mmdebstrap", &mut command);
+    cache.release()?;
+    result
 }
+
+/// What mmdebstrap leaves undone: the lists stay (the package stage needs no update), the
+/// archives are the bound cache's, and the target is not empty (it holds the mount point).
+const MMDEBSTRAP_SKIPS: [&str; 4] = ["cleanup/apt/lists", "cleanup/apt/cache", "essential/unlink", "check/empty"];
 
 /// The dpkg excludes go in before the first package is unpacked, so the essential set is
 /// unpacked without its documentation too.
@@ -144,17 +146,6 @@ fn debootstrap(ctx: &BuildContext) -> anyhow::Result<()> {
 }
 
 /// What mmdebstrap and debootstrap take alike: keyring, extra packages, then suite, target, mirror.
-/// Hooks that fill the tree's apt archive from the shared cache. sync-in copies the cache
-/// directory's own mode too, which the umask of whoever created the cache decided (measured:
-/// 0700 under umask 077, so two builds differed), so the directory gets apt's 0755 back.
-fn archive_cache_hooks(cache: &str) -> [String; 3] {
-    [
-        "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\"".to_owned(),
-        format!("--setup-hook=sync-in {cache} /var/cache/apt/archives/"),
-        "--setup-hook=chmod 0755 \"$1/var/cache/apt/archives\"".to_owned(),
-    ]
-}
-
 fn add_suite_arguments(command: &mut Command, ctx: &BuildContext, mirror: &str) {
     let plan = ctx.plan;
     if let Some(keyring) = keyring(&plan.distro) {
@@ -305,13 +296,5 @@ mod tests {
         let custom = CloudImageSource::from_env(&env, "noble", "amd64");
         assert_eq!(custom.url, "http://127.0.0.1:1/images/noble.squashfs");
         assert_eq!(custom.sums_url, "http://127.0.0.1:1/images/SHA256SUMS");
-    }
-
-    #[test]
-    fn the_archive_cache_mode_is_apts_not_the_caches() {
-        let hooks = archive_cache_hooks("/c/apt/archives");
-        let sync = hooks.iter().position(|h| h.contains("sync-in /c/apt/archives ")).unwrap();
-        let chmod = hooks.iter().position(|h| h.contains("chmod 0755 \"$1/var/cache/apt/archives\"")).unwrap();
-        assert!(chmod > sync, "{hooks:?}");
     }
 }
