@@ -18,6 +18,7 @@ pub mod output;
 pub mod paths;
 pub mod plan;
 pub mod progress;
+pub mod qcow2;
 pub mod recipe;
 pub mod redact;
 pub mod reproducible;

@@ -1,5 +1,6 @@
-//! The convert stage: the raw disk becomes the requested disk formats with `qemu-img convert`,
-//! and the finished tree becomes the tree formats (tar, tgz, squashfs) as disk-image-create
+//! The convert stage: the raw disk becomes the requested disk formats with `qemu-img convert`
+//! (or, for the default compressed qcow2, our own parallel writer in [`crate::qcow2`]), and the
+//! finished tree becomes the tree formats (tar, tgz, squashfs) as disk-image-create
 //! makes them, written in the build's scratch directory. The publish stage copies them into place.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,13 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let _step = reporter.step("convert");
     for (format, path) in outputs {
+        if own_writer(*format, spec) {
+            let threads = std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN);
+            let _step = reporter.step(format!("qcow2 compressed on {threads} threads -> {}", path.display()));
+            let summary = crate::qcow2::write_compressed(raw, path, threads)?;
+            reporter.log_line(&format!("{summary:?}"));
+            continue;
+        }
         let _step = reporter.step(format!("qemu-img convert -O {} -> {}", format.qemu_name(), path.display()));
         reporter.run("qemu-img convert", &mut convert_command(raw, path, *format, spec))?;
         // qemu-img stamps these two from the clock and the random pool.
@@ -88,6 +96,15 @@ fn tree_command(tree: &Path, destination: &Path, format: ImageFormat, epoch: i64
     }
     command.arg("-cf").arg(destination).arg(".");
     command
+}
+
+/// The default qcow2 (zlib-compressed, no user `-o` options) is written by [`crate::qcow2`]:
+/// on every core and still byte for byte the same for the same disk. Anything else is qemu-img's.
+fn own_writer(format: ImageFormat, spec: &ImageSpec) -> bool {
+    format == ImageFormat::Qcow2
+        && spec.compress
+        && spec.compression == Compression::Zlib
+        && spec.qemu_img_options.is_none()
 }
 
 fn convert_command(raw: &Path, destination: &Path, format: ImageFormat, spec: &ImageSpec) -> Command {
@@ -214,17 +231,31 @@ mod tests {
     }
 
     #[test]
-    fn failed_conversion_names_qemu_img() {
+    fn failed_conversion_names_the_converter_and_the_disk() {
         let dir = tempfile::tempdir().unwrap();
         let outputs = [(ImageFormat::Qcow2, dir.path().join("out.qcow2"))];
-        let err = run(
-            &dir.path().join("missing.raw"),
-            &outputs,
-            &ImageSpec::default(),
-            &Pins::fixed(0, "t"),
-            &Reporter::silent(),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("qemu-img convert"), "{err}");
+        let convert = |spec: &ImageSpec| {
+            run(&dir.path().join("missing.raw"), &outputs, spec, &Pins::fixed(0, "t"), &Reporter::silent())
+                .unwrap_err()
+                .to_string()
+        };
+        let zstd = ImageSpec { compression: Compression::Zstd, ..ImageSpec::default() };
+        let err = convert(&zstd);
+        assert!(err.contains("qemu-img convert"), "{err}");
+        let err = convert(&ImageSpec::default());
+        assert!(err.contains("raw disk") && err.contains("missing.raw"), "{err}");
+    }
+
+    #[test]
+    fn only_the_default_qcow2_is_written_by_our_own_writer() {
+        let default = ImageSpec::default();
+        assert!(own_writer(ImageFormat::Qcow2, &default));
+        assert!(!own_writer(ImageFormat::Vmdk, &default));
+        let options = ImageSpec { qemu_img_options: Some("compat=0.10".into()), ..ImageSpec::default() };
+        let zstd = ImageSpec { compression: Compression::Zstd, ..ImageSpec::default() };
+        let plain = ImageSpec { compress: false, ..ImageSpec::default() };
+        for spec in [options, zstd, plain] {
+            assert!(!own_writer(ImageFormat::Qcow2, &spec), "{spec:?}");
+        }
     }
 }
