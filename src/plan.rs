@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::element::dib_block_device::{self, BlockDeviceError, NodeMapping};
 use crate::element::dib_env::{self, DibSettings};
 use crate::element::dib_tree::Substitution;
 use crate::element::installtype::InstallTypes;
@@ -17,7 +18,7 @@ use crate::element::{
     environment, merge_environment_d, merge_hooks_typed, runparts, ElementError, ElementLibrary, HookScript, Phase,
 };
 use crate::mirror::{self, HostDistro, MirrorSources};
-use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Partitioning, Recipe, RecipeSource};
+use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe, RecipeSource};
 
 /// One element of the resolved set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,6 +63,9 @@ pub struct Plan {
     /// diskimage-builder's elements replaced by rule (its tree on `ELEMENTS_PATH`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub substitutions: Vec<Substitution>,
+    /// `DIB_BLOCK_DEVICE_CONFIG`'s nodes and what each became on the disk stage (DIB mode).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub block_device_config: Vec<NodeMapping>,
     /// Hook scripts per phase, in run-parts order.
     pub scripts: BTreeMap<Phase, Vec<PlannedScript>>,
     /// `environment.d` files, sourced in this order before every script.
@@ -91,8 +95,8 @@ pub enum PlanError {
     NoDistro { elements: String },
     #[error("no release: pass --release or set DIB_RELEASE (the {distro} element sets no default)")]
     NoRelease { distro: String },
-    #[error("DIB_BLOCK_DEVICE_CONFIG is set, but block-device YAML is not read: the disk stage writes its own layout; unset it and name block-device-mbr, block-device-gpt or block-device-efi instead")]
-    BlockDeviceConfig,
+    #[error(transparent)]
+    BlockDeviceConfig(#[from] BlockDeviceError),
     #[error("MESOS_IMAGE_BASE=`{value}` (from environment.d) is not mmdebstrap, debootstrap or cloud-image")]
     BadBase { value: String },
     /// DIB runs block-device.d outside the chroot on the image's loop device; our disk stage
@@ -238,9 +242,10 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         }
     }
     let mut image = recipe.map(|r| r.image.clone()).unwrap_or_else(|| image_with_overrides(&options.overrides));
-    if recipe.is_none() {
-        block_device_layout(&mut image, &requested, &library, &env)?;
-    }
+    let block_device_config = match recipe {
+        None => block_device_layout(&mut image, &requested, &library, &mut env)?,
+        Some(_) => Vec::new(),
+    };
     let element_dirs: Vec<(&str, &std::path::Path)> =
         resolved.iter().map(|e| (e.name.as_str(), e.path.as_path())).collect();
     let settings = DibSettings {
@@ -278,6 +283,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         elements: resolved.iter().map(|e| PlannedElement { name: e.name.clone(), path: e.path.clone() }).collect(),
         added_elements,
         substitutions,
+        block_device_config,
         scripts,
         environment_d: environment_d.into_iter().map(planned_script).collect(),
         packages,
@@ -423,27 +429,43 @@ fn add_install_packages(packages: &mut BTreeMap<Phase, PackageSet>, phase: Phase
     set.install.dedup();
 }
 
-/// DIB mode: DIB's `block-device-*` elements (replaced by the disk stage) choose its table;
-/// DIB's block-device YAML is refused rather than ignored.
+/// DIB mode: `DIB_BLOCK_DEVICE_CONFIG` chooses the disk stage's layout when set (it wins over the
+/// `block-device-*` elements' own YAML, as in DIB); otherwise the `block-device-*` element
+/// requested does. Returns what each node of the config became.
 fn block_device_layout(
     image: &mut ImageSpec,
     requested: &[String],
     library: &ElementLibrary,
-    env: &BTreeMap<String, String>,
-) -> Result<(), PlanError> {
-    if env.get("DIB_BLOCK_DEVICE_CONFIG").is_some_and(|v| !v.trim().is_empty()) {
-        return Err(PlanError::BlockDeviceConfig);
-    }
+    env: &mut BTreeMap<String, String>,
+) -> Result<Vec<NodeMapping>, PlanError> {
     let wants = |name: &str| library.is_absorbed(name) && requested.iter().any(|n| n == name);
-    if wants("block-device-efi") {
-        image.partitioning = Partitioning::Gpt;
-        image.uefi = true;
-    } else if wants("block-device-gpt") {
-        image.partitioning = Partitioning::Gpt;
-    } else if wants("block-device-mbr") {
-        image.partitioning = Partitioning::Mbr;
+    if let Some(value) = env.get(dib_block_device::CONFIG_VAR).filter(|v| !v.trim().is_empty()) {
+        let text = dib_block_device::config_text(value)?;
+        let defaults = dib_block_device::Defaults {
+            root_label: &image.root_label,
+            fs_type: env.get("FS_TYPE").map(String::as_str).unwrap_or("ext4"),
+        };
+        let layout = dib_block_device::map(&text, &defaults)?;
+        layout.apply_to(image);
+        // disk-image-create exports the root label its block-device layer settled on.
+        env.insert("DIB_ROOT_LABEL".into(), layout.root_label.clone());
+        let mut mapping = layout.mapping;
+        for (name, _) in dib_block_device::ELEMENT_LAYOUTS.iter().filter(|(name, _)| wants(name)) {
+            let becomes = "its block-device-default.yaml is not read: DIB_BLOCK_DEVICE_CONFIG wins, as in DIB";
+            mapping.push(NodeMapping {
+                node: (*name).to_owned(),
+                kind: "element",
+                becomes: becomes.to_owned(),
+                sets_mkfs_options: false,
+            });
+        }
+        return Ok(mapping);
     }
-    Ok(())
+    if let Some((_, choice)) = dib_block_device::ELEMENT_LAYOUTS.iter().find(|(name, _)| wants(name)) {
+        image.partitioning = choice.partitioning;
+        image.uefi = choice.uefi;
+    }
+    Ok(Vec::new())
 }
 
 /// The image settings of DIB mode: defaults plus command-line flags.

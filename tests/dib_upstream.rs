@@ -183,5 +183,5 @@ fn dib_tree_layouts_that_cannot_run_are_refused_in_one_line() {
     let err = String::from_utf8_lossy(&yaml.stderr);
     assert!(!yaml.status.success());
     let last = err.trim_end().lines().last().unwrap();
-    assert!(last.starts_with("error: DIB_BLOCK_DEVICE_CONFIG is set, but block-device YAML is not read"), "{err}");
+    assert!(last.starts_with("error: DIB_BLOCK_DEVICE_CONFIG: no `partitioning` node"), "{err}");
 }

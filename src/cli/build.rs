@@ -173,6 +173,9 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     for substitution in &plan.substitutions {
         tracing::info!("{}", substitution.note());
     }
+    for node in &plan.block_device_config {
+        tracing::info!("{}", node.note());
+    }
     execute(plan, &args, global)
 }
 
@@ -400,6 +403,17 @@ pub fn render_plan(plan: &Plan) -> String {
         let _ = writeln!(out, "\nreplaced elements (diskimage-builder's):");
         for substitution in &plan.substitutions {
             let _ = writeln!(out, "  {:20} {}: {}", substitution.name, substitution.by, substitution.why);
+        }
+    }
+    if !plan.block_device_config.is_empty() {
+        let image = &plan.image;
+        let table = format!("{:?}", image.partitioning).to_lowercase();
+        let esp = if image.uefi { " with an ESP" } else { "" };
+        let options = image.mkfs_options.as_deref().map(|o| format!(", mkfs options `{o}`")).unwrap_or_default();
+        let _ = writeln!(out, "\nblock-device config (DIB_BLOCK_DEVICE_CONFIG) on the disk stage:");
+        let _ = writeln!(out, "  disk: {table}{esp}, root ext4 label `{}`{options}", image.root_label);
+        for node in &plan.block_device_config {
+            let _ = writeln!(out, "  {:24} {}: {}", node.node, node.kind, node.becomes);
         }
     }
 

@@ -15,6 +15,7 @@ use crate::cli::build::BuildArgs;
 use crate::cli::cache::CacheArgs;
 use crate::cli::test::TestArgs;
 use crate::cli::upload::UploadArgs;
+use crate::element::dib_block_device;
 use crate::element::runparts::{self, Selection};
 use crate::element::Phase;
 use crate::plan::Plan;
@@ -100,7 +101,12 @@ pub fn build(args: &BuildArgs, plan: &Plan) -> Checked {
         qemu_img_options(options, &plan.image.formats)?;
     }
     if let Some(options) = &plan.image.mkfs_options {
-        mkfs_options(options)?;
+        // Options from DIB_BLOCK_DEVICE_CONFIG's root mkfs node are named as that node.
+        let culprit = match plan.block_device_config.iter().find(|node| node.sets_mkfs_options) {
+            Some(node) => format!("{}: node `{}` (mkfs): opts {options}", dib_block_device::CONFIG_VAR, node.node),
+            None => format!("--mkfs-options {options}"),
+        };
+        mkfs_options(&culprit, options)?;
     }
     warn_skipped_scripts(plan);
     Ok(())
@@ -241,10 +247,8 @@ fn existing_dir_or_creatable(option: &str, path: &Path) -> Checked {
 
 /// Let mkfs.ext4 itself judge `--mkfs-options`: make a small filesystem in a scratch file with
 /// them (the disk stage gives them after its own options, as here).
-fn mkfs_options(options: &str) -> Checked {
-    let culprit = format!("--mkfs-options {options}");
-    let scratch =
-        tempfile::tempdir().map_err(|err| bad(&culprit, format!("cannot make a scratch directory: {err}")))?;
+fn mkfs_options(culprit: &str, options: &str) -> Checked {
+    let scratch = tempfile::tempdir().map_err(|err| bad(culprit, format!("cannot make a scratch directory: {err}")))?;
     let user = crate::disk::ext4::UserOptions::parse(options);
     if let Some(option) = user.forbidden() {
         return Err(bad(culprit, format!("`-E {option}`: the disk stage places the root filesystem itself")));
@@ -254,7 +258,7 @@ fn mkfs_options(options: &str) -> Checked {
     let file = scratch.path().join("probe.ext4");
     File::create(&file)
         .and_then(|f| f.set_len(16 << 30))
-        .map_err(|err| bad(&culprit, format!("cannot make a scratch file: {err}")))?;
+        .map_err(|err| bad(culprit, format!("cannot make a scratch file: {err}")))?;
     let mut extended = vec!["nodiscard,lazy_itable_init=1,lazy_journal_init=1".to_owned()];
     extended.extend(user.extended);
     let output = Command::new("mkfs.ext4")
@@ -263,7 +267,7 @@ fn mkfs_options(options: &str) -> Checked {
         .arg(&file)
         .stdin(Stdio::null())
         .output()
-        .map_err(|err| bad(&culprit, format!("cannot run mkfs.ext4 to check them: {err}")))?;
+        .map_err(|err| bad(culprit, format!("cannot run mkfs.ext4 to check them: {err}")))?;
     if !output.status.success() {
         let text = String::from_utf8_lossy(&output.stderr);
         let reason =
@@ -497,10 +501,10 @@ mod tests {
 
     #[test]
     fn mkfs_options_are_judged_by_mkfs_itself() {
-        mkfs_options("-N 250000 -m 0 -E stride=4").unwrap();
-        let err = mkfs_options("-E offset=4096").unwrap_err().to_string();
+        mkfs_options("--mkfs-options -N 250000 -m 0 -E stride=4", "-N 250000 -m 0 -E stride=4").unwrap();
+        let err = mkfs_options("--mkfs-options -E offset=4096", "-E offset=4096").unwrap_err().to_string();
         assert!(err.starts_with("--mkfs-options -E offset=4096: `-E offset=4096`: "), "{err}");
-        let err = mkfs_options("-O no_such_feature").unwrap_err().to_string();
+        let err = mkfs_options("--mkfs-options -O no_such_feature", "-O no_such_feature").unwrap_err().to_string();
         assert!(err.starts_with("--mkfs-options -O no_such_feature: mkfs.ext4 rejects them: "), "{err}");
         assert!(!err.contains('\n'), "{err}");
     }

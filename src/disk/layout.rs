@@ -7,7 +7,7 @@ pub const SECTOR: usize = 512;
 pub const MIB: u64 = 1 << 20;
 const SECTORS_PER_MIB: u64 = MIB / SECTOR as u64;
 /// Room for GRUB's core.img when it sits in a BIOS boot partition.
-const BIOS_BOOT_BYTES: u64 = MIB;
+pub const BIOS_BOOT_BYTES: u64 = MIB;
 /// The ESP holds only GRUB's EFI image; FAT16 in 64 MiB is what firmware reads everywhere.
 pub const ESP_BYTES: u64 = 64 * MIB;
 

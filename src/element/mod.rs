@@ -5,6 +5,7 @@
 //! [`ElementLibrary::resolve`] expands a requested set the way DIB does, [`merge_hooks`] builds
 //! the per-phase run-parts lists, and [`packages::collect`] the per-phase package sets.
 
+pub mod dib_block_device;
 pub mod dib_env;
 pub mod dib_tree;
 pub mod environment;
