@@ -86,7 +86,8 @@ pub struct Summary {
 
 /// Write `raw` as a compressed qcow2 image at `out` (created or truncated), compressing on
 /// `threads` threads. The virtual size is the raw size rounded up to whole 512-byte sectors, as
-/// `qemu-img convert` does; disk images are whole sectors already.
+/// `qemu-img convert` does; disk images are whole sectors already. The file is not synced: the
+/// build publishes a synced copy of it.
 pub fn write_compressed(raw: &Path, out: &Path, threads: NonZeroUsize) -> Result<Summary, Qcow2Error> {
     let read_err = |source| Qcow2Error::Read { path: raw.to_owned(), source };
     let input = File::open(raw).map_err(read_err)?;
@@ -239,7 +240,11 @@ fn encode(compressor: &mut Compress, cluster: &[u8]) -> Result<Encoded, String> 
     compressor.reset();
     let mut out = Vec::with_capacity(CLUSTER_BYTES - 1);
     match compressor.compress_vec(cluster, &mut out, FlushCompress::Finish) {
-        Ok(Status::StreamEnd) => Ok(Encoded::Compressed(out)),
+        Ok(Status::StreamEnd) => {
+            // Batches wait in a queue: hold what the cluster takes, not a cluster's worth.
+            out.shrink_to_fit();
+            Ok(Encoded::Compressed(out))
+        }
         Ok(Status::Ok | Status::BufError) => Ok(Encoded::Plain),
         Err(err) => Err(err.to_string()),
     }
@@ -291,12 +296,8 @@ impl Layout {
         layout
     }
 
-    fn write_err(&self, source: std::io::Error) -> Qcow2Error {
-        Qcow2Error::Write { path: self.path.clone(), source }
-    }
-
     fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), Qcow2Error> {
-        self.file.write_all_at(bytes, offset).map_err(|source| self.write_err(source))
+        self.file.write_all_at(bytes, offset).map_err(|source| Qcow2Error::Write { path: self.path.clone(), source })
     }
 
     /// Take `count` whole clusters at the tail, each referenced once; returns their offset.
@@ -408,7 +409,6 @@ impl Layout {
 
         let header = header(self.virtual_size, self.l1_entries, l1_offset, table_offset, table_clusters);
         self.write_at(&header, 0)?;
-        self.file.sync_all().map_err(|source| self.write_err(source))?;
         Ok(Summary {
             virtual_size: self.virtual_size,
             compressed_clusters: self.compressed,

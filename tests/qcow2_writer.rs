@@ -190,6 +190,8 @@ fn measure_against_qemu_img() {
         our_time.as_secs_f64(),
         summary.file_size
     );
+    let (sha256, _) = mesos_image::io::sha256_file(&ours).unwrap();
+    println!("ours: sha256 {sha256}");
     check_clean(&ours);
     assert!(qemu_img(&["compare", "-f", "raw", "-F", "qcow2"], &[&raw, &ours]).status.success());
 }
