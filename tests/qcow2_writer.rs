@@ -191,7 +191,9 @@ fn measure_against_qemu_img() {
         summary.file_size
     );
     let (sha256, _) = mesos_image::io::sha256_file(&ours).unwrap();
-    println!("ours: sha256 {sha256}");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak = status.lines().find(|line| line.starts_with("VmHWM")).unwrap_or("VmHWM unknown");
+    println!("ours: sha256 {sha256}; this process's peak memory {peak}");
     check_clean(&ours);
     assert!(qemu_img(&["compare", "-f", "raw", "-F", "qcow2"], &[&raw, &ours]).status.success());
 }
