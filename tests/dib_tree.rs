@@ -22,7 +22,8 @@ fn dib_debian_build_succeeds_builds_and_boots_with_dibs_tree_on_the_path() {
 
     let started = std::time::Instant::now();
     let built = Command::new(&dib)
-        .args(["-n", "-o"])
+        // DIB's functional tests build `-t tar`; the disk is what gets booted below.
+        .args(["-n", "-t", "qcow2,tar", "-o"])
         .arg(out_dir.path().join("image"))
         .args(["debian", "build-succeeds", "vm"])
         .env("ELEMENTS_PATH", join_path(&[&trees.dib, &trees.dib.join("debian/test-elements")]))
@@ -39,10 +40,20 @@ fn dib_debian_build_succeeds_builds_and_boots_with_dibs_tree_on_the_path() {
     for name in ["vm", "debian-minimal", "dpkg", "package-installs"] {
         let note = format!("element {name}: diskimage-builder's {} is replaced by", trees.dib.join(name).display());
         assert_eq!(stderr.matches(&note).count(), 1, "`{note}` not logged once:\n{stderr}");
+        // ...and only that line: DIB's copy did not "override" ours, it was replaced.
+        let overridden = format!("element {name}: {} overrides", trees.dib.join(name).display());
+        assert!(!stderr.contains(&overridden), "{stderr}");
     }
     assert!(!stderr.contains("element debian: diskimage-builder's"), "{stderr}");
     let image = out_dir.path().join("image.qcow2");
     assert!(image.is_file(), "no {}", image.display());
+    let tar = Command::new("tar").arg("-tf").arg(out_dir.path().join("image.tar")).output().unwrap();
+    assert!(tar.status.success(), "{}", String::from_utf8_lossy(&tar.stderr));
+    let listing = String::from_utf8_lossy(&tar.stdout);
+    for path in ["./etc/debian_version", "./usr/bin/apt-get", "./boot/"] {
+        assert!(listing.lines().any(|line| line == path), "{path} not in image.tar");
+    }
+    assert!(!listing.lines().any(|line| line.starts_with("./proc/") && line != "./proc/"), "proc archived");
 
     let took = common::boot_and_check(&image, &fixtures.join("checks.yaml"), 1200);
     eprintln!("booted and checked in {took:.0?}");

@@ -166,6 +166,13 @@ fn dib_tree_disk_and_os_elements_are_replaced_by_ours_with_a_note() {
     let vm_note =
         format!("element vm: diskimage-builder's {} is replaced by mesos-image's", trees.dib.join("vm").display());
     assert_eq!(notes.matches(&vm_note).count(), 1, "{notes}");
+    // A replaced element has that one line only, never also "DIB's overrides ours"; an element of
+    // DIB's that wins over ours (openssh-server) gets the override line, as DIB's search order says.
+    for replaced in ["vm", "debian-minimal", "dpkg", "package-installs"] {
+        assert!(!notes.contains(&format!("element {replaced}: {}", trees.dib.join(replaced).display())), "{notes}");
+    }
+    let ssh_override = format!("element openssh-server: {} overrides ", trees.dib.join("openssh-server").display());
+    assert_eq!(notes.matches(&ssh_override).count(), 1, "{notes}");
 }
 
 #[test]

@@ -138,17 +138,12 @@ impl ElementLibrary {
             absolute.push(canonical);
         }
         let mut elements: BTreeMap<String, Element> = BTreeMap::new();
+        let mut overridden: BTreeMap<String, PathBuf> = BTreeMap::new();
         for entry in absolute.iter().rev() {
             for element in scan_entry(entry)? {
-                if let Some(previous) = elements.get(&element.name) {
-                    tracing::warn!(
-                        "element {}: {} overrides {}",
-                        element.name,
-                        element.path.display(),
-                        previous.path.display()
-                    );
+                if let Some(previous) = elements.insert(element.name.clone(), element) {
+                    overridden.insert(previous.name.clone(), previous.path);
                 }
-                elements.insert(element.name.clone(), element);
             }
         }
         let mut library = ElementLibrary {
@@ -159,7 +154,22 @@ impl ElementLibrary {
             refused: BTreeMap::new(),
         };
         library.replace_dib_layers()?;
+        library.log_overrides(&overridden);
         Ok(library)
+    }
+
+    /// One line per element an earlier path entry overrides, as DIB's element search does; the
+    /// ones diskimage-builder's tree lost by rule have their own line (the substitution) instead.
+    fn log_overrides(&self, overridden: &BTreeMap<String, PathBuf>) {
+        for (name, loser) in overridden {
+            let substituted = self.substitutions.iter().any(|s| &s.name == name);
+            match self.elements.get(name) {
+                Some(winner) if !substituted => {
+                    tracing::warn!("element {name}: {} overrides {}", winner.path.display(), loser.display())
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Apply [`dib_tree`]'s rules to every winner that comes from diskimage-builder's tree.
