@@ -44,8 +44,10 @@ const REFCOUNTS_PER_BLOCK: u64 = CLUSTER_SIZE / 2;
 const BATCH_CLUSTERS: usize = 512;
 /// qemu's compressed size is counted in 512-byte sectors and its virtual size in whole sectors.
 const SECTOR: u64 = 512;
-/// qemu's default zlib level (Z_DEFAULT_COMPRESSION).
-const LEVEL: u32 = 6;
+/// One below qemu's default (Z_DEFAULT_COMPRESSION, 6). Measured on debian-base (release build,
+/// 2 cores): level 6 converts in 4.2 s to 170.92 MB, 5 in 3.5 s to 171.05 MB, 4 in 3.4 s to
+/// 172.49 MB; the lazy-match effort 6 adds finds almost nothing in 64 KiB clusters.
+const LEVEL: u32 = 5;
 /// The deflate window qemu inflates with: 2^12 = 4 KiB.
 const WINDOW_BITS: u8 = 12;
 
