@@ -5,15 +5,15 @@
 //! The case list is also README's "Bad input" table: `readme_table_lists_every_case` fails when
 //! they differ; `UPDATE_README=1 cargo test --test bad_input` rewrites README's table.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// What a case may take at most: it must be refused before any work starts.
 const LIMIT: Duration = Duration::from_secs(2);
-/// A case that is not refused may have started a real build: stop waiting long before that.
-const KILL_AFTER: Duration = Duration::from_secs(10);
 
 const USAGE: i32 = 2;
 
@@ -251,33 +251,7 @@ struct Outcome {
 /// Run the binary in `scratch` with a hermetic environment: no DIB_*, OS_* or ELEMENTS_PATH of
 /// the host, HOME and TMPDIR inside the scratch dir, a cache dir that must never appear.
 fn run(scratch: &Scratch, env: &[(&str, &str)], args: &[&str]) -> Outcome {
-    let root = scratch.path();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mesos-image"));
-    command
-        .args(args)
-        .current_dir(root)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", root.join("home"))
-        .env("TMPDIR", root.join("tmp"))
-        .env("MESOS_IMAGE_CACHE_DIR", root.join("cache"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let started = Instant::now();
-    let mut child = command.spawn().unwrap();
-    loop {
-        if child.try_wait().unwrap().is_some() || started.elapsed() > KILL_AFTER {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let elapsed = started.elapsed();
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
+    let (output, elapsed) = common::run_hermetic(scratch.path(), env, args);
     Outcome {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -6,44 +6,21 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use common::upstream::UpstreamTrees;
 
 /// A refusal must come before any work: well within this.
 const LIMIT: Duration = Duration::from_secs(2);
-/// A config that slipped through would start a real build: stop it long before that matters.
-const KILL_AFTER: Duration = Duration::from_secs(10);
 /// The exit status of a request that cannot be planned.
 const USAGE: i32 = 2;
 
-/// `mesos-image ARGS` in `dir` with a hermetic environment (no host DIB_*), plus `env`.
+/// `mesos-image ARGS` in `dir`, hermetic, for bookworm.
 fn run_in(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (Output, Duration) {
-    let mut command = Command::new(common::binary());
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir.join("home"))
-        .env("TMPDIR", dir.join("tmp"))
-        .env("MESOS_IMAGE_CACHE_DIR", dir.join("cache"))
-        .env("DIB_RELEASE", "bookworm")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let started = Instant::now();
-    let mut child = command.spawn().unwrap();
-    while child.try_wait().unwrap().is_none() && started.elapsed() < KILL_AFTER {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let elapsed = started.elapsed();
-    let _ = child.kill();
-    (child.wait_with_output().unwrap(), elapsed)
+    let mut env = env.to_vec();
+    env.insert(0, ("DIB_RELEASE", "bookworm"));
+    common::run_hermetic(dir, &env, args)
 }
 
 /// A scratch directory with the HOME and TMPDIR `run_in` points at (preflight makes scratch

@@ -9,7 +9,8 @@ pub mod upstream;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_mesos-image")
@@ -53,6 +54,37 @@ pub const HEAT_AGENT_ELEMENTS: &[&str] = &[
     "heat-config",
     "heat-config-script",
 ];
+
+/// A request that must end at once (bad input is refused before any work) is killed after this:
+/// one that slipped through would start a real build.
+pub const KILL_AFTER: Duration = Duration::from_secs(10);
+
+/// Run `mesos-image ARGS` in `dir` with a hermetic environment (none of the host's DIB_*, OS_*
+/// or ELEMENTS_PATH; HOME, TMPDIR and the cache dir inside `dir`) plus `env`, killed after
+/// [`KILL_AFTER`]. Returns the output and how long it ran.
+pub fn run_hermetic(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (Output, Duration) {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.join("home"))
+        .env("TMPDIR", dir.join("tmp"))
+        .env("MESOS_IMAGE_CACHE_DIR", dir.join("cache"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = command.spawn().unwrap();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < KILL_AFTER {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    let _ = child.kill();
+    (child.wait_with_output().unwrap(), elapsed)
+}
 
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("MESOS_IMAGE_CACHE_DIR")
