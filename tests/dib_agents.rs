@@ -6,7 +6,8 @@
 //! tripleo-image-elements 15.0.0 fails on bookworm under DIB itself (docs/dib-compat.md). The
 //! image is booted by `mesos-image test` under TCG and tests/fixtures/dib-agents/checks.yaml
 //! checks the agent chain, ending with a Heat `script` deployment applied through the local
-//! collector.
+//! collector. Our `docker` and `zookeeper` elements (the latter with `java`) are in the image too,
+//! as issue #9 asks, and the checks see them installed, off at boot, and working.
 
 mod common;
 
@@ -26,6 +27,9 @@ const ELEMENTS: &[&str] = &[
     "cloud-init-datasources",
     // The site element that trusts the build host's CAs (a TLS-inspecting proxy) for pip.
     "host-ca",
+    // Ours, as the issue's image has them: Docker and ZooKeeper (with java) installed, off at boot.
+    "docker",
+    "zookeeper",
 ];
 
 #[test]
