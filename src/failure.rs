@@ -9,6 +9,7 @@
 
 use crate::cli::preflight::PreflightError;
 use crate::element::ElementError;
+use crate::manifest::ManifestError;
 use crate::plan::PlanError;
 use crate::recipe::RecipeError;
 use crate::upload::auth::AuthError;
@@ -56,6 +57,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             || cause.is::<PlanError>()
             || cause.is::<ElementError>()
             || cause.is::<RecordError>()
+            || cause.is::<ManifestError>()
             || cause.is::<CloudsError>()
             || is_missing_credentials(cause)
         {

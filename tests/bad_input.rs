@@ -143,6 +143,9 @@ const CASES: &[Case] = &[
     case(&["test", "q.qcow2", "--keep-serial-log", "adir"], "`--keep-serial-log` a directory", USAGE, "--keep-serial-log adir: is a directory"),
     case(&["test", "q.qcow2", "--recipe", "nosuch"], "unknown recipe", USAGE, "recipe `nosuch` not found"),
     case(&["test", "q.qcow2", "--accel", "warp"], "unknown accelerator", USAGE, "warp"),
+    case(&["test", "q.qcow2"], "no `--recipe` and no manifest beside the image", USAGE, "q.qcow2: no recipe to take checks from"),
+    case(&["test", "m.qcow2"], "a manifest beside the image that is not JSON", USAGE, "m.qcow2.manifest.json: not a mesos-image manifest"),
+    case(&["test", "q.qcow2", "--recipe", "./recipes/no-checks.yaml"], "a recipe without checks", USAGE, "recipe `no-checks` (./recipes/no-checks.yaml): has no checks"),
     // Cache and the rest.
     case(&["cache", "--cache-dir", "typo", "list"], "`cache list` with a mistyped directory", USAGE, "--cache-dir typo: no such cache directory"),
     case(&["cache", "--cache-dir", "typo", "prune", "--all"], "`cache prune` with a mistyped directory", USAGE, "--cache-dir typo: no such cache directory"),
@@ -185,7 +188,9 @@ impl Scratch {
         std::fs::write(root.join("junk.bin"), junk).unwrap();
         let mut qcow2 = b"QFI\xfb\0\0\0\x03".to_vec();
         qcow2.resize(4096, 0);
-        std::fs::write(root.join("q.qcow2"), qcow2).unwrap();
+        std::fs::write(root.join("q.qcow2"), &qcow2).unwrap();
+        std::fs::write(root.join("m.qcow2"), qcow2).unwrap();
+        std::fs::write(root.join("m.qcow2.manifest.json"), "{not json").unwrap();
         // A real tarball, as `build -t tar` writes one.
         let made =
             Command::new("tar").arg("-C").arg(root).args(["-cf", "tree.tar", "afile"]).current_dir(root).status();
@@ -201,6 +206,7 @@ impl Scratch {
             ("syntax", "name: [unclosed\n".into()),
             ("gentoo", "name: gentoo\ndistro: gentoo\nrelease: x\nelements: [vm]\n".into()),
             ("no-elements", "name: no-elements\ndistro: debian\nrelease: bookworm\nelements: []\n".into()),
+            ("no-checks", format!("name: no-checks\n{head}")),
         ] {
             std::fs::write(root.join(format!("recipes/{name}.yaml")), text).unwrap();
         }

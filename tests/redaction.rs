@@ -81,6 +81,18 @@ fn dry_run_text_and_json_at_vv_show_no_secret() {
     }
 }
 
+/// `recipes show` prints the recipe back: its environment's secret values are masked, the
+/// names stay.
+#[test]
+fn recipes_show_masks_the_recipes_secrets() {
+    let dir = scratch();
+    let output = run(dir.path(), &[], &["-vv", "recipes", "show", "./r.yaml"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("DIB_RECIPE_TOKEN: '***'") || stdout.contains("DIB_RECIPE_TOKEN: ***"), "{stdout}");
+    assert_output_clean("recipes show", &output);
+}
+
 #[test]
 fn upload_errors_show_no_secret_at_vv_or_quiet() {
     let dir = scratch();

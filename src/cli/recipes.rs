@@ -65,6 +65,9 @@ fn list(dirs: &RecipesDirArgs) -> anyhow::Result<()> {
 fn show(name: &str, dirs: &RecipesDirArgs) -> anyhow::Result<()> {
     let (recipe, path) = Recipe::find(name, &dirs.search_path())?;
     println!("# {}", path.display());
-    print!("{}", serde_yaml_ng::to_string(&recipe)?);
+    // Through the redaction layer like every other output: the environment's secrets by value
+    // (YAML has no `NAME=value` to mask by name), a mirror's password by the URL rule.
+    crate::redact::register_env(recipe.environment.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    print!("{}", crate::redact::text(&serde_yaml_ng::to_string(&recipe)?));
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::preflight::PreflightError;
 use super::{GlobalOpts, OutputFormat};
 use crate::manifest::Manifest;
 use crate::recipe::{Check, Recipe};
@@ -116,6 +117,7 @@ fn print_outcome(outcome: &TestOutcome, format: OutputFormat) -> anyhow::Result<
 
 /// The checks to run and the recipe they came from: `--recipe`, else the manifest beside the
 /// image (which carries the recipe's checks, wherever the recipe was found at build time).
+/// Found before the guest boots: no checks to run is bad input (exit 2), like the options.
 fn recipe_checks(args: &TestArgs) -> anyhow::Result<(String, Vec<Check>)> {
     let (name, checks, source) = match &args.recipe {
         Some(name) => {
@@ -127,21 +129,22 @@ fn recipe_checks(args: &TestArgs) -> anyhow::Result<(String, Vec<Check>)> {
         None => {
             let manifest = Manifest::read_beside(&args.image)?
                 .and_then(|m| Some((m.recipe?, m.checks)))
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{}: no recipe to take checks from: no manifest naming one beside the image ({}); pass --recipe NAME or --recipe PATH",
-                        args.image.display(),
+                .ok_or_else(|| PreflightError {
+                    culprit: args.image.display().to_string(),
+                    problem: format!(
+                        "no recipe to take checks from: no manifest naming one beside the image ({}); pass --recipe NAME or --recipe PATH",
                         Manifest::path_for(&args.image).display()
-                    )
+                    ),
                 })?;
             (manifest.0, manifest.1, Manifest::path_for(&args.image).display().to_string())
         }
     };
     if checks.is_empty() {
-        anyhow::bail!(
-            "{}: recipe `{name}` ({source}) has no checks; pass --recipe with a recipe that lists `checks:`",
-            args.image.display(),
-        );
+        return Err(PreflightError {
+            culprit: format!("recipe `{name}` ({source})"),
+            problem: "has no checks; pass --recipe with a recipe that lists `checks:`".to_owned(),
+        }
+        .into());
     }
     Ok((name, checks))
 }
