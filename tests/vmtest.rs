@@ -215,17 +215,6 @@ fn missing_image_is_a_one_line_error_naming_it() {
 }
 
 #[test]
-fn image_without_recipe_or_manifest_says_how_to_pass_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("plain.qcow2");
-    std::fs::write(&image, b"QFI\xfb").unwrap();
-    let output = Command::cargo_bin("mesos-image").unwrap().arg("test").arg(&image).output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("plain.qcow2") && stderr.contains("--recipe NAME"), "{stderr}");
-}
-
-#[test]
 #[ignore = "needs qemu-system-x86_64: boots an empty disk until the timeout"]
 fn a_guest_that_never_reports_times_out_with_every_check_failed() {
     let work = tempfile::tempdir().unwrap();
