@@ -7,7 +7,6 @@
 //! usage status (2, see [`crate::failure`]).
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -18,6 +17,7 @@ use crate::cli::upload::UploadArgs;
 use crate::element::dib_block_device;
 use crate::element::runparts::{self, Selection};
 use crate::element::Phase;
+use crate::format;
 use crate::plan::Plan;
 use crate::recipe::{parse_size, ImageFormat};
 use crate::stage::publish::output_names;
@@ -390,18 +390,15 @@ fn image_file(path: &Path, declared: Option<&str>) -> Checked {
     if meta.len() == 0 {
         return Err(bad(culprit, "is empty (0 bytes), not an image"));
     }
-    let mut head = Vec::with_capacity(0x8010);
-    File::open(path)
-        .and_then(|file| file.take(0x8010).read_to_end(&mut head))
-        .map_err(|err| bad(&culprit, io_reason(&err)))?;
-    if let Some(kind) = tree_archive(&head) {
+    let head = format::read_head(path).map_err(|err| bad(&culprit, io_reason(&err)))?;
+    if let Some(kind) = format::tree_archive(&head) {
         return Err(bad(culprit, format!("is a {kind} of a tree (build -t tar/tgz/squashfs), not a disk image")));
     }
-    let detected = crate::format::detect(&head, None);
-    if detected == "raw" && looks_like_text(&head) {
+    let detected = format::detect(&head, None);
+    if detected == "raw" && format::looks_like_text(&head) {
         return Err(bad(culprit, "is a text file, not a disk image"));
     }
-    if detected == "raw" && declared.is_none() && !has_disk_signature(&head) {
+    if detected == "raw" && declared.is_none() && !format::has_disk_signature(&head) {
         return Err(bad(
             culprit,
             "has no image header, partition table or file system; pass --disk-format raw if it is a raw disk",
@@ -416,32 +413,6 @@ fn io_reason(err: &std::io::Error) -> String {
         std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
         _ => err.to_string(),
     }
-}
-
-/// No NUL byte and valid UTF-8 in the first block: nothing binary, so no disk.
-fn looks_like_text(head: &[u8]) -> bool {
-    let block = &head[..head.len().min(4096)];
-    !block.contains(&0) && std::str::from_utf8(block).is_ok()
-}
-
-/// The tree formats `build` writes: upload and test take disks, and these hold no disk.
-fn tree_archive(head: &[u8]) -> Option<&'static str> {
-    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
-    if at(0, b"hsqs") {
-        Some("squashfs")
-    } else if at(257, b"ustar") {
-        Some("tar archive")
-    } else if at(0, &[0x1f, 0x8b]) {
-        Some("gzip file")
-    } else {
-        None
-    }
-}
-
-/// An MBR/GPT boot signature, an ext2/3/4 superblock, or an ISO 9660 descriptor.
-fn has_disk_signature(head: &[u8]) -> bool {
-    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
-    at(510, &[0x55, 0xaa]) || at(0x438, &[0x53, 0xef]) || at(0x8001, b"CD001")
 }
 
 /// `mesos-image test`: the image, the options that shape the VM, the files it reads and writes.
@@ -487,17 +458,6 @@ pub fn cache(args: &CacheArgs) -> Checked {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_is_not_a_disk_but_an_mbr_is() {
-        assert!(looks_like_text(b"hello\nworld\n"));
-        let mut mbr = vec![0u8; 512];
-        mbr[510] = 0x55;
-        mbr[511] = 0xaa;
-        assert!(!looks_like_text(&mbr));
-        assert!(has_disk_signature(&mbr));
-        assert!(!has_disk_signature(&[0u8; 4096]));
-    }
 
     #[test]
     fn mkfs_options_are_judged_by_mkfs_itself() {
