@@ -907,6 +907,12 @@ mod tests {
         ELEMENT_LAYOUTS.iter().find(|(n, _)| *n == name).map(|(_, choice)| *choice).unwrap()
     }
 
+    /// A GPT on the loop image `image0`, with `partitions` (the indented list, and whatever
+    /// nodes follow it).
+    fn gpt_image0(partitions: &str) -> String {
+        format!("- local_loop: {{name: image0}}\n- partitioning:\n    base: image0\n    label: gpt\n    partitions:\n{partitions}")
+    }
+
     /// One MBR partition holding root, as block-device-mbr lays it out.
     const MBR_ROOT: &str = "
 - local_loop:
@@ -1012,21 +1018,14 @@ mod tests {
 
     #[test]
     fn a_gpt_layout_without_bios_boot_gets_ours_with_a_note() {
-        let yaml = "
-- local_loop: {name: image0}
-- partitioning:
-    base: image0
-    label: gpt
-    partitions:
-      - name: root
-        size: 100%
-        mkfs: {name: mkfs_root, mount: {mount_point: /}}
-";
-        let mapped = layout(yaml);
+        let yaml = gpt_image0(
+            "      - name: root\n        size: 100%\n        mkfs: {name: mkfs_root, mount: {mount_point: /}}\n",
+        );
+        let mapped = layout(&yaml);
         assert_eq!(mapped.disk, element("block-device-gpt"));
         assert!(mapped.mapping.iter().any(|m| m.becomes.contains("adds its 1 MiB BIOS boot partition")));
         // mkfs_root with no label takes --root-label; FS_TYPE decides its type.
-        let xfs = map(yaml, &Defaults { root_label: "r", fs_type: "xfs" }).unwrap_err().to_string();
+        let xfs = map(&yaml, &Defaults { root_label: "r", fs_type: "xfs" }).unwrap_err().to_string();
         assert_eq!(
             xfs,
             "DIB_BLOCK_DEVICE_CONFIG: node `mkfs_root` (mkfs): type `xfs`: the loop-free disk stage writes ext4 root filesystems only"
@@ -1035,20 +1034,11 @@ mod tests {
 
     #[test]
     fn lvm_is_refused_naming_the_node() {
-        let yaml = "
-- local_loop: {name: image0}
-- partitioning:
-    base: image0
-    label: gpt
-    partitions:
-      - {name: root, type: 8E00, size: 100%}
-- lvm:
-    name: lvm
-    base: [root]
-    pvs: [{name: pv, base: root}]
-";
+        let yaml = gpt_image0(
+            "      - {name: root, type: 8E00, size: 100%}\n- lvm:\n    name: lvm\n    base: [root]\n    pvs: [{name: pv, base: root}]\n",
+        );
         assert_eq!(
-            refused(yaml),
+            refused(&yaml),
             "DIB_BLOCK_DEVICE_CONFIG: node `lvm` (lvm): LVM is not supported by the loop-free disk stage; use a single root partition"
         );
     }
