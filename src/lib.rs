@@ -24,6 +24,7 @@ pub mod redact;
 pub mod reproducible;
 pub mod sandbox;
 pub mod sbom;
+pub mod shell;
 pub mod stage;
 pub mod upload;
 pub mod vmtest;

@@ -166,7 +166,7 @@ fn source_prelude(ctx: &BuildContext, hooks: &Path) -> String {
     let mut prelude = String::from(if ctx.trace { "set -ex; " } else { "set -e; " });
     for file in &ctx.plan.environment_d {
         let path = hooks.join("environment.d").join(&file.name);
-        prelude.push_str(&format!("source {}; ", shell_quote(&path.to_string_lossy())));
+        prelude.push_str(&format!("source {}; ", crate::shell::quote(&path.to_string_lossy())));
     }
     prelude
 }
@@ -200,10 +200,6 @@ pub fn script_env(ctx: &BuildContext, inside: bool) -> BTreeMap<String, String> 
         env.insert("PATH".into(), format!("{}:{host_path}", host_bin_dir(ctx).display()));
     }
     env
-}
-
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// `--break`: an interactive shell (chrooted for inside phases) before going on or failing.
@@ -303,10 +299,5 @@ mod tests {
         assert_eq!(shim(&["-u", "root", "id", "-u"]), (true, "0".into()));
         assert!(!shim(&["-x", "true"]).0);
         assert!(!shim(&[]).0);
-    }
-
-    #[test]
-    fn quoting_survives_single_quotes() {
-        assert_eq!(shell_quote("a'b"), r"'a'\''b'");
     }
 }

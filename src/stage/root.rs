@@ -125,7 +125,7 @@ const MMDEBSTRAP_SKIPS: [&str; 4] = ["cleanup/apt/lists", "cleanup/apt/cache", "
 fn excludes_hook(env: &BTreeMap<String, String>) -> Option<String> {
     let text = target_config::dpkg_excludes(env)?;
     let path = target_config::EXCLUDES_CONFIG;
-    Some(format!("--setup-hook=printf %s {} > \"$1/{path}\"", crate::vmtest::checks::quote(&text)))
+    Some(format!("--setup-hook=printf %s {} > \"$1/{path}\"", crate::shell::quote(&text)))
 }
 
 /// debootstrap, when mmdebstrap is missing or asked for; its `--cache-dir` is the shared cache.

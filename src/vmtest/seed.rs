@@ -10,7 +10,8 @@ use std::process::Command;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::checks::{quote, GUEST_SCRIPT_PATH};
+use super::checks::GUEST_SCRIPT_PATH;
+use crate::shell::quote;
 
 /// Lowercase on purpose: cloud-init before 17.x (trusty's 0.7.5) asks blkid for `LABEL=cidata`
 /// only, case-sensitively; newer cloud-init and ds-identify accept either case.
