@@ -432,7 +432,7 @@ impl Recipe {
         let recipe: Recipe = serde_yaml_ng::from_str(text).map_err(|err| RecipeError::Parse {
             path: path.to_owned(),
             line: err.location().map(|loc| loc.line()).unwrap_or(1),
-            message: crate::element::strip_location(&err.to_string()),
+            message: strip_location(&err.to_string()),
         })?;
         recipe.validate(path)?;
         Ok(recipe)
@@ -536,6 +536,16 @@ pub fn check_root_label(label: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// serde's YAML/JSON messages append " at line N column M"; we print the file and line
+/// ourselves. Every YAML/JSON input reads its errors through this: recipes here, element files
+/// (`package-installs`, `pkg-map`) in `element/`.
+pub fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
 /// Parse a size such as `4G`, `2560M`, `512MiB` or a byte count.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
@@ -558,6 +568,13 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = "name: t\ndistro: debian\nrelease: bookworm\nelements: [debian-minimal, vm]\n";
+
+    #[test]
+    fn strip_location_keeps_the_message_only() {
+        let message = "unknown field `x`, expected one of `a` at line 3 column 5";
+        assert_eq!(strip_location(message), "unknown field `x`, expected one of `a`");
+        assert_eq!(strip_location("no location"), "no location");
+    }
 
     #[test]
     fn minimal_recipe_gets_defaults() {

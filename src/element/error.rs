@@ -43,21 +43,3 @@ fn required_by_suffix(required_by: &Option<String>) -> String {
 fn line_suffix(line: Option<usize>) -> String {
     line.map(|l| format!(":{l}")).unwrap_or_default()
 }
-
-/// serde's YAML/JSON messages append " at line N column M"; we print the file and line ourselves.
-pub fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn strip_location_keeps_the_message_only() {
-        let message = "unknown field `x`, expected one of `a` at line 3 column 5";
-        assert_eq!(super::strip_location(message), "unknown field `x`, expected one of `a`");
-        assert_eq!(super::strip_location("no location"), "no location");
-    }
-}

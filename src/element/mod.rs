@@ -20,7 +20,7 @@ pub mod request;
 mod resolve;
 pub mod runparts;
 
-pub use error::{strip_location, ElementError};
+pub use error::ElementError;
 pub use hooks::{element_scripts, merge_environment_d, merge_hooks, merge_hooks_typed, HookScript};
 pub use library::{search_path, Element, ElementLibrary};
 pub use phase::Phase;

@@ -203,7 +203,7 @@ impl PackageInstalls {
                 ElementError::Malformed {
                     path: path.to_owned(),
                     line: Some(err.location().map(|l| l.line()).unwrap_or(1)),
-                    message: super::strip_location(&err.to_string()),
+                    message: crate::recipe::strip_location(&err.to_string()),
                 }
             })
         };
@@ -215,7 +215,7 @@ impl PackageInstalls {
                 Err(json_err) => as_yaml().map_err(|_| ElementError::Malformed {
                     path: path.to_owned(),
                     line: Some(json_err.line()),
-                    message: super::strip_location(&json_err.to_string()),
+                    message: crate::recipe::strip_location(&json_err.to_string()),
                 })?,
             }
         } else {

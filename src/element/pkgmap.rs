@@ -36,7 +36,7 @@ impl PkgMapFile {
         let malformed = |err: serde_json::Error, line| ElementError::Malformed {
             path: path.clone(),
             line,
-            message: super::strip_location(&err.to_string()),
+            message: crate::recipe::strip_location(&err.to_string()),
         };
         // Through a `Value` first: DIB reads pkg-map with Python's json module, where a repeated
         // key replaces the earlier one (tripleo-image-elements' os-collect-config has two
