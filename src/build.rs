@@ -298,7 +298,7 @@ impl Build<'_> {
             }
         }
         if !options.quiet {
-            reporter.print_summary(&manifest);
+            reporter.print_summary(manifest.run.duration_seconds, &manifest.outputs);
         }
         Ok(manifest)
     }

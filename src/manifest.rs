@@ -38,6 +38,13 @@ pub struct OutputEntry {
     pub sha256: String,
 }
 
+/// `x.qcow2 (N bytes, sha256 H)`: how the build's summary names a file it wrote.
+impl std::fmt::Display for OutputEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} bytes, sha256 {})", self.file, self.size, self.sha256)
+    }
+}
+
 /// How long a stage took and whether it came from the cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageTiming {
@@ -160,6 +167,12 @@ mod tests {
             Manifest::path_for(Path::new("/tmp/ubuntu-mesos.qcow2")),
             PathBuf::from("/tmp/ubuntu-mesos.qcow2.manifest.json")
         );
+    }
+
+    #[test]
+    fn the_summary_names_an_output_with_its_size_and_digest() {
+        let entry = OutputEntry { file: "x.qcow2".into(), format: "qcow2".into(), size: 3, sha256: "ab".into() };
+        assert_eq!(entry.to_string(), "x.qcow2 (3 bytes, sha256 ab)");
     }
 
     #[test]

@@ -95,17 +95,18 @@ fn last_telling_line(tail: &[String]) -> Option<&String> {
 }
 
 impl Reporter {
-    /// The per-step timing table (slowest first) and the files written, after a build.
-    pub fn print_summary(&self, manifest: &crate::manifest::Manifest) {
+    /// The per-step timing table (slowest first), the build's total and the files written
+    /// (each as its own `Display` says), after a build.
+    pub fn print_summary(&self, total_seconds: f64, written: &[impl std::fmt::Display]) {
         let mut steps = self.timings();
         steps.sort_by_key(|step| std::cmp::Reverse(step.1));
         eprintln!("\n{:<60} {:>9}", "step (slowest first)", "seconds");
         for (label, duration) in steps.iter().take(25) {
             eprintln!("{:<60} {:>9.1}", truncate(label, 60), duration.as_secs_f64());
         }
-        eprintln!("{:<60} {:>9.1}", "total", manifest.run.duration_seconds);
-        for output in &manifest.outputs {
-            eprintln!("wrote {} ({} bytes, sha256 {})", output.file, output.size, output.sha256);
+        eprintln!("{:<60} {:>9.1}", "total", total_seconds);
+        for output in written {
+            eprintln!("wrote {output}");
         }
     }
 
