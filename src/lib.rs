@@ -27,5 +27,6 @@ pub mod sbom;
 pub mod shell;
 pub mod stage;
 pub mod upload;
+pub mod uuid;
 pub mod vmtest;
 pub mod workdir;

@@ -8,9 +8,9 @@ use std::process::Command;
 
 use mesos_image::disk::ext4::{mkfs_command, offset_device, pin_ctimes, Ext4Generation, Ext4Spec};
 use mesos_image::disk::layout::{Layout, MIB};
-use mesos_image::disk::uuid::Guid;
 use mesos_image::recipe::Partitioning;
 use mesos_image::reproducible::clamp::clamp_tree;
+use mesos_image::uuid::Guid;
 
 fn features_after_mkfs(release: &str) -> String {
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 
 use super::layout::Partition;
-use super::uuid::Guid;
+use crate::uuid::Guid;
 
 /// How old the target's ext4 tooling is, which decides the features we may enable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

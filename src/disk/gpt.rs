@@ -2,7 +2,7 @@
 //! at the end of the disk, both protected by CRC32.
 
 use super::layout::SECTOR;
-use super::uuid::Guid;
+use crate::uuid::Guid;
 
 const ENTRY_COUNT: usize = 128;
 const ENTRY_SIZE: usize = 128;

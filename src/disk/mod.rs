@@ -9,7 +9,6 @@ pub mod grub;
 pub mod layout;
 pub mod mbr;
 pub mod size;
-pub mod uuid;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

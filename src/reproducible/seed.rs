@@ -7,7 +7,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::cache::StageKeys;
-use crate::disk::uuid::Guid;
+use crate::uuid::Guid;
 use crate::plan::Plan;
 use crate::recipe::ImageSpec;
 

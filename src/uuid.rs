@@ -1,4 +1,5 @@
-//! Version-4-shaped UUIDs for the filesystem and GPT. A build derives them from its seed
+//! Version-4-shaped UUIDs: the filesystem's and the GPT's (`disk/`), a VHD's unique id
+//! (`reproducible/formats.rs`). A build derives them from its seed
 //! ([`crate::reproducible::Seed`]), so the same inputs give the same identifiers.
 
 use std::fmt;
