@@ -7,6 +7,7 @@ pub mod arch;
 pub mod build;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod disk;
 pub mod element;
 pub mod failure;

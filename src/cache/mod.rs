@@ -207,7 +207,7 @@ impl StageCache {
             key: key.clone(),
             stage: stage.to_owned(),
             label: label.to_owned(),
-            created: now(),
+            created: crate::clock::now(),
             size: published.size,
             sha256: Some(published.sha256),
             files: Vec::new(),
@@ -315,7 +315,7 @@ impl StageCache {
             key: key.clone(),
             stage: "outputs".to_owned(),
             label: label.to_owned(),
-            created: now(),
+            created: crate::clock::now(),
             size,
             sha256: None,
             files: stored,
@@ -443,11 +443,6 @@ fn touch(path: &Path) {
     if let Ok(file) = fs::File::options().append(true).open(path) {
         let _ = file.set_modified(SystemTime::now());
     }
-}
-
-/// Seconds since the epoch (0 if the clock is before it): entry times and age cut-offs.
-pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Last use of an entry, seconds since the epoch.

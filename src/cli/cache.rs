@@ -47,7 +47,7 @@ pub fn run(args: CacheArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
 fn list(cache: &StageCache) -> anyhow::Result<()> {
     let entries = cache.list()?;
     println!("{:<14} {:<8} {:>10} {:>9}  BUILD", "KEY", "STAGE", "SIZE", "AGE");
-    let now = cache::now();
+    let now = crate::clock::now();
     for entry in &entries {
         let age_days = now.saturating_sub(entry.created) as f64 / 86_400.0;
         println!(
@@ -64,7 +64,7 @@ fn list(cache: &StageCache) -> anyhow::Result<()> {
 }
 
 fn prune(cache: &StageCache, older_than_days: u64, apt: bool) -> anyhow::Result<()> {
-    let cutoff = cache::now().saturating_sub(older_than_days * 86_400);
+    let cutoff = crate::clock::now().saturating_sub(older_than_days * 86_400);
     let mut removed = 0u64;
     let mut busy = 0u64;
     let mut freed = 0u64;

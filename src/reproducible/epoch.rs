@@ -59,7 +59,7 @@ pub fn decide(given: Option<i64>, mirror: Option<&str>, release: &str) -> Result
         let (url, seconds) = fetch_release_date(mirror, release)?;
         return Ok(SourceDateEpoch { seconds, origin: EpochOrigin::MirrorRelease(url) });
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = crate::clock::now();
     Ok(SourceDateEpoch { seconds: i64::try_from(now).unwrap_or(i64::MAX), origin: EpochOrigin::Clock })
 }
 
