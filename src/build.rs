@@ -84,7 +84,7 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
         }
     }
     require_root()?;
-    let pins = decide_pins(plan, options)?;
+    let pins = decide_pins(plan, &keys, options)?;
     // Files the build and element scripts create get their modes from the umask: the caller's
     // must not reach the image (measured: umask 077 made 15 paths differ).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(BUILD_UMASK));
@@ -110,10 +110,11 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
     result
 }
 
-/// The build's time and seed. `SOURCE_DATE_EPOCH` also goes into this process's environment
-/// (still single-threaded here), so every tool the build runs, on the host and in the chroot,
-/// sees the same time.
-fn decide_pins(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Pins> {
+/// The build's time and seed (from the disk's key: the inputs that make the disk, not how it
+/// is written out). `SOURCE_DATE_EPOCH` also goes into this process's environment (still
+/// single-threaded here), so every tool the build runs, on the host and in the chroot, sees the
+/// same time.
+fn decide_pins(plan: &Plan, keys: &StageKeys, options: &BuildOptions) -> anyhow::Result<Pins> {
     let epoch = reproducible::epoch::decide(options.source_date_epoch, plan.mirror.as_deref(), &plan.release)?;
     if epoch.origin == reproducible::EpochOrigin::Clock {
         tracing::warn!(
@@ -123,7 +124,7 @@ fn decide_pins(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Pins> {
     std::env::set_var("SOURCE_DATE_EPOCH", epoch.seconds.to_string());
     let seed = match &options.seed {
         Some(text) => Seed::from_text(text),
-        None => Seed::from_inputs(&reproducible::seed::seed_key(plan)?, epoch.seconds),
+        None => Seed::from_inputs(keys.disk.as_str(), epoch.seconds),
     };
     Ok(Pins { epoch, seed })
 }
@@ -238,7 +239,7 @@ impl Build<'_> {
         };
         if let Some(path) = &options.tree_listing {
             let listing = reproducible::listing::describe(&ctx.target)?;
-            crate::output::publish_bytes(reproducible::listing::to_text(&listing).as_bytes(), path)?;
+            publish::tree_listing(&reproducible::listing::to_text(&listing), path)?;
         }
         // Read while the tree exists; the document is written once the image files are known.
         let debs = sbom::installed_debs(&ctx.target)?;

@@ -7,7 +7,7 @@ mod support;
 use std::fs;
 
 use mesos_image::cache::StageKeys;
-use mesos_image::recipe::Overrides;
+use mesos_image::recipe::{ImageFormat, Overrides};
 
 fn keys(elements: &std::path::Path) -> StageKeys {
     StageKeys::compute(&support::plan(elements, &["app"], Overrides::default()), false).unwrap()
@@ -45,4 +45,23 @@ fn an_install_hook_changes_the_install_and_outputs_keys_not_the_base() {
     assert_ne!(after.outputs, before.outputs);
     // The same inputs give the same keys.
     assert_eq!(keys(work.path()).install, after.install);
+}
+
+#[test]
+fn how_the_disk_is_written_out_changes_only_the_outputs_key() {
+    let work = tempfile::tempdir().unwrap();
+    support::element(work.path(), "app", &[("install.d/10-install", "#!/bin/bash\ntrue\n")]);
+    let keys = |overrides: Overrides, checksum: bool| {
+        StageKeys::compute(&support::plan(work.path(), &["app"], overrides), checksum).unwrap()
+    };
+    let before = keys(Overrides::default(), false);
+    let vhd = Overrides { formats: Some(vec![ImageFormat::Vhd]), ..Overrides::default() };
+    for after in [keys(vhd, false), keys(Overrides::default(), true)] {
+        assert_eq!((&after.base, &after.install, &after.disk), (&before.base, &before.install, &before.disk));
+        assert_ne!(after.outputs, before.outputs, "the stored outputs differ");
+    }
+    let bigger = keys(Overrides { image_size: Some("4G".into()), ..Overrides::default() }, false);
+    assert_eq!(bigger.install, before.install, "the disk size does not change the tree");
+    assert_ne!(bigger.disk, before.disk);
+    assert_ne!(bigger.outputs, before.outputs);
 }

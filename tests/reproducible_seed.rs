@@ -4,14 +4,16 @@
 #[path = "phases_support/mod.rs"]
 mod support;
 
+use mesos_image::cache::StageKeys;
 use mesos_image::recipe::{ImageFormat, Overrides};
-use mesos_image::reproducible::seed::seed_key;
 
 #[test]
 fn output_settings_leave_the_seed_alone_disk_settings_change_it() {
     let work = tempfile::tempdir().unwrap();
     support::element(work.path(), "app", &[("install.d/10-install", "#!/bin/bash\ntrue\n")]);
-    let key = |overrides: Overrides| seed_key(&support::plan(work.path(), &["app"], overrides)).unwrap();
+    let key = |overrides: Overrides| {
+        StageKeys::compute(&support::plan(work.path(), &["app"], overrides), false).unwrap().disk
+    };
     let default = key(Overrides::default());
     let written_otherwise = key(Overrides {
         formats: Some(vec![ImageFormat::Raw, ImageFormat::Vhd]),

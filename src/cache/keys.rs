@@ -1,6 +1,7 @@
-//! Stage keys: each cache point's key hashes everything its stage read (osbuild's idea): the
-//! previous stage's key, the plan values it depends on and the bytes of the element files it
-//! runs. Equal keys mean equal inputs, so the stored result can stand in for running the stage.
+//! Stage keys: each stage's key hashes everything it read (osbuild's idea): the previous
+//! stage's key, the plan values it depends on and the bytes of the element files it runs
+//! (`base` -> `install` -> `disk` -> `outputs`). Equal keys mean equal inputs, so the stored
+//! result can stand in for running the stage, and the disk's key seeds its identifiers.
 
 use std::fs;
 use std::io;
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::element::Phase;
 use crate::plan::Plan;
+use crate::recipe::ImageSpec;
 
 /// Bump when the snapshot format or key derivation changes, so old entries stop matching.
 const CACHE_SCHEMA: &str = "mesos-image-cache-v1";
@@ -151,13 +153,18 @@ const KEY_NEUTRAL_ENV: [&str; 9] = [
     "DIB_ENV",
 ];
 
-/// The keys of the three cache points, derived from the plan alone.
+/// The keys of the stages, derived from the plan alone: the three cache points (base,
+/// install, outputs) and the disk between the last two.
 #[derive(Debug, Clone)]
 pub struct StageKeys {
     /// The base tree (root stage).
     pub base: StageKey,
     /// The tree after the install phase.
     pub install: StageKey,
+    /// The raw disk: the finished tree and the disk settings, not how it is written out. Not a
+    /// cache point; the build's seed is derived from it, so `-t raw` and `-t qcow2,vhd -u` of
+    /// the same inputs hold the same disk, identifiers included.
+    pub disk: StageKey,
     /// The finished images and their manifest.
     pub outputs: StageKey,
 }
@@ -168,8 +175,9 @@ impl StageKeys {
     pub fn compute(plan: &Plan, checksum: bool) -> anyhow::Result<StageKeys> {
         let base = base_key(plan)?;
         let install = install_key(plan, &base)?;
-        let outputs = outputs_key(plan, &install, checksum)?;
-        Ok(StageKeys { base, install, outputs })
+        let disk = disk_key(plan, &install)?;
+        let outputs = outputs_key(plan, &disk, checksum)?;
+        Ok(StageKeys { base, install, disk, outputs })
     }
 }
 
@@ -193,13 +201,30 @@ fn install_key(plan: &Plan, base: &StageKey) -> anyhow::Result<StageKey> {
     Ok(install.finish())
 }
 
-/// The outputs read everything: every element file, every package, the image settings.
-fn outputs_key(plan: &Plan, install: &StageKey, checksum: bool) -> anyhow::Result<StageKey> {
-    let mut outputs = Fingerprint::new("outputs", Some(install));
+/// The disk reads everything that makes the tree (every element file, every package) and the
+/// image settings except those that only choose how the finished disk is written out
+/// (formats, qcow2 compression, `qemu-img -o` options), which read as their defaults here.
+fn disk_key(plan: &Plan, install: &StageKey) -> anyhow::Result<StageKey> {
+    let mut disk = Fingerprint::new("disk", Some(install));
     for element in &plan.elements {
-        add_element_dir(&mut outputs, &element.name, &element.path, &[])?;
+        add_element_dir(&mut disk, &element.name, &element.path, &[])?;
     }
-    add_packages(&mut outputs, plan, &Phase::ALL);
+    add_packages(&mut disk, plan, &Phase::ALL);
+    let defaults = ImageSpec::default();
+    let disk_settings = ImageSpec {
+        formats: defaults.formats,
+        compress: defaults.compress,
+        compression: defaults.compression,
+        qemu_img_options: defaults.qemu_img_options,
+        ..plan.image.clone()
+    };
+    disk.add_str("image", &serde_json::to_string(&disk_settings)?);
+    Ok(disk.finish())
+}
+
+/// The outputs read the disk and how it is written out: every image setting and `--checksum`.
+fn outputs_key(plan: &Plan, disk: &StageKey, checksum: bool) -> anyhow::Result<StageKey> {
+    let mut outputs = Fingerprint::new("outputs", Some(disk));
     outputs.add_str("image", &serde_json::to_string(&plan.image)?);
     outputs.add_str("checksum", if checksum { "yes" } else { "no" });
     Ok(outputs.finish())

@@ -6,10 +6,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::cache::StageKeys;
 use crate::uuid::Guid;
-use crate::plan::Plan;
-use crate::recipe::ImageSpec;
 
 /// Domain separation: a seed derived here can never equal a digest made elsewhere.
 const DOMAIN: &[u8] = b"mesos-image seed v1\0";
@@ -18,7 +15,7 @@ const DOMAIN: &[u8] = b"mesos-image seed v1\0";
 pub struct Seed([u8; 32]);
 
 impl Seed {
-    /// The seed of a build whose inputs hash to `input_key` (the stage cache's outputs key) and
+    /// The seed of a build whose inputs hash to `input_key` (the disk's stage key) and
     /// whose clock is pinned at `epoch`.
     pub fn from_inputs(input_key: &str, epoch: i64) -> Seed {
         Seed::digest(&[b"inputs\0", input_key.as_bytes(), b"\0", epoch.to_string().as_bytes()])
@@ -63,20 +60,6 @@ impl Seed {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
-}
-
-/// The inputs key a build's seed comes from: the stage cache's outputs key of `plan` with the
-/// settings that only choose how the finished disk is written out (formats, qcow2 compression,
-/// `qemu-img -o` options, `--checksum`) at their defaults, so `-t raw` and `-t qcow2,vhd -u`
-/// of the same inputs hold the same disk, identifiers included.
-pub fn seed_key(plan: &Plan) -> anyhow::Result<String> {
-    let mut disk_only = plan.clone();
-    let defaults = ImageSpec::default();
-    disk_only.image.formats = defaults.formats;
-    disk_only.image.compress = defaults.compress;
-    disk_only.image.compression = defaults.compression;
-    disk_only.image.qemu_img_options = defaults.qemu_img_options;
-    Ok(StageKeys::compute(&disk_only, false)?.outputs.to_string())
 }
 
 impl fmt::Debug for Seed {

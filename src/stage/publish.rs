@@ -113,6 +113,12 @@ pub fn sbom(document: &[u8], first_image: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Write the finished tree's file-by-file description where `--check-reproducible` asked.
+pub fn tree_listing(text: &str, path: &Path) -> anyhow::Result<()> {
+    output::publish_bytes(text.as_bytes(), path)?;
+    Ok(())
+}
+
 /// Publish images stored in the cache under new names. `stored` are the cache entry's files
 /// (name, path); the cached manifest names the images. Each image must still hash to what the
 /// manifest recorded, so a damaged cache entry is an error, not a bad image.
