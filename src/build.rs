@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::cache::{StageCache, StageKeys};
+use crate::cache::{GivenPins, StageCache, StageKeys};
 use crate::element::Phase;
 use crate::manifest::{Manifest, Package, Reproducibility, RunInfo, StageTiming};
 use crate::plan::Plan;
@@ -65,7 +65,8 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
     let started = Instant::now();
     let destinations = publish::output_paths(&options.output, &plan.image.formats)?;
     let cache = StageCache::open(&options.cache_dir)?;
-    let keys = StageKeys::compute(plan, options.checksum)?;
+    let given = GivenPins { epoch: options.source_date_epoch, seed: options.seed.as_deref() };
+    let keys = StageKeys::compute(plan, options.checksum, given)?;
     let reporter = Reporter::new(options.quiet, options.verbose, options.log_file.as_deref())?;
 
     if options.use_cache {

@@ -6,11 +6,11 @@ mod support;
 
 use std::fs;
 
-use mesos_image::cache::StageKeys;
+use mesos_image::cache::{GivenPins, StageKeys};
 use mesos_image::recipe::{ImageFormat, Overrides};
 
 fn keys(elements: &std::path::Path) -> StageKeys {
-    StageKeys::compute(&support::plan(elements, &["app"], Overrides::default()), false).unwrap()
+    StageKeys::compute(&support::plan(elements, &["app"], Overrides::default()), false, GivenPins::default()).unwrap()
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn how_the_disk_is_written_out_changes_only_the_outputs_key() {
     let work = tempfile::tempdir().unwrap();
     support::element(work.path(), "app", &[("install.d/10-install", "#!/bin/bash\ntrue\n")]);
     let keys = |overrides: Overrides, checksum: bool| {
-        StageKeys::compute(&support::plan(work.path(), &["app"], overrides), checksum).unwrap()
+        StageKeys::compute(&support::plan(work.path(), &["app"], overrides), checksum, GivenPins::default()).unwrap()
     };
     let before = keys(Overrides::default(), false);
     let vhd = Overrides { formats: Some(vec![ImageFormat::Vhd]), ..Overrides::default() };
@@ -64,4 +64,25 @@ fn how_the_disk_is_written_out_changes_only_the_outputs_key() {
     assert_eq!(bigger.install, before.install, "the disk size does not change the tree");
     assert_ne!(bigger.disk, before.disk);
     assert_ne!(bigger.outputs, before.outputs);
+}
+
+#[test]
+fn a_given_epoch_reaches_every_key_a_given_seed_the_disk_on() {
+    let work = tempfile::tempdir().unwrap();
+    support::element(work.path(), "app", &[("install.d/10-install", "#!/bin/bash\ntrue\n")]);
+    let plan = support::plan(work.path(), &["app"], Overrides::default());
+    let keys = |given: GivenPins| StageKeys::compute(&plan, false, given).unwrap();
+    let derived = keys(GivenPins::default());
+    let all = |k: &StageKeys| [k.base.clone(), k.install.clone(), k.disk.clone(), k.outputs.clone()];
+
+    let dated = keys(GivenPins { epoch: Some(1_700_000_000), seed: None });
+    assert!(all(&dated).iter().zip(all(&derived)).all(|(a, b)| *a != b), "the epoch reaches every stage");
+    let dated_later = keys(GivenPins { epoch: Some(1_700_000_001), seed: None });
+    assert!(all(&dated).iter().zip(all(&dated_later)).all(|(a, b)| *a != b));
+
+    let seeded = keys(GivenPins { epoch: None, seed: Some("s") });
+    assert_eq!((&seeded.base, &seeded.install), (&derived.base, &derived.install), "the seed only reaches the disk");
+    assert!(seeded.disk != derived.disk && seeded.outputs != derived.outputs);
+    assert_ne!(keys(GivenPins { epoch: None, seed: Some("t") }).disk, seeded.disk);
+    assert_eq!(keys(GivenPins::default()).outputs, derived.outputs, "nothing given: the same keys");
 }

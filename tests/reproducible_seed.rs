@@ -4,7 +4,7 @@
 #[path = "phases_support/mod.rs"]
 mod support;
 
-use mesos_image::cache::StageKeys;
+use mesos_image::cache::{GivenPins, StageKeys};
 use mesos_image::recipe::{ImageFormat, Overrides};
 
 #[test]
@@ -12,7 +12,7 @@ fn output_settings_leave_the_seed_alone_disk_settings_change_it() {
     let work = tempfile::tempdir().unwrap();
     support::element(work.path(), "app", &[("install.d/10-install", "#!/bin/bash\ntrue\n")]);
     let key = |overrides: Overrides| {
-        StageKeys::compute(&support::plan(work.path(), &["app"], overrides), false).unwrap().disk
+        StageKeys::compute(&support::plan(work.path(), &["app"], overrides), false, GivenPins::default()).unwrap().disk
     };
     let default = key(Overrides::default());
     let written_otherwise = key(Overrides {

@@ -153,8 +153,19 @@ const KEY_NEUTRAL_ENV: [&str; 9] = [
     "DIB_ENV",
 ];
 
-/// The keys of the stages, derived from the plan alone: the three cache points (base,
-/// install, outputs) and the disk between the last two.
+/// What the user pinned (`SOURCE_DATE_EPOCH`, `--seed`) rather than left to be derived: an
+/// input of every stage it reaches, so a warm cache never hands back an image made under other
+/// pins. Derived pins follow from the keys themselves and are no input.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GivenPins<'a> {
+    /// Every stage runs under it (maintainer scripts stamp files with it): keyed from the base on.
+    pub epoch: Option<i64>,
+    /// Only the disk's identifiers come from it: keyed from the disk on.
+    pub seed: Option<&'a str>,
+}
+
+/// The keys of the stages, derived from the plan and the given pins: the three cache points
+/// (base, install, outputs) and the disk between the last two.
 #[derive(Debug, Clone)]
 pub struct StageKeys {
     /// The base tree (root stage).
@@ -172,18 +183,21 @@ pub struct StageKeys {
 impl StageKeys {
     /// Every key of the plan, each chained to the one before it. `checksum` is `--checksum`
     /// (the stored outputs differ by the `.sha256` files).
-    pub fn compute(plan: &Plan, checksum: bool) -> anyhow::Result<StageKeys> {
-        let base = base_key(plan)?;
+    pub fn compute(plan: &Plan, checksum: bool, given: GivenPins<'_>) -> anyhow::Result<StageKeys> {
+        let base = base_key(plan, given.epoch)?;
         let install = install_key(plan, &base)?;
-        let disk = disk_key(plan, &install)?;
+        let disk = disk_key(plan, &install, given.seed)?;
         let outputs = outputs_key(plan, &disk, checksum)?;
         Ok(StageKeys { base, install, disk, outputs })
     }
 }
 
-/// The root stage reads the target, the environment and `root.d`.
-fn base_key(plan: &Plan) -> anyhow::Result<StageKey> {
+/// The root stage reads the target, the environment, `root.d` and a given epoch.
+fn base_key(plan: &Plan, epoch: Option<i64>) -> anyhow::Result<StageKey> {
     let mut base = Fingerprint::new("base", None);
+    if let Some(epoch) = epoch {
+        base.add_str("given source-date-epoch", &epoch.to_string());
+    }
     add_common_inputs(&mut base, plan)?;
     add_phase_scripts(&mut base, plan, &[Phase::Root])?;
     Ok(base.finish())
@@ -203,9 +217,13 @@ fn install_key(plan: &Plan, base: &StageKey) -> anyhow::Result<StageKey> {
 
 /// The disk reads everything that makes the tree (every element file, every package) and the
 /// image settings except those that only choose how the finished disk is written out
-/// (formats, qcow2 compression, `qemu-img -o` options), which read as their defaults here.
-fn disk_key(plan: &Plan, install: &StageKey) -> anyhow::Result<StageKey> {
+/// (formats, qcow2 compression, `qemu-img -o` options), which read as their defaults here;
+/// and a given seed, which its identifiers come from.
+fn disk_key(plan: &Plan, install: &StageKey, seed: Option<&str>) -> anyhow::Result<StageKey> {
     let mut disk = Fingerprint::new("disk", Some(install));
+    if let Some(seed) = seed {
+        disk.add_str("given seed", seed);
+    }
     for element in &plan.elements {
         add_element_dir(&mut disk, &element.name, &element.path, &[])?;
     }

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 mod keys;
 
-pub use keys::{Fingerprint, StageKey, StageKeys};
+pub use keys::{Fingerprint, GivenPins, StageKey, StageKeys};
 
 use crate::io::{lock_file, HashingReader, LockMode, BUFFER_SIZE};
 use crate::output;
