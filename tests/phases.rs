@@ -60,7 +60,9 @@ fn pkg_map_helper_maps_passes_through_and_drops() {
     let dirs = support::Dirs::new(work.path());
     phases::prepare_hooks(&dirs.context(&plan, &reporter)).unwrap();
     let pkg_map = |args: &[&str]| {
-        Command::new(dirs.hooks.join("bin/pkg-map")).args(args).env("TMP_HOOKS_PATH", &dirs.hooks).output().unwrap()
+        support::output_of_fresh(
+            Command::new(dirs.hooks.join("bin/pkg-map")).args(args).env("TMP_HOOKS_PATH", &dirs.hooks),
+        )
     };
     let mapped = pkg_map(&["--element", "mesos", "java", "jq", "upstart"]);
     assert!(mapped.status.success());
@@ -91,7 +93,7 @@ fn dib_run_parts_helper_orders_numerically_and_skips_bad_names() {
         ],
     );
     support::element(work.path(), "environment.d", &[("10-env", "export FROM_ENV=sourced\n")]);
-    let status = Command::new(dirs.hooks.join("bin/dib-run-parts")).arg(&parts).output().unwrap();
+    let status = support::output_of_fresh(Command::new(dirs.hooks.join("bin/dib-run-parts")).arg(&parts));
     assert!(status.status.success(), "{status:?}");
     assert_eq!(fs::read_to_string(&out).unwrap(), "9-a\n10-b sourced\n");
 }

@@ -153,3 +153,18 @@ pub fn is_root() -> bool {
 pub fn host_mirror() -> Option<String> {
     mesos_image::mirror::host_archive_uri(Path::new("/etc/apt"))
 }
+
+/// Run a program this test process has just written. Another test thread that forks while the
+/// file is still open for writing holds that descriptor until it execs, and the kernel refuses
+/// to run a file open for writing (`ETXTBSY`): wait that moment out.
+pub fn output_of_fresh(command: &mut Command) -> std::process::Output {
+    for _ in 0..100 {
+        match command.output() {
+            Err(err) if err.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            result => return result.unwrap(),
+        }
+    }
+    panic!("{command:?}: still busy after 2 s")
+}
