@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use mesos_image::cli::check_reproducible as check;
 use mesos_image::disk::{ext4, layout::Layout};
 use mesos_image::manifest::Manifest;
 use mesos_image::progress::Reporter;
 use mesos_image::recipe::{ImageFormat, ImageSpec, Partitioning};
-use mesos_image::reproducible::{check, Pins};
+use mesos_image::reproducible::Pins;
 
 const IMAGE: &str = "debian-base.qcow2";
 /// What the second build changes about its surroundings; none of it may reach the image.

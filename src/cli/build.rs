@@ -202,7 +202,7 @@ pub fn execute(plan: Plan, args: &BuildArgs, global: &GlobalOpts) -> anyhow::Res
         recipe_file: recipe_file(&plan, args),
     };
     if args.check_reproducible {
-        let comparison = reproducible::check::build_twice(&plan, &options)?;
+        let comparison = super::check_reproducible::build_twice(&plan, &options)?;
         print!("{}", comparison.render());
         if !comparison.identical() {
             anyhow::bail!("the two builds differ (see above)");

@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod build;
 pub mod cache;
+pub mod check_reproducible;
 pub mod dib;
 pub mod diff;
 pub mod elements;

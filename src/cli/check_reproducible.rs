@@ -2,6 +2,8 @@
 //! directory with another time zone, umask and host name, and compare: every output by sha256,
 //! the manifests apart from the fields about the run, and the two trees path by path, so a
 //! difference is reported as the files (and packages) that differ, not as two hashes.
+//! It runs whole builds, so it lives with the commands, above `build`; what a build pins and
+//! how a tree is described are `reproducible/`'s, which the stages use.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -11,10 +13,10 @@ use anyhow::Context;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
-use super::listing::{self, Difference};
 use crate::build::{self, BuildOptions};
 use crate::manifest::Manifest;
 use crate::plan::Plan;
+use crate::reproducible::listing::{self, Difference};
 
 /// Manifest fields that describe the run, not the image; they may differ between two builds.
 pub const RUN_FIELDS: [&str; 3] = ["run", "stages", "duration_seconds"];
