@@ -56,8 +56,6 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// Write a file-by-file description of the finished tree here (`--check-reproducible`).
     pub tree_listing: Option<PathBuf>,
-    /// The recipe file, whose digest the SBOM records (`None` in DIB mode).
-    pub recipe_file: Option<PathBuf>,
 }
 
 /// Run one build. Returns the manifest written beside the image.
@@ -254,7 +252,7 @@ impl Build<'_> {
         let sbom_path = timed(&mut timings, reporter, "publish SBOM", false, || {
             let document = sbom::for_build(
                 plan,
-                options.recipe_file.as_deref(),
+                plan.recipe_source.as_ref().map(|source| source.path.as_path()),
                 pins,
                 &debs,
                 &outputs,

@@ -199,7 +199,6 @@ pub fn execute(plan: Plan, args: &BuildArgs, global: &GlobalOpts) -> anyhow::Res
         seed: args.seed.clone(),
         source_date_epoch: args.source_date_epoch,
         tree_listing: args.tree_listing.clone(),
-        recipe_file: recipe_file(&plan, args),
     };
     if args.check_reproducible {
         let comparison = super::check_reproducible::build_twice(&plan, &options)?;
@@ -211,13 +210,6 @@ pub fn execute(plan: Plan, args: &BuildArgs, global: &GlobalOpts) -> anyhow::Res
     }
     build::execute(&plan, &options)?;
     Ok(())
-}
-
-/// The recipe file a recipe-mode plan came from (for the SBOM's digest of it).
-fn recipe_file(plan: &Plan, args: &BuildArgs) -> Option<PathBuf> {
-    plan.recipe.as_ref()?;
-    let name = args.recipe.as_deref().unwrap_or(DEFAULT_RECIPE);
-    Recipe::find(name, &args.recipes_dir.search_path()).ok().map(|(_, path)| path)
 }
 
 /// The plan the arguments describe: DIB mode with elements, else the given or default recipe.
