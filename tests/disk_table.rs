@@ -6,6 +6,7 @@ use std::process::Command;
 use mesos_image::disk::layout::{Layout, MIB};
 use mesos_image::disk::write_partition_table;
 use mesos_image::recipe::Partitioning;
+use mesos_image::reproducible::Pins;
 
 fn sfdisk_dump(raw: &Path) -> String {
     let output = Command::new("sfdisk").arg("--dump").arg(raw).output().expect("sfdisk runs");
@@ -65,4 +66,39 @@ fn gpt_backup_header_verifies_with_sfdisk_verify() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("No errors detected"), "{stdout}");
+}
+
+/// The table's identifiers come from the build seed, nothing from the random pool: the same
+/// pins write the same bytes, another seed another disk GUID, partition GUIDs and MBR signature,
+/// and sfdisk reads back the GUIDs the seed derives.
+#[test]
+fn table_identifiers_are_the_seeds() {
+    let write = |seed: &str, table: Partitioning| {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("disk.raw");
+        let layout = Layout::for_disk(table, table == Partitioning::Gpt, 256 * MIB).unwrap();
+        std::fs::File::create(&raw).unwrap().set_len(layout.disk_bytes).unwrap();
+        let pins = Pins::fixed(0, seed);
+        write_partition_table(&raw, &layout, &[0xEB, 0x63, 0x90], &pins).unwrap();
+        (std::fs::read(&raw).unwrap(), sfdisk_dump(&raw), pins)
+    };
+    for table in [Partitioning::Mbr, Partitioning::Gpt] {
+        let (first, _, _) = write("seed a", table);
+        let (again, _, _) = write("seed a", table);
+        let (other, _, _) = write("seed b", table);
+        assert!(first == again, "{table:?}: two tables of the same pins differ");
+        assert!(first[440..444] != other[440..444], "{table:?}: the MBR disk signature ignores the seed");
+        if table == Partitioning::Gpt {
+            assert!(first[512..] != other[512..], "the GPT ignores the seed");
+        }
+    }
+    let (_, dump, pins) = write("seed a", Partitioning::Gpt);
+    let upper = |guid: mesos_image::uuid::Guid| guid.to_string().to_uppercase();
+    assert!(dump.contains(&format!("label-id: {}", upper(pins.seed.guid("gpt-disk-guid")))), "{dump}");
+    for number in 1..=3 {
+        let unique = upper(pins.seed.guid(&format!("gpt-partition-{number}")));
+        assert!(dump.contains(&format!("uuid={unique}")), "partition {number}: {unique} not in {dump}");
+    }
+    let (_, dump, pins) = write("seed a", Partitioning::Mbr);
+    assert!(dump.contains(&format!("label-id: 0x{:08x}", pins.seed.u32("mbr-disk-signature"))), "{dump}");
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use sha2::{Digest, Sha512};
+use sha2::{Digest, Sha256, Sha512};
 
 const KS_PORT: u16 = 25730;
 const GL_PORT: u16 = 29730;
@@ -227,7 +227,7 @@ fn password_upload_round_trips_properties_and_data() {
 
 #[test]
 #[ignore = "needs network (PyPI) and starts Keystone+Glance"]
-fn the_recipe_named_in_the_manifest_sets_glance_properties() {
+fn the_manifest_sets_glance_properties_and_the_sbom_its_digest() {
     let _services = services();
     let (dir, image) = scratch_qcow2("ubuntu-mesos.qcow2", 1 << 20);
     // The recipe's Glance settings as the build records them in the manifest (the typed handoff):
@@ -237,10 +237,14 @@ fn the_recipe_named_in_the_manifest_sets_glance_properties() {
         "cache_key": "k", "glance": {"visibility": "public", "min-ram": 512, "tags": ["mesos"],
         "properties": {"os_distro": "ubuntu", "os_admin_user": "ubuntu"}}}"#;
     std::fs::write(dir.path().join("ubuntu-mesos.qcow2.manifest.json"), manifest).unwrap();
+    // The build's SPDX document beside the image: its digest becomes an image property.
+    let sbom = dir.path().join("ubuntu-mesos.qcow2.spdx.json");
+    std::fs::write(&sbom, "{\"spdxVersion\": \"SPDX-2.3\"}\n").unwrap();
     let out = run(as_demo(dir.path())
         .args(["upload", "--name", "it-manifest", "--format", "json", "--visibility", "private"])
         .arg(&image));
     let record = json_output(&out);
+    assert_eq!(record["sbom_sha256"], hex::encode(Sha256::digest(std::fs::read(&sbom).unwrap())));
     assert_eq!(record["os_distro"], "ubuntu");
     assert_eq!(record["os_admin_user"], "ubuntu");
     assert_eq!(record["min_ram"], 512);

@@ -355,7 +355,8 @@ mod tests {
     }
 
     /// The host's grub-mkimage, its libraries and modules copied into an otherwise empty tree:
-    /// the core is built by the tree's binary, chrooted, and nothing is left in its /tmp.
+    /// the core is built by the tree's binary, chrooted, nothing is left in its /tmp, and a
+    /// second core is the same bytes.
     #[test]
     #[ignore = "needs root (chroot) and the host's grub-mkimage with i386-pc modules"]
     fn mkimage_runs_chrooted_in_a_tree() {
@@ -380,5 +381,10 @@ mod tests {
         let core = crate::disk::run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", &reporter).unwrap();
         assert!(core.len() > 4 * 512, "a core.img of {} bytes", core.len());
         assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0, "the core is not left in the tree");
+        // GRUB's share of the disk takes nothing from the clock or the random pool: made again
+        // a second later, the core is the same bytes (nothing to seed, nothing to pin).
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let again = crate::disk::run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", &reporter).unwrap();
+        assert!(core == again, "two core.img of the same tree differ");
     }
 }
