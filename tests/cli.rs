@@ -308,3 +308,32 @@ fn build_argument_errors() {
         .failure()
         .stderr(one_line_error("install.d/50-same is shipped by both `dup-a` and `dup-b`"));
 }
+
+/// `diff A.manifest.json B.manifest.json`: the packages added, removed and changed between two
+/// images, each on its own line, then the counts; an image path stands for the manifest beside it.
+#[test]
+fn diff_lists_packages_added_removed_and_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |name: &str, packages: &str, sha: &str| {
+        let text = format!(
+            r#"{{"tool_version": "0", "recipe": null, "distro": "debian", "release": "bookworm", "arch": "amd64",
+            "elements": ["vm"], "packages": [{packages}], "cache_key": "k",
+            "outputs": [{{"file": "{name}", "format": "qcow2", "size": 1, "sha256": "{sha}"}}]}}"#
+        );
+        std::fs::write(dir.path().join(format!("{name}.manifest.json")), text).unwrap();
+        dir.path().join(name).display().to_string()
+    };
+    let old = manifest(
+        "old.qcow2",
+        r#"{"name": "bash", "version": "5.2-1"}, {"name": "curl", "version": "7.88"}, {"name": "jq", "version": "1.6"}"#,
+        "aa",
+    );
+    let new = manifest(
+        "new.qcow2",
+        r#"{"name": "bash", "version": "5.2-2"}, {"name": "jq", "version": "1.6"}, {"name": "zsh", "version": "5.9"}"#,
+        "bb",
+    );
+    bin().args(["diff", &format!("{old}.manifest.json"), &new]).assert().success().stdout(
+        "~ bash 5.2-1 -> 5.2-2\n- curl 7.88\n+ zsh 5.9\npackages: 1 added, 1 removed, 1 changed\nimages: differ\n",
+    );
+}
