@@ -321,8 +321,11 @@ fn timed<T>(
     work: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     // A stop signal that arrived between commands killed nothing: stop before the next stage
-    // (above all before publishing) instead of finishing the build.
-    crate::sandbox::check_interrupted().with_context(|| format!("before stage {stage}"))?;
+    // (above all before publishing) instead of finishing the build. Once the images are
+    // published (the commit point) it is too late: the SBOM and manifest follow them.
+    if !stage.starts_with("publish ") {
+        crate::sandbox::check_interrupted().with_context(|| format!("before stage {stage}"))?;
+    }
     let started = Instant::now();
     let own_step = ORCHESTRATOR_STEPS.iter().any(|prefix| stage.starts_with(prefix)).then(|| reporter.step(stage));
     let result = work().with_context(|| format!("stage {stage}"));
