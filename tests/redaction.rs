@@ -157,3 +157,47 @@ fn a_build_log_shows_no_secret() {
     assert_output_clean("build -vv", &output);
     assert!(!dir.path().join("x.qcow2").exists());
 }
+
+/// A finished build (the fault fixture's few-MiB tree, DIB mode) with secrets in the
+/// environment, `-e` and the mirror URL: the terminal at -vv, the --log-file and every file
+/// written beside the image (the manifest, the SBOM, checksums) are masked.
+#[test]
+#[ignore = "needs root: a real build in the build's namespaces"]
+fn a_finished_build_and_its_manifest_show_no_secret() {
+    let dir = scratch();
+    let elements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fault-elements");
+    let elements = elements.to_str().unwrap();
+    let output = run(
+        dir.path(),
+        &[("ELEMENTS_PATH", elements), ("DIB_RELEASE", "bookworm")],
+        &[
+            "-vv",
+            "build",
+            "-n",
+            "--checksum",
+            "-o",
+            "x.qcow2",
+            "--log-file",
+            "build.log",
+            "-e",
+            "DIB_MIRROR_SECRET=s3cr3t-dash-e",
+            "--mirror",
+            "http://u:s3cr3t-url-pw@127.0.0.1:9/debian",
+            "fault-os",
+        ],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_output_clean("build -vv", &output);
+    let log = std::fs::read_to_string(dir.path().join("build.log")).unwrap();
+    assert!(log.contains("DIB_MIRROR_SECRET"), "the variable's name stays visible:\n{log}");
+    assert_clean("--log-file", &log);
+    let mut beside = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with("x.") && name != "x.qcow2" {
+            assert_clean(&name, &String::from_utf8_lossy(&std::fs::read(dir.path().join(&name)).unwrap()));
+            beside.push(name);
+        }
+    }
+    assert!(beside.contains(&"x.qcow2.manifest.json".to_owned()), "no manifest beside the image: {beside:?}");
+}
