@@ -56,7 +56,10 @@ fn signal_case(case: &Case, fault: Fault, signal: Signal, extra: &[&str]) {
     let publishing = matches!(fault, Fault::AtStep(step, _) if step.starts_with("publish"));
     if fault == Fault::AtStep("publish SBOM", signal) && signal != Signal::SIGKILL {
         assert!(status.success(), "{what}: images published, then stopped without SBOM or manifest: {status}\n{log}");
-        assert!(case.scratch.join(format!("{}.qcow2.manifest.json", case.image_name)).is_file(), "{what}: no manifest\n{log}");
+        assert!(
+            case.scratch.join(format!("{}.qcow2.manifest.json", case.image_name)).is_file(),
+            "{what}: no manifest\n{log}"
+        );
     } else if !(publishing && status.success()) {
         assert_signal_exit(status, signal, &what, &log);
     }

@@ -5,8 +5,15 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const SECRETS: &[&str] =
-    &["s3cr3t-env-pw", "s3cr3t-os-pw", "s3cr3t-dash-e", "s3cr3t-url-pw", "s3cr3t-clouds-pw", "s3cr3t-recipe-tok"];
+const SECRETS: &[&str] = &[
+    "s3cr3t-env-pw",
+    "s3cr3t-os-pw",
+    "s3cr3t-dash-e",
+    "s3cr3t-url-pw",
+    "s3cr3t-clouds-pw",
+    "s3cr3t-recipe-tok",
+    "s3cr3t-appcred",
+];
 
 fn scratch() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -103,8 +110,15 @@ fn upload_errors_show_no_secret_at_vv_or_quiet() {
         ("OS_USER_DOMAIN_NAME", "Default"),
         ("OS_PROJECT_DOMAIN_NAME", "Default"),
     ];
+    let appcred = [
+        ("OS_AUTH_URL", "http://127.0.0.1:9/v3"),
+        ("OS_AUTH_TYPE", "v3applicationcredential"),
+        ("OS_APPLICATION_CREDENTIAL_ID", "appcred-id"),
+        ("OS_APPLICATION_CREDENTIAL_SECRET", "s3cr3t-appcred"),
+    ];
     for (label, env, verbosity) in [
         ("OS_* -vv", &env_auth[..], "-vv"),
+        ("application credential -vv", &appcred[..], "-vv"),
         ("OS_* -q", &env_auth[..], "-q"),
         ("clouds.yaml -vv", &[("OS_CLOUD", "c")][..], "-vv"),
     ] {
