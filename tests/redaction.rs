@@ -130,6 +130,14 @@ fn upload_errors_show_no_secret_at_vv_or_quiet() {
     }
 }
 
+/// `mesos-image -vv build -o x.qcow2 --log-file build.log -e DIB_MIRROR_SECRET=...` plus `rest`.
+fn build_vv(dir: &Path, env: &[(&str, &str)], rest: &[&str]) -> Output {
+    let mut args =
+        vec!["-vv", "build", "-o", "x.qcow2", "--log-file", "build.log", "-e", "DIB_MIRROR_SECRET=s3cr3t-dash-e"];
+    args.extend(rest);
+    run(dir, env, &args)
+}
+
 /// A failing `root.d` script that prints its whole environment and DIB_ARGS: the terminal at
 /// -vv, the --log-file and the error line must all be masked.
 #[test]
@@ -146,24 +154,7 @@ fn a_build_log_shows_no_secret() {
     std::fs::write(&script, "#!/bin/sh\nenv\necho \"args: $DIB_ARGS\"\necho \"E: $DIB_MIRROR_SECRET\" >&2\nexit 1\n")
         .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let output = run(
-        dir.path(),
-        &[],
-        &[
-            "-vv",
-            "build",
-            "--no-cache",
-            "--elements-path",
-            "elems",
-            "-o",
-            "x.qcow2",
-            "--log-file",
-            "build.log",
-            "-e",
-            "DIB_MIRROR_SECRET=s3cr3t-dash-e",
-            "leaky-os",
-        ],
-    );
+    let output = build_vv(dir.path(), &[], &["--no-cache", "--elements-path", "elems", "leaky-os"]);
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
     let log = std::fs::read_to_string(dir.path().join("build.log")).unwrap();
     assert!(log.contains("DIB_MIRROR_SECRET=***"), "the script's env dump is in the log, masked:\n{log}");
@@ -181,25 +172,11 @@ fn a_finished_build_and_its_manifest_show_no_secret() {
     let dir = scratch();
     let elements = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fault-elements");
     let elements = elements.to_str().unwrap();
-    let output = run(
+    let output = build_vv(
         dir.path(),
         // The mirror is unreachable (only its URL carries a secret): the build's date is given.
         &[("ELEMENTS_PATH", elements), ("DIB_RELEASE", "bookworm"), ("SOURCE_DATE_EPOCH", "1700000000")],
-        &[
-            "-vv",
-            "build",
-            "-n",
-            "--checksum",
-            "-o",
-            "x.qcow2",
-            "--log-file",
-            "build.log",
-            "-e",
-            "DIB_MIRROR_SECRET=s3cr3t-dash-e",
-            "--mirror",
-            "http://u:s3cr3t-url-pw@127.0.0.1:9/debian",
-            "fault-os",
-        ],
+        &["-n", "--checksum", "--mirror", "http://u:s3cr3t-url-pw@127.0.0.1:9/debian", "fault-os"],
     );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_output_clean("build -vv", &output);
