@@ -37,6 +37,9 @@ pub struct Comparison {
     /// Manifest fields (other than run fields) that differ.
     pub manifest_fields: Vec<String>,
     pub tree: Vec<Difference>,
+    /// Each build's `SOURCE_DATE_EPOCH`: when they differ the mirror published a new state
+    /// between the builds, which therefore had different inputs.
+    pub epochs: (Option<i64>, Option<i64>),
 }
 
 impl Comparison {
@@ -54,6 +57,15 @@ impl Comparison {
                 let _ = writeln!(out, "  same    {file}  sha256 {a}");
             } else {
                 let _ = writeln!(out, "  differs {file}  sha256 {a} vs {b}");
+            }
+        }
+        if let (Some(a), Some(b)) = self.epochs {
+            if a != b {
+                let _ = writeln!(
+                    out,
+                    "  the builds were dated differently (SOURCE_DATE_EPOCH {a} vs {b}): the mirror published a \
+                     new state between them, so their inputs differ; check again, or build from a snapshot mirror"
+                );
             }
         }
         for field in &self.manifest_fields {
@@ -168,7 +180,12 @@ pub fn compare_builds(
         serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))
     };
     let (a, b) = (read_manifest(first)?, read_manifest(second)?);
-    let mut comparison = Comparison { manifest_fields: differing_manifest_fields(&a, &b), ..Comparison::default() };
+    let epoch = |manifest: &serde_json::Value| manifest["reproducible"]["source_date_epoch"]["seconds"].as_i64();
+    let mut comparison = Comparison {
+        manifest_fields: differing_manifest_fields(&a, &b),
+        epochs: (epoch(&a), epoch(&b)),
+        ..Comparison::default()
+    };
     let outputs = |manifest: &serde_json::Value| -> Vec<(String, String)> {
         manifest["outputs"]
             .as_array()
@@ -219,11 +236,38 @@ mod tests {
                 what: "content".into(),
                 package: "python3-x".into(),
             }],
+            epochs: (Some(1), Some(1)),
         };
         assert!(!comparison.identical());
         let report = comparison.render();
         assert!(report.starts_with("NOT reproducible\n"), "{report}");
         assert!(report.contains("/usr/lib/x.pyc  [python3-x]  content"), "{report}");
         assert!(report.contains("differs x.qcow2  sha256 aa vs bb"), "{report}");
+        assert!(!report.contains("dated differently"), "{report}");
+    }
+
+    /// Two builds either side of a mirror update are not the same inputs: the report says so
+    /// rather than leaving the reader to blame the packages.
+    #[test]
+    fn builds_dated_differently_are_blamed_on_the_mirror() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, epoch: i64| {
+            let image = dir.path().join(name);
+            let manifest = serde_json::json!({
+                "outputs": [{"file": name, "sha256": format!("{epoch}")}],
+                "reproducible": {"source_date_epoch": {"seconds": epoch, "origin": {"kind": "given"}}, "seed": "s"},
+            });
+            fs::write(Manifest::path_for(&image), manifest.to_string()).unwrap();
+            let tree = dir.path().join(format!("{name}.tree"));
+            fs::write(&tree, "").unwrap();
+            (image, tree)
+        };
+        let (first, first_tree) = write("a.qcow2", 1_700_000_000);
+        let (second, second_tree) = write("b.qcow2", 1_700_086_400);
+        let comparison = compare_builds(&first, &second, &first_tree, &second_tree).unwrap();
+        assert_eq!(comparison.epochs, (Some(1_700_000_000), Some(1_700_086_400)));
+        let report = comparison.render();
+        assert!(report.contains("dated differently (SOURCE_DATE_EPOCH 1700000000 vs 1700086400)"), "{report}");
+        assert!(report.contains("manifest field `reproducible` differs"), "{report}");
     }
 }
