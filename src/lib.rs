@@ -1,7 +1,8 @@
 //! mesos-image: build cloud guest images from diskimage-builder elements.
 //!
-//! The pipeline is `plan -> root -> extra-data -> pre-install/install/post-install -> post-root
-//! -> finalise -> cleanup -> disk -> convert`; each stage lives in its own module under `stage/`.
+//! The pipeline is `plan -> hooks -> root -> extra-data -> pre-install/install/post-install ->
+//! post-root -> finalise -> cleanup -> disk -> convert -> publish`; each stage lives in its own
+//! module under `stage/` (docs/architecture.md maps stage, module and the data handed on).
 
 pub mod arch;
 pub mod build;
