@@ -226,6 +226,8 @@ fn a_corrupt_cache_entry_is_reported_removed_and_rebuilt() {
 
 /// The mirror fault's build: a real Debian minbase from the mirror, nothing else installed.
 const MIRROR_ELEMENTS: [&str; 1] = ["fault-debian"];
+/// The build after the mirror fault: the same base, and one small package installed by apt.
+const APT_ELEMENTS: [&str; 2] = ["fault-debian", "fault-apt"];
 /// The mirror dies after this much: past the package indexes (InRelease and Packages.xz are
 /// about 9 MiB for bookworm main), in the middle of the essential packages' download.
 const MIRROR_BUDGET: u64 = 14 << 20;
@@ -254,13 +256,29 @@ fn the_mirror_dying_mid_bootstrap() {
     case.assert_host_clean(what);
     assert_eq!(case.work_dirs(), Vec::<String>::new(), "{what}: work dir left");
     // The mirror comes back at the same address: the same base key, the cache left behind.
+    // That build installs a package too, and is stopped by SIGINT while apt runs with the
+    // shared package cache (the canary's directory) bound onto the tree's archives.
     let _back = DyingMirror::start(&upstream, port, None);
     let started = std::time::Instant::now();
-    case.next_build_with(&MIRROR_ELEMENTS, &["--mirror", &mirror], what);
+    let apt_what = "SIGINT while apt runs with the package cache bound in";
+    case.control(None);
+    let mut build = case.start(&APT_ELEMENTS, &["--mirror", &mirror]);
+    build.wait_for_line("==> packages: install");
+    let mountinfo = format!("/proc/{}/mountinfo", build.child.id());
+    let bound = || fs::read_to_string(&mountinfo).is_ok_and(|m| m.contains("/var/cache/apt/archives"));
+    build.wait_for(bound, "the package cache bound into the tree");
+    build.signal(Signal::SIGINT);
+    let (status, log) = build.finish(Duration::from_secs(120));
+    assert_signal_exit(status, Signal::SIGINT, apt_what, &log);
+    case.assert_host_clean(apt_what);
+    assert_eq!(case.work_dirs(), Vec::<String>::new(), "{apt_what}: work dir left");
+    let stopped_after = started.elapsed();
+    case.next_build_with(&APT_ELEMENTS, &["--mirror", &mirror], what);
     eprintln!(
-        "{what}: failed after {:.1}s with: {error}\nnext build {:.1}s",
+        "{what}: failed after {:.1}s with: {error}\n{apt_what}: stopped after {:.1}s\nnext build {:.1}s",
         failed_after.as_secs_f64(),
-        started.elapsed().as_secs_f64()
+        stopped_after.as_secs_f64(),
+        (started.elapsed() - stopped_after).as_secs_f64()
     );
 }
 
@@ -464,6 +482,11 @@ fn faults_table() -> String {
                 MIRROR_BUDGET >> 20
             ),
             "exit 1, one error line with apt's decisive `E:` line naming the mirror; nothing left; next build (mirror back) succeeds",
+        ),
+        (
+            "SIGINT while apt installs a package".to_owned(),
+            "the build after the mirror fault, the shared package cache bind-mounted onto the tree's archives".to_owned(),
+            "exit 130; the package-cache canary intact; nothing left; next build succeeds",
         ),
         (
             "`mesos-image test` killed while the guest boots".to_owned(),
