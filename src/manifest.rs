@@ -1,8 +1,9 @@
 //! The JSON manifest written beside every image (`<image>.manifest.json`): the typed handoff
 //! from `build` to the later commands. `upload` takes the Glance record from it and `test` the
 //! checks, so neither looks the recipe up again (a recipe from `--recipes-dir` need not be on
-//! their search path). What differs between two runs of the same build (timings, host) is kept
-//! apart in [`RunInfo`], so two manifests of one build compare equal without it.
+//! their search path). What differs between two runs of the same build (timings, host, where the
+//! recipe file lay) is kept apart in [`RunInfo`], so two manifests of one build compare equal
+//! without it ([`differing_fields`]).
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +63,24 @@ pub struct RunInfo {
     /// The build host's name.
     #[serde(default)]
     pub host: String,
+    /// Where the recipe file lay (absolute): it depends on the checkout and work directory, not
+    /// on the recipe, so it is the run's; `None` for a DIB-mode build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe_path: Option<PathBuf>,
+}
+
+/// Top-level manifest fields that describe the run, not the image (`stages` and
+/// `duration_seconds` are where manifests of older versions kept the timings).
+pub const RUN_FIELDS: [&str; 3] = ["run", "stages", "duration_seconds"];
+
+/// The recipe file an image was built from, as far as the image depends on it: its file name
+/// and content digest (where it lay is the run's, [`RunInfo::recipe_path`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipeDigest {
+    #[serde(default)]
+    pub file: String,
+    /// Lowercase hex sha256 of the file.
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,9 +88,9 @@ pub struct Manifest {
     pub tool_version: String,
     /// Recipe name; `None` for a DIB-mode build.
     pub recipe: Option<String>,
-    /// The recipe file and its digest; `None` for a DIB-mode build.
+    /// The recipe file's name and digest; `None` for a DIB-mode build.
     #[serde(default)]
-    pub recipe_source: Option<RecipeSource>,
+    pub recipe_source: Option<RecipeDigest>,
     pub distro: String,
     pub release: String,
     pub arch: String,
@@ -114,8 +133,18 @@ impl RunInfo {
     /// This run's stage timings, its duration so far and the host's name.
     pub fn new(stages: Vec<StageTiming>, started: std::time::Instant) -> RunInfo {
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-        RunInfo { stages, duration_seconds: started.elapsed().as_secs_f64(), host }
+        RunInfo { stages, duration_seconds: started.elapsed().as_secs_f64(), host, recipe_path: None }
     }
+}
+
+/// Top-level fields of two manifests (as JSON) that differ, [`RUN_FIELDS`] aside: empty when
+/// two builds made the same image.
+pub fn differing_fields(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec!["(whole manifest)".to_owned()] };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).filter(|k| !RUN_FIELDS.contains(&k.as_str())).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter().filter(|key| a.get(*key) != b.get(*key)).cloned().collect()
 }
 
 impl Manifest {
@@ -123,9 +152,18 @@ impl Manifest {
     /// record and the checks.
     pub fn hand_on(&mut self, plan: &Plan) {
         self.recipe = plan.recipe.clone();
-        self.recipe_source = plan.recipe_source.clone();
+        self.set_recipe_source(plan.recipe_source.as_ref());
         self.glance = plan.glance.clone();
         self.checks = plan.checks.clone();
+    }
+
+    /// Record the recipe file: its name and digest with the image, where it lay with the run.
+    pub fn set_recipe_source(&mut self, source: Option<&RecipeSource>) {
+        self.recipe_source = source.map(|source| RecipeDigest {
+            file: source.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            sha256: source.sha256.clone(),
+        });
+        self.run.recipe_path = source.map(|source| source.path.clone());
     }
 
     /// Where the manifest of `image` lives.
@@ -192,6 +230,40 @@ mod tests {
     }
 
     #[test]
+    fn run_fields_do_not_count_as_differences() {
+        let a = serde_json::json!({"recipe": "x", "duration_seconds": 1.0, "stages": [1], "run": {"host": "a"}});
+        let b = serde_json::json!({"recipe": "x", "duration_seconds": 2.0, "stages": [2], "run": {"host": "b"}});
+        assert!(differing_fields(&a, &b).is_empty());
+        let c = serde_json::json!({"recipe": "y", "duration_seconds": 1.0});
+        assert_eq!(differing_fields(&a, &c), vec!["recipe".to_owned()]);
+    }
+
+    /// The same recipe read from two checkouts makes manifests that differ only in `run`; a
+    /// changed recipe still shows outside it.
+    #[test]
+    fn where_the_recipe_lay_is_the_runs() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let manifest_for = |dir: &Path, text: &str| {
+            let path = dir.join("debian-base.yaml");
+            std::fs::write(&path, text).unwrap();
+            let mut manifest = Manifest { recipe: Some("debian-base".into()), ..Manifest::default() };
+            manifest.set_recipe_source(Some(&RecipeSource::read(&path).unwrap()));
+            (serde_json::to_value(&manifest).unwrap(), manifest)
+        };
+        let (a, first) = manifest_for(one.path(), "name: debian-base\n");
+        let (b, second) = manifest_for(two.path(), "name: debian-base\n");
+        assert_eq!(differing_fields(&a, &b), Vec::<String>::new());
+        assert_ne!(first.run, second.run);
+        assert_eq!(first.run.recipe_path, Some(one.path().join("debian-base.yaml")));
+        let digest = first.recipe_source.clone().unwrap();
+        assert_eq!(digest.file, "debian-base.yaml");
+        assert_eq!(digest.sha256.len(), 64);
+        assert!(!a["recipe_source"].to_string().contains(&one.path().display().to_string()), "{a}");
+        let (c, _) = manifest_for(two.path(), "name: debian-base\nrelease: trixie\n");
+        assert_eq!(differing_fields(&a, &c), vec!["recipe_source".to_owned()]);
+    }
+
+    #[test]
     fn manifest_round_trips_beside_image() {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("x.qcow2");
@@ -199,7 +271,7 @@ mod tests {
         let manifest = Manifest {
             tool_version: "0".into(),
             recipe: Some("debian-mesos".into()),
-            recipe_source: Some(RecipeSource { path: "/r/debian-mesos.yaml".into(), sha256: "ab".into() }),
+            recipe_source: Some(RecipeDigest { file: "debian-mesos.yaml".into(), sha256: "ab".into() }),
             distro: "debian".into(),
             release: "bookworm".into(),
             arch: "amd64".into(),
@@ -213,7 +285,12 @@ mod tests {
             cache_key: "k".into(),
             reproducible: None,
             sbom: None,
-            run: RunInfo { stages: vec![], duration_seconds: 1.5, host: "h".into() },
+            run: RunInfo {
+                stages: vec![],
+                duration_seconds: 1.5,
+                host: "h".into(),
+                recipe_path: Some("/r/debian-mesos.yaml".into()),
+            },
         };
         std::fs::write(Manifest::path_for(&image), manifest.to_json().unwrap()).unwrap();
         assert_eq!(Manifest::read_beside(&image).unwrap(), Some(manifest));

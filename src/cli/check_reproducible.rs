@@ -14,12 +14,9 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
 use crate::build::{self, BuildOptions};
-use crate::manifest::Manifest;
+use crate::manifest::{self, Manifest};
 use crate::plan::Plan;
 use crate::reproducible::listing::{self, Difference};
-
-/// Manifest fields that describe the run, not the image; they may differ between two builds.
-pub const RUN_FIELDS: [&str; 3] = ["run", "stages", "duration_seconds"];
 
 /// How many differing paths the report lists.
 const SHOWN_DIFFERENCES: usize = 40;
@@ -182,7 +179,7 @@ pub fn compare_builds(
     let (a, b) = (read_manifest(first)?, read_manifest(second)?);
     let epoch = |manifest: &serde_json::Value| manifest["reproducible"]["source_date_epoch"]["seconds"].as_i64();
     let mut comparison = Comparison {
-        manifest_fields: differing_manifest_fields(&a, &b),
+        manifest_fields: manifest::differing_fields(&a, &b),
         epochs: (epoch(&a), epoch(&b)),
         ..Comparison::default()
     };
@@ -204,27 +201,9 @@ pub fn compare_builds(
     Ok(comparison)
 }
 
-/// Top-level manifest fields that differ, run fields aside.
-pub fn differing_manifest_fields(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec!["(whole manifest)".to_owned()] };
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).filter(|k| !RUN_FIELDS.contains(&k.as_str())).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter().filter(|key| a.get(*key) != b.get(*key)).cloned().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn run_fields_do_not_count_as_differences() {
-        let a = serde_json::json!({"recipe": "x", "duration_seconds": 1.0, "stages": [1], "run": {"host": "a"}});
-        let b = serde_json::json!({"recipe": "x", "duration_seconds": 2.0, "stages": [2], "run": {"host": "b"}});
-        assert!(differing_manifest_fields(&a, &b).is_empty());
-        let c = serde_json::json!({"recipe": "y", "duration_seconds": 1.0});
-        assert_eq!(differing_manifest_fields(&a, &c), vec!["recipe".to_owned()]);
-    }
 
     #[test]
     fn report_names_differing_paths_and_their_packages() {
