@@ -62,6 +62,8 @@ impl Fault {
 /// One case's private world: scratch dir (outputs, TMPDIR), cache dir, canaries, marker.
 pub struct Case {
     pub scratch: PathBuf,
+    /// ELEMENTS_PATH of the builds: the fixture elements, or a copy a test edits.
+    pub elements_path: PathBuf,
     pub cache: PathBuf,
     pub marker: String,
     pub image_name: String,
@@ -86,7 +88,15 @@ impl Case {
         let dev_canary = PathBuf::from(format!("/dev/mesos-image-canary-{marker}"));
         fs::write(&dev_canary, &marker).unwrap();
         let image_name = format!("out{marker}");
-        Case { scratch, cache, marker, image_name, dev_canary, mounts_before: mount_points() }
+        Case {
+            scratch,
+            elements_path: elements_path(),
+            cache,
+            marker,
+            image_name,
+            dev_canary,
+            mounts_before: mount_points(),
+        }
     }
 
     pub fn output(&self) -> PathBuf {
@@ -136,7 +146,7 @@ impl Case {
             .arg(output)
             .args(extra)
             .args(elements)
-            .env("ELEMENTS_PATH", elements_path())
+            .env("ELEMENTS_PATH", &self.elements_path)
             .env("DIB_RELEASE", "bookworm")
             .env("MESOS_IMAGE_CACHE_DIR", &self.cache)
             .env("TMPDIR", self.scratch.join("tmp"))
@@ -219,6 +229,11 @@ impl Case {
         assert!(self.output().is_file(), "{what}: the next build wrote no image");
         assert_eq!(self.work_dirs(), Vec::<String>::new(), "{what}: work directories left after the next build");
         self.assert_canaries(what);
+        self.remove_outputs();
+    }
+
+    /// Remove the image and the files beside it, so the next build must make them again.
+    pub fn remove_outputs(&self) {
         for name in entries(&self.scratch) {
             if name.contains("out") {
                 fs::remove_file(self.scratch.join(name)).unwrap();
