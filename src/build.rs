@@ -56,6 +56,9 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// Write a file-by-file description of the finished tree here (`--check-reproducible`).
     pub tree_listing: Option<PathBuf>,
+    /// Move the finished tree here instead of removing it (`--check-reproducible` reads the
+    /// files that differ); on the work directory's filesystem.
+    pub keep_tree: Option<PathBuf>,
 }
 
 /// Run one build. Returns the manifest written beside the image.
@@ -104,9 +107,20 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
         started,
         pins: &pins,
     };
-    let result = build.in_sandbox(&work);
+    let result = build.in_sandbox(&work).and_then(|manifest| {
+        if let Some(keep) = &options.keep_tree {
+            keep_tree(&work.join("root"), keep)?;
+        }
+        Ok(manifest)
+    });
     workdir::release(&work);
     result
+}
+
+/// Move the finished tree `root` to `keep`, nothing mounted below it any more.
+fn keep_tree(root: &Path, keep: &Path) -> anyhow::Result<()> {
+    crate::sandbox::unmount_below(root)?;
+    fs::rename(root, keep).with_context(|| format!("cannot move the tree {} to {}", root.display(), keep.display()))
 }
 
 /// The build's time and seed (from the disk's key: the inputs that make the disk, not how it

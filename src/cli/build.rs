@@ -199,6 +199,7 @@ pub fn execute(plan: Plan, args: &BuildArgs, global: &GlobalOpts) -> anyhow::Res
         seed: args.seed.clone(),
         source_date_epoch: args.source_date_epoch,
         tree_listing: args.tree_listing.clone(),
+        keep_tree: None,
     };
     if args.check_reproducible {
         let comparison = super::check_reproducible::build_twice(&plan, &options)?;

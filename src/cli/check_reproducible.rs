@@ -1,7 +1,8 @@
 //! `build --check-reproducible`: build the same plan twice, the second time in another work
 //! directory with another time zone, umask and host name, and compare: every output by sha256,
 //! the manifests apart from the fields about the run, and the two trees path by path, so a
-//! difference is reported as the files (and packages) that differ, not as two hashes.
+//! difference is reported as the files (and packages) that differ, not as two hashes, and for
+//! the first differing files what differs inside them (both trees are kept until then).
 //! It runs whole builds, so it lives with the commands, above `build`; what a build pins and
 //! how a tree is described are `reproducible/`'s, which the stages use.
 
@@ -16,10 +17,13 @@ use nix::unistd::{fork, ForkResult};
 use crate::build::{self, BuildOptions};
 use crate::manifest::{self, Manifest};
 use crate::plan::Plan;
+use crate::reproducible::content;
 use crate::reproducible::listing::{self, Difference};
 
 /// How many differing paths the report lists.
 const SHOWN_DIFFERENCES: usize = 40;
+/// How many differing files the report shows the content difference of.
+const EXPLAINED_FILES: usize = 8;
 
 /// What the second build changes about its surroundings.
 const SECOND_TZ: &str = "Pacific/Chatham";
@@ -34,6 +38,9 @@ pub struct Comparison {
     /// Manifest fields (other than run fields) that differ.
     pub manifest_fields: Vec<String>,
     pub tree: Vec<Difference>,
+    /// For the first differing regular files: tree path and what differs inside
+    /// ([`content::describe`]), or why that could not be read.
+    pub contents: Vec<(String, String)>,
     /// Each build's `SOURCE_DATE_EPOCH`: when they differ the mirror published a new state
     /// between the builds, which therefore had different inputs.
     pub epochs: (Option<i64>, Option<i64>),
@@ -42,6 +49,25 @@ pub struct Comparison {
 impl Comparison {
     pub fn identical(&self) -> bool {
         self.outputs.iter().all(|(_, a, b)| a == b) && self.manifest_fields.is_empty() && self.tree.is_empty()
+    }
+
+    /// Read what differs inside the first differing regular files from the two kept trees.
+    pub fn explain_contents(&mut self, first_root: &Path, second_root: &Path) {
+        let regular = |root: &Path, path: &str| {
+            fs::symlink_metadata(root.join(path.trim_start_matches('/'))).is_ok_and(|m| m.file_type().is_file())
+        };
+        self.contents = self
+            .tree
+            .iter()
+            .filter(|d| d.what.split(", ").any(|field| field == "content"))
+            .filter(|d| regular(first_root, &d.path) && regular(second_root, &d.path))
+            .take(EXPLAINED_FILES)
+            .map(|d| {
+                let inside =
+                    content::between_trees(first_root, second_root, &d.path).unwrap_or_else(|err| err.to_string());
+                (d.path.clone(), inside)
+            })
+            .collect();
     }
 
     /// The report a person reads.
@@ -77,6 +103,11 @@ impl Comparison {
                     difference.package.clone()
                 };
                 let _ = writeln!(out, "    {}  [{}]  {}", difference.path, owner, difference.what);
+                if let Some((_, inside)) = self.contents.iter().find(|(path, _)| *path == difference.path) {
+                    for line in inside.lines() {
+                        let _ = writeln!(out, "        {line}");
+                    }
+                }
             }
         } else if !self.identical() {
             let _ = writeln!(
@@ -106,22 +137,37 @@ pub fn build_twice(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Compar
         .prefix("check-reproducible-")
         .tempdir_in(&work_root)
         .with_context(|| format!("cannot create the check's work directories in {}", work_root.display()))?;
+    // The trees are kept in the check's work directory (removed with it, however this ends) until
+    // the differing files have been read.
     let runs = [
-        (options.output.clone(), work.path().join("a"), scratch.path().join("first.tree")),
-        (scratch.path().join(&file), work.path().join("b"), scratch.path().join("second.tree")),
+        (
+            options.output.clone(),
+            work.path().join("a"),
+            scratch.path().join("first.tree"),
+            work.path().join("first.root"),
+        ),
+        (
+            scratch.path().join(&file),
+            work.path().join("b"),
+            scratch.path().join("second.tree"),
+            work.path().join("second.root"),
+        ),
     ];
-    for (index, (output, work_dir, tree)) in runs.iter().enumerate() {
+    for (index, (output, work_dir, tree, root)) in runs.iter().enumerate() {
         fs::create_dir_all(work_dir).with_context(|| format!("cannot create {}", work_dir.display()))?;
         let run = BuildOptions {
             output: output.clone(),
             use_cache: false,
             work_dir: Some(work_dir.clone()),
             tree_listing: Some(tree.clone()),
+            keep_tree: Some(root.clone()),
             ..options.clone()
         };
         build_in_child(plan, &run, index == 1).with_context(|| format!("build {} of 2", index + 1))?;
     }
-    let comparison = compare_builds(&runs[0].0, &runs[1].0, &runs[0].2, &runs[1].2)?;
+    let mut comparison = compare_builds(&runs[0].0, &runs[1].0, &runs[0].2, &runs[1].2)?;
+    comparison.explain_contents(&runs[0].3, &runs[1].3);
+    drop(work);
     if !comparison.identical() {
         let kept = scratch.keep();
         eprintln!("the second build's outputs are kept in {}", kept.display());
@@ -215,6 +261,7 @@ mod tests {
                 what: "content".into(),
                 package: "python3-x".into(),
             }],
+            contents: vec![],
             epochs: (Some(1), Some(1)),
         };
         assert!(!comparison.identical());
@@ -223,6 +270,34 @@ mod tests {
         assert!(report.contains("/usr/lib/x.pyc  [python3-x]  content"), "{report}");
         assert!(report.contains("differs x.qcow2  sha256 aa vs bb"), "{report}");
         assert!(!report.contains("dated differently"), "{report}");
+    }
+
+    /// The report shows what differs inside a differing file, read from both kept trees;
+    /// paths that differ only in metadata get no excerpt.
+    #[test]
+    fn report_shows_what_differs_inside_a_file() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for (root, id) in [(one.path(), "1111"), (two.path(), "2222")] {
+            fs::create_dir(root.join("etc")).unwrap();
+            fs::write(root.join("etc/nondet"), format!("id={id}\n")).unwrap();
+            fs::write(root.join("etc/mode"), "same\n").unwrap();
+        }
+        let difference =
+            |path: &str, what: &str| Difference { path: path.into(), what: what.into(), package: String::new() };
+        let mut comparison = Comparison {
+            tree: vec![difference("/etc/mode", "mode 644 vs 600"), difference("/etc/nondet", "content")],
+            ..Comparison::default()
+        };
+        comparison.explain_contents(one.path(), two.path());
+        assert_eq!(
+            comparison.contents,
+            vec![("/etc/nondet".to_owned(), "@@ line 1 @@\n-id=1111\n+id=2222\n".to_owned())]
+        );
+        let report = comparison.render();
+        assert!(
+            report.contains("    /etc/nondet  [made by the build]  content\n        @@ line 1 @@\n        -id=1111\n        +id=2222\n"),
+            "{report}"
+        );
     }
 
     /// Two builds either side of a mirror update are not the same inputs: the report says so

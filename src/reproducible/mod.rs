@@ -2,10 +2,11 @@
 //! random pool is pinned here: the time ([`epoch`], `SOURCE_DATE_EPOCH`), the identifiers
 //! (a [`seed::Seed`] from the inputs), file times in the tree ([`clamp`]), and the stamps
 //! `qemu-img` writes into VHD and VMDK files ([`formats`]). [`listing`] describes a finished
-//! tree file by file so two builds can be compared by path (`build --check-reproducible`,
-//! [`crate::cli::check_reproducible`]).
+//! tree file by file so two builds can be compared by path, and [`content`] says what differs
+//! inside a file (`build --check-reproducible`, [`crate::cli::check_reproducible`]).
 
 pub mod clamp;
+pub mod content;
 pub mod epoch;
 pub mod formats;
 pub mod listing;
