@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
 use crate::build::{self, BuildOptions};
@@ -127,6 +127,9 @@ pub fn build_twice(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Compar
         _ => PathBuf::from("."),
     };
     let file = options.output.file_name().context("--output has no file name")?.to_owned();
+    // A stop signal is passed on to the running build, and this process unwinds (removing the
+    // kept trees and the second build's outputs) and exits 128 + the signal.
+    crate::sandbox::catch_stop_signals()?;
     let scratch = tempfile::Builder::new()
         .prefix(".check-reproducible-")
         .tempdir_in(&output_dir)
@@ -164,6 +167,7 @@ pub fn build_twice(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Compar
             ..options.clone()
         };
         build_in_child(plan, &run, index == 1).with_context(|| format!("build {} of 2", index + 1))?;
+        crate::sandbox::check_interrupted()?;
     }
     let mut comparison = compare_builds(&runs[0].0, &runs[1].0, &runs[0].2, &runs[1].2)?;
     comparison.explain_contents(&runs[0].3, &runs[1].3);
@@ -192,10 +196,23 @@ fn build_in_child(plan: &Plan, options: &BuildOptions, vary: bool) -> anyhow::Re
             };
             std::process::exit(code)
         }
-        ForkResult::Parent { child } => match waitpid(child, None).context("cannot wait for a build")? {
-            WaitStatus::Exited(_, 0) => Ok(()),
-            status => anyhow::bail!("the build failed ({status:?})"),
-        },
+        ForkResult::Parent { child } => {
+            let mut passed_on = false;
+            loop {
+                match waitpid(child, Some(WaitPidFlag::WNOHANG)).context("cannot wait for a build")? {
+                    WaitStatus::StillAlive => {}
+                    WaitStatus::Exited(_, 0) => return Ok(()),
+                    status => anyhow::bail!("the build failed ({status:?})"),
+                }
+                if let (Some(signal), false) = (crate::sandbox::stop_signal(), passed_on) {
+                    // A signal sent to this process alone (not its group) still stops the build.
+                    let signal = nix::sys::signal::Signal::try_from(signal).context("unknown stop signal")?;
+                    let _ = nix::sys::signal::kill(child, signal);
+                    passed_on = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
     }
 }
 
