@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use assert_cmd::cargo::CommandCargoExt;
 
+mod common;
+
 struct Fixture {
     fs_image: PathBuf,
     kernel: PathBuf,
@@ -124,6 +126,7 @@ const EXPECTED: [(usize, &str); 11] = [
 #[test]
 #[ignore = "needs root, network (Debian mirror), mmdebstrap and qemu; boots a VM for minutes"]
 fn failing_and_passing_checks_are_reported_from_a_real_guest() {
+    let _clock = common::TestClock::start();
     let fixture = fixture();
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("vmtest-fixture.yaml"), RECIPE).unwrap();
@@ -168,6 +171,7 @@ fn failing_and_passing_checks_are_reported_from_a_real_guest() {
 #[test]
 #[ignore = "needs root, network (Debian mirror), mmdebstrap and qemu; boots a real kernel under --accel auto"]
 fn a_real_kernel_never_hangs_the_automatic_accelerator() {
+    let _clock = common::TestClock::start();
     let fixture = fixture();
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("vmtest-fixture.yaml"), RECIPE).unwrap();
@@ -217,6 +221,7 @@ fn missing_image_is_a_one_line_error_naming_it() {
 #[test]
 #[ignore = "needs qemu-system-x86_64: boots an empty disk until the timeout"]
 fn a_guest_that_never_reports_times_out_with_every_check_failed() {
+    let _clock = common::TestClock::start();
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("vmtest-fixture.yaml"), RECIPE).unwrap();
     let image = work.path().join("empty.img");

@@ -86,6 +86,36 @@ pub fn run_hermetic(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (Output,
     (child.wait_with_output().unwrap(), elapsed)
 }
 
+/// Records a long test's wall time, pass or fail, in the file `$MESOS_IMAGE_TEST_TIMES` names
+/// (scripts/test sets it and lists the long tests in its closing table); nothing without it.
+pub struct TestClock {
+    name: String,
+    started: Instant,
+}
+
+impl TestClock {
+    /// Start timing the running test: `binary::test`, from the executable and libtest's thread.
+    pub fn start() -> TestClock {
+        let exe = std::env::current_exe().unwrap();
+        let stem = exe.file_stem().unwrap().to_string_lossy();
+        let binary = stem.rsplit_once('-').map_or(&*stem, |(name, _hash)| name).to_owned();
+        let test = std::thread::current().name().unwrap_or("main").to_owned();
+        TestClock { name: format!("{binary}::{test}"), started: Instant::now() }
+    }
+}
+
+impl Drop for TestClock {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let Some(path) = std::env::var_os("MESOS_IMAGE_TEST_TIMES") else { return };
+        let line = format!("{:.1} {}\n", self.started.elapsed().as_secs_f64(), self.name);
+        // One short O_APPEND write per test: lines of tests ending together do not interleave.
+        if let Ok(mut file) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+}
+
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("MESOS_IMAGE_CACHE_DIR")
         .map(PathBuf::from)
