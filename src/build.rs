@@ -91,9 +91,8 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
     // must not reach the image (measured: umask 077 made 15 paths differ).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(BUILD_UMASK));
     let work_root = options.work_dir.clone().unwrap_or_else(|| cache.root().join("work"));
-    remove_stale_work_dirs(&work_root);
-    let work = work_root.join(format!("build-{}", std::process::id()));
-    fs::create_dir_all(&work).with_context(|| format!("cannot create work directory {}", work.display()))?;
+    workdir::remove_stale(&work_root);
+    let work = workdir::create(&work_root)?;
 
     // From here on every mount and process lives in namespaces that die with this tool.
     crate::sandbox::isolate()?;
@@ -355,15 +354,3 @@ fn require_root() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Work directories of builds that died (their process is gone) are removed at the next start.
-/// Their mounts died with their namespaces, so nothing host-owned is reachable through them.
-fn remove_stale_work_dirs(work_root: &Path) {
-    let Ok(entries) = fs::read_dir(work_root) else { return };
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("build-").and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            workdir::release(&entry.path());
-        }
-    }
-}

@@ -7,12 +7,14 @@
 pub mod arch;
 pub mod build;
 pub mod cache;
+pub mod child;
 pub mod cli;
 pub mod clock;
 pub mod disk;
 pub mod element;
 pub mod failure;
 pub mod format;
+pub mod guard;
 pub mod io;
 pub mod manifest;
 pub mod mirror;

@@ -33,9 +33,15 @@ pub fn builtin_recipes_dir() -> PathBuf {
 
 /// Default cache root: `$XDG_CACHE_HOME/mesos-image` or `~/.cache/mesos-image`.
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(xdg).join("mesos-image");
+    // A relative or empty value (`HOME=''`) would put the cache in the current directory: the
+    // XDG spec says to ignore such values, and HOME falls back to the user's passwd entry.
+    let absolute = |name: &str| std::env::var_os(name).map(PathBuf::from).filter(|p| p.is_absolute());
+    if let Some(xdg) = absolute("XDG_CACHE_HOME") {
+        return xdg.join("mesos-image");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = absolute("HOME")
+        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|user| user.dir))
+        .filter(|dir| dir.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache/mesos-image")
 }

@@ -214,6 +214,8 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
     let environment_d = merge_environment_d(&resolved)?;
     let env_files: Vec<PathBuf> = environment_d.iter().map(|s| s.path.clone()).collect();
     let bin_dirs: Vec<PathBuf> = resolved.iter().filter_map(|e| e.bin_dir()).collect();
+    // Element code is about to run: secrets of -e and the recipe must be known before it can echo them.
+    crate::redact::register_env(initial.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let sourced = environment::source_files(&env_files, &initial, &bin_dirs)?;
 
     let (distro, release, base) = target_system(recipe, options, &sourced, &image_element)?;

@@ -5,7 +5,8 @@
 //! 1. URL userinfo: `scheme://user:password@host` keeps the user, masks the password.
 //! 2. Assignments to secret-named variables: `NAME=value`, `NAME="value"` and the JSON form
 //!    `"NAME": "value"` keep the name and mask the value. A name is secret when it contains
-//!    PASSWORD, SECRET, TOKEN or KEY (see [`is_secret_name`]), which covers `OS_PASSWORD`, `OS_TOKEN`,
+//!    PASSWORD, PASSWD, SECRET, TOKEN or KEY or ends in `_PASS` (see [`is_secret_name`], and
+//!    [`NOT_SECRET`] for the exceptions), which covers `OS_PASSWORD`, `OS_TOKEN`,
 //!    `OS_APPLICATION_CREDENTIAL_SECRET` and `DIB_REPO_PASSWORD` alike.
 //! 3. Known secret values wherever they appear (a password quoted back by a server, echoed by a
 //!    script): the values of secret-named variables of the environment, `-e`, the recipe, and
@@ -23,27 +24,77 @@ const MIN_VALUE_LEN: usize = 4;
 
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Whether a variable or setting of this name holds a secret: PASSWORD, SECRET or TOKEN in any
-/// case (clouds.yaml says `password`), KEY only in upper case, as environment variables spell it
-/// (`cache_key` in the manifest is a hash, not a secret).
+/// Words that make a name secret in any case (clouds.yaml says `password`).
+const SECRET_WORDS: [&str; 4] = ["PASSWORD", "PASSWD", "SECRET", "TOKEN"];
+
+/// Names that match the secret rules but hold no secret: the one place they are listed. The
+/// repository keys are public signing keys named by their file's path; masking that path would
+/// hide the culprit of a "no such file" error.
+pub const NOT_SECRET: [&str; 6] = [
+    "DIB_MESOS_REPO_KEY",
+    "DIB_JAVA_REPO_KEY",
+    "DIB_DEV_USER_AUTHORIZED_KEYS",
+    "DIB_APT_KEYRING",
+    "KEYMAP",
+    "XKBKEYMAP",
+];
+
+/// Whether a variable or setting of this name holds a secret: PASSWORD, PASSWD, SECRET or TOKEN
+/// in any case, a name ending in `_PASS` or `PASS` alone, KEY only in upper case, as
+/// environment variables spell it (`cache_key` in the manifest is a hash, not a secret); never
+/// one of [`NOT_SECRET`].
 pub fn is_secret_name(name: &str) -> bool {
+    if NOT_SECRET.contains(&name) {
+        return false;
+    }
     let upper = name.to_ascii_uppercase();
-    ["PASSWORD", "SECRET", "TOKEN"].iter().any(|word| upper.contains(word)) || name.contains("KEY")
+    SECRET_WORDS.iter().any(|word| upper.contains(word))
+        || upper.ends_with("_PASS")
+        || upper == "PASS"
+        || name.contains("KEY")
 }
 
-/// Remember a secret value so it is masked wherever it appears.
+/// Remember a secret value so it is masked wherever it appears, whatever it looks like (a
+/// password may well start with `/`).
 pub fn register(value: &str) {
-    // Absolute paths are where a secret lives (a key file named by DIB_*_KEY), not the secret:
-    // masking them would hide the culprit of a "no such file" error.
-    if value.len() < MIN_VALUE_LEN || value == MASK || value.starts_with('/') {
+    if value.len() < MIN_VALUE_LEN || value == MASK {
         return;
     }
     let mut secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
-    if !secrets.iter().any(|known| known == value) {
-        secrets.push(value.to_owned());
-        // Longest first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for form in echoed_forms(value) {
+        if !secrets.iter().any(|known| *known == form) {
+            secrets.push(form);
+        }
     }
+    // Longest first, so a secret containing another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// The forms a server echoes a value back in: as sent, JSON-escaped (Keystone's error bodies
+/// quote the request) and percent-encoded (a form or query string).
+fn echoed_forms(value: &str) -> Vec<String> {
+    let mut forms = vec![value.to_owned()];
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let json = json.trim_start_matches('"').trim_end_matches('"').to_owned();
+    let percent: String = value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    for form in [json, percent] {
+        if !forms.contains(&form) && !form.is_empty() {
+            forms.push(form);
+        }
+    }
+    forms
+}
+
+/// A server's reply (a Keystone or Glance error body) made safe to print: every registered
+/// secret masked in the forms a server echoes it in, then the usual rules.
+pub fn server_text(body: &str) -> String {
+    text(body)
 }
 
 /// Register the values of every secret-named variable among `vars`.
@@ -257,11 +308,28 @@ mod tests {
     }
 
     #[test]
-    fn registered_values_are_masked_anywhere_but_short_ones_and_paths_are_not() {
+    fn registered_values_are_masked_anywhere_but_short_ones_are_not() {
         register("correct-horse-battery");
         register("ab");
-        register("/etc/keys/repo.asc");
+        register("/slash-first-password");
         assert_eq!(text("server said: bad password correct-horse-battery"), "server said: bad password ***");
-        assert_eq!(text("ab /etc/keys/repo.asc"), "ab /etc/keys/repo.asc");
+        assert_eq!(text("ab /slash-first-password"), "ab ***");
+    }
+
+    #[test]
+    fn secrets_echoed_json_escaped_or_percent_encoded_are_masked() {
+        register(r#"pa"ss\word/1"#);
+        assert_eq!(server_text(r#"{"error": {"message": "bad password pa\"ss\\word/1"}}"#), r#"{"error": {"message": "bad password ***"}}"#);
+        assert_eq!(server_text("q=pa%22ss%5Cword%2F1&x=1"), "q=***&x=1");
+    }
+
+    #[test]
+    fn secret_names_by_the_table() {
+        for name in ["OS_PASSWORD", "DIB_REPO_PASSWD", "FTP_PASS", "PASS", "API_SECRET", "OS_TOKEN", "SSH_KEY", "password"] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in ["DIB_MESOS_REPO_KEY", "DIB_JAVA_REPO_KEY", "PASSENGER", "DIB_PASSTHROUGH", "cache_key", "PATH"] {
+            assert!(!is_secret_name(name), "{name}");
+        }
     }
 }

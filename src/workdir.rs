@@ -2,7 +2,7 @@
 //! deleting through a mount point (the sandbox refuses while anything is mounted below).
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{umount2, MntFlags};
 
@@ -36,6 +36,55 @@ fn parse_mem_available(meminfo: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The file in each work directory the tool made, holding its maker's process identity
+/// (`pid starttime`): only directories carrying one are ever swept as stale.
+const MARKER: &str = ".mesos-image-work";
+
+/// Make this build's work directory `build-<pid>` below `work_root`, marked as ours. An
+/// existing directory of that name is someone else's (or a live build's): refused, never reused.
+pub fn create(work_root: &Path) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    fs::create_dir_all(work_root).with_context(|| format!("cannot create work directory {}", work_root.display()))?;
+    let pid = std::process::id();
+    let work = work_root.join(format!("build-{pid}"));
+    fs::create_dir(&work).with_context(|| format!("cannot create work directory {}", work.display()))?;
+    let identity = process_identity(pid).unwrap_or_default();
+    fs::write(work.join(MARKER), format!("{pid} {identity}\n"))
+        .with_context(|| format!("cannot mark work directory {}", work.display()))?;
+    Ok(work)
+}
+
+/// Work directories of builds that died are removed at the next start: only those carrying our
+/// marker whose process is gone (or is another process that reused the pid). A `build-<pid>`
+/// directory without the marker is the user's, and stays. Their mounts died with their
+/// namespaces, so nothing host-owned is reachable through them.
+pub fn remove_stale(work_root: &Path) {
+    let Ok(entries) = fs::read_dir(work_root) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("build-") || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(marker) = fs::read_to_string(entry.path().join(MARKER)) else { continue };
+        let mut fields = marker.split_whitespace();
+        let Some(pid) = fields.next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let started = fields.next().unwrap_or("");
+        let alive = process_identity(pid).is_some_and(|now| now == started || started.is_empty());
+        if !alive && format!("build-{pid}") == name {
+            release(&entry.path());
+        }
+    }
+}
+
+/// A process's start time (clock ticks since boot, `/proc/PID/stat` field 22): with the pid, it
+/// names one process even after the pid is reused.
+fn process_identity(pid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields after its last `)`.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19).map(str::to_owned)
+}
+
 /// Unmount everything below `dir` and `dir` itself (it may be the build's tmpfs), then delete it.
 pub fn release(dir: &Path) {
     if let Err(err) = sandbox::unmount_below(dir) {
@@ -57,6 +106,31 @@ mod tests {
         let meminfo = "MemTotal:       24000000 kB\nMemAvailable:   2048 kB\n";
         assert_eq!(parse_mem_available(meminfo), Some(2048 * 1024));
         assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn only_marked_directories_of_dead_processes_are_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let ours = create(root.path()).unwrap();
+        // A user's directory that merely looks like a work dir, of a pid that is not running.
+        let users = root.path().join("build-999999999");
+        fs::create_dir(&users).unwrap();
+        // A marked one whose process is gone.
+        let dead = root.path().join("build-999999998");
+        fs::create_dir(&dead).unwrap();
+        fs::write(dead.join(MARKER), "999999998 1\n").unwrap();
+        remove_stale(root.path());
+        assert!(ours.exists(), "a live build's directory is kept");
+        assert!(users.exists(), "an unmarked directory is never swept");
+        assert!(!dead.exists());
+        assert!(create(root.path()).is_err(), "an existing directory is not reused");
+    }
+
+    #[test]
+    fn process_identity_is_the_start_time() {
+        let me = process_identity(std::process::id()).unwrap();
+        assert!(me.parse::<u64>().is_ok(), "{me}");
+        assert_eq!(process_identity(999_999_999), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod check_reproducible;
 pub mod dib;
 pub mod diff;
 pub mod elements;
+pub mod output_guard;
 pub mod preflight;
 pub mod recipes;
 pub mod test;

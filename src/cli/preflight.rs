@@ -108,6 +108,7 @@ pub fn build(args: &BuildArgs, plan: &Plan) -> Checked {
         };
         mkfs_options(&culprit, options)?;
     }
+    super::output_guard::build(args, plan)?;
     warn_skipped_scripts(plan);
     Ok(())
 }

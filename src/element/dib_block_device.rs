@@ -106,10 +106,15 @@ pub struct Defaults<'a> {
     pub fs_type: &'a str,
 }
 
+/// A block-device config is a few dozen lines; anything this large is the wrong file
+/// (`file:///dev/zero` would otherwise be read forever).
+const CONFIG_MAX_BYTES: u64 = 1 << 20;
+
 /// The YAML text of the variable's value: inline, or the file a `file://` value names.
 pub fn config_text(value: &str) -> Result<String, BlockDeviceError> {
     match value.strip_prefix("file://") {
-        Some(path) => std::fs::read_to_string(path).or_else(|err| refuse_config(format!("cannot read {value}: {err}"))),
+        Some(path) => crate::io::read_bounded(std::path::Path::new(path), CONFIG_MAX_BYTES)
+            .or_else(|err| refuse_config(format!("cannot read {value}: {err}"))),
         None => Ok(value.to_owned()),
     }
 }

@@ -7,11 +7,18 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
+
+use crate::child::ChildError;
 
 use super::error::ElementError;
 
 /// Marks which file is being sourced, so a failure names it.
 const MARKER: &str = "mesos-image-sourcing:";
+
+/// The default limit for sourcing environment.d, and the variable that changes it (seconds).
+const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(60);
+pub const TIME_LIMIT_VAR: &str = "MESOS_IMAGE_ENVIRONMENT_D_TIMEOUT";
 
 /// Variables bash itself sets; never part of the result.
 const SHELL_VARIABLES: [&str; 4] = ["PWD", "OLDPWD", "SHLVL", "_"];
@@ -36,13 +43,23 @@ pub fn source_files(
     command.arg("-c").arg(&script).arg("bash").args(files).env_clear();
     command.env("PATH", search_path.join(":")).env("HOME", &host_home);
     command.envs(initial);
-    let output = command.output().map_err(|err| ElementError::Environment {
-        path: files.first().cloned().unwrap_or_default(),
-        message: format!("cannot run bash: {err}"),
+    let limit = time_limit();
+    let output = crate::child::run_bounded(&mut command, limit).map_err(|err| match err {
+        ChildError::Spawn(err) => ElementError::Environment {
+            path: files.first().cloned().unwrap_or_default(),
+            message: format!("cannot run bash: {err}"),
+        },
+        ChildError::TimedOut { stderr, .. } => ElementError::Environment {
+            path: sourcing(&String::from_utf8_lossy(&stderr)).unwrap_or_default(),
+            message: format!(
+                "still running after {} s, killed (an environment.d file only sets variables; {TIME_LIMIT_VAR} raises the limit)",
+                limit.as_secs_f64()
+            ),
+        },
     })?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        let culprit = stderr.lines().rev().find_map(|l| l.strip_prefix(MARKER)).map(PathBuf::from);
+        let culprit = sourcing(&stderr);
         let detail = stderr.lines().rev().find(|l| !l.starts_with(MARKER) && !l.trim().is_empty());
         return Err(ElementError::Environment {
             path: culprit.unwrap_or_default(),
@@ -60,6 +77,18 @@ pub fn source_files(
         }
     }
     Ok(result)
+}
+
+/// The file being sourced when bash stopped: the last marker line.
+fn sourcing(stderr: &str) -> Option<PathBuf> {
+    stderr.lines().rev().find_map(|l| l.strip_prefix(MARKER)).map(PathBuf::from)
+}
+
+/// How long sourcing all environment.d files may take: they only set variables, so a file
+/// still running after this hangs (a loop, a read from the terminal, a dead network call).
+fn time_limit() -> Duration {
+    let seconds = std::env::var(TIME_LIMIT_VAR).ok().and_then(|v| v.parse::<f64>().ok()).filter(|s| *s > 0.0);
+    seconds.map(Duration::from_secs_f64).unwrap_or(DEFAULT_TIME_LIMIT)
 }
 
 /// `env -0` output: `NAME=value\0...`.

@@ -6,11 +6,13 @@
 //!
 //! Limiting is std's `Read::take`; no adapter of our own is needed for it.
 
+mod bounded;
 mod cancel;
 mod hash;
 mod lock;
 mod progress;
 
+pub use bounded::read_bounded;
 pub use cancel::CancelReader;
 pub use hash::{sha256_file, HashingReader, HashingWriter, Sha256Hex, StreamDigest};
 pub use lock::{lock_file, LockError, LockMode};

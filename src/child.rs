@@ -1,0 +1,133 @@
+//! Host-side element code (environment.d sourced while planning) runs before the build's PID
+//! namespace exists. Each such child gets a process group of its own that the tool kills:
+//! when the child ends (so a backgrounded grandchild does not outlive it), when its time limit
+//! runs out, and when the tool is stopped by SIGINT, SIGTERM or SIGHUP while it runs.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::Pid;
+
+const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// The process group of the child running now (0: none). One at a time: planning is sequential.
+static RUNNING_GROUP: AtomicI32 = AtomicI32::new(0);
+
+/// How often the wait loop looks at the child.
+const POLL: Duration = Duration::from_millis(10);
+
+/// What a bounded child produced.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error("cannot run it: {0}")]
+    Spawn(std::io::Error),
+    /// With what it wrote on stderr until then, to tell where it hung.
+    #[error("still running after {} s, killed", limit.as_secs_f64())]
+    TimedOut { limit: Duration, stderr: Vec<u8> },
+}
+
+/// Run `command` (stdin closed, stdout and stderr captured) in a process group of its own,
+/// killed as a whole when it exits, after `limit`, or when the tool is stopped meanwhile.
+pub fn run_bounded(command: &mut Command, limit: Duration) -> Result<Finished, ChildError> {
+    install_stop_handler();
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut child = command.spawn().map_err(ChildError::Spawn)?;
+    let group = Pid::from_raw(child.id() as i32);
+    RUNNING_GROUP.store(group.as_raw(), Ordering::SeqCst);
+    let stdout = child.stdout.take().map(drain);
+    let stderr = child.stderr.take().map(drain);
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() >= limit => break None,
+            Ok(None) => std::thread::sleep(POLL),
+            Err(_) => break None,
+        }
+    };
+    // The whole group, every time: what the child left running in the background dies with it
+    // (and the pipes close, so the readers finish).
+    let _ = killpg(group, Signal::SIGKILL);
+    RUNNING_GROUP.store(0, Ordering::SeqCst);
+    let collect = |reader: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        reader.and_then(|handle| handle.join().ok()).unwrap_or_default()
+    };
+    match status {
+        Some(status) => Ok(Finished { status, stdout: collect(stdout), stderr: collect(stderr) }),
+        None => {
+            let _ = child.wait();
+            Err(ChildError::TimedOut { limit, stderr: collect(stderr) })
+        }
+    }
+}
+
+fn drain<R: Read + Send + 'static>(mut reader: R) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = reader.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// On a stop signal: kill the running group, then die of the signal as if unhandled (the
+/// caller's exit status stays 128 + N). The build's sandbox installs its own handlers later.
+fn install_stop_handler() {
+    let action = SigAction::new(SigHandler::Handler(kill_group_and_die), SaFlags::empty(), SigSet::empty());
+    for signal in STOP_SIGNALS {
+        // SAFETY: the handler calls only async-signal-safe functions (kill, signal, raise).
+        let _ = unsafe { sigaction(signal, &action) };
+    }
+}
+
+extern "C" fn kill_group_and_die(signal: nix::libc::c_int) {
+    let group = RUNNING_GROUP.load(Ordering::SeqCst);
+    // SAFETY: kill(2), signal(2) and raise(3) are async-signal-safe.
+    unsafe {
+        if group > 0 {
+            nix::libc::kill(-group, nix::libc::SIGKILL);
+        }
+        nix::libc::signal(signal, nix::libc::SIG_DFL);
+        nix::libc::raise(signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_captured_and_background_children_die_with_the_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("bg.pid");
+        let script = format!("sleep 300 & echo $! > {}; echo out; echo err >&2", pid_file.display());
+        let done = run_bounded(Command::new("bash").arg("-c").arg(script), Duration::from_secs(10)).unwrap();
+        assert!(done.status.success());
+        assert_eq!(done.stdout, b"out\n");
+        assert_eq!(done.stderr, b"err\n");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        // Gone, or a zombie until init reaps it.
+        assert!(stat.is_empty() || stat.contains(") Z "), "background sleep still running: {stat}");
+    }
+
+    #[test]
+    fn a_child_past_its_limit_is_killed() {
+        let started = Instant::now();
+        let err = run_bounded(Command::new("bash").arg("-c").arg("while :; do :; done"), Duration::from_millis(200))
+            .unwrap_err();
+        assert!(matches!(err, ChildError::TimedOut { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
