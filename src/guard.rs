@@ -74,39 +74,31 @@ fn kernel_tree(resolved: &Path) -> Result<(), String> {
     }
 }
 
-/// The absolute path `path` names, every symlink resolved: the longest existing prefix is
-/// canonicalized and the rest appended lexically (`..` in the missing rest pops a component).
+/// The absolute path `path` names, every symlink resolved: component by component, each
+/// existing prefix canonicalized, so `..` after a link climbs out of the link's target as the
+/// kernel does; the missing rest is taken as written.
 pub fn resolve(path: &Path) -> PathBuf {
     let absolute = if path.is_absolute() {
         path.to_owned()
     } else {
         std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")).join(path)
     };
-    let mut existing = absolute.clone();
-    let mut rest: Vec<std::ffi::OsString> = Vec::new();
-    loop {
-        if let Ok(real) = fs::canonicalize(&existing) {
-            let mut out = real;
-            for part in rest.iter().rev() {
-                match Path::new(part).components().next() {
-                    Some(Component::ParentDir) => {
-                        out.pop();
-                    }
-                    Some(Component::CurDir) | None => {}
-                    _ => out.push(part),
+    let mut out = PathBuf::from("/");
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(name) => {
+                out.push(name);
+                if let Ok(real) = fs::canonicalize(&out) {
+                    out = real;
                 }
             }
-            return out;
-        }
-        match (existing.file_name().map(|n| n.to_owned()), existing.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name);
-                existing = parent.to_owned();
-            }
-            // `..` or `/` at the end: let the lexical path stand.
-            _ => return absolute,
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
+    out
 }
 
 /// What a non-regular file is, for the error line.

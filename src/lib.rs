@@ -5,6 +5,7 @@
 //! module under `stage/` (docs/architecture.md maps stage, module and the data handed on).
 
 pub mod arch;
+pub mod bootable;
 pub mod build;
 pub mod cache;
 pub mod child;
@@ -34,3 +35,4 @@ pub mod upload;
 pub mod uuid;
 pub mod vmtest;
 pub mod workdir;
+pub mod yaml_guard;

@@ -429,6 +429,11 @@ impl Overrides {
 impl Recipe {
     /// Parse a recipe from YAML text; `path` is used in error messages only.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
+        crate::yaml_guard::check(text).map_err(|(line, message)| RecipeError::Parse {
+            path: path.to_owned(),
+            line,
+            message,
+        })?;
         let recipe: Recipe = serde_yaml_ng::from_str(text).map_err(|err| RecipeError::Parse {
             path: path.to_owned(),
             line: err.location().map(|loc| loc.line()).unwrap_or(1),

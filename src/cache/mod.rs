@@ -246,7 +246,9 @@ impl StageCache {
 
     /// The stored outputs for `key`: (file name, path) pairs, if present and intact. A corrupt
     /// entry (unreadable record, missing or truncated file) is reported, removed and absent.
-    pub fn outputs(&self, key: &StageKey) -> Option<Vec<(String, PathBuf)>> {
+    /// The entry's shared lock stays held while the result lives, so `cache prune` cannot
+    /// remove the files while a build copies them out.
+    pub fn outputs(&self, key: &StageKey) -> Option<StoredOutputs> {
         let lock = self.lock(key, LockMode::Shared).ok()?;
         let (meta, dir) = (self.outputs_meta(key), self.outputs_dir(key));
         if !meta.exists() && !dir.exists() {
@@ -255,7 +257,7 @@ impl StageCache {
         match self.check_outputs(key) {
             Ok(files) => {
                 touch(&meta);
-                Some(files)
+                Some(StoredOutputs { files, _lock: lock })
             }
             Err(corruption) => {
                 drop(lock);
@@ -382,9 +384,16 @@ impl StageCache {
             .sum()
     }
 
-    /// Empty the apt archive cache (the directory itself stays).
+    /// Empty the apt archive cache (the directory itself stays). A link in place of `apt` or
+    /// `apt/archives` is refused: pruning never follows a link out of the cache.
     pub fn clear_apt(&self) -> anyhow::Result<()> {
         let dir = self.apt_archives();
+        for own in [self.root.join("apt"), dir.clone()] {
+            let real_dir = fs::symlink_metadata(&own).is_ok_and(|m| m.is_dir());
+            if !real_dir {
+                bail!("{}: not a directory of the cache (a link or a file): left alone", own.display());
+            }
+        }
         for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
             let path = entry?.path();
             if path.extension().and_then(|e| e.to_str()) == Some("deb") {
@@ -392,6 +401,19 @@ impl StageCache {
             }
         }
         Ok(())
+    }
+}
+
+/// A cache entry's stored outputs, its shared lock held until this is dropped.
+pub struct StoredOutputs {
+    files: Vec<(String, PathBuf)>,
+    _lock: Flock<fs::File>,
+}
+
+impl std::ops::Deref for StoredOutputs {
+    type Target = Vec<(String, PathBuf)>;
+    fn deref(&self) -> &Self::Target {
+        &self.files
     }
 }
 
@@ -617,10 +639,37 @@ mod tests {
         fs::write(&source, "qcow-bytes").unwrap();
         let key = Fingerprint::new("outputs", None).finish();
         cache.save_outputs(&key, "t", &[("x.qcow2".into(), source)]).unwrap();
-        let stored = cache.outputs(&key).unwrap();
-        fs::write(&stored[0].1, "qc").unwrap();
+        let path = cache.outputs(&key).unwrap()[0].1.clone();
+        fs::write(&path, "qc").unwrap();
         assert!(cache.outputs(&key).is_none(), "a truncated image must not be restored");
         assert!(!cache.outputs_dir(&key).exists());
+    }
+
+    #[test]
+    fn prune_leaves_outputs_a_build_is_copying_out() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = StageCache::open(cache_dir.path()).unwrap();
+        let source = cache_dir.path().join("img");
+        fs::write(&source, "qcow").unwrap();
+        let key = Fingerprint::new("outputs", None).finish();
+        cache.save_outputs(&key, "t", &[("x.qcow2".into(), source)]).unwrap();
+        let stored = cache.outputs(&key).unwrap();
+        assert!(!cache.remove_unless_busy(&key).unwrap(), "pruned while a build restores it");
+        assert!(stored[0].1.is_file());
+        drop(stored);
+        assert!(cache.remove_unless_busy(&key).unwrap());
+    }
+
+    #[test]
+    fn clearing_apt_never_follows_a_link_out_of_the_cache() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = StageCache::open(cache_dir.path()).unwrap();
+        let host = tempfile::tempdir().unwrap();
+        fs::write(host.path().join("keep.deb"), "x").unwrap();
+        fs::remove_dir_all(cache.apt_archives()).unwrap();
+        std::os::unix::fs::symlink(host.path(), cache.apt_archives()).unwrap();
+        assert!(cache.clear_apt().unwrap_err().to_string().contains("not a directory of the cache"));
+        assert!(host.path().join("keep.deb").is_file());
     }
 
     #[test]

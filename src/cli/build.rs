@@ -275,7 +275,12 @@ fn output_stem(path: &Path) -> Option<String> {
 fn existing_absolute(path: &Path, option: &str) -> anyhow::Result<String> {
     if !path.is_file() {
         let culprit = format!("{option} {}", path.display());
-        return Err(super::preflight::PreflightError { culprit, problem: "no such file".into() }.into());
+        let problem = match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => "is a directory, not a key file",
+            Ok(_) => "is not a regular file",
+            Err(_) => "no such file",
+        };
+        return Err(super::preflight::PreflightError { culprit, problem: problem.into() }.into());
     }
     let absolute = std::path::absolute(path).with_context(|| format!("{option} {}", path.display()))?;
     Ok(absolute.display().to_string())

@@ -8,6 +8,10 @@ use super::GlobalOpts;
 use crate::cache::{self, StageCache};
 use crate::paths;
 
+/// The largest `--older-than` whose age in seconds fits the clock's 64 bits: a larger one
+/// would wrap around and prune recent entries.
+const MAX_DAYS: u64 = u64::MAX / 86_400;
+
 #[derive(Debug, Args)]
 pub struct CacheArgs {
     /// Cache directory.
@@ -24,7 +28,8 @@ pub enum CacheCommand {
     /// Remove cache entries (by default: those unused for 14 days).
     Prune {
         /// Remove entries not used for this many days.
-        #[arg(long, value_name = "DAYS", default_value_t = 14, conflicts_with = "all")]
+        #[arg(long, value_name = "DAYS", default_value_t = 14, conflicts_with = "all",
+              value_parser = clap::value_parser!(u64).range(0..=MAX_DAYS))]
         older_than: u64,
         /// Remove every entry and the downloaded packages.
         #[arg(long)]
@@ -64,7 +69,7 @@ fn list(cache: &StageCache) -> anyhow::Result<()> {
 }
 
 fn prune(cache: &StageCache, older_than_days: u64, apt: bool) -> anyhow::Result<()> {
-    let cutoff = crate::clock::now().saturating_sub(older_than_days * 86_400);
+    let cutoff = crate::clock::now().saturating_sub(older_than_days.saturating_mul(86_400));
     let mut removed = 0u64;
     let mut busy = 0u64;
     let mut freed = 0u64;

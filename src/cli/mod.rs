@@ -8,6 +8,7 @@ pub mod check_reproducible;
 pub mod dib;
 pub mod diff;
 pub mod elements;
+pub mod input_guard;
 pub mod output_guard;
 pub mod preflight;
 pub mod recipes;

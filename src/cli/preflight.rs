@@ -108,6 +108,7 @@ pub fn build(args: &BuildArgs, plan: &Plan) -> Checked {
         };
         mkfs_options(&culprit, options)?;
     }
+    super::input_guard::build(args, plan)?;
     super::output_guard::build(args, plan)?;
     warn_skipped_scripts(plan);
     Ok(())
@@ -355,6 +356,7 @@ pub fn upload(args: &UploadArgs) -> Checked {
     if args.timeout == 0 {
         return Err(bad("--timeout 0", "must be at least 1 second"));
     }
+    super::input_guard::upload(args)?;
     if let Some(name) = &record.name {
         if name.trim().is_empty() {
             return Err(bad("--name", "is empty"));
@@ -419,6 +421,8 @@ fn io_reason(err: &std::io::Error) -> String {
 /// `mesos-image test`: the image, the options that shape the VM, the files it reads and writes.
 pub fn test(args: &TestArgs) -> Checked {
     image_file(&args.image, Some("raw")).map_err(|err| bad(format!("image {}", err.culprit), err.problem))?;
+    crate::bootable::check(&args.image, args.kernel.is_some())
+        .map_err(|problem| bad(format!("image {}", args.image.display()), problem))?;
     if args.timeout == 0 {
         return Err(bad("--timeout 0", "must be at least 1 second"));
     }
@@ -452,6 +456,7 @@ pub fn cache(args: &CacheArgs) -> Checked {
             let problem = if dir.exists() { "is not a directory" } else { "no such cache directory" };
             return Err(bad(format!("--cache-dir {}", dir.display()), problem));
         }
+        crate::guard::output_dir(dir).map_err(|problem| bad(format!("--cache-dir {}", dir.display()), problem))?;
     }
     Ok(())
 }
