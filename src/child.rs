@@ -40,7 +40,13 @@ pub enum ChildError {
 /// Run `command` (stdin closed, stdout and stderr captured) in a process group of its own,
 /// killed as a whole when it exits, after `limit`, or when the tool is stopped meanwhile.
 pub fn run_bounded(command: &mut Command, limit: Duration) -> Result<Finished, ChildError> {
-    install_stop_handler();
+    let previous = install_stop_handler();
+    let result = run_in_group(command, limit);
+    restore_handlers(previous);
+    result
+}
+
+fn run_in_group(command: &mut Command, limit: Duration) -> Result<Finished, ChildError> {
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = command.spawn().map_err(ChildError::Spawn)?;
     let group = Pid::from_raw(child.id() as i32);
@@ -80,25 +86,35 @@ fn drain<R: Read + Send + 'static>(mut reader: R) -> std::thread::JoinHandle<Vec
     })
 }
 
-/// On a stop signal: kill the running group, then die of the signal as if unhandled (the
-/// caller's exit status stays 128 + N). The build's sandbox installs its own handlers later.
-fn install_stop_handler() {
+/// While a child runs, a stop signal kills its group, then exits 128 + N as every stopped
+/// command does (README, "Exit status"). Returns the handlers it replaced.
+fn install_stop_handler() -> Vec<(Signal, SigAction)> {
     let action = SigAction::new(SigHandler::Handler(kill_group_and_die), SaFlags::empty(), SigSet::empty());
+    let mut previous = Vec::new();
     for signal in STOP_SIGNALS {
-        // SAFETY: the handler calls only async-signal-safe functions (kill, signal, raise).
+        // SAFETY: the handler calls only async-signal-safe functions (kill, _exit).
+        if let Ok(old) = unsafe { sigaction(signal, &action) } {
+            previous.push((signal, old));
+        }
+    }
+    previous
+}
+
+fn restore_handlers(previous: Vec<(Signal, SigAction)>) {
+    for (signal, action) in previous {
+        // SAFETY: puts back what was installed before.
         let _ = unsafe { sigaction(signal, &action) };
     }
 }
 
 extern "C" fn kill_group_and_die(signal: nix::libc::c_int) {
     let group = RUNNING_GROUP.load(Ordering::SeqCst);
-    // SAFETY: kill(2), signal(2) and raise(3) are async-signal-safe.
+    // SAFETY: kill(2) and _exit(2) are async-signal-safe.
     unsafe {
         if group > 0 {
             nix::libc::kill(-group, nix::libc::SIGKILL);
         }
-        nix::libc::signal(signal, nix::libc::SIG_DFL);
-        nix::libc::raise(signal);
+        nix::libc::_exit(128 + signal);
     }
 }
 

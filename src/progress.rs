@@ -225,7 +225,11 @@ impl Reporter {
     fn log_to_file(&self, line: &str) {
         if let Ok(mut guard) = self.log.lock() {
             if let Some(file) = guard.as_mut() {
-                let _ = writeln!(file, "{line}");
+                // A full disk (or `/dev/full`) must not lose the log silently: say so once.
+                if let Err(err) = writeln!(file, "{line}") {
+                    eprintln!("warning: --log-file: cannot write ({err}); the rest of the log is lost");
+                    *guard = None;
+                }
             }
         }
     }
