@@ -184,6 +184,81 @@ fn two_builds_at_once_on_one_cache() {
     case.assert_canaries("two builds at once");
 }
 
+/// SIGTERM while an environment.d file loops (sourced on the host while planning, before the
+/// build's PID namespace exists) with a child in the background: both die with the tool.
+#[test]
+#[ignore = "needs root: a real build stopped while its environment.d loops"]
+fn sigterm_while_environment_d_loops() {
+    let mut case = Case::new();
+    case.control(None);
+    let elems = case.scratch.join("elems");
+    let env_d = elems.join("loop-env/environment.d");
+    fs::create_dir_all(&env_d).unwrap();
+    let pid_file = case.scratch.join("loop.pid");
+    let script = format!("echo $$ > {}\nsleep 1000.{} &\nwhile :; do :; done\n", pid_file.display(), case.marker);
+    fs::write(env_d.join("10-loop"), script).unwrap();
+    case.elements_path = std::path::PathBuf::from(format!("{}:{}", case.elements_path.display(), elems.display()));
+    let mut build = case.start(&["fault-os", "loop-env"], &[]);
+    build.wait_for(|| pid_file.is_file() && !support::sleepers(&case.marker).is_empty(), "the looping environment.d");
+    build.signal(Signal::SIGTERM);
+    let (status, log) = build.finish(Duration::from_secs(30));
+    assert_signal_exit(status, Signal::SIGTERM, "SIGTERM in environment.d", &log);
+    let looping = fs::read_to_string(&pid_file).unwrap();
+    let alive = |pid: &str| fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|s| !s.contains(") Z "));
+    // SIGKILL was sent before the tool exited; delivery and reaping take a moment.
+    let started = std::time::Instant::now();
+    while (alive(&looping) || !support::sleepers(&case.marker).is_empty()) && started.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(&looping), "the looping environment.d outlived the tool");
+    assert_eq!(support::sleepers(&case.marker), Vec::<i32>::new(), "its background child outlived the tool");
+    case.assert_host_clean("SIGTERM in environment.d");
+}
+
+/// `cache prune --all` while a build copies its image out of the cache: the entry is kept
+/// (the build holds its lock) and the build finishes with its manifest and SBOM. The build is
+/// stopped (SIGSTOP) once it announces the restore, so prune runs while the lock is held.
+#[test]
+#[ignore = "needs root: a real build restoring from the cache while the cache is pruned"]
+fn prune_while_a_build_restores_from_the_cache() {
+    let case = Case::new();
+    case.control(None);
+    let (status, log) = case.start(&ELEMENTS, &[]).finish(Duration::from_secs(300));
+    assert!(status.success(), "{log}");
+    for _attempt in 0..5 {
+        case.remove_outputs();
+        let mut build = case.start(&ELEMENTS, &[]);
+        build.wait_for_line("==> outputs: unchanged inputs, restoring from cache");
+        build.signal(Signal::SIGSTOP);
+        if build.child.try_wait().unwrap().is_some() {
+            // Finished before it could be stopped: the restore was too quick to overlap.
+            continue;
+        }
+        let prune = Command::new(env!("CARGO_BIN_EXE_mesos-image"))
+            .args(["cache", "--cache-dir"])
+            .arg(&case.cache)
+            .args(["prune", "--all"])
+            .output()
+            .unwrap();
+        build.signal(Signal::SIGCONT);
+        let (status, log) = build.finish(Duration::from_secs(60));
+        let pruned = String::from_utf8_lossy(&prune.stdout);
+        assert!(prune.status.success(), "{pruned}{}", String::from_utf8_lossy(&prune.stderr));
+        assert!(pruned.contains("kept 1 entries a running build is using"), "{pruned}");
+        assert!(status.success(), "the restoring build failed:\n{log}");
+        let image = case.output();
+        for beside in [".manifest.json", ".spdx.json"] {
+            let mut name = image.clone().into_os_string();
+            name.push(beside);
+            assert!(Path::new(&name).is_file(), "no {beside} beside the image:\n{log}");
+        }
+        assert_eq!(case.work_dirs(), Vec::<String>::new());
+        case.assert_canaries("prune during a restore");
+        return;
+    }
+    panic!("five restores all finished before they could be stopped");
+}
+
 /// How an entry of the stage cache is damaged, and how `corrupt_cache` does it to every entry.
 const CORRUPTIONS: [&str; 3] = ["truncated file", "bad JSON record", "missing file"];
 
@@ -481,6 +556,16 @@ fn faults_table() -> String {
             "the work directory filling up".to_owned(),
             "`--work-dir` on a 6 MiB tmpfs".to_owned(),
             "exit 1, one error line (No space left on device); work dir emptied; next build succeeds",
+        ),
+        (
+            "SIGTERM while environment.d loops, a child in the background".to_owned(),
+            "planning, on the host (before the build's PID namespace)".to_owned(),
+            "exit 143; the loop and its background child killed with their process group; nothing left",
+        ),
+        (
+            "`cache prune --all` while a build restores its image from the cache".to_owned(),
+            "the build stopped (SIGSTOP) right after it announced the restore".to_owned(),
+            "the entry kept (the build holds its lock), the rest pruned; the build finishes with manifest and SBOM",
         ),
         (
             "two builds at once on one cache".to_owned(),
