@@ -91,11 +91,6 @@ fn echoed_forms(value: &str) -> Vec<String> {
     forms
 }
 
-/// A server's reply (a Keystone or Glance error body) made safe to print: every registered
-/// secret masked in the forms a server echoes it in, then the usual rules.
-pub fn server_text(body: &str) -> String {
-    text(body)
-}
 
 /// Register the values of every secret-named variable among `vars`.
 pub fn register_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) {
@@ -319,8 +314,8 @@ mod tests {
     #[test]
     fn secrets_echoed_json_escaped_or_percent_encoded_are_masked() {
         register(r#"pa"ss\word/1"#);
-        assert_eq!(server_text(r#"{"error": {"message": "bad password pa\"ss\\word/1"}}"#), r#"{"error": {"message": "bad password ***"}}"#);
-        assert_eq!(server_text("q=pa%22ss%5Cword%2F1&x=1"), "q=***&x=1");
+        assert_eq!(text(r#"{"error": {"message": "bad password pa\"ss\\word/1"}}"#), r#"{"error": {"message": "bad password ***"}}"#);
+        assert_eq!(text("q=pa%22ss%5Cword%2F1&x=1"), "q=***&x=1");
     }
 
     #[test]
