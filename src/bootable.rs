@@ -155,7 +155,8 @@ fn first_sector(mut file: &File, header: &Header, len: u64) -> Result<Option<Vec
         let size = (sectors * 512 - (host & 511)).min(len.saturating_sub(host));
         let mut compressed = vec![0u8; size as usize];
         file.seek(SeekFrom::Start(host)).map_err(|err| err.to_string())?;
-        file.read_exact(&mut compressed).map_err(|_| "truncated qcow2: its first cluster lies beyond the file's end")?;
+        file.read_exact(&mut compressed)
+            .map_err(|_| "truncated qcow2: its first cluster lies beyond the file's end")?;
         let mut inflater = flate2::Decompress::new_with_window_bits(false, WINDOW_BITS);
         let mut out = Vec::with_capacity(cluster as usize);
         let _ = inflater.decompress_vec(&compressed, &mut out, flate2::FlushDecompress::Finish);

@@ -353,4 +353,3 @@ fn require_root() -> anyhow::Result<()> {
     }
     Ok(())
 }
-

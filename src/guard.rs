@@ -46,7 +46,10 @@ pub fn output_file(path: &Path, inputs: &Inputs) -> Result<(), String> {
         }
         for (what, input) in &inputs.files {
             if fs::metadata(input).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino()) {
-                return Err(format!("is {what} {} of this run: an output must not overwrite an input", input.display()));
+                return Err(format!(
+                    "is {what} {} of this run: an output must not overwrite an input",
+                    input.display()
+                ));
             }
         }
     }

@@ -91,7 +91,6 @@ fn echoed_forms(value: &str) -> Vec<String> {
     forms
 }
 
-
 /// Register the values of every secret-named variable among `vars`.
 pub fn register_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) {
     for (name, value) in vars {
@@ -314,13 +313,18 @@ mod tests {
     #[test]
     fn secrets_echoed_json_escaped_or_percent_encoded_are_masked() {
         register(r#"pa"ss\word/1"#);
-        assert_eq!(text(r#"{"error": {"message": "bad password pa\"ss\\word/1"}}"#), r#"{"error": {"message": "bad password ***"}}"#);
+        assert_eq!(
+            text(r#"{"error": {"message": "bad password pa\"ss\\word/1"}}"#),
+            r#"{"error": {"message": "bad password ***"}}"#
+        );
         assert_eq!(text("q=pa%22ss%5Cword%2F1&x=1"), "q=***&x=1");
     }
 
     #[test]
     fn secret_names_by_the_table() {
-        for name in ["OS_PASSWORD", "DIB_REPO_PASSWD", "FTP_PASS", "PASS", "API_SECRET", "OS_TOKEN", "SSH_KEY", "password"] {
+        for name in
+            ["OS_PASSWORD", "DIB_REPO_PASSWD", "FTP_PASS", "PASS", "API_SECRET", "OS_TOKEN", "SSH_KEY", "password"]
+        {
             assert!(is_secret_name(name), "{name}");
         }
         for name in ["DIB_MESOS_REPO_KEY", "DIB_JAVA_REPO_KEY", "PASSENGER", "DIB_PASSTHROUGH", "cache_key", "PATH"] {

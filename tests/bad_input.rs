@@ -543,7 +543,11 @@ fn host_snapshot(scratch: &Scratch) -> BTreeSet<String> {
     for dir in ["/tmp", "/var/tmp"] {
         for entry in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
             let path = entry.path().display().to_string();
-            if ours(&path) && !scratch_path.starts_with(&path) && !path.contains("mesos-image-test-cache") && !path.contains("mi-faults") {
+            if ours(&path)
+                && !scratch_path.starts_with(&path)
+                && !path.contains("mesos-image-test-cache")
+                && !path.contains("mi-faults")
+            {
                 seen.insert(path);
             }
         }

@@ -207,7 +207,8 @@ fn sigterm_while_environment_d_loops() {
     let alive = |pid: &str| fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|s| !s.contains(") Z "));
     // SIGKILL was sent before the tool exited; delivery and reaping take a moment.
     let started = std::time::Instant::now();
-    while (alive(&looping) || !support::sleepers(&case.marker).is_empty()) && started.elapsed() < Duration::from_secs(2) {
+    while (alive(&looping) || !support::sleepers(&case.marker).is_empty()) && started.elapsed() < Duration::from_secs(2)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!alive(&looping), "the looping environment.d outlived the tool");

@@ -230,7 +230,9 @@ pub fn make_plan(args: &BuildArgs, host: HostContext) -> anyhow::Result<Plan> {
 fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptions> {
     let mut environment: BTreeMap<String, String> = args.env.iter().cloned().collect();
     // DIB exports its own command line as DIB_ARGS; some elements log or parse it.
-    environment.entry("DIB_ARGS".into()).or_insert_with(|| std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "));
+    environment.entry("DIB_ARGS".into()).or_insert_with(|| {
+        std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    });
     for (key, value) in dib_flag_variables(args)? {
         environment.insert(key.into(), value);
     }

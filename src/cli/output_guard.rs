@@ -47,7 +47,11 @@ fn output_files(args: &BuildArgs, plan: &Plan) -> Vec<(String, PathBuf)> {
         let culprit = format!("-o {}", output.display());
         let images = output_names(output, &plan.image.formats);
         for (format, path) in &images {
-            let name = if path == output { culprit.clone() } else { format!("{culprit}: the {} output {}", format.name(), path.display()) };
+            let name = if path == output {
+                culprit.clone()
+            } else {
+                format!("{culprit}: the {} output {}", format.name(), path.display())
+            };
             files.push((name, path.clone()));
             if args.checksum {
                 let sum = checksum_path(path);
