@@ -62,7 +62,7 @@ pub fn register(value: &str) {
     }
     let mut secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
     for form in echoed_forms(value) {
-        if !secrets.iter().any(|known| *known == form) {
+        if !secrets.contains(&form) {
             secrets.push(form);
         }
     }
