@@ -703,6 +703,20 @@ fn an_empty_home_puts_no_cache_in_the_current_directory() {
     assert!(added.is_empty(), "HOME='' created {added:?} in the current directory");
 }
 
+/// `disk-image-create` with no elements used to plan the default recipe silently.
+#[test]
+fn disk_image_create_without_elements_is_refused() {
+    let scratch = Scratch::new();
+    let link = scratch.path().join("tmp/disk-image-create");
+    std::os::unix::fs::symlink(common::binary(), &link).unwrap();
+    let output = Command::new(&link).args(["-o", "x"]).current_dir(scratch.path()).output().unwrap();
+    std::fs::remove_file(&link).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(USAGE), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("disk-image-create: no elements given"), "{stderr}");
+}
+
 /// No two cases alike: each adds a different input to the table.
 #[test]
 fn cases_are_distinct() {

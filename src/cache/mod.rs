@@ -85,9 +85,19 @@ pub struct StageCache {
 impl StageCache {
     /// Open (and create) the cache directory.
     pub fn open(root: &Path) -> anyhow::Result<StageCache> {
-        for sub in ["stages", "outputs", "locks", "apt/archives/partial"] {
+        fs::create_dir_all(root).with_context(|| format!("cannot create cache directory {}", root.display()))?;
+        // Entries are written and removed below these: a link there would lead out of the cache.
+        for sub in ["stages", "outputs", "locks", "apt", "apt/archives", "apt/archives/partial"] {
             let dir = root.join(sub);
-            fs::create_dir_all(&dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+            match fs::symlink_metadata(&dir) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    bail!("cache directory {}: a link or a file, not a directory of the cache: refused", dir.display())
+                }
+                Err(_) => {
+                    fs::create_dir(&dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?
+                }
+            }
         }
         Ok(StageCache { root: root.to_owned() })
     }
@@ -670,6 +680,9 @@ mod tests {
         std::os::unix::fs::symlink(host.path(), cache.apt_archives()).unwrap();
         assert!(cache.clear_apt().unwrap_err().to_string().contains("not a directory of the cache"));
         assert!(host.path().join("keep.deb").is_file());
+        let err = StageCache::open(cache_dir.path()).err().expect("a linked apt/archives is refused").to_string();
+        assert!(err.contains("not a directory of the cache"), "{err}");
+        assert!(!host.path().join("partial").exists(), "open created a directory through the link");
     }
 
     #[test]

@@ -96,6 +96,12 @@ pub fn parse(args: Vec<OsString>) -> anyhow::Result<Cli> {
         Err(err) => anyhow::bail!("{}", one_line(&err)),
     };
     if let Command::Build(build) = &mut cli.command {
+        // `build` without elements plans the default recipe; disk-image-create never does that.
+        if build.elements.is_empty() {
+            anyhow::bail!(
+                "disk-image-create: no elements given: name the elements to build (e.g. `debian-minimal vm`)"
+            );
+        }
         let types: Vec<String> = build.format.iter().map(|f| f.extension().to_owned()).collect();
         build.output = build.output.take().map(|name| output_path(&name, &types));
     }
@@ -217,6 +223,8 @@ mod tests {
             assert!(err.starts_with(&format!("disk-image-create option {flag} is not supported: ")), "{err}");
             assert!(!err.contains('\n'), "{err}");
         }
+        let err = parse(args(&["disk-image-create", "-o", "x"])).unwrap_err().to_string();
+        assert!(err.starts_with("disk-image-create: no elements given"), "{err}");
         let err = parse(args(&["disk-image-create", "--bogus-flag", "ubuntu"])).unwrap_err().to_string();
         assert_eq!(err, "disk-image-create: unknown option `--bogus-flag`");
         let err = parse(args(&["disk-image-create", "--image-size", "lots", "ubuntu"])).unwrap_err().to_string();
