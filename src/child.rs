@@ -9,7 +9,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{killpg, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 
 const STOP_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
@@ -48,9 +48,29 @@ pub fn run_bounded(command: &mut Command, limit: Duration) -> Result<Finished, C
 
 fn run_in_group(command: &mut Command, limit: Duration) -> Result<Finished, ChildError> {
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    let mut child = command.spawn().map_err(ChildError::Spawn)?;
+    // A stop signal between spawn and noting the group would leave the child running: hold
+    // stop signals until the group is noted (the child unblocks them for itself).
+    let stops: SigSet = STOP_SIGNALS.iter().copied().collect();
+    let restore = |mask: Option<SigSet>| {
+        if let Some(mask) = mask {
+            let _ = mask.thread_set_mask();
+        }
+    };
+    let before = stops.thread_swap_mask(SigmaskHow::SIG_BLOCK).ok();
+    // SAFETY: sigprocmask(2) is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            restore(before);
+            Ok(())
+        });
+    }
+    let spawned = command.spawn();
+    if let Ok(child) = &spawned {
+        RUNNING_GROUP.store(child.id() as i32, Ordering::SeqCst);
+    }
+    restore(before);
+    let mut child = spawned.map_err(ChildError::Spawn)?;
     let group = Pid::from_raw(child.id() as i32);
-    RUNNING_GROUP.store(group.as_raw(), Ordering::SeqCst);
     let stdout = child.stdout.take().map(drain);
     let stderr = child.stderr.take().map(drain);
     let started = Instant::now();
