@@ -205,6 +205,8 @@ const CASES: &[Case] = &[
     case(&["test", "dotdot.qcow2"], "a qcow2 backed by `../` a file", USAGE, "its backing file ../afile lies outside the image's directory"),
     case(&["test", "zero-disk.qcow2"], "a qcow2 of a 0-byte disk", USAGE, "image zero-disk.qcow2: qcow2 of a 0-byte disk"),
     case(&["test", "fifo"], "a FIFO", USAGE, "image fifo: is not a regular file"),
+    case(&["test", "q.qcow2", "--keep-serial-log", "q.qcow2"], "`--keep-serial-log` the image under test", USAGE, "--keep-serial-log q.qcow2: is the image q.qcow2 of this run"),
+    case(&["test", "q.qcow2", "--keep-serial-log", "fifo"], "`--keep-serial-log` a FIFO", USAGE, "--keep-serial-log fifo: is a FIFO"),
     // Arguments are bytes-safe: non-UTF-8 (`\xff` is the byte 0xff) refused or handled, never a panic (#19).
     case(&["build", "--recipe", "\\xff", "-o", "x.qcow2"], "a non-UTF-8 recipe name", USAGE, "invalid UTF-8"),
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "-e", "A=\\xff"], "a non-UTF-8 `-e` value", USAGE, "invalid UTF-8"),
@@ -255,6 +257,7 @@ const ROOT_CASES: &[Case] = &[
     case(&["cache", "--cache-dir", "devlink", "list"], "`cache list` on a symlink to `/dev`", USAGE, "--cache-dir devlink: resolves into /dev"),
     case(&["cache", "--cache-dir", "devlink", "prune", "--all"], "`cache prune` on a symlink to `/dev`", USAGE, "--cache-dir devlink: resolves into /dev"),
     case(&["test", "fulldev"], "`test` of a character device", USAGE, "image fulldev: is not a regular file"),
+    case(&["test", "q.qcow2", "--keep-serial-log", "devlink/serial.log"], "`--keep-serial-log` through a symlink to `/dev`", USAGE, "--keep-serial-log devlink/serial.log: resolves into /dev"),
     case(&["upload", "blkdev"], "`upload` of a block device", USAGE, "blkdev: is not a regular file"),
 ];
 

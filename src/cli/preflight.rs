@@ -444,6 +444,10 @@ pub fn test(args: &TestArgs) -> Checked {
     }
     if let Some(log) = &args.keep_serial_log {
         writable_file("--keep-serial-log", log)?;
+        let mut inputs = crate::guard::Inputs::default();
+        inputs.file("the image", &args.image);
+        crate::guard::output_file(log, &inputs)
+            .map_err(|problem| bad(format!("--keep-serial-log {}", log.display()), problem))?;
     }
     Ok(())
 }
