@@ -15,6 +15,7 @@
 #   CONTAINER_TEST_REBASE  1: rebuild the base images even if the test made them before
 #   MESOS_IMAGE_BIN        host binary whose `test` subcommand boots the built image (else plain qemu)
 #   CONTAINER_TEST_ACCEL   its --accel (default tcg)
+#   MESOS_IMAGE_CACHE_DIR  cache the containerised build shares with the host's (default: WORK/cache)
 # The base images and the built image stay (tagged under the prefix) so the next run is warm.
 set -euo pipefail
 
@@ -420,10 +421,14 @@ full_build() {
         return
     fi
     local out=$work/output started name=mesos-image-test-build-$$
-    # A host cache directory: warm stage and package caches for the next run.
-    local fixture_args=() mounts=(-v "$work/output:/output" -v "$work/cache:/root/.cache/mesos-image")
+    # A host cache directory: the test run's shared one when there is one (MESOS_IMAGE_CACHE_DIR,
+    # as .ci/run sets it: the packages the host's builds download are not fetched again, and
+    # builds in and out of the container queue on the same package-cache lock), else our own,
+    # warm for the next run.
+    local cache=${MESOS_IMAGE_CACHE_DIR:-$work/cache}
+    local fixture_args=() mounts=(-v "$work/output:/output" -v "$cache:/root/.cache/mesos-image")
     rm -rf "$out"
-    mkdir -p "$out" "$work/cache"
+    mkdir -p "$out" "$cache"
     start_fixture_repo
     # The fixture directory is mounted at the same path so the key path works inside.
     if [ -n "$fixture_dir" ]; then mounts+=(-v "$fixture_dir:$fixture_dir:ro"); fi
