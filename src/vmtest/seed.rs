@@ -17,6 +17,9 @@ use crate::shell::quote;
 /// only, case-sensitively; newer cloud-init and ds-identify accept either case.
 const SEED_LABEL: &str = "cidata";
 
+/// PATH of the guest's services (systemd's and upstart's default).
+const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Size of the seed filesystem in KiB; user-data with a long check list stays far below it.
 const SEED_KIB: u32 = 2048;
 
@@ -72,15 +75,18 @@ pub fn user_data(spec: &SeedSpec) -> anyhow::Result<String> {
 }
 
 /// The runcmd line: detach from cloud-init (which must finish first), run the checks with the
-/// results on the serial console, then power off so the host sees the VM end.
+/// results on the serial console, then power off so the host sees the VM end. The checks run in
+/// a service's environment: a transient unit gets systemd's manager environment (the system
+/// locale included), not cloud-init's.
 fn launcher() -> String {
     let run_checks = format!("sh {GUEST_SCRIPT_PATH} > /dev/ttyS0 2>&1; poweroff");
     let systemd = format!(
         "systemd-run --no-block --unit=mesos-image-check sh -c {}",
         quote(&format!("cloud-init status --wait >/dev/null 2>&1; {run_checks}"))
     );
+    // Upstart starts its jobs with PATH and TERM only: the checks get that, not cloud-init's.
     let upstart = format!(
-        "nohup sh -c {} >/dev/null 2>&1",
+        "nohup env -i PATH={GUEST_PATH} TERM=linux sh -c {} >/dev/null 2>&1",
         quote(&format!("while [ ! -e /var/lib/cloud/instance/boot-finished ]; do sleep 2; done; {run_checks}"))
     );
     // Launch errors go to the console too, so a run that never reports can be diagnosed. Should
