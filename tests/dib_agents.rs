@@ -5,8 +5,10 @@
 //! library appended, the source install type (DIB's default). Debian bullseye, because
 //! tripleo-image-elements 15.0.0 fails on bookworm under DIB itself (docs/dib-compat.md). The
 //! image is booted by `mesos-image test` under TCG and tests/fixtures/dib-agents/checks.yaml
-//! checks the agent chain, ending with a Heat `script` deployment applied through the local
-//! collector. Our `docker` and `zookeeper` elements (the latter with `java`) are in the image too,
+//! checks the agent chain in the environment the guest's services get (issue #23): the Python
+//! locale round trip os-collect-config's local collector does, then Heat `script` deployments
+//! through the local collector, one applied by the running os-collect-config service on its own
+//! and one by a one-shot `os-collect-config --one-time --force ... local` run. Our `docker` and `zookeeper` elements (the latter with `java`) are in the image too,
 //! as issue #9 asks, and the checks see them installed, off at boot, and working.
 
 mod common;

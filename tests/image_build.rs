@@ -43,6 +43,11 @@ fn debian_base_is_small_and_boots_clean() {
         assert_eq!(row["result"], "pass", "{wanted}: {row}");
     }
     assert!(results.iter().all(|r| r["result"] == "pass"), "{report}");
+    // Issue 23: Python restores the locale it reads, in the services' environment and under LANG.
+    let locale = results.iter().find(|r| r["check"] == "locale valid").unwrap();
+    let detail = locale["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("services' LANG=C.UTF-8") && detail.contains("round trip: python3"), "{locale}");
+    eprintln!("{detail}");
 
     // Other formats, uncompressed, with checksums: resumes from the cached install snapshot.
     common::mesos_image(&[

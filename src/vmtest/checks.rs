@@ -345,7 +345,8 @@ waited=0
 while ! applied {service_id} && [ "$waited" -lt {service_wait} ]; do sleep 1; waited=$((waited + 1)); done
 if ! applied {service_id}; then fail {index} "the os-collect-config service did not apply a deployment in {service_wait}s: $(service_log os-collect-config)"; exit; fi
 by=$(cat "$marks/{service_id}")
-if is_systemd; then case "$by" in *'in os-collect-config.service'*) ;; *) fail {index} "the service's deployment ran elsewhere: $by"; exit ;; esac; fi
+# Where systemd runs, it ran inside the service, with the locale every service gets (this script's).
+if is_systemd && [ "$by" != "LANG=${{LANG:-unset}} in os-collect-config.service" ]; then fail {index} "the service's deployment ran as $by, want LANG=${{LANG:-unset}} in os-collect-config.service"; exit; fi
 printf '%s\n' {oneshot_doc} > {oneshot_dir}/{id}.json
 log=/var/lib/mesos-image-check-occ.log
 i=0
