@@ -476,6 +476,52 @@ mod tests {
         assert!(result_line(&output, 0).ends_with("PASS LC_ALL=unset LANG=C.UTF-8"), "{output}");
     }
 
+    /// The locale check on the host, in a private mount namespace whose /etc/default/locale says
+    /// C.UTF-8 and with LOCPATH holding the only locales glibc sees: C.UTF-8 alone fails as
+    /// os-collect-config's local collector does; en_US.UTF-8 beside it (what debian-minimal
+    /// generates) passes.
+    #[test]
+    #[ignore = "root: bind-mounts /etc/default/locale in a private mount namespace, runs localedef (seconds)"]
+    fn locale_check_fails_until_the_locale_python_reads_c_utf8_as_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let locales = dir.path().join("locales");
+        std::fs::create_dir(&locales).unwrap();
+        let copied = Command::new("cp").arg("-a").arg("/usr/lib/locale/C.utf8").arg(&locales).status().unwrap();
+        assert!(copied.success(), "the host's C.utf8");
+        let default = dir.path().join("default-locale");
+        std::fs::write(&default, "LANG=C.UTF-8\n").unwrap();
+        let check = dir.path().join("check.sh");
+        std::fs::write(&check, script(&[Check::LocaleValid]).unwrap()).unwrap();
+        let run = || {
+            let output = Command::new("unshare")
+                .args(["--mount", "sh", "-c", "mount --bind \"$1\" /etc/default/locale && exec sh \"$2\"", "sh"])
+                .arg(&default)
+                .arg(&check)
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("LANG", "C.UTF-8")
+                .env("LOCPATH", &locales)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert!(stdout.contains(BEGIN_MARKER), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+            result_line(&stdout, 0)
+        };
+        let alone = run();
+        assert!(alone.contains(" FAIL ") && alone.contains("unsupported locale setting"), "{alone}");
+        let generated = Command::new("localedef")
+            .args(["-i", "en_US", "-f", "UTF-8"])
+            .arg(locales.join("en_US.utf8"))
+            .status()
+            .unwrap();
+        assert!(generated.success(), "localedef en_US.UTF-8");
+        let beside = run();
+        assert!(
+            beside.contains(" PASS LANG=C.UTF-8, services' LANG=C.UTF-8, Python locale round trip: python3"),
+            "{beside}"
+        );
+    }
+
     #[test]
     fn port_check_reads_proc_net_tcp() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
