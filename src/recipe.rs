@@ -293,11 +293,12 @@ pub enum Check {
     /// ERROR line in `/var/log/cloud-init.log`.
     CloudInitDone,
     /// The system locale (`LANG` in `/etc/default/locale`) exists: C.UTF-8 or a generated one,
-    /// and `locale` sets it without complaint.
+    /// `locale` sets it without complaint, and Python can restore what `getlocale()` reads.
     LocaleValid,
     /// No systemd unit is in the `failed` state (upstart guests have none to check).
     NoFailedUnits,
-    /// The os-collect-config chain applies a local deployment of this group (e.g. `script`).
+    /// The os-collect-config chain applies local deployments of this group (e.g. `script`): one
+    /// by the running service on its own, one by a one-shot `--one-time --force ... local` run.
     HeatDeployment(String),
     /// A shell command that must exit 0.
     Command(CommandCheck),
