@@ -1,8 +1,10 @@
-//! One build, start to finish: cache lookup, sandbox, stages in order, outputs, manifest.
+//! One build, start to finish: cache lookup, sandbox, then the steps of its pipeline
+//! (`pipeline/`) in order.
 //!
-//! The stage cache is consulted at three points: the finished image (a warm rebuild copies it
-//! out without even needing root), the tree after the install phase (a change to a late hook
-//! resumes there), and the base tree (a change to an install hook resumes there).
+//! The stage cache is consulted at the pipeline's cache points: the finished image (a warm
+//! rebuild copies it out without even needing root), then the latest tree snapshot the cache
+//! holds (after install: a change to a late hook resumes there; the base: a change to an install
+//! hook resumes there).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,26 +12,20 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::cache::{GivenPins, StageCache, StageKeys};
-use crate::element::Phase;
-use crate::manifest::{Manifest, Package, Reproducibility, RunInfo, StageTiming};
+use crate::cache::{CachePoint, StageCache};
+use crate::manifest::{Manifest, RunInfo, StageTiming};
+use crate::pipeline::{GivenPins, Pipeline, Run, RunSettings, StageKeys, StepId};
 use crate::plan::Plan;
 use crate::progress::Reporter;
-use crate::recipe::{GlanceSpec, ImageFormat};
+use crate::recipe::ImageFormat;
 use crate::reproducible::{self, Pins, Seed};
-use crate::sbom;
 use crate::stage::publish;
-use crate::stage::{self, BreakPoint, BuildContext};
+use crate::stage::{BreakPoint, BuildContext};
 use crate::workdir;
 
 /// The umask every build runs under, whatever the caller's.
 const BUILD_UMASK: u32 = 0o022;
 
-/// Steps that belong to the orchestrator rather than to a stage module.
-const ORCHESTRATOR_STEPS: [&str; 4] = ["restore ", "save ", "publish", "hooks"];
-
-/// One output file: its format and path.
-type Destination = (ImageFormat, PathBuf);
 
 /// Options of one build that are not part of the plan.
 #[derive(Debug, Clone)]
@@ -61,28 +57,37 @@ pub struct BuildOptions {
     pub keep_tree: Option<PathBuf>,
 }
 
+/// The pipeline of one build: the plan's, without the cache under `--no-cache`, with the tree
+/// listing when asked for. `--dry-run` shows the same.
+pub fn pipeline(plan: &Plan, use_cache: bool, tree_listing: bool) -> Pipeline {
+    let mut pipeline = Pipeline::for_plan(plan);
+    if !use_cache {
+        pipeline = pipeline.without_cache();
+    }
+    if tree_listing {
+        pipeline = pipeline.with_tree_listing();
+    }
+    pipeline
+}
+
 /// Run one build. Returns the manifest written beside the image.
 pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> {
+    let pipeline = pipeline(plan, options.use_cache, options.tree_listing.is_some());
+    execute_pipeline(plan, &pipeline, options)
+}
+
+/// Run `pipeline`, a build of `plan`.
+pub fn execute_pipeline(plan: &Plan, pipeline: &Pipeline, options: &BuildOptions) -> anyhow::Result<Manifest> {
     let started = Instant::now();
     let destinations = publish::output_paths(&options.output, &plan.image.formats)?;
     let cache = StageCache::open(&options.cache_dir)?;
     let given = GivenPins { epoch: options.source_date_epoch, seed: options.seed.as_deref() };
-    let keys = StageKeys::compute(plan, options.checksum, given)?;
+    let keys = pipeline.stage_keys(plan, options.checksum, given)?;
     let reporter = Reporter::new(options.quiet, options.verbose, options.log_file.as_deref())?;
 
-    if options.use_cache {
+    if pipeline.uses_cache() {
         if let Some(stored) = cache.outputs(&keys.outputs) {
-            let _step =
-                reporter.step(format!("outputs: unchanged inputs, restoring from cache ({})", keys.outputs.short()));
-            let mut manifest = publish::from_cache(&stored, &destinations, options.checksum)?;
-            // What later commands read comes from this plan: a recipe's glance: or checks: do
-            // not change the image, so an entry stored before such an edit is still this image.
-            manifest.hand_on(plan);
-            let stages =
-                vec![StageTiming { stage: "outputs".into(), seconds: started.elapsed().as_secs_f64(), cached: true }];
-            manifest.run = RunInfo::new(stages, started);
-            publish::manifest(&manifest, &destinations[0].1)?;
-            return Ok(manifest);
+            return restore_outputs(plan, &stored, &destinations, &keys, options, &reporter, started);
         }
     }
     require_root()?;
@@ -96,16 +101,7 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
 
     // From here on every mount and process lives in namespaces that die with this tool.
     crate::sandbox::isolate()?;
-    let build = Build {
-        plan,
-        options,
-        cache: &cache,
-        keys: &keys,
-        reporter: &reporter,
-        destinations: &destinations,
-        started,
-        pins: &pins,
-    };
+    let build = Build { plan, pipeline, options, cache: &cache, keys: &keys, reporter: &reporter, destinations: &destinations, started, pins: &pins };
     let result = build.in_sandbox(&work).and_then(|manifest| {
         if let Some(keep) = &options.keep_tree {
             keep_tree(&work.join("root"), keep)?;
@@ -114,6 +110,28 @@ pub fn execute(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Manifest> 
     });
     workdir::release(&work);
     result
+}
+
+/// A warm rebuild: the finished outputs copied out of the cache, without even needing root.
+fn restore_outputs(
+    plan: &Plan,
+    stored: &[(String, PathBuf)],
+    destinations: &[(ImageFormat, PathBuf)],
+    keys: &StageKeys,
+    options: &BuildOptions,
+    reporter: &Reporter,
+    started: Instant,
+) -> anyhow::Result<Manifest> {
+    let restore = StepId::Restore(CachePoint::Outputs);
+    let _step = reporter.step(format!("{restore}: unchanged inputs, restoring from cache ({})", keys.outputs.short()));
+    let mut manifest = publish::from_cache(stored, destinations, options.checksum)?;
+    // What later commands read comes from this plan: a recipe's glance: or checks: do
+    // not change the image, so an entry stored before such an edit is still this image.
+    manifest.hand_on(plan);
+    let stages = vec![StageTiming { stage: restore, seconds: started.elapsed().as_secs_f64(), cached: true }];
+    manifest.run = RunInfo::new(stages, started);
+    publish::manifest(&manifest, &destinations[0].1)?;
+    Ok(manifest)
 }
 
 /// Move the finished tree `root` to `keep`, nothing mounted below it any more.
@@ -144,6 +162,7 @@ fn decide_pins(plan: &Plan, keys: &StageKeys, options: &BuildOptions) -> anyhow:
 /// One build's fixed inputs, decided before the sandbox is entered.
 struct Build<'a> {
     plan: &'a Plan,
+    pipeline: &'a Pipeline,
     options: &'a BuildOptions,
     cache: &'a StageCache,
     keys: &'a StageKeys,
@@ -154,9 +173,10 @@ struct Build<'a> {
 }
 
 impl Build<'_> {
-    /// Everything that needs the sandbox.
+    /// Everything that needs the sandbox: the pipeline's steps, from the latest snapshot the
+    /// cache holds on.
     fn in_sandbox(&self, work: &Path) -> anyhow::Result<Manifest> {
-        let Build { plan, options, cache, keys, reporter, destinations, started, pins } = *self;
+        let Build { plan, pipeline, options, cache, keys, reporter, destinations, started, pins } = *self;
         // An explicit --work-dir is where the user wants the tree (and its space accounting):
         // only the default location is moved to tmpfs.
         if options.work_dir.is_none() && !options.no_tmpfs {
@@ -174,177 +194,22 @@ impl Build<'_> {
             reporter,
             pins: pins.clone(),
         };
-        for dir in [&ctx.target, &ctx.hooks_dir] {
-            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let label = plan
-            .recipe
-            .clone()
-            .unwrap_or_else(|| plan.elements.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" "));
-        let mut timings = Vec::new();
-
-        let resume = if !options.use_cache {
-            Resume::Cold
-        } else if cache.has_tree(&keys.install) {
-            Resume::AfterInstall
-        } else if cache.has_tree(&keys.base) {
-            Resume::AfterBase
-        } else {
-            Resume::Cold
+        let settings = RunSettings {
+            use_cache: pipeline.uses_cache(),
+            checksum: options.checksum,
+            tree_listing: options.tree_listing.clone(),
         };
-
-        // root.d scripts run from the hooks dir too, so it is laid out first, in every build.
-        timed(&mut timings, reporter, "hooks", false, || stage::phases::prepare_hooks(&ctx))?;
-        match resume {
-            Resume::AfterInstall => timed(&mut timings, reporter, "restore install snapshot", true, || {
-                cache.restore_tree(&keys.install, &ctx.target)
-            })?,
-            Resume::AfterBase => timed(&mut timings, reporter, "restore base snapshot", true, || {
-                cache.restore_tree(&keys.base, &ctx.target)
-            })?,
-            Resume::Cold => {
-                timed(&mut timings, reporter, "root", false, || stage::root::run(&ctx))?;
-                if options.use_cache {
-                    timed(&mut timings, reporter, "save base snapshot", false, || {
-                        cache.save_tree(&keys.base, "base", &label, &ctx.target)
-                    })?;
-                }
-            }
+        let mut run = Run::new(ctx, cache, keys, destinations, settings, started)?;
+        let resume = pipeline.resume_point(|point| cache.has_tree(keys.of(point)));
+        for step in pipeline.schedule(resume) {
+            run.step(&step)?;
         }
-
-        timed(&mut timings, reporter, "extra-data", false, || stage::phases::run_phase(&ctx, Phase::ExtraData))?;
-        if resume != Resume::AfterInstall {
-            for phase in [Phase::PreInstall, Phase::Install] {
-                timed(&mut timings, reporter, phase.name(), false, || stage::phases::run_phase(&ctx, phase))?;
-            }
-            if options.use_cache {
-                timed(&mut timings, reporter, "save install snapshot", false, || {
-                    cache.save_tree(&keys.install, "install", &label, &ctx.target)
-                })?;
-            }
-        }
-        for phase in [Phase::PostInstall, Phase::PostRoot] {
-            timed(&mut timings, reporter, phase.name(), false, || stage::phases::run_phase(&ctx, phase))?;
-        }
-        let packages = timed(&mut timings, reporter, "finalise", false, || stage::finalise::run(&ctx))?;
-        timed(&mut timings, reporter, "cleanup", false, || stage::cleanup::run(&ctx))?;
-
-        let scratch = work.join("out");
-        fs::create_dir_all(&scratch).context("cannot create the conversion directory")?;
-        let files = publish::image_files(destinations, &scratch);
-        let (disk_outputs, tree_outputs): (Vec<Destination>, Vec<Destination>) =
-            files.iter().map(|f| (f.format, f.source.clone())).partition(|(format, _)| format.is_disk());
-        // The tree formats are the tree disk-image-create archives: finished, before the disk
-        // stage writes its boot files into it.
-        if !tree_outputs.is_empty() {
-            timed(&mut timings, reporter, "tree outputs", false, || {
-                stage::convert::tree_outputs(&ctx.target, &tree_outputs, pins.epoch.seconds, reporter)
-            })?;
-        }
-        // A build of tree formats only makes no disk at all.
-        let disk = if disk_outputs.is_empty() {
-            None
-        } else {
-            let raw = work.join("disk.raw");
-            let disk = timed(&mut timings, reporter, "disk", false, || stage::disk::run(&ctx, &raw))?;
-            Some((raw, disk))
-        };
-        if let Some(path) = &options.tree_listing {
-            let listing = reproducible::listing::describe(&ctx.target)?;
-            publish::tree_listing(&reproducible::listing::to_text(&listing), path)?;
-        }
-        // Read while the tree exists; the document is written once the image files are known.
-        let debs = sbom::installed_debs(&ctx.target)?;
-        if let Some((raw, _)) = &disk {
-            timed(&mut timings, reporter, "convert", false, || {
-                stage::convert::run(raw, &disk_outputs, &plan.image, pins, reporter)
-            })?;
-        }
-        let outputs = timed(&mut timings, reporter, "publish", false, || publish::images(&files, options.checksum))?;
-
-        let sbom_path = timed(&mut timings, reporter, "publish SBOM", false, || {
-            let document = sbom::for_build(
-                plan,
-                plan.recipe_source.as_ref().map(|source| source.path.as_path()),
-                pins,
-                &debs,
-                &outputs,
-                &publish::file_name(&destinations[0].1),
-            )?;
-            publish::sbom(&sbom::to_json(&document)?, &destinations[0].1)
-        })?;
-
-        let mut manifest = Manifest {
-            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-            recipe: None,
-            recipe_source: None,
-            distro: plan.distro.clone(),
-            release: plan.release.clone(),
-            arch: plan.arch.clone(),
-            elements: plan.elements.iter().map(|e| e.name.clone()).collect(),
-            packages: packages.into_iter().map(|(name, version)| Package { name, version }).collect(),
-            outputs,
-            // A tree-only build has no root filesystem, hence no UUID.
-            root_uuid: disk.as_ref().map(|(_, d)| d.root_uuid.clone()).unwrap_or_default(),
-            kernel_version: match &disk {
-                Some((_, d)) => d.kernel_version.clone(),
-                None => crate::disk::grub::find_kernel(&ctx.target).map(|k| k.version).unwrap_or_default(),
-            },
-            glance: GlanceSpec::default(),
-            checks: Vec::new(),
-            cache_key: keys.outputs.to_string(),
-            run: RunInfo::new(timings, started),
-            reproducible: Some(Reproducibility { source_date_epoch: pins.epoch.clone(), seed: pins.seed.to_hex() }),
-            sbom: Some(publish::file_name(&sbom_path)),
-        };
-        manifest.hand_on(plan);
-        let manifest_path = publish::manifest(&manifest, &destinations[0].1)?;
-        if options.use_cache {
-            // The images are stored from scratch under their published names, with the manifest.
-            let mut to_cache: Vec<(String, PathBuf)> =
-                files.iter().map(|f| (publish::file_name(&f.destination), f.source.clone())).collect();
-            to_cache.push((publish::file_name(&manifest_path), manifest_path.clone()));
-            to_cache.push((publish::file_name(&sbom_path), sbom_path.clone()));
-            if let Err(err) = cache.save_outputs(&keys.outputs, &label, &to_cache) {
-                // The image is built; a full cache disk must not fail the build.
-                tracing::warn!("could not store the outputs in the cache: {err:#}");
-            }
-        }
+        let manifest = run.into_manifest()?;
         if !options.quiet {
             reporter.print_summary(manifest.run.duration_seconds, &manifest.outputs);
         }
         Ok(manifest)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resume {
-    Cold,
-    AfterBase,
-    AfterInstall,
-}
-
-/// Run a stage, recording its duration for the manifest. Stages announce their own steps; the
-/// cache and publishing work announced here is the orchestrator's own.
-fn timed<T>(
-    timings: &mut Vec<StageTiming>,
-    reporter: &Reporter,
-    stage: &str,
-    cached: bool,
-    work: impl FnOnce() -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    // A stop signal that arrived between commands killed nothing: stop before the next stage
-    // (above all before publishing) instead of finishing the build. Once the images are
-    // published (the commit point) it is too late: the SBOM and manifest follow them.
-    if !stage.starts_with("publish ") {
-        crate::sandbox::check_interrupted().with_context(|| format!("before stage {stage}"))?;
-    }
-    let started = Instant::now();
-    let own_step = ORCHESTRATOR_STEPS.iter().any(|prefix| stage.starts_with(prefix)).then(|| reporter.step(stage));
-    let result = work().with_context(|| format!("stage {stage}"));
-    drop(own_step);
-    timings.push(StageTiming { stage: stage.to_owned(), seconds: started.elapsed().as_secs_f64(), cached });
-    result
 }
 
 fn require_root() -> anyhow::Result<()> {

@@ -1,8 +1,9 @@
 //! mesos-image: build cloud guest images from diskimage-builder elements.
 //!
-//! The pipeline is `plan -> hooks -> root -> extra-data -> pre-install/install/post-install ->
-//! post-root -> finalise -> cleanup -> disk -> convert -> publish`; each stage lives in its own
-//! module under `stage/` (docs/architecture.md maps stage, module and the data handed on).
+//! A build is `plan`, then the steps of [`pipeline::Pipeline::for_plan`] (hooks, base, each
+//! phase, finalise, cleanup, disk, convert, publish, SBOM, manifest, with the cache's save and
+//! restore points); each stage lives in its own module under `stage/` (docs/architecture.md
+//! maps step, module and the data handed on).
 
 pub mod arch;
 pub mod bootable;
@@ -21,6 +22,7 @@ pub mod manifest;
 pub mod mirror;
 pub mod output;
 pub mod paths;
+pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod qcow2;
@@ -31,6 +33,7 @@ pub mod sandbox;
 pub mod sbom;
 pub mod shell;
 pub mod stage;
+pub mod step_id;
 pub mod upload;
 pub mod uuid;
 pub mod vmtest;

@@ -46,10 +46,10 @@ impl std::fmt::Display for OutputEntry {
     }
 }
 
-/// How long a stage took and whether it came from the cache.
+/// How long a step of the pipeline took and whether it came from the cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageTiming {
-    pub stage: String,
+    pub stage: crate::step_id::StepId,
     pub seconds: f64,
     pub cached: bool,
 }

@@ -173,6 +173,13 @@ pub enum PhaseStep<'a> {
     Packages {
         slot: &'static str,
     },
+    /// Every element's `dir/` copied into the tree at `into` (relative to its root), elements
+    /// in plan order: `bin/` first thing in pre-install, `static/` right after install's
+    /// packages, as DIB's install-bin and install-static do.
+    ElementFiles {
+        dir: &'static str,
+        into: &'static str,
+    },
 }
 
 /// The package step goes before the first script that does not sort before the slot: scripts
@@ -183,6 +190,12 @@ fn phase_steps(phase: Phase, scripts: &[PlannedScript]) -> Vec<PhaseStep<'_>> {
     if let Some(slot) = phase.package_slot() {
         let index = scripts.iter().position(|s| runparts::compare(&s.name, slot).is_ge()).unwrap_or(scripts.len());
         steps.insert(index, PhaseStep::Packages { slot });
+        if phase == Phase::Install {
+            steps.insert(index + 1, PhaseStep::ElementFiles { dir: "static", into: "" });
+        }
+    }
+    if phase == Phase::PreInstall {
+        steps.insert(0, PhaseStep::ElementFiles { dir: "bin", into: "usr/local/bin" });
     }
     steps
 }
@@ -501,11 +514,25 @@ mod tests {
         let scripts = scripts(names);
         phase_steps(phase, &scripts)
             .into_iter()
-            .map(|step| match step {
-                PhaseStep::Script(script) => script.name.clone(),
-                PhaseStep::Packages { .. } => "<packages>".into(),
+            .filter_map(|step| match step {
+                PhaseStep::Script(script) => Some(script.name.clone()),
+                PhaseStep::Packages { .. } => Some("<packages>".into()),
+                PhaseStep::ElementFiles { .. } => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn bin_is_copied_first_in_pre_install_and_static_right_after_the_install_packages() {
+        let scripts = scripts(&["00-a", "50-b"]);
+        let files = |phase| {
+            let steps = phase_steps(phase, &scripts);
+            steps.iter().position(|step| matches!(step, PhaseStep::ElementFiles { .. })).map(|at| (at, steps[at]))
+        };
+        assert_eq!(files(Phase::PreInstall), Some((0, PhaseStep::ElementFiles { dir: "bin", into: "usr/local/bin" })));
+        // 00-a, the packages at 01-package-installs, then static/, then 50-b.
+        assert_eq!(files(Phase::Install), Some((2, PhaseStep::ElementFiles { dir: "static", into: "" })));
+        assert_eq!(files(Phase::PostInstall), None);
     }
 
     #[test]

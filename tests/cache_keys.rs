@@ -6,7 +6,7 @@ mod support;
 
 use std::fs;
 
-use mesos_image::cache::{GivenPins, StageKeys};
+use mesos_image::pipeline::{GivenPins, StageKeys};
 use mesos_image::recipe::{ImageFormat, Overrides};
 
 fn keys(elements: &std::path::Path) -> StageKeys {

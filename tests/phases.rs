@@ -190,12 +190,16 @@ fn inside_phases_run_chrooted_with_hooks_helpers_static_and_bin() {
     assert!(dirs.target.join("usr/local/bin/probe-tool").is_file());
     assert!(dirs.target.join("etc/resolv.conf.ORIG").exists(), "the tree's resolv.conf is set aside");
 
+    // The pipeline's order: pre-finalise.d, finalise.d, finalise; cleanup.d, cleanup.
+    phases::run_phase(&ctx, Phase::PreFinalise).unwrap();
+    phases::run_phase(&ctx, Phase::Finalise).unwrap();
     let packages = finalise::run(&ctx).unwrap();
     assert!(packages.is_empty());
     assert_eq!(
         fs::read_to_string(dirs.target.join("etc/dib-manifests/dib-element-manifest")).unwrap(),
         format!("probe\n{}\n", support::OS_ELEMENT)
     );
+    phases::run_phase(&ctx, Phase::Cleanup).unwrap();
     cleanup::run(&ctx).unwrap();
     assert!(dirs.target.join("cleaned").exists());
     assert!(!dirs.target.join("usr/sbin/policy-rc.d").exists(), "services are unblocked after the build");
@@ -233,10 +237,14 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
     phases::prepare_hooks(&ctx).unwrap();
     root::run(&ctx).unwrap();
     let bootstrap = started.elapsed();
-    for phase in [Phase::ExtraData, Phase::PreInstall, Phase::Install, Phase::PostInstall, Phase::PostRoot] {
+    // The pipeline's order (pipeline/mod.rs), without the cache's steps.
+    for phase in [Phase::Root, Phase::ExtraData, Phase::PreInstall, Phase::Install, Phase::PostInstall, Phase::PostRoot] {
         phases::run_phase(&ctx, phase).unwrap();
     }
+    phases::run_phase(&ctx, Phase::PreFinalise).unwrap();
+    phases::run_phase(&ctx, Phase::Finalise).unwrap();
     let installed = finalise::run(&ctx).unwrap();
+    phases::run_phase(&ctx, Phase::Cleanup).unwrap();
     cleanup::run(&ctx).unwrap();
     eprintln!("bootstrap {bootstrap:?}, total {:?}", started.elapsed());
 

@@ -4,7 +4,7 @@
 #[path = "phases_support/mod.rs"]
 mod support;
 
-use mesos_image::cache::{GivenPins, StageKeys};
+use mesos_image::pipeline::{GivenPins, StageKeys};
 use mesos_image::recipe::{ImageFormat, Overrides};
 
 #[test]

@@ -30,17 +30,50 @@ use serde::{Deserialize, Serialize};
 
 mod keys;
 
-pub use keys::{Fingerprint, GivenPins, StageKey, StageKeys};
+pub use keys::{Fingerprint, StageKey};
 
 use crate::io::{lock_file, HashingReader, LockMode, BUFFER_SIZE};
 use crate::output;
+
+/// A point of the pipeline whose result the cache stores: the tree after the base (root.d
+/// included), the tree after the install phase, and the finished images with their manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CachePoint {
+    Base,
+    Install,
+    Outputs,
+}
+
+impl CachePoint {
+    /// How `cache list` and the build's steps name the entry.
+    pub fn name(self) -> &'static str {
+        match self {
+            CachePoint::Base => "base",
+            CachePoint::Install => "install",
+            CachePoint::Outputs => "outputs",
+        }
+    }
+
+    /// Whether the entry is a tree snapshot (restored into the work dir) rather than the
+    /// finished files.
+    pub fn is_tree(self) -> bool {
+        self != CachePoint::Outputs
+    }
+}
+
+impl std::fmt::Display for CachePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// What we know about one cache entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EntryMeta {
     pub key: StageKey,
-    /// The stage whose output this is, e.g. `install` or `outputs`.
-    pub stage: String,
+    /// The cache point whose result this is.
+    pub stage: CachePoint,
     /// Recipe name or the element list, for `cache list`.
     pub label: String,
     /// Seconds since the epoch.
@@ -193,7 +226,7 @@ impl StageCache {
     }
 
     /// Store `tree` under `key`. The archive appears atomically (see [`output`]).
-    pub fn save_tree(&self, key: &StageKey, stage: &str, label: &str, tree: &Path) -> anyhow::Result<()> {
+    pub fn save_tree(&self, key: &StageKey, stage: CachePoint, label: &str, tree: &Path) -> anyhow::Result<()> {
         let _lock = self.lock(key, LockMode::Exclusive)?;
         let mut tar = tar_command();
         tar.arg("-C").arg(tree).args(["-c", "."]).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -215,7 +248,7 @@ impl StageCache {
         }
         let meta = EntryMeta {
             key: key.clone(),
-            stage: stage.to_owned(),
+            stage,
             label: label.to_owned(),
             created: crate::clock::now(),
             size: published.size,
@@ -325,7 +358,7 @@ impl StageCache {
         }
         let meta = EntryMeta {
             key: key.clone(),
-            stage: "outputs".to_owned(),
+            stage: CachePoint::Outputs,
             label: label.to_owned(),
             created: crate::clock::now(),
             size,
@@ -479,7 +512,7 @@ fn touch(path: &Path) {
 
 /// Last use of an entry, seconds since the epoch.
 pub fn last_used(cache: &StageCache, meta: &EntryMeta) -> u64 {
-    let path = if meta.stage == "outputs" { cache.outputs_meta(&meta.key) } else { cache.tree_meta(&meta.key) };
+    let path = if meta.stage.is_tree() { cache.tree_meta(&meta.key) } else { cache.outputs_meta(&meta.key) };
     fs::metadata(path)
         .and_then(|m| m.modified())
         .ok()
@@ -543,7 +576,7 @@ mod tests {
         std::os::unix::fs::symlink("hostname", tree.path().join("etc/link")).unwrap();
         let key = Fingerprint::new("root", None).finish();
         assert!(!cache.has_tree(&key));
-        cache.save_tree(&key, "root", "test", tree.path()).unwrap();
+        cache.save_tree(&key, CachePoint::Base, "test", tree.path()).unwrap();
         assert!(cache.has_tree(&key));
 
         let restored = tempfile::tempdir().unwrap();
@@ -573,7 +606,7 @@ mod tests {
         fs::write(tree.path().join("big"), noise).unwrap();
         fs::remove_dir(cache_dir.path().join("stages")).unwrap();
         let key = Fingerprint::new("root", None).finish();
-        let err = cache.save_tree(&key, "root", "test", tree.path()).unwrap_err();
+        let err = cache.save_tree(&key, CachePoint::Base, "test", tree.path()).unwrap_err();
         assert!(err.to_string().contains("stages"), "{err}");
     }
 
@@ -581,7 +614,7 @@ mod tests {
         let tree = tempfile::tempdir().unwrap();
         fs::write(tree.path().join("file"), "content").unwrap();
         let key = Fingerprint::new("root", None).finish();
-        cache.save_tree(&key, "root", "test", tree.path()).unwrap();
+        cache.save_tree(&key, CachePoint::Base, "test", tree.path()).unwrap();
         key
     }
 
@@ -698,7 +731,7 @@ mod tests {
                         if worker % 2 == 0 {
                             let tree = tempfile::tempdir().unwrap();
                             fs::write(tree.path().join("file"), format!("writer {worker}")).unwrap();
-                            cache.save_tree(key, "root", "test", tree.path()).unwrap();
+                            cache.save_tree(key, CachePoint::Base, "test", tree.path()).unwrap();
                         } else {
                             assert!(cache.has_tree(key), "a reader saw a corrupt entry");
                             let out = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@ use super::GlobalOpts;
 use crate::build::{self, BuildOptions};
 use crate::element::Phase;
 use crate::paths;
-use crate::plan::{HostContext, PhaseStep, Plan, PlanOptions};
+use crate::plan::{HostContext, Plan, PlanOptions};
 use crate::recipe::{parse_size, BaseMethod, Compression, ImageFormat, Overrides, Recipe, RecipeSource};
 use crate::reproducible;
 use crate::stage::BreakPoint;
@@ -162,7 +162,9 @@ pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     crate::redact::register_env(plan.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     super::preflight::build(&args, &plan)?;
     if args.dry_run {
-        let text = if args.json { serde_json::to_string_pretty(&plan)? + "\n" } else { render_plan(&plan) };
+        // The steps the build would run: the same list `build::execute` walks.
+        let pipeline = build::pipeline(&plan, !args.no_cache, false);
+        let text = if args.json { pipeline.dry_run_json(&plan)? } else { render_plan(&plan) + &pipeline.render(&plan) };
         print!("{}", crate::redact::text(&text));
         return Ok(());
     }
@@ -429,15 +431,9 @@ pub fn render_plan(plan: &Plan) -> String {
         }
     }
     for phase in Phase::ALL {
-        let lines: Vec<String> = plan
-            .phase_steps(phase)
+        let lines: Vec<String> = crate::pipeline::phase_contents(plan, phase)
             .into_iter()
-            .filter_map(|step| match step {
-                PhaseStep::Script(script) => Some(format!("  {:32} {}", script.name, script.element)),
-                PhaseStep::Packages { slot } => {
-                    plan.packages.contains_key(&phase).then(|| format!("  {slot:32} (the phase's packages)"))
-                }
-            })
+            .map(|(what, whose)| format!("  {what:32} {whose}"))
             .collect();
         if !lines.is_empty() {
             let _ = writeln!(out, "\n{}:\n{}", phase.dir_name(), lines.join("\n"));

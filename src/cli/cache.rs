@@ -58,7 +58,7 @@ fn list(cache: &StageCache) -> anyhow::Result<()> {
         println!(
             "{:<14} {:<8} {:>10} {:>8.1}d  {}",
             entry.key.short(),
-            entry.stage,
+            entry.stage.name(),
             human_size(entry.size),
             age_days,
             entry.label

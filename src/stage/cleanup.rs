@@ -1,5 +1,6 @@
-//! The cleanup stage: element `cleanup.d` on the host, then everything the build put in the
-//! tree for itself is taken out again, and nothing is left mounted below the target.
+//! The cleanup step, after element `cleanup.d` (the pipeline's step before it): everything the
+//! build put in the tree for itself is taken out again, and nothing is left mounted below the
+//! target.
 
 use std::fs;
 use std::io;
@@ -8,8 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::target_config::{self, remove_if_present};
-use super::{phases, BuildContext};
-use crate::element::Phase;
+use super::BuildContext;
 use crate::sandbox;
 
 /// Directories whose contents are build leftovers (the directories themselves stay).
@@ -36,11 +36,9 @@ const STAMPED_CACHE_DIRS: [&str; 2] = ["var/cache/man", "var/cache/fontconfig"];
 /// marshal output that differs between runs; Python recompiles on first import).
 const PYTHON_DIRS: [&str; 3] = ["usr/lib", "usr/local/lib", "usr/share"];
 
-/// Run cleanup.d, unblock services, restore resolv.conf, drop dpkg's unsafe-io setting, and
-/// clear /tmp, the apt lists and archives and the logs. Refuses to delete through a mount.
+/// Unblock services, restore resolv.conf, drop dpkg's unsafe-io setting, and clear /tmp, the
+/// apt lists and archives and the logs. Refuses to delete through a mount.
 pub fn run(ctx: &BuildContext) -> anyhow::Result<()> {
-    phases::run_phase(ctx, Phase::Cleanup)?;
-    let _step = ctx.reporter.step("cleanup: build leftovers");
     // Nothing of ours is mounted any more; anything left (an element's own mount) goes first
     // so no deletion below can reach a host directory.
     sandbox::unmount_below(&ctx.target)?;

@@ -20,7 +20,6 @@ pub fn run(
     pins: &Pins,
     reporter: &Reporter,
 ) -> anyhow::Result<()> {
-    let _step = reporter.step("convert");
     for (format, path) in outputs {
         if own_writer(*format, spec) {
             let threads = std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN);

@@ -7,6 +7,5 @@ use crate::stage::BuildContext;
 
 /// Build the raw disk `raw` (a path in the work dir) from the build's tree.
 pub fn run(ctx: &BuildContext<'_>, raw: &Path) -> anyhow::Result<DiskReport> {
-    let _step = ctx.reporter.step("disk");
     build_disk(&ctx.target, &ctx.plan.image, &ctx.plan.release, raw, &ctx.pins, ctx.reporter)
 }

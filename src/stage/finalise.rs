@@ -1,5 +1,6 @@
-//! The finalise stage: `pre-finalise.d` and `finalise.d` inside the target, the build-only
-//! packages purged, then the manifests DIB's `manifests` element leaves in the image.
+//! The finalise step, after `pre-finalise.d` and `finalise.d` (the pipeline's steps before it):
+//! the build-only packages purged, then the manifests DIB's `manifests` element leaves in the
+//! image.
 
 use std::fs;
 use std::path::Path;
@@ -7,18 +8,14 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::{packages, phases, BuildContext};
-use crate::element::Phase;
 
 /// Where the manifests go inside the image (DIB's `DIB_MANIFEST_IMAGE_DIR`).
 pub const MANIFEST_DIR: &str = "etc/dib-manifests";
 
-/// Run pre-finalise.d and finalise.d, purge every phase's build-only packages, write
-/// `/etc/dib-manifests/dib-element-manifest` (one element per line) and
-/// `/etc/dib-manifests/dib-packages` (`name version` per line). Returns the installed packages
-/// (name, version), sorted, for the JSON manifest.
+/// Purge every phase's build-only packages, write `/etc/dib-manifests/dib-element-manifest`
+/// (one element per line) and `/etc/dib-manifests/dib-packages` (`name version` per line).
+/// Returns the installed packages (name, version), sorted, for the JSON manifest.
 pub fn run(ctx: &BuildContext) -> anyhow::Result<Vec<(String, String)>> {
-    phases::run_phase(ctx, Phase::PreFinalise)?;
-    phases::run_phase(ctx, Phase::Finalise)?;
     purge_build_only(ctx)?;
     let installed =
         if ctx.target.join("var/lib/dpkg/status").is_file() { packages::installed(&ctx.target)? } else { Vec::new() };

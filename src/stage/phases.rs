@@ -65,8 +65,9 @@ fn lockfiles_dir(ctx: &BuildContext) -> PathBuf {
     ctx.cache_dir.join("lockfiles")
 }
 
-/// Run one phase: its scripts in plan order, its packages at the phase's slot, `--break`
-/// shells where asked. Inside phases get the chroot's mounts for their duration.
+/// Run one phase: its steps in plan order (scripts, packages at the phase's slot, element
+/// files), `--break` shells where asked. Inside phases get the chroot's mounts for their
+/// duration. The pipeline announces the phase (`pipeline/`).
 pub fn run_phase(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
     sandbox::check_interrupted()?;
     let _mounts = if phase.runs_inside() {
@@ -75,7 +76,6 @@ pub fn run_phase(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
     } else {
         None
     };
-    let _step = ctx.reporter.step(format!("{phase} phase"));
     break_if(ctx, BreakPoint::Before(phase), phase);
     match run_steps(ctx, phase) {
         Ok(()) => {
@@ -96,25 +96,19 @@ pub fn mount_for_phase(ctx: &BuildContext) -> anyhow::Result<ChrootMounts> {
 }
 
 fn run_steps(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
-    if phase == Phase::PreInstall {
-        copy_element_dirs(ctx, "bin", Path::new("usr/local/bin"))?;
-        // /usr/local/bin comes before the hooks dir's bin/ on PATH: an element's own copy of a
-        // helper (DIB's Python pkg-map, its install-packages) must not shadow ours there either.
-        let local_bin = ctx.target.join("usr/local/bin");
-        for (name, text) in HELPERS {
-            if fs::symlink_metadata(local_bin.join(name)).is_ok() {
-                remove_existing_file(&local_bin.join(name))?;
-                write_executable(&local_bin.join(name), text)?;
-            }
-        }
-    }
     for step in ctx.plan.phase_steps(phase) {
         match step {
             PhaseStep::Script(script) => {
                 sandbox::check_interrupted()?;
                 run_script(ctx, phase, script)?;
             }
-            PhaseStep::Packages { .. } => after_slot(ctx, phase)?,
+            PhaseStep::Packages { .. } => {
+                if let Some(set) = ctx.plan.packages.get(&phase) {
+                    let wanted: Vec<String> = set.install.iter().chain(&set.build_only).cloned().collect();
+                    packages::install(ctx, &wanted)?;
+                }
+            }
+            PhaseStep::ElementFiles { dir, into } => copy_element_files(ctx, dir, Path::new(into))?,
         }
     }
     if let Some(set) = ctx.plan.packages.get(&phase) {
@@ -123,15 +117,19 @@ fn run_steps(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// At the package slot: the phase's one apt transaction, then (install phase) the elements'
-/// `static/` trees, as DIB's install-static runs after its package-installs.
-fn after_slot(ctx: &BuildContext, phase: Phase) -> anyhow::Result<()> {
-    if let Some(set) = ctx.plan.packages.get(&phase) {
-        let wanted: Vec<String> = set.install.iter().chain(&set.build_only).cloned().collect();
-        packages::install(ctx, &wanted)?;
-    }
-    if phase == Phase::Install {
-        copy_element_dirs(ctx, "static", Path::new(""))?;
+/// Copy every element's `dir/` into the tree at `into`. After `bin/`: /usr/local/bin comes
+/// before the hooks dir's bin/ on PATH, so an element's own copy of a helper (DIB's Python
+/// pkg-map, its install-packages) must not shadow ours there either.
+fn copy_element_files(ctx: &BuildContext, dir: &str, into: &Path) -> anyhow::Result<()> {
+    copy_element_dirs(ctx, dir, into)?;
+    if dir == "bin" {
+        let local_bin = ctx.target.join(into);
+        for (name, text) in HELPERS {
+            if fs::symlink_metadata(local_bin.join(name)).is_ok() {
+                remove_existing_file(&local_bin.join(name))?;
+                write_executable(&local_bin.join(name), text)?;
+            }
+        }
     }
     Ok(())
 }

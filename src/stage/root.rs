@@ -1,5 +1,6 @@
-//! The root stage: the base tree (mmdebstrap or debootstrap from a mirror, or an Ubuntu
-//! cloud-image root tarball / squashfs, sha256-verified and cached), then element `root.d`.
+//! The base step: the base tree (mmdebstrap or debootstrap from a mirror, or an Ubuntu
+//! cloud-image root tarball / squashfs, sha256-verified and cached). Element `root.d` is the
+//! pipeline's next step.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,8 +10,7 @@ use std::process::Command;
 
 use anyhow::Context;
 
-use super::{phases, target_config, BuildContext};
-use crate::element::Phase;
+use super::{target_config, BuildContext};
 use crate::io;
 use crate::recipe::BaseMethod;
 
@@ -27,7 +27,8 @@ pub enum RootError {
     ChecksumMismatch { file: String, expected: String, actual: String, sums: String },
 }
 
-/// Make the base tree in `ctx.target` as `ctx.plan.base` says, then run `root.d`.
+/// Make the base tree in `ctx.target` as `ctx.plan.base` says (nothing when the elements'
+/// `root.d`, the pipeline's next step, makes it).
 pub fn run(ctx: &BuildContext) -> anyhow::Result<()> {
     fs::create_dir_all(&ctx.target).with_context(|| format!("cannot create {}", ctx.target.display()))?;
     match ctx.plan.base {
@@ -39,7 +40,7 @@ pub fn run(ctx: &BuildContext) -> anyhow::Result<()> {
     if matches!(ctx.plan.base, Some(BaseMethod::Mmdebstrap | BaseMethod::Debootstrap)) {
         forget_build_host(&ctx.target)?;
     }
-    phases::run_phase(ctx, Phase::Root)
+    Ok(())
 }
 
 /// Both bootstrap tools copy the build host's resolv.conf and hostname into the tree; neither
