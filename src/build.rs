@@ -26,7 +26,6 @@ use crate::workdir;
 /// The umask every build runs under, whatever the caller's.
 const BUILD_UMASK: u32 = 0o022;
 
-
 /// Options of one build that are not part of the plan.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -101,7 +100,17 @@ pub fn execute_pipeline(plan: &Plan, pipeline: &Pipeline, options: &BuildOptions
 
     // From here on every mount and process lives in namespaces that die with this tool.
     crate::sandbox::isolate()?;
-    let build = Build { plan, pipeline, options, cache: &cache, keys: &keys, reporter: &reporter, destinations: &destinations, started, pins: &pins };
+    let build = Build {
+        plan,
+        pipeline,
+        options,
+        cache: &cache,
+        keys: &keys,
+        reporter: &reporter,
+        destinations: &destinations,
+        started,
+        pins: &pins,
+    };
     let result = build.in_sandbox(&work).and_then(|manifest| {
         if let Some(keep) = &options.keep_tree {
             keep_tree(&work.join("root"), keep)?;

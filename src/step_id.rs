@@ -98,6 +98,72 @@ impl StepId {
         self.name()
     }
 
+    /// The module that does the step's work, where it runs and what it leaves, for the stage
+    /// table of docs/architecture.md.
+    pub fn doc(&self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            StepId::Hooks => (
+                "`stage/phases.rs`, `stage/hooks_dir.rs`",
+                "host",
+                "the hooks directory: every element's directory merged, our `bin/` helpers",
+            ),
+            StepId::Base => (
+                "`stage/root.rs`",
+                "host",
+                "the base tree (mmdebstrap, debootstrap or a cloud image; nothing when root.d makes it)",
+            ),
+            StepId::Phase(Phase::PreInstall) => (
+                "`stage/phases.rs`",
+                "inside the chroot",
+                "every element's `bin/` in `/usr/local/bin`, the phase's scripts, its packages at their slot",
+            ),
+            StepId::Phase(Phase::Install) => (
+                "`stage/phases.rs`",
+                "inside the chroot",
+                "the phase's scripts, its packages at their slot, then every element's `static/`",
+            ),
+            StepId::Phase(phase) if phase.runs_inside() => {
+                ("`stage/phases.rs`", "inside the chroot", "the phase's scripts (and packages at their slot)")
+            }
+            StepId::Phase(_) => ("`stage/phases.rs`", "outside", "the phase's scripts with `TARGET_ROOT` set"),
+            StepId::Save(_) => ("`cache/`", "host", "the tree stored as a snapshot"),
+            StepId::Restore(CachePoint::Outputs) => {
+                ("`stage/publish.rs`", "host", "the stored outputs published under the new names")
+            }
+            StepId::Restore(_) => ("`cache/`", "host", "the snapshot in place of the steps it stands for"),
+            StepId::Finalise => (
+                "`stage/finalise.rs`",
+                "inside the chroot",
+                "build-only packages purged; `/etc/dib-manifests`; the installed package list",
+            ),
+            StepId::Cleanup => (
+                "`stage/cleanup.rs`",
+                "host",
+                "the tree without build-time state (resolv.conf, logs, apt lists, random state)",
+            ),
+            StepId::TreeOutputs => {
+                ("`stage/convert.rs`", "host", "tar, tgz, squashfs of the finished tree, before the disk's boot files")
+            }
+            StepId::Disk => {
+                ("`stage/disk.rs` -> `disk/`", "host", "`disk.raw` and a `DiskReport` (root UUID, partitions)")
+            }
+            StepId::TreeListing => {
+                ("`reproducible/listing.rs`", "host", "the tree described file by file (`--check-reproducible`)")
+            }
+            StepId::Convert => ("`stage/convert.rs`", "host", "one scratch file per disk format"),
+            StepId::Publish => {
+                ("`stage/publish.rs`", "host", "the images (and `.sha256`) in place, each named only when complete")
+            }
+            StepId::Sbom => ("`sbom.rs`, `stage/publish.rs`", "host", "`IMAGE.spdx.json`"),
+            StepId::Manifest => (
+                "`pipeline/run.rs`, `stage/publish.rs`",
+                "host",
+                "`IMAGE.manifest.json`; the outputs stored in the cache",
+            ),
+            StepId::Added(_) => ("its caller's", "host", "what its caller says"),
+        }
+    }
+
     /// The progress line announcing the step (`==> LABEL` without a terminal).
     pub fn label(&self) -> String {
         match self {

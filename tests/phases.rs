@@ -238,7 +238,8 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
     root::run(&ctx).unwrap();
     let bootstrap = started.elapsed();
     // The pipeline's order (pipeline/mod.rs), without the cache's steps.
-    for phase in [Phase::Root, Phase::ExtraData, Phase::PreInstall, Phase::Install, Phase::PostInstall, Phase::PostRoot] {
+    for phase in [Phase::Root, Phase::ExtraData, Phase::PreInstall, Phase::Install, Phase::PostInstall, Phase::PostRoot]
+    {
         phases::run_phase(&ctx, phase).unwrap();
     }
     phases::run_phase(&ctx, Phase::PreFinalise).unwrap();

@@ -129,19 +129,18 @@ impl Fingerprint {
     /// Hash an element directory except the subdirectories named in `skip` (READMEs never).
     pub fn add_element_dir(&mut self, name: &str, dir: &Path, skip: &[&str]) -> anyhow::Result<()> {
         let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .with_context(|| format!("element {name}: cannot read {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for entry in entries {
-        let file_name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if skip.contains(&file_name.as_str()) || file_name.starts_with("README") {
-            continue;
+            .with_context(|| format!("element {name}: cannot read {}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for entry in entries {
+            let file_name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if skip.contains(&file_name.as_str()) || file_name.starts_with("README") {
+                continue;
+            }
+            self.add_path(&format!("element:{name}/{file_name}"), &entry)
+                .with_context(|| format!("element {name}: cannot read {}", entry.display()))?;
         }
-        self
-            .add_path(&format!("element:{name}/{file_name}"), &entry)
-            .with_context(|| format!("element {name}: cannot read {}", entry.display()))?;
+        Ok(())
     }
-    Ok(())
-}
 }

@@ -431,9 +431,11 @@ pub fn render_plan(plan: &Plan) -> String {
         }
     }
     for phase in Phase::ALL {
+        // Element files copied are in the pipeline's listing below.
         let lines: Vec<String> = crate::pipeline::phase_contents(plan, phase)
             .into_iter()
-            .map(|(what, whose)| format!("  {what:32} {whose}"))
+            .filter(|line| !line.copies_files)
+            .map(|line| format!("  {:32} {}", line.what, line.whose))
             .collect();
         if !lines.is_empty() {
             let _ = writeln!(out, "\n{}:\n{}", phase.dir_name(), lines.join("\n"));

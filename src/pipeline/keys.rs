@@ -138,7 +138,9 @@ impl KeyInput {
                     }
                 }
             }
-            KeyInput::DiskSettings => fingerprint.add_str("disk settings", &serde_json::to_string(&disk_settings(plan))?),
+            KeyInput::DiskSettings => {
+                fingerprint.add_str("disk settings", &serde_json::to_string(&disk_settings(plan))?)
+            }
             KeyInput::OutputSettings => fingerprint.add_str("image", &serde_json::to_string(&plan.image)?),
             KeyInput::Checksum => fingerprint.add_str("checksum", if sources.checksum { "yes" } else { "no" }),
             KeyInput::Value(name, value) => fingerprint.add_str(&format!("value:{name}"), value),
@@ -274,16 +276,23 @@ impl Pipeline {
     pub fn stage_keys(&self, plan: &Plan, checksum: bool, given: GivenPins<'_>) -> anyhow::Result<StageKeys> {
         let chain = self.keys(plan, checksum, given)?;
         let at_point = |point: CachePoint| -> anyhow::Result<StageKey> {
-            let step = self.cache_point_step(point).with_context(|| format!("the pipeline has no {point} cache point"))?;
+            let step =
+                self.cache_point_step(point).with_context(|| format!("the pipeline has no {point} cache point"))?;
             chain.after(&step.id).cloned().with_context(|| format!("no key for step {}", step.id))
         };
         let disk = match chain.after(&StepId::Disk) {
             Some(key) => key.clone(),
             None => {
-                let publish = chain.all().iter().position(|(id, _)| *id == StepId::Publish).unwrap_or(chain.all().len());
+                let publish =
+                    chain.all().iter().position(|(id, _)| *id == StepId::Publish).unwrap_or(chain.all().len());
                 chain.all()[..publish].last().map(|(_, key)| key.clone()).context("the pipeline is empty")?
             }
         };
-        Ok(StageKeys { base: at_point(CachePoint::Base)?, install: at_point(CachePoint::Install)?, disk, outputs: at_point(CachePoint::Outputs)? })
+        Ok(StageKeys {
+            base: at_point(CachePoint::Base)?,
+            install: at_point(CachePoint::Install)?,
+            disk,
+            outputs: at_point(CachePoint::Outputs)?,
+        })
     }
 }

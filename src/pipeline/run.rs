@@ -105,7 +105,11 @@ impl<'a> Run<'a> {
         };
         drop(announced);
         let cached = matches!(scheduled, Scheduled::Restore(_));
-        self.timings.push(StageTiming { stage: id.clone(), seconds: self.step_started.elapsed().as_secs_f64(), cached });
+        self.timings.push(StageTiming {
+            stage: id.clone(),
+            seconds: self.step_started.elapsed().as_secs_f64(),
+            cached,
+        });
         result.with_context(|| format!("stage {id}"))
     }
 
@@ -196,7 +200,12 @@ impl<'a> Run<'a> {
             release: plan.release.clone(),
             arch: plan.arch.clone(),
             elements: plan.elements.iter().map(|e| e.name.clone()).collect(),
-            packages: self.made.packages.iter().map(|(name, version)| Package { name: name.clone(), version: version.clone() }).collect(),
+            packages: self
+                .made
+                .packages
+                .iter()
+                .map(|(name, version)| Package { name: name.clone(), version: version.clone() })
+                .collect(),
             outputs: self.made.outputs.clone(),
             // A tree-only build has no root filesystem, hence no UUID.
             root_uuid: disk.map(|d| d.root_uuid.clone()).unwrap_or_default(),
