@@ -26,25 +26,47 @@ use support::{assert_one_error_line, assert_signal_exit, Case, Fault, PHASES};
 const ELEMENTS: [&str; 1] = ["fault-os"];
 const SIGNALS: [Signal; 3] = [Signal::SIGKILL, Signal::SIGINT, Signal::SIGTERM];
 
-/// Steps the build announces at each stage boundary (`==> STEP` on stderr).
-const BOUNDARIES: [&str; 16] = [
-    "hooks",
-    "root phase",
-    "save base snapshot",
-    "extra-data phase",
-    "pre-install phase",
-    "install phase",
-    "save install snapshot",
-    "post-install phase",
-    "post-root phase",
-    "pre-finalise phase",
-    "finalise phase",
-    "cleanup phase",
-    "disk",
-    "convert",
-    "publish",
-    "publish SBOM",
-];
+/// One step boundary of the fault build: the progress line announcing the step (`==> LABEL`
+/// on stderr), and whether the build is committed there (every step after it is too late for
+/// a stop signal: the images are published).
+struct Boundary {
+    label: &'static str,
+    committed: bool,
+}
+
+/// The boundaries of the fault build, from its pipeline as `--dry-run --json` prints it: the
+/// same list the build runs.
+fn boundaries() -> Vec<Boundary> {
+    // A dry run writes nothing; the output only has to be a possible one.
+    let output = Command::new(env!("CARGO_BIN_EXE_mesos-image"))
+        .args(["build", "--dry-run", "--json", "-n", "-o"])
+        .arg(std::env::temp_dir().join("x.qcow2"))
+        .args(ELEMENTS)
+        .env("ELEMENTS_PATH", support::elements_path())
+        .env("DIB_RELEASE", "bookworm")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let steps = json["pipeline"].as_array().unwrap();
+    (0..steps.len())
+        .map(|at| Boundary {
+            label: leak(steps[at]["label"].as_str().unwrap()),
+            committed: steps[at + 1..].iter().all(|step| step["stop"] == "too-late"),
+        })
+        .collect()
+}
+
+/// The restores a warm build runs in place of the steps a snapshot stands for (install, base).
+fn restores() -> [&'static str; 2] {
+    use mesos_image::pipeline::{CachePoint, StepId};
+    [CachePoint::Install, CachePoint::Base].map(|point| leak(&StepId::Restore(point).label()))
+}
+
+/// A fault names its step for the test's whole run.
+fn leak(label: &str) -> &'static str {
+    Box::leak(label.to_owned().into_boxed_str())
+}
 
 /// A fault that ends the build by a signal: exit code, host clean, next build fine.
 fn signal_case(case: &Case, fault: Fault, signal: Signal, extra: &[&str]) {
@@ -53,7 +75,8 @@ fn signal_case(case: &Case, fault: Fault, signal: Signal, extra: &[&str]) {
     // Publishing is the commit point: each file appears whole or not at all. The build checks
     // for a stop signal before announcing `publish`; once it has, SIGINT or SIGTERM is too late
     // and the build finishes, SBOM and manifest included, rather than leave images without them.
-    let publishing = matches!(fault, Fault::AtStep(step, _) if step.starts_with("publish"));
+    let publishing = matches!(fault, Fault::AtStep(step, _)
+        if boundaries().iter().any(|boundary| boundary.label == step && boundary.committed));
     if publishing && signal != Signal::SIGKILL {
         assert!(status.success(), "{what}: stopped after publishing began: {status}\n{log}");
         let manifest = case.scratch.join(format!("{}.qcow2.manifest.json", case.image_name));
@@ -83,9 +106,9 @@ fn signals_inside_a_running_script_of_every_phase() {
 #[test]
 #[ignore = "needs root: real builds killed at every stage boundary"]
 fn signals_at_every_stage_boundary() {
-    for step in BOUNDARIES {
+    for boundary in boundaries() {
         for signal in SIGNALS {
-            signal_case(&Case::new(), Fault::AtStep(step, signal), signal, &[]);
+            signal_case(&Case::new(), Fault::AtStep(boundary.label, signal), signal, &[]);
         }
     }
 }
@@ -101,7 +124,7 @@ fn signals_while_restoring_from_the_cache() {
         let (status, log) = case.start(&ELEMENTS, &["--checksum"]).finish(std::time::Duration::from_secs(300));
         assert!(status.success(), "{log}");
         case.remove_outputs();
-        signal_case(&case, Fault::AtStep("restore install snapshot", signal), signal, &[]);
+        signal_case(&case, Fault::AtStep(restores()[0], signal), signal, &[]);
     }
 }
 
@@ -123,7 +146,7 @@ fn signals_while_restoring_the_base_snapshot() {
         let script = copy.join("fault-hooks/install.d/50-fault");
         let edited = fs::read_to_string(&script).unwrap() + "# edited: another install snapshot key\n";
         fs::write(&script, edited).unwrap();
-        signal_case(&case, Fault::AtStep("restore base snapshot", signal), signal, &[]);
+        signal_case(&case, Fault::AtStep(restores()[1], signal), signal, &[]);
     }
 }
 
@@ -544,11 +567,8 @@ const AFTER_FAILURE: &str =
 /// README's Faults table: one row per kind of fault, from the same lists the tests run.
 fn faults_table() -> String {
     let phases = PHASES.map(|p| format!("`{p}.d`")).join(", ");
-    let boundaries = BOUNDARIES
-        .iter()
-        .chain(["restore install snapshot", "restore base snapshot"].iter())
-        .map(|b| format!("`{b}`"))
-        .collect::<Vec<_>>();
+    let boundaries =
+        boundaries().iter().map(|b| b.label).chain(restores()).map(|b| format!("`{b}`")).collect::<Vec<_>>();
     let rows = [
         ("SIGKILL, SIGINT, SIGTERM inside a running script of every phase".to_owned(), phases.clone(), AFTER_SIGNAL),
         ("SIGKILL, SIGINT, SIGTERM at every stage boundary".to_owned(), boundaries.join(", "), AFTER_SIGNAL_STAGE),
