@@ -256,3 +256,24 @@ fn docs_stage_table_is_the_pipeline() {
         "docs/architecture.md's stage table is stale: rerun with MESOS_IMAGE_WRITE_DOCS=1"
     );
 }
+
+#[test]
+fn a_restored_snapshot_stands_for_the_steps_before_it_and_the_rest_run() {
+    use mesos_image::pipeline::{CachePoint, Scheduled};
+    let plan = fault_plan(vec![ImageFormat::Qcow2]);
+    let pipeline = Pipeline::for_plan(&plan);
+    let names = |resume| -> Vec<String> { step_names(pipeline.schedule(resume).iter().map(Scheduled::id)) };
+    let cold = names(None);
+    assert_eq!(cold, step_names(pipeline.steps().iter().map(|step| step.id.clone())));
+    // The hooks dir and extra-data.d's files are no part of any snapshot: they run anyway.
+    let after_install = names(Some(CachePoint::Install));
+    assert_eq!(after_install[..4], ["hooks", "restore install snapshot", "extra-data.d", "post-install.d"]);
+    let after_base = names(Some(CachePoint::Base));
+    assert_eq!(after_base[..4], ["hooks", "restore base snapshot", "extra-data.d", "pre-install.d"]);
+    assert!(after_base.contains(&"save install snapshot".to_owned()), "{after_base:?}");
+    assert_eq!(cold[cold.len() - 4..], after_install[after_install.len() - 4..], "the same end");
+    // The latest snapshot stored wins; without the cache there is none.
+    assert_eq!(pipeline.resume_point(|_| true), Some(CachePoint::Install));
+    assert_eq!(pipeline.resume_point(|point| point == CachePoint::Base), Some(CachePoint::Base));
+    assert_eq!(pipeline.clone().without_cache().resume_point(|_| true), None);
+}
