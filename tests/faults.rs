@@ -11,6 +11,7 @@
 //! `readme_faults_table_is_the_tested_one` fails when README differs; run it with
 //! `MESOS_IMAGE_WRITE_README=1` to rewrite that table.
 
+mod common;
 #[path = "fault_support/mod.rs"]
 mod support;
 
@@ -96,6 +97,7 @@ fn signal_case(case: &Case, fault: Fault, signal: Signal, extra: &[&str]) {
 #[test]
 #[ignore = "needs root: real builds killed inside every phase's running script"]
 fn signals_inside_a_running_script_of_every_phase() {
+    let _clock = common::TestClock::start();
     for phase in PHASES {
         for signal in SIGNALS {
             signal_case(&Case::new(), Fault::InScript(phase, signal), signal, &[]);
@@ -106,6 +108,7 @@ fn signals_inside_a_running_script_of_every_phase() {
 #[test]
 #[ignore = "needs root: real builds killed at every stage boundary"]
 fn signals_at_every_stage_boundary() {
+    let _clock = common::TestClock::start();
     for boundary in boundaries() {
         for signal in SIGNALS {
             signal_case(&Case::new(), Fault::AtStep(boundary.label, signal), signal, &[]);
@@ -116,6 +119,7 @@ fn signals_at_every_stage_boundary() {
 #[test]
 #[ignore = "needs root: real builds killed while restoring the install snapshot"]
 fn signals_while_restoring_from_the_cache() {
+    let _clock = common::TestClock::start();
     for signal in SIGNALS {
         let case = Case::new();
         // A first build with --checksum fills the stage cache; the build without it has other
@@ -131,6 +135,7 @@ fn signals_while_restoring_from_the_cache() {
 #[test]
 #[ignore = "needs root: real builds killed while restoring the base snapshot"]
 fn signals_while_restoring_the_base_snapshot() {
+    let _clock = common::TestClock::start();
     for signal in SIGNALS {
         // The builds use a copy of the fixture elements; after the first, an install.d script
         // changes, so the next build has another install key but the same base key.
@@ -153,6 +158,7 @@ fn signals_while_restoring_the_base_snapshot() {
 #[test]
 #[ignore = "needs root: real builds with a failing script in every phase"]
 fn a_failing_script_in_every_phase() {
+    let _clock = common::TestClock::start();
     for phase in PHASES {
         let case = Case::new();
         let fault = Fault::FailingScript(phase);
@@ -169,6 +175,7 @@ fn a_failing_script_in_every_phase() {
 #[test]
 #[ignore = "needs root: a build whose --work-dir (a 6 MiB tmpfs) fills up"]
 fn the_work_directory_filling_up() {
+    let _clock = common::TestClock::start();
     let case = Case::new();
     let work = case.scratch.join("small-work");
     fs::create_dir_all(&work).unwrap();
@@ -192,6 +199,7 @@ fn the_work_directory_filling_up() {
 #[test]
 #[ignore = "needs root: two real builds at once on one cache"]
 fn two_builds_at_once_on_one_cache() {
+    let _clock = common::TestClock::start();
     let case = Case::new();
     case.control(None);
     // Different image names, same stage keys: both save and restore the same entries at once.
@@ -212,6 +220,7 @@ fn two_builds_at_once_on_one_cache() {
 #[test]
 #[ignore = "needs root: a real build stopped while its environment.d loops"]
 fn sigterm_while_environment_d_loops() {
+    let _clock = common::TestClock::start();
     let mut case = Case::new();
     case.control(None);
     let elems = case.scratch.join("elems");
@@ -245,6 +254,7 @@ fn sigterm_while_environment_d_loops() {
 #[test]
 #[ignore = "needs root: a real build restoring from the cache while the cache is pruned"]
 fn prune_while_a_build_restores_from_the_cache() {
+    let _clock = common::TestClock::start();
     let case = Case::new();
     case.control(None);
     let (status, log) = case.start(&ELEMENTS, &[]).finish(Duration::from_secs(300));
@@ -312,6 +322,7 @@ fn corrupt_cache(cache: &Path, how: &str) {
 #[test]
 #[ignore = "needs root: real builds on a cache whose entries were damaged"]
 fn a_corrupt_cache_entry_is_reported_removed_and_rebuilt() {
+    let _clock = common::TestClock::start();
     let case = Case::new();
     case.control(None);
     let (status, log) = case.start(&ELEMENTS, &[]).finish(Duration::from_secs(300));
@@ -348,6 +359,7 @@ const MIRROR_BUDGET: u64 = 14 << 20;
 #[test]
 #[ignore = "needs root and the host's Debian mirror: a real bootstrap whose mirror dies"]
 fn the_mirror_dying_mid_bootstrap() {
+    let _clock = common::TestClock::start();
     let what = "the mirror dying mid-bootstrap";
     let (upstream, path) = support::mirror::host_mirror();
     let case = Case::new();
@@ -403,6 +415,7 @@ const TEST_SIGNALS: [(Signal, bool); 4] =
 #[test]
 #[ignore = "needs qemu-system-x86_64: `mesos-image test` killed while a guest boots"]
 fn test_killed_while_the_guest_boots() {
+    let _clock = common::TestClock::start();
     for (signal, group) in TEST_SIGNALS {
         let what = format!("{signal:?} to `test`{}", if group { "'s process group" } else { "" });
         let case = Case::new();
@@ -448,6 +461,7 @@ const SWITCH_BUDGET: Duration = Duration::from_secs(75);
 #[test]
 #[ignore = "needs qemu-system-x86_64 (and /dev/kvm for the switch): a KVM guest silent after the bootloader"]
 fn a_kvm_guest_silent_after_the_bootloader_is_restarted_under_tcg() {
+    let _clock = common::TestClock::start();
     let case = Case::new();
     let image = stand_in_disk(&case.scratch, false);
     let recipes = stand_in_recipe(&case.scratch);
