@@ -29,6 +29,7 @@ pub mod redact;
 pub mod reproducible;
 pub mod sandbox;
 pub mod sbom;
+pub mod settings;
 pub mod shell;
 pub mod stage;
 pub mod upload;

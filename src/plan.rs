@@ -19,6 +19,7 @@ use crate::element::{
 };
 use crate::mirror::{self, HostDistro, MirrorSources};
 use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe, RecipeSource};
+use crate::settings;
 
 /// One element of the resolved set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,6 +85,9 @@ pub struct Plan {
     pub image: ImageSpec,
     pub glance: GlanceSpec,
     pub checks: Vec<Check>,
+    /// Build on disk, never in a tmpfs: `--no-tmpfs`, or `DIB_NO_TMPFS=1` from the user.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_tmpfs: bool,
 }
 
 /// Errors at the planner's edge; element errors pass through unchanged (they name the culprit).
@@ -250,7 +254,10 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
     };
     let element_dirs: Vec<(&str, &std::path::Path)> =
         resolved.iter().map(|e| (e.name.as_str(), e.path.as_path())).collect();
+    let no_tmpfs = options.overrides.no_tmpfs
+        || settings::NO_TMPFS.exports.and_then(|name| user_env(recipe, options).remove(name)).is_some_and(|v| v == "1");
     let settings = DibSettings {
+        no_tmpfs,
         root_label: image.root_label.clone(),
         image_type: image.formats.first().map(|f| f.name().to_owned()).unwrap_or_default(),
     };
@@ -294,6 +301,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         image,
         glance: recipe.map(|r| r.glance.clone()).unwrap_or_default(),
         checks: recipe.map(|r| r.checks.clone()).unwrap_or_default(),
+        no_tmpfs,
     })
 }
 

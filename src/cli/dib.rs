@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(build.output.as_deref(), Some(Path::new("deb.qcow2")));
         assert_eq!(build.arch.as_deref(), Some("amd64"));
         assert_eq!(build.trace, 2);
-        assert_eq!(build.image_size.as_deref(), Some("2048M"));
+        assert_eq!(build.image_size.as_ref().map(|s| (s.as_str(), s.bytes())), Some(("2048M", 2048 << 20)));
         let default_name = build_args(&["disk-image-create", "-t", "raw", "ubuntu"]);
         assert_eq!(default_name.output.as_deref(), Some(Path::new("image.raw")));
         let kept = build_args(&["disk-image-create", "-o", "x.qcow2", "ubuntu", "--logfile", "l.log"]);
@@ -200,7 +200,7 @@ mod tests {
         let formats: Vec<&str> = tree.format.iter().map(|f| f.name()).collect();
         assert_eq!(formats, ["tar", "tgz", "squashfs"]);
         assert_eq!(tree.output.as_deref(), Some(Path::new("t.tar")));
-        assert_eq!(tree.image_extra_size.as_deref(), Some("1024M"));
+        assert_eq!(tree.image_extra_size.as_ref().map(|s| (s.as_str(), s.bytes())), Some(("1024M", 1024 << 20)));
         assert_eq!(tree.mkfs_options.as_deref(), Some("-N 90000 -m 0"));
         let squash = build_args(&["disk-image-create", "-t", "squashfs", "-o", "s", "debian"]);
         assert_eq!(squash.output.as_deref(), Some(Path::new("s.squash")));
