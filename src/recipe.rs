@@ -616,4 +616,38 @@ mod tests {
         assert_eq!(recipe.image.formats, vec![ImageFormat::Raw]);
         assert_eq!(recipe.packages, vec!["vim".to_owned(), "jq".to_owned()]);
     }
+
+    /// Each recipe key the settings table names is one the recipe reader accepts, with a value
+    /// of the setting's kind.
+    #[test]
+    fn the_settings_recipe_keys_are_recipe_fields() {
+        use crate::settings::{Value, BUILD};
+        use serde_yaml_ng::{Mapping, Value as Yaml};
+        for setting in BUILD {
+            let Some(key) = setting.recipe_key else { continue };
+            let sample = match (key, setting.value) {
+                ("environment", _) => serde_yaml_ng::from_str("{A: b}").unwrap(),
+                (_, Value::Switch) => Yaml::Bool(true),
+                (_, Value::List) => Yaml::Sequence(vec![Yaml::from("jq")]),
+                (_, Value::Size) => Yaml::from("4G"),
+                (_, Value::Choice(names)) if key == "image.formats" => Yaml::Sequence(vec![Yaml::from(names[0])]),
+                (_, Value::Choice(names)) => Yaml::from(names[0]),
+                _ => Yaml::from("x"),
+            };
+            let mut recipe: Mapping = serde_yaml_ng::from_str(MINIMAL).unwrap();
+            match key.split_once('.') {
+                Some((section, field)) => {
+                    let mut inner = Mapping::new();
+                    inner.insert(Yaml::from(field), sample);
+                    recipe.insert(Yaml::from(section), Yaml::Mapping(inner));
+                }
+                None => {
+                    recipe.insert(Yaml::from(key), sample);
+                }
+            }
+            let text = serde_yaml_ng::to_string(&recipe).unwrap();
+            Recipe::from_yaml(&text, Path::new("t.yaml"))
+                .unwrap_or_else(|err| panic!("{}: {key}: {err}", setting.flag));
+        }
+    }
 }

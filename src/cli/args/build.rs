@@ -43,7 +43,7 @@ pub struct BuildArgs {
     pub image_extra_size: Option<ByteSize>,
     #[arg(long = MKFS_OPTIONS.flag, help = MKFS_OPTIONS.help_text(), value_name = "OPTIONS", allow_hyphen_values = true)]
     pub mkfs_options: Option<String>,
-    #[arg(short = FORMAT.short, long = FORMAT.flag, help = FORMAT.help_text(), value_name = "FORMAT,...", value_delimiter = ',')]
+    #[arg(short = FORMAT.short, long = FORMAT.flag, help = FORMAT.help_text(), value_name = "FORMAT,...", value_delimiter = ',', value_parser = parse_format)]
     pub format: Vec<ImageFormat>,
     #[arg(long = QEMU_IMG_OPTIONS.flag, help = QEMU_IMG_OPTIONS.help_text(), value_name = "OPTIONS")]
     pub qemu_img_options: Option<String>,
@@ -99,6 +99,36 @@ pub struct BuildArgs {
     pub dry_run: bool,
     #[arg(long = JSON.flag, help = JSON.help_text(), requires = "dry_run")]
     pub json: bool,
+}
+
+/// disk-image-create image types (`-t`) that are not built, with why.
+const UNSUPPORTED_TYPES: [(&str, &str); 3] = [
+    ("docker", "docker output is not built"),
+    ("aci", "aci output is not built"),
+    ("qcow2-compressed", "qcow2 is written compressed by default (-u to turn it off)"),
+];
+
+/// A disk-image-create flag (or `-t` image type) we refuse, as one line naming it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("disk-image-create option `{flag}` is not supported: {why}")]
+pub struct UnsupportedFlag {
+    pub flag: String,
+    pub why: &'static str,
+}
+
+impl UnsupportedFlag {
+    /// The refused image type a `-t` parse failed on, if that is what clap reports.
+    pub fn in_clap_error(err: &clap::Error) -> Option<UnsupportedFlag> {
+        std::error::Error::source(err)?.downcast_ref::<UnsupportedFlag>().cloned()
+    }
+}
+
+/// One `-t` type: ours, or one of disk-image-create's that is refused naming it.
+fn parse_format(text: &str) -> Result<ImageFormat, Box<dyn std::error::Error + Send + Sync>> {
+    if let Some((name, why)) = UNSUPPORTED_TYPES.iter().find(|(name, _)| *name == text.trim()) {
+        return Err(Box::new(UnsupportedFlag { flag: format!("-t {name}"), why }));
+    }
+    Ok(text.parse::<ImageFormat>()?)
 }
 
 fn parse_epoch(text: &str) -> Result<i64, String> {
