@@ -33,7 +33,6 @@ pub mod settings;
 pub mod shell;
 pub mod stage;
 pub mod upload;
-pub mod uuid;
 pub mod vmtest;
 pub mod workdir;
 pub mod yaml_guard;

@@ -2,7 +2,7 @@
 //! at the end of the disk, both protected by CRC32.
 
 use super::layout::SECTOR;
-use crate::uuid::Guid;
+use uuid::Uuid;
 
 const ENTRY_COUNT: usize = 128;
 const ENTRY_SIZE: usize = 128;
@@ -12,17 +12,17 @@ pub const ENTRY_SECTORS: u64 = (ENTRY_COUNT * ENTRY_SIZE / SECTOR) as u64;
 /// Protective MBR + header + entries.
 pub const FIRST_USABLE_LBA: u64 = 2 + ENTRY_SECTORS;
 
-pub const TYPE_LINUX_FS: Guid = Guid::from_u128(0x0FC63DAF_8483_4772_8E79_3D69D8477DE4);
-pub const TYPE_BIOS_BOOT: Guid = Guid::from_u128(0x21686148_6449_6E6F_744E_656564454649);
-pub const TYPE_EFI_SYSTEM: Guid = Guid::from_u128(0xC12A7328_F81F_11D2_BA4B_00A0C93EC93B);
+pub const TYPE_LINUX_FS: Uuid = Uuid::from_u128(0x0FC63DAF_8483_4772_8E79_3D69D8477DE4);
+pub const TYPE_BIOS_BOOT: Uuid = Uuid::from_u128(0x21686148_6449_6E6F_744E_656564454649);
+pub const TYPE_EFI_SYSTEM: Uuid = Uuid::from_u128(0xC12A7328_F81F_11D2_BA4B_00A0C93EC93B);
 
 /// Attribute bit 2: "legacy BIOS bootable".
 pub const ATTR_LEGACY_BOOTABLE: u64 = 1 << 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GptEntry {
-    pub kind: Guid,
-    pub unique: Guid,
+    pub kind: Uuid,
+    pub unique: Uuid,
     pub first_lba: u64,
     /// Inclusive, as GPT stores it.
     pub last_lba: u64,
@@ -47,7 +47,7 @@ pub fn last_usable_lba(disk_sectors: u64) -> u64 {
     disk_sectors - 2 - ENTRY_SECTORS
 }
 
-pub fn render(disk_guid: Guid, disk_sectors: u64, partitions: &[GptEntry]) -> GptImage {
+pub fn render(disk_guid: Uuid, disk_sectors: u64, partitions: &[GptEntry]) -> GptImage {
     let entries = render_entries(partitions);
     let entries_crc = crc32(&entries);
     let backup_header_lba = disk_sectors - 1;
@@ -75,7 +75,7 @@ struct HeaderFields {
     alternate_lba: u64,
     first_usable: u64,
     last_usable: u64,
-    disk_guid: Guid,
+    disk_guid: Uuid,
     entries_lba: u64,
     entries_crc: u32,
 }
@@ -90,7 +90,7 @@ fn render_header(fields: &HeaderFields) -> [u8; SECTOR] {
     sector[32..40].copy_from_slice(&fields.alternate_lba.to_le_bytes());
     sector[40..48].copy_from_slice(&fields.first_usable.to_le_bytes());
     sector[48..56].copy_from_slice(&fields.last_usable.to_le_bytes());
-    sector[56..72].copy_from_slice(&fields.disk_guid.to_mixed_endian());
+    sector[56..72].copy_from_slice(&fields.disk_guid.to_bytes_le());
     sector[72..80].copy_from_slice(&fields.entries_lba.to_le_bytes());
     sector[80..84].copy_from_slice(&(ENTRY_COUNT as u32).to_le_bytes());
     sector[84..88].copy_from_slice(&(ENTRY_SIZE as u32).to_le_bytes());
@@ -104,8 +104,8 @@ fn render_entries(partitions: &[GptEntry]) -> Vec<u8> {
     let mut bytes = vec![0u8; ENTRY_COUNT * ENTRY_SIZE];
     for (index, partition) in partitions.iter().take(ENTRY_COUNT).enumerate() {
         let entry = &mut bytes[index * ENTRY_SIZE..(index + 1) * ENTRY_SIZE];
-        entry[0..16].copy_from_slice(&partition.kind.to_mixed_endian());
-        entry[16..32].copy_from_slice(&partition.unique.to_mixed_endian());
+        entry[0..16].copy_from_slice(&partition.kind.to_bytes_le());
+        entry[16..32].copy_from_slice(&partition.unique.to_bytes_le());
         entry[32..40].copy_from_slice(&partition.first_lba.to_le_bytes());
         entry[40..48].copy_from_slice(&partition.last_lba.to_le_bytes());
         entry[48..56].copy_from_slice(&partition.attributes.to_le_bytes());
@@ -146,13 +146,13 @@ mod tests {
     fn sample() -> GptImage {
         let root = GptEntry {
             kind: TYPE_LINUX_FS,
-            unique: Guid::from_u128(0x11111111_2222_3333_4444_555555555555),
+            unique: Uuid::from_u128(0x11111111_2222_3333_4444_555555555555),
             first_lba: 4096,
             last_lba: 8191,
             attributes: ATTR_LEGACY_BOOTABLE,
             name: "root".to_owned(),
         };
-        render(Guid::from_u128(0xAAAAAAAA_BBBB_CCCC_DDDD_EEEEEEEEEEEE), 16384, &[root])
+        render(Uuid::from_u128(0xAAAAAAAA_BBBB_CCCC_DDDD_EEEEEEEEEEEE), 16384, &[root])
     }
 
     #[test]
