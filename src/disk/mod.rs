@@ -216,7 +216,12 @@ fn write_boot_area(tree: &Path, raw: &Path, layout: &Layout, core: &[u8], pins: 
 /// file `raw`, with `boot_code` (at most 440 bytes) in front of the MBR's table. The disk
 /// signature and GUIDs come from `pins.seed`.
 pub fn write_partition_table(raw: &Path, layout: &Layout, boot_code: &[u8], pins: &Pins) -> anyhow::Result<()> {
-    let file = OpenOptions::new().write(true).open(raw).with_context(|| format!("cannot open {}", raw.display()))?;
+    // Read as well: the GPT writer looks for an old backup header before it writes.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(raw)
+        .with_context(|| format!("cannot open {}", raw.display()))?;
     let write_at = |bytes: &[u8], lba: u64| {
         file.write_all_at(bytes, lba * SECTOR as u64)
             .with_context(|| format!("cannot write {} at sector {lba}", raw.display()))
@@ -225,11 +230,8 @@ pub fn write_partition_table(raw: &Path, layout: &Layout, boot_code: &[u8], pins
     let mut mbr_sector = match layout.table {
         Partitioning::Mbr => mbr::render(signature, &mbr_entries(layout)),
         Partitioning::Gpt => {
-            let image = gpt::render(pins.seed.guid("gpt-disk-guid"), layout.disk_sectors(), &gpt_entries(layout, pins));
-            write_at(&image.primary_header, 1)?;
-            write_at(&image.entries, 2)?;
-            write_at(&image.entries, image.backup_entries_lba)?;
-            write_at(&image.backup_header, image.backup_header_lba)?;
+            gpt::write(&file, pins.seed.guid("gpt-disk-guid"), &gpt_entries(layout, pins))
+                .with_context(|| format!("cannot write the GPT of {}", raw.display()))?;
             let protective = mbr::MbrEntry {
                 bootable: false,
                 kind: mbr::TYPE_GPT_PROTECTIVE,
