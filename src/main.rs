@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use mesos_image::cli::{self, Cli};
+use mesos_image::cli;
 use mesos_image::{failure, redact};
 
 fn main() -> ExitCode {
@@ -16,11 +15,7 @@ fn main() -> ExitCode {
         // Started through a `disk-image-create` symlink: DIB's command line.
         Some(argv0) if cli::dib::invoked_as_disk_image_create(argv0) => cli::dib::parse(args),
         // disk-image-create's flags that `build` does not implement: one line naming them.
-        _ if args.get(1).is_some_and(|a| a == "build") => match cli::dib::find_unsupported(&args[2..]) {
-            Some(unsupported) => Err(unsupported.into()),
-            None => Ok(Cli::parse()),
-        },
-        _ => Ok(Cli::parse()),
+        _ => cli::dib::parse_mesos_image(args),
     };
     let cli = match parsed {
         Ok(cli) => cli,

@@ -19,6 +19,7 @@ use crate::element::{
 };
 use crate::mirror::{self, HostDistro, MirrorSources};
 use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe, RecipeSource};
+use crate::settings;
 
 /// One element of the resolved set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,6 +85,9 @@ pub struct Plan {
     pub image: ImageSpec,
     pub glance: GlanceSpec,
     pub checks: Vec<Check>,
+    /// Build on disk, never in a tmpfs: `--no-tmpfs`, or `DIB_NO_TMPFS=1` from the user.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_tmpfs: bool,
 }
 
 /// Errors at the planner's edge; element errors pass through unchanged (they name the culprit).
@@ -232,30 +236,11 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
     let sourced = environment::source_files(&env_files, &initial, &bin_dirs)?;
 
     let (distro, release, base) = target_system(recipe, options, &sourced, &image_element)?;
-    let mirror = mirror::resolve(
-        &MirrorSources {
-            flag: mirrors.flag.as_deref(),
-            env: mirrors.env.as_deref(),
-            recipe: mirrors.recipe.as_deref(),
-            element_default: sourced.get("DIB_DISTRIBUTION_MIRROR").map(String::as_str),
-        },
-        &distro,
-        &options.host.distro,
-    );
+    let mirror = mirrors.resolve(&sourced, &distro, &options.host.distro);
     let mut env = initial;
-    env.insert("DISTRO_NAME".into(), distro.clone());
-    env.insert("DIB_RELEASE".into(), release.clone());
-    env.entry("DIB_INIT_SYSTEM".into()).or_insert_with(|| init_system(&distro, &release).to_owned());
-    if let Some(mirror) = &mirror {
-        env.insert("DIB_DISTRIBUTION_MIRROR".into(), mirror.clone());
-    }
+    add_target_variables(&mut env, &distro, &release, mirror.as_ref());
 
-    let mut pkg_maps = BTreeMap::new();
-    for element in &resolved {
-        if let Some(map) = PkgMapFile::load(&element.path)? {
-            pkg_maps.insert(element.name.clone(), map.resolve(&distro, &release));
-        }
-    }
+    let pkg_maps = resolved_pkg_maps(&resolved, &distro, &release)?;
     let mut image = recipe.map(|r| r.image.clone()).unwrap_or_else(|| image_with_overrides(&options.overrides));
     let block_device_config = match recipe {
         None => block_device_layout(&mut image, &requested, &library, &mut env)?,
@@ -263,10 +248,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
     };
     let element_dirs: Vec<(&str, &std::path::Path)> =
         resolved.iter().map(|e| (e.name.as_str(), e.path.as_path())).collect();
-    let settings = DibSettings {
-        root_label: image.root_label.clone(),
-        image_type: image.formats.first().map(|f| f.name().to_owned()).unwrap_or_default(),
-    };
+    let settings = dib_settings(recipe, options, &image);
     dib_env::add_plan_variables(&mut env, &element_dirs, &settings);
 
     // `when:` sees what scripts see: the plan's variables over what environment.d exported.
@@ -278,15 +260,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         None => options.overrides.packages.clone(),
     };
     add_install_packages(&mut packages, Phase::Install, extra);
-
-    let scripts: BTreeMap<Phase, Vec<PlannedScript>> =
-        merge_hooks_typed(&resolved, &InstallTypes::from_env(&when_env))?
-            .into_iter()
-            .map(|(phase, list)| (phase, list.into_iter().map(planned_script).collect()))
-            .collect();
-    if let Some(hook) = scripts.get(&Phase::BlockDevice).and_then(|list| list.first()) {
-        return Err(PlanError::BlockDeviceHook { element: hook.element.clone(), script: hook.name.clone() });
-    }
+    let scripts = planned_scripts(&resolved, &when_env)?;
     Ok(Plan {
         recipe: recipe.map(|r| r.name.clone()),
         recipe_source: None,
@@ -307,7 +281,59 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         image,
         glance: recipe.map(|r| r.glance.clone()).unwrap_or_default(),
         checks: recipe.map(|r| r.checks.clone()).unwrap_or_default(),
+        no_tmpfs: settings.no_tmpfs,
     })
+}
+
+/// What the target system decided: distro, release, init system and mirror.
+fn add_target_variables(env: &mut BTreeMap<String, String>, distro: &str, release: &str, mirror: Option<&String>) {
+    env.insert("DISTRO_NAME".into(), distro.to_owned());
+    env.insert("DIB_RELEASE".into(), release.to_owned());
+    env.entry("DIB_INIT_SYSTEM".into()).or_insert_with(|| init_system(distro, release).to_owned());
+    if let Some(mirror) = mirror {
+        env.insert("DIB_DISTRIBUTION_MIRROR".into(), mirror.clone());
+    }
+}
+
+/// The plan's values DIB exports: `--no-tmpfs` (or the user's own `DIB_NO_TMPFS=1`), the root
+/// label and the first output format.
+fn dib_settings(recipe: Option<&Recipe>, options: &PlanOptions, image: &ImageSpec) -> DibSettings {
+    let users = settings::NO_TMPFS.exports.and_then(|name| user_env(recipe, options).remove(name));
+    DibSettings {
+        no_tmpfs: options.overrides.no_tmpfs || users.is_some_and(|v| v == "1"),
+        root_label: image.root_label.clone(),
+        image_type: image.formats.first().map(|f| f.name().to_owned()).unwrap_or_default(),
+    }
+}
+
+/// Each element's `pkg-map`, resolved for the target (elements without one are absent).
+fn resolved_pkg_maps(
+    resolved: &[&crate::element::Element],
+    distro: &str,
+    release: &str,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, PlanError> {
+    let mut pkg_maps = BTreeMap::new();
+    for element in resolved {
+        if let Some(map) = PkgMapFile::load(&element.path)? {
+            pkg_maps.insert(element.name.clone(), map.resolve(distro, release));
+        }
+    }
+    Ok(pkg_maps)
+}
+
+/// The hook scripts per phase, in run-parts order; a `block-device.d` hook is refused.
+fn planned_scripts(
+    resolved: &[&crate::element::Element],
+    when_env: &BTreeMap<String, String>,
+) -> Result<BTreeMap<Phase, Vec<PlannedScript>>, PlanError> {
+    let scripts: BTreeMap<Phase, Vec<PlannedScript>> = merge_hooks_typed(resolved, &InstallTypes::from_env(when_env))?
+        .into_iter()
+        .map(|(phase, list)| (phase, list.into_iter().map(planned_script).collect()))
+        .collect();
+    if let Some(hook) = scripts.get(&Phase::BlockDevice).and_then(|list| list.first()) {
+        return Err(PlanError::BlockDeviceHook { element: hook.element.clone(), script: hook.name.clone() });
+    }
+    Ok(scripts)
 }
 
 /// The recipe's arch (flags already applied); in DIB mode `--arch`, then `$ARCH`, then the host's.
@@ -343,6 +369,17 @@ impl MirrorInputs {
 
     fn first(&self) -> Option<&String> {
         self.flag.as_ref().or(self.env.as_ref()).or(self.recipe.as_ref())
+    }
+
+    /// The mirror, once environment.d has given the elements' default.
+    fn resolve(&self, sourced: &BTreeMap<String, String>, distro: &str, host: &HostDistro) -> Option<String> {
+        let sources = MirrorSources {
+            flag: self.flag.as_deref(),
+            env: self.env.as_deref(),
+            recipe: self.recipe.as_deref(),
+            element_default: sourced.get("DIB_DISTRIBUTION_MIRROR").map(String::as_str),
+        };
+        mirror::resolve(&sources, distro, host)
     }
 }
 

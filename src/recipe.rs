@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::settings::ByteSize;
+
 /// Errors at the recipe module's edge.
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
@@ -151,7 +153,7 @@ pub enum Partitioning {
 pub struct ImageSpec {
     /// Disk size such as `4G` or `2560M`; computed from the tree with headroom when absent.
     #[serde(default)]
-    pub size: Option<String>,
+    pub size: Option<ByteSize>,
     #[serde(default = "default_formats")]
     pub formats: Vec<ImageFormat>,
     #[serde(default)]
@@ -168,7 +170,7 @@ pub struct ImageSpec {
     /// Added to the tree's measured size in place of the headroom when no size is given
     /// (disk-image-create's `--image-extra-size`), e.g. `1024M`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extra_size: Option<String>,
+    pub extra_size: Option<ByteSize>,
     /// Extra `mkfs.ext4` options for the root filesystem (disk-image-create's `--mkfs-options`),
     /// split on whitespace and given after ours, so they win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -379,11 +381,11 @@ pub struct Overrides {
     pub arch: Option<String>,
     pub mirror: Option<String>,
     pub base: Option<BaseMethod>,
-    pub image_size: Option<String>,
+    pub image_size: Option<ByteSize>,
     pub formats: Option<Vec<ImageFormat>>,
     pub qemu_img_options: Option<String>,
-    /// `--image-extra-size`, as a size with a unit.
-    pub extra_size: Option<String>,
+    /// `--image-extra-size`.
+    pub extra_size: Option<ByteSize>,
     /// `--mkfs-options`.
     pub mkfs_options: Option<String>,
     /// `Some(false)` with `-u`/`--no-compress`, `Some(true)` with `--compress`.
@@ -391,6 +393,8 @@ pub struct Overrides {
     pub compression: Option<Compression>,
     /// `--root-label`.
     pub root_label: Option<String>,
+    /// `--no-tmpfs`; `DIB_NO_TMPFS=1` among the user's variables says the same.
+    pub no_tmpfs: bool,
     /// Appended to the recipe's packages.
     pub packages: Vec<String>,
     /// Appended to the recipe's environment (flag values win).
@@ -525,9 +529,6 @@ impl Recipe {
         if self.image.formats.is_empty() {
             return Err(invalid("`image.formats` is empty".to_owned()));
         }
-        if let Some(size) = &self.image.size {
-            parse_size(size).map_err(|e| invalid(format!("image.size: {e}")))?;
-        }
         check_root_label(&self.image.root_label).map_err(|e| invalid(format!("image.root-label: {e}")))?;
         Ok(())
     }
@@ -550,23 +551,6 @@ pub fn strip_location(message: &str) -> String {
         Some(index) => message[..index].to_owned(),
         None => message.to_owned(),
     }
-}
-
-/// Parse a size such as `4G`, `2560M`, `512MiB` or a byte count.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(split);
-    let number: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size (try 4G or 2560M)"))?;
-    let multiplier: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        "T" | "TB" | "TIB" => 1 << 40,
-        _ => return Err(format!("`{text}` has an unknown unit (use K, M, G or T)")),
-    };
-    number.checked_mul(multiplier).ok_or_else(|| format!("`{text}` is too large"))
 }
 
 #[cfg(test)]
@@ -634,11 +618,37 @@ mod tests {
         assert_eq!(recipe.packages, vec!["vim".to_owned(), "jq".to_owned()]);
     }
 
+    /// Each recipe key the settings table names is one the recipe reader accepts, with a value
+    /// of the setting's kind.
     #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("4G").unwrap(), 4 << 30);
-        assert_eq!(parse_size("2560M").unwrap(), 2560 << 20);
-        assert!(parse_size("4Q").is_err());
-        assert!(parse_size("big").is_err());
+    fn the_settings_recipe_keys_are_recipe_fields() {
+        use crate::settings::{Value, BUILD};
+        use serde_yaml_ng::{Mapping, Value as Yaml};
+        for setting in BUILD {
+            let Some(key) = setting.recipe_key else { continue };
+            let sample = match (key, setting.value) {
+                ("environment", _) => serde_yaml_ng::from_str("{A: b}").unwrap(),
+                (_, Value::Switch) => Yaml::Bool(true),
+                (_, Value::List) => Yaml::Sequence(vec![Yaml::from("jq")]),
+                (_, Value::Size) => Yaml::from("4G"),
+                (_, Value::Choice(names)) if key == "image.formats" => Yaml::Sequence(vec![Yaml::from(names[0])]),
+                (_, Value::Choice(names)) => Yaml::from(names[0]),
+                _ => Yaml::from("x"),
+            };
+            let mut recipe: Mapping = serde_yaml_ng::from_str(MINIMAL).unwrap();
+            match key.split_once('.') {
+                Some((section, field)) => {
+                    let mut inner = Mapping::new();
+                    inner.insert(Yaml::from(field), sample);
+                    recipe.insert(Yaml::from(section), Yaml::Mapping(inner));
+                }
+                None => {
+                    recipe.insert(Yaml::from(key), sample);
+                }
+            }
+            let text = serde_yaml_ng::to_string(&recipe).unwrap();
+            Recipe::from_yaml(&text, Path::new("t.yaml"))
+                .unwrap_or_else(|err| panic!("{}: {key}: {err}", setting.flag));
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::fs;
 
 use mesos_image::pipeline::{GivenPins, StageKeys};
 use mesos_image::recipe::{ImageFormat, Overrides};
+use mesos_image::settings::ByteSize;
 
 fn keys(elements: &std::path::Path) -> StageKeys {
     StageKeys::compute(&support::plan(elements, &["app"], Overrides::default()), false, GivenPins::default()).unwrap()
@@ -60,7 +61,7 @@ fn how_the_disk_is_written_out_changes_only_the_outputs_key() {
         assert_eq!((&after.base, &after.install, &after.disk), (&before.base, &before.install, &before.disk));
         assert_ne!(after.outputs, before.outputs, "the stored outputs differ");
     }
-    let bigger = keys(Overrides { image_size: Some("4G".into()), ..Overrides::default() }, false);
+    let bigger = keys(Overrides { image_size: ByteSize::parse("4G").ok(), ..Overrides::default() }, false);
     assert_eq!(bigger.install, before.install, "the disk size does not change the tree");
     assert_ne!(bigger.disk, before.disk);
     assert_ne!(bigger.outputs, before.outputs);

@@ -10,7 +10,7 @@ use mesos_image::disk::ext4::{mkfs_command, offset_device, pin_ctimes, Ext4Gener
 use mesos_image::disk::layout::{Layout, MIB};
 use mesos_image::recipe::Partitioning;
 use mesos_image::reproducible::clamp::clamp_tree;
-use mesos_image::uuid::Guid;
+use uuid::Uuid;
 
 fn features_after_mkfs(release: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -25,8 +25,8 @@ fn features_after_mkfs(release: &str) -> String {
     let spec = Ext4Spec {
         tree: &tree,
         label: "cloudimg-rootfs",
-        uuid: Guid::random().unwrap(),
-        hash_seed: Guid::random().unwrap(),
+        uuid: Uuid::new_v4(),
+        hash_seed: Uuid::new_v4(),
         epoch: 1_700_000_000,
         generation: Ext4Generation::for_release(release),
         extra_options: "",
@@ -106,8 +106,8 @@ fn same_tree_written_twice_gives_the_same_filesystem() {
         let spec = Ext4Spec {
             tree: &tree,
             label: "cloudimg-rootfs",
-            uuid: Guid::from_u128(0x1111_2222_4333_8444_5555_6666_7777_8888),
-            hash_seed: Guid::from_u128(0x9999_aaaa_4bbb_8ccc_dddd_eeee_ffff_0000),
+            uuid: Uuid::from_u128(0x1111_2222_4333_8444_5555_6666_7777_8888),
+            hash_seed: Uuid::from_u128(0x9999_aaaa_4bbb_8ccc_dddd_eeee_ffff_0000),
             epoch: 1_700_000_000,
             generation: Ext4Generation::Modern,
             extra_options: "",

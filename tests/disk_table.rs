@@ -93,7 +93,7 @@ fn table_identifiers_are_the_seeds() {
         }
     }
     let (_, dump, pins) = write("seed a", Partitioning::Gpt);
-    let upper = |guid: mesos_image::uuid::Guid| guid.to_string().to_uppercase();
+    let upper = |guid: uuid::Uuid| guid.to_string().to_uppercase();
     assert!(dump.contains(&format!("label-id: {}", upper(pins.seed.guid("gpt-disk-guid")))), "{dump}");
     for number in 1..=3 {
         let unique = upper(pins.seed.guid(&format!("gpt-partition-{number}")));

@@ -10,6 +10,7 @@ use mesos_image::element::Phase;
 use mesos_image::mirror::HostDistro;
 use mesos_image::plan::{HostContext, Plan, PlanError, PlanOptions};
 use mesos_image::recipe::{BaseMethod, Overrides, Recipe};
+use mesos_image::settings::ByteSize;
 
 use common::fixture;
 
@@ -222,7 +223,7 @@ fn recipe_distro_release_and_base_win_over_elements() {
     assert_eq!(plan.env["DIB_INIT_SYSTEM"], "upstart");
     assert_eq!(plan.glance.properties["os_distro"], "ubuntu");
     assert_eq!(plan.checks.len(), 2);
-    assert_eq!(plan.image.size.as_deref(), Some("4G"));
+    assert_eq!(plan.image.size.as_ref().map(ByteSize::as_str), Some("4G"));
     // pkg-map resolves for ubuntu trusty; the recipe's DIB_FAKE_FLAG=0 flips the `when`s.
     let install = names(&plan.packages[&Phase::Install].install);
     // ubuntu is in the debian family, so the family's empty mapping drops the package.

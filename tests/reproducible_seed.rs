@@ -6,6 +6,7 @@ mod support;
 
 use mesos_image::pipeline::{GivenPins, StageKeys};
 use mesos_image::recipe::{ImageFormat, Overrides};
+use mesos_image::settings::ByteSize;
 
 #[test]
 fn output_settings_leave_the_seed_alone_disk_settings_change_it() {
@@ -24,6 +25,6 @@ fn output_settings_leave_the_seed_alone_disk_settings_change_it() {
     assert_eq!(default, written_otherwise, "formats, compression and qemu-img options changed the seed");
     let other_disk = key(Overrides { root_label: Some("other-root".into()), ..Overrides::default() });
     assert_ne!(default, other_disk, "the root label is part of the disk");
-    let other_size = key(Overrides { image_size: Some("4G".into()), ..Overrides::default() });
+    let other_size = key(Overrides { image_size: ByteSize::parse("4G").ok(), ..Overrides::default() });
     assert_ne!(default, other_size, "the disk size is part of the disk");
 }

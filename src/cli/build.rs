@@ -3,158 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::Context;
-use clap::Args;
-
-use super::elements::ElementsPathArgs;
-use super::recipes::RecipesDirArgs;
-use super::GlobalOpts;
+pub use super::args::build::{BuildArgs, DEFAULT_RECIPE};
+use super::args::GlobalOpts;
 use crate::build::{self, BuildOptions};
 use crate::element::Phase;
 use crate::paths;
 use crate::plan::{HostContext, Plan, PlanOptions};
-use crate::recipe::{parse_size, BaseMethod, Compression, ImageFormat, Overrides, Recipe, RecipeSource};
-use crate::reproducible;
-use crate::stage::BreakPoint;
-
-/// The recipe used when neither elements nor `--recipe` are given.
-pub const DEFAULT_RECIPE: &str = "ubuntu-mesos";
-
-#[derive(Debug, Clone, Args)]
-pub struct BuildArgs {
-    /// Elements to build from (DIB mode: no recipe applies; one element must provide
-    /// operating-system). Without elements and without --recipe, the ubuntu-mesos recipe is used.
-    #[arg(value_name = "ELEMENTS", conflicts_with = "recipe")]
-    pub elements: Vec<String>,
-    /// The image to write (e.g. out/ubuntu-mesos.qcow2); extra formats get their extension swapped.
-    #[arg(short, long, value_name = "PATH", required_unless_present = "dry_run")]
-    pub output: Option<PathBuf>,
-    /// Recipe name (looked up in --recipes-dir and the built-in recipes) or path to a recipe file.
-    #[arg(long, value_name = "NAME|PATH")]
-    pub recipe: Option<String>,
-    #[command(flatten)]
-    pub recipes_dir: RecipesDirArgs,
-    #[command(flatten)]
-    pub elements_path: ElementsPathArgs,
-    /// Distribution release codename (trusty, noble, bookworm, ...).
-    #[arg(long, env = "DIB_RELEASE", value_name = "RELEASE")]
-    pub release: Option<String>,
-    /// Target architecture (amd64, arm64; x86_64 and aarch64 are accepted).
-    #[arg(short = 'a', long, value_name = "ARCH")]
-    pub arch: Option<String>,
-    /// Distribution mirror (wins over DIB_DISTRIBUTION_MIRROR, the recipe and the host's apt sources).
-    #[arg(long, value_name = "URL")]
-    pub mirror: Option<String>,
-    /// How the base tree is made.
-    #[arg(long, value_name = "METHOD")]
-    pub base: Option<BaseMethod>,
-    /// Extra packages installed in the install phase (comma-separated, repeatable).
-    #[arg(short = 'p', long = "packages", value_name = "PKG,...", value_delimiter = ',')]
-    pub packages: Vec<String>,
-    /// Disk size: a bare number is GB as disk-image-create reads it (4, 1.5); or with a unit, 4G
-    /// or 2560M (default: the tree's size plus headroom).
-    #[arg(long, value_name = "SIZE", value_parser = parse_image_size)]
-    pub image_size: Option<String>,
-    /// Added to the tree's measured size, in GB as disk-image-create reads it (1, 0.5), in place
-    /// of the headroom; --image-size wins.
-    #[arg(long, value_name = "GB", value_parser = parse_extra_size)]
-    pub image_extra_size: Option<String>,
-    /// Extra mkfs.ext4 options for the root filesystem, e.g. "-N 200000 -m 0"; given after ours.
-    #[arg(long, value_name = "OPTIONS", allow_hyphen_values = true)]
-    pub mkfs_options: Option<String>,
-    /// Output formats, comma-separated: qcow2, raw, vmdk, vhd; tar, tgz, squashfs (the tree,
-    /// no disk).
-    #[arg(short = 't', long = "format", value_name = "FORMAT,...", value_delimiter = ',')]
-    pub format: Vec<ImageFormat>,
-    /// Extra `qemu-img convert -o` options, e.g. compat=0.10.
-    #[arg(long, value_name = "OPTIONS")]
-    pub qemu_img_options: Option<String>,
-    /// Compress qcow2 output (the default; overrides a recipe's `compress: false`).
-    #[arg(long, conflicts_with = "no_compress")]
-    pub compress: bool,
-    /// Do not compress qcow2 output: larger, but faster to write (DIB's -u).
-    #[arg(short = 'u', long)]
-    pub no_compress: bool,
-    /// qcow2 compression: zlib (every qemu reads it) or zstd (faster; needs qemu 5.1+ to read).
-    #[arg(long, value_name = "zlib|zstd")]
-    pub compression: Option<Compression>,
-    /// Write a sha256 checksum file beside each image.
-    #[arg(long)]
-    pub checksum: bool,
-    /// Apt repository line or URI for mesos and marathon (sets DIB_MESOS_REPO).
-    #[arg(long, value_name = "URI")]
-    pub mesos_repo: Option<String>,
-    /// Signing key of --mesos-repo (sets DIB_MESOS_REPO_KEY to its absolute path).
-    #[arg(long, value_name = "FILE")]
-    pub mesos_repo_key: Option<PathBuf>,
-    /// Variable passed to every element script (repeatable).
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub env: Vec<(String, String)>,
-    /// Cache root for packages, base trees and stage outputs [default: ~/.cache/mesos-image].
-    #[arg(long, value_name = "DIR", env = "MESOS_IMAGE_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Neither read nor write the stage cache.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Write the full build log here (disk-image-create spells it --logfile).
-    #[arg(long, value_name = "FILE", visible_alias = "logfile")]
-    pub log_file: Option<PathBuf>,
-    /// Open a shell in the chroot: after-error, before-PHASE or after-PHASE (DIB's break=).
-    #[arg(long = "break", value_name = "WHEN")]
-    pub break_at: Option<BreakPoint>,
-    /// Trace element scripts (set -x, DIB_DEBUG_TRACE=1); repeatable, as disk-image-create's.
-    #[arg(short = 'x', action = clap::ArgAction::Count)]
-    pub trace: u8,
-    /// Where elements cache their downloads (DIB_IMAGE_CACHE) [default: <cache-dir>].
-    #[arg(long, value_name = "DIR")]
-    pub image_cache: Option<PathBuf>,
-    /// Root filesystem label (DIB_ROOT_LABEL) [default: the recipe's, or cloudimg-rootfs].
-    #[arg(long, value_name = "LABEL", value_parser = parse_root_label)]
-    pub root_label: Option<String>,
-    /// Default install type of elements with install-type directories (DIB_DEFAULT_INSTALLTYPE)
-    /// [default: source, as disk-image-create].
-    #[arg(long, value_name = "TYPE")]
-    pub install_type: Option<String>,
-    /// DIB mode: do not add the `base` element (disk-image-create -n).
-    #[arg(short = 'n')]
-    pub skip_base: bool,
-    /// Elements must not refresh their cached downloads (DIB_OFFLINE=1).
-    #[arg(long)]
-    pub offline: bool,
-    /// Scratch directory for the build [default: <cache-dir>/work, in a tmpfs when memory allows;
-    /// a directory given here is used as it is].
-    #[arg(long, value_name = "DIR")]
-    pub work_dir: Option<PathBuf>,
-    /// Build on disk, never in a tmpfs (DIB_NO_TMPFS=1).
-    #[arg(long)]
-    pub no_tmpfs: bool,
-    /// Build in a tmpfs only when at least this many GB of memory are available (DIB_MIN_TMPFS)
-    /// [default: 6; the tree, raw disk and conversions sit side by side].
-    #[arg(long, value_name = "GB")]
-    pub min_tmpfs: Option<u64>,
-    /// Derive filesystem UUIDs, partition GUIDs and the other identifiers from this text
-    /// instead of from the build's inputs.
-    #[arg(long, value_name = "TEXT")]
-    pub seed: Option<String>,
-    /// The time written into the image (seconds since 1970) [default: the mirror's Release date].
-    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS", value_parser = parse_epoch)]
-    pub source_date_epoch: Option<i64>,
-    /// Build twice (the second time with another work dir, TZ, umask and host name) and report
-    /// whether the outputs are identical, or which files differ. Implies --no-cache.
-    #[arg(long, conflicts_with = "break_at")]
-    pub check_reproducible: bool,
-    /// Write a file-by-file description of the finished tree here (used by --check-reproducible).
-    #[arg(long, value_name = "FILE", hide = true)]
-    pub tree_listing: Option<PathBuf>,
-    /// Print the plan (elements, scripts, packages, environment) and exit; nothing is written.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// With --dry-run: print the plan as JSON.
-    #[arg(long, requires = "dry_run")]
-    pub json: bool,
-}
+use crate::recipe::{Overrides, Recipe, RecipeSource};
+use crate::settings::{
+    Setting, CHECKSUM, IMAGE_CACHE, IMAGE_EXTRA_SIZE, IMAGE_SIZE, INSTALL_TYPE, MESOS_REPO, MESOS_REPO_KEY, MIN_TMPFS,
+    OFFLINE,
+};
+use anyhow::Context;
 
 pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     let plan = make_plan(&args, HostContext::detect())?;
@@ -193,8 +55,7 @@ pub fn execute(plan: Plan, args: &BuildArgs, global: &GlobalOpts) -> anyhow::Res
         trace: args.trace > 0,
         checksum: args.checksum,
         work_dir: args.work_dir.clone(),
-        // DIB reads DIB_NO_TMPFS from the environment as well as from --no-tmpfs.
-        no_tmpfs: args.no_tmpfs || plan.env.get("DIB_NO_TMPFS").is_some_and(|v| v == "1"),
+        no_tmpfs: plan.no_tmpfs,
         min_tmpfs_bytes: args.min_tmpfs.map(|gb| gb << 30),
         quiet: global.quiet,
         verbose: global.verbose > 0,
@@ -238,11 +99,12 @@ fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptio
     for (key, value) in dib_flag_variables(args)? {
         environment.insert(key.into(), value);
     }
-    if let Some(repo) = &args.mesos_repo {
-        environment.insert("DIB_MESOS_REPO".into(), repo.clone());
-    }
-    if let Some(key) = &args.mesos_repo_key {
-        environment.insert("DIB_MESOS_REPO_KEY".into(), existing_absolute(key, "--mesos-repo-key")?);
+    // These two win over `-e`, unlike the flags above.
+    let repo_key = args.mesos_repo_key.as_deref().map(|key| existing_absolute(key, &MESOS_REPO_KEY)).transpose()?;
+    for (setting, value) in [(&MESOS_REPO, args.mesos_repo.clone()), (&MESOS_REPO_KEY, repo_key)] {
+        if let (Some(name), Some(value)) = (setting.exports, value) {
+            environment.insert(name.to_owned(), value);
+        }
     }
     let overrides = Overrides {
         // An empty DIB_RELEASE or `--release ''` means unset, as in DIB.
@@ -258,6 +120,7 @@ fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptio
         compress: if args.no_compress { Some(false) } else { args.compress.then_some(true) },
         compression: args.compression,
         root_label: args.root_label.clone(),
+        no_tmpfs: args.no_tmpfs,
         packages: args.packages.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect(),
         environment,
     };
@@ -276,9 +139,9 @@ fn output_stem(path: &Path) -> Option<String> {
     path.file_stem().map(|s| s.to_string_lossy().into_owned())
 }
 
-fn existing_absolute(path: &Path, option: &str) -> anyhow::Result<String> {
+fn existing_absolute(path: &Path, setting: &Setting) -> anyhow::Result<String> {
+    let culprit = format!("{} {}", setting.option(), path.display());
     if !path.is_file() {
-        let culprit = format!("{option} {}", path.display());
         let problem = match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => "is a directory, not a key file",
             Ok(_) => "is not a regular file",
@@ -286,93 +149,29 @@ fn existing_absolute(path: &Path, option: &str) -> anyhow::Result<String> {
         };
         return Err(super::preflight::PreflightError { culprit, problem: problem.into() }.into());
     }
-    let absolute = std::path::absolute(path).with_context(|| format!("{option} {}", path.display()))?;
+    let absolute = std::path::absolute(path).context(culprit)?;
     Ok(absolute.display().to_string())
 }
 
-/// The variables disk-image-create's own flags set; an explicit `-e` of the same name wins.
+/// The variables disk-image-create's own flags set, each named by its setting; an explicit `-e`
+/// of the same name wins. (`--no-tmpfs` is typed in the plan, which exports it.)
 fn dib_flag_variables(args: &BuildArgs) -> anyhow::Result<Vec<(&'static str, String)>> {
-    let mut vars = Vec::new();
-    if let Some(dir) = &args.image_cache {
-        let absolute = std::path::absolute(dir).with_context(|| format!("--image-cache {}", dir.display()))?;
-        vars.push(("DIB_IMAGE_CACHE", absolute.display().to_string()));
-    }
-    if let Some(kind) = &args.install_type {
-        vars.push(("DIB_DEFAULT_INSTALLTYPE", kind.clone()));
-    }
-    if args.offline {
-        vars.push(("DIB_OFFLINE", "1".to_owned()));
-    }
-    if args.checksum {
-        vars.push(("DIB_CHECKSUM", "1".to_owned()));
-    }
-    if args.no_tmpfs {
-        vars.push(("DIB_NO_TMPFS", "1".to_owned()));
-    }
-    if let Some(gb) = args.min_tmpfs {
-        vars.push(("DIB_MIN_TMPFS", gb.to_string()));
-    }
-    if let Some(size) = &args.image_size {
-        vars.push(("DIB_IMAGE_SIZE", size.clone()));
-    }
-    if let Some(extra) = &args.image_extra_size {
-        vars.push(("DIB_IMAGE_EXTRA_SIZE", extra.clone()));
-    }
-    vars.retain(|(key, _)| !args.env.iter().any(|(k, _)| k == key));
-    Ok(vars)
-}
-
-fn parse_epoch(text: &str) -> Result<i64, String> {
-    reproducible::epoch::parse_given(text).map_err(|err| err.to_string())
-}
-
-/// `--image-size`: disk-image-create reads a bare number as GB (fractions allowed); with a
-/// unit it is our size syntax. Returned in our syntax.
-fn parse_image_size(text: &str) -> Result<String, String> {
-    let trimmed = text.trim();
-    if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        let gigabytes: f64 =
-            trimmed.parse().map_err(|_| format!("`{text}` is not a size (try 4 for 4 GB, or 2560M)"))?;
-        let mebibytes = (gigabytes * 1024.0).round();
-        if mebibytes < 1.0 {
-            return Err(format!("`{text}` GB is less than 1 MiB"));
-        }
-        // Checked here, while the value is still the one the user typed.
-        super::preflight::image_size_in_range(mebibytes * (1u64 << 20) as f64)
-            .map_err(|problem| format!("`{text}` GB: {problem}"))?;
-        return Ok(format!("{mebibytes}M"));
-    }
-    parse_size(text).map(|_| text.to_owned())
-}
-
-/// `--image-extra-size`: GB as disk-image-create's help gives it (a bare number, fractions
-/// allowed), or our size syntax; returned in ours.
-fn parse_extra_size(text: &str) -> Result<String, String> {
-    let trimmed = text.trim();
-    if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        let gigabytes: f64 = trimmed.parse().map_err(|_| format!("`{text}` is not a size in GB (try 1 or 0.5)"))?;
-        let mebibytes = (gigabytes * 1024.0).round();
-        if !(1.0..=(16u64 << 20) as f64).contains(&mebibytes) {
-            return Err(format!("`{text}` GB: out of range (1 MiB to 16T)"));
-        }
-        return Ok(format!("{mebibytes}M"));
-    }
-    parse_size(text).map(|_| text.to_owned())
-}
-
-fn parse_root_label(text: &str) -> Result<String, String> {
-    crate::recipe::check_root_label(text).map(|()| text.to_owned())
-}
-
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
-    let valid = !key.is_empty()
-        && !key.starts_with(|c: char| c.is_ascii_digit())
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        return Err(format!("`{key}` is not a valid variable name"));
-    }
-    Ok((key.to_owned(), value.to_owned()))
+    let image_cache = match &args.image_cache {
+        Some(dir) => Some(std::path::absolute(dir).with_context(|| format!("--image-cache {}", dir.display()))?),
+        None => None,
+    };
+    let switch = |on: bool| on.then(|| "1".to_owned());
+    let given = [
+        (&IMAGE_CACHE, image_cache.map(|dir| dir.display().to_string())),
+        (&INSTALL_TYPE, args.install_type.clone()),
+        (&OFFLINE, switch(args.offline)),
+        (&CHECKSUM, switch(args.checksum)),
+        (&MIN_TMPFS, args.min_tmpfs.map(|gb| gb.to_string())),
+        (&IMAGE_SIZE, args.image_size.as_ref().map(ToString::to_string)),
+        (&IMAGE_EXTRA_SIZE, args.image_extra_size.as_ref().map(ToString::to_string)),
+    ];
+    let vars = given.into_iter().filter_map(|(setting, value)| Some((setting.exports?, value?)));
+    Ok(vars.filter(|(key, _)| !args.env.iter().any(|(k, _)| k == key)).collect())
 }
 
 /// The plan as people read it.
@@ -391,7 +190,7 @@ pub fn render_plan(plan: &Plan) -> String {
     let _ = writeln!(
         out,
         "image:    size {}, formats {}{}",
-        plan.image.size.as_deref().unwrap_or("auto"),
+        plan.image.size.as_ref().map_or("auto", |size| size.as_str()),
         formats.join(","),
         plan.image.qemu_img_options.as_deref().map(|o| format!(", qemu-img -o {o}")).unwrap_or_default()
     );

@@ -59,7 +59,7 @@ impl Comparison {
         self.contents = self
             .tree
             .iter()
-            .filter(|d| d.what.split(", ").any(|field| field == "content"))
+            .filter(|d| d.what.content())
             .filter(|d| regular(first_root, &d.path) && regular(second_root, &d.path))
             .take(EXPLAINED_FILES)
             .map(|d| {
@@ -267,6 +267,7 @@ pub fn compare_builds(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reproducible::listing::{Differs, Field};
 
     #[test]
     fn report_names_differing_paths_and_their_packages() {
@@ -275,7 +276,7 @@ mod tests {
             manifest_fields: vec![],
             tree: vec![Difference {
                 path: "/usr/lib/x.pyc".into(),
-                what: "content".into(),
+                what: Differs::Fields(vec![Field::Content]),
                 package: "python3-x".into(),
             }],
             contents: vec![],
@@ -299,10 +300,13 @@ mod tests {
             fs::write(root.join("etc/nondet"), format!("id={id}\n")).unwrap();
             fs::write(root.join("etc/mode"), "same\n").unwrap();
         }
-        let difference =
-            |path: &str, what: &str| Difference { path: path.into(), what: what.into(), package: String::new() };
+        let difference = |path: &str, field: Field| Difference {
+            path: path.into(),
+            what: Differs::Fields(vec![field]),
+            package: String::new(),
+        };
         let mut comparison = Comparison {
-            tree: vec![difference("/etc/mode", "mode 644 vs 600"), difference("/etc/nondet", "content")],
+            tree: vec![difference("/etc/mode", Field::Mode(0o644, 0o600)), difference("/etc/nondet", Field::Content)],
             ..Comparison::default()
         };
         comparison.explain_contents(one.path(), two.path());

@@ -7,9 +7,11 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+use clap::builder::Resettable;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Id, Parser};
 
+pub use super::args::build::UnsupportedFlag;
 use super::{Cli, Command};
 
 /// The program name nodepool-builder and DIB users run.
@@ -24,53 +26,44 @@ const UNSUPPORTED: [(&str, &str); 5] = [
     ("--docker-target", "docker output is not built"),
 ];
 
-/// disk-image-create image types (`-t`) that are not built, with why.
-const UNSUPPORTED_TYPES: [(&str, &str); 3] = [
-    ("docker", "docker output is not built"),
-    ("aci", "aci output is not built"),
-    ("qcow2-compressed", "qcow2 is written compressed by default (-u to turn it off)"),
-];
-
 /// Whether the binary was started under disk-image-create's name.
 pub fn invoked_as_disk_image_create(argv0: &OsStr) -> bool {
     Path::new(argv0).file_name().is_some_and(|name| name == PROGRAM)
 }
 
-/// A disk-image-create flag we refuse, as one line naming it.
-#[derive(Debug, thiserror::Error)]
-#[error("{PROGRAM} option `{flag}` is not supported: {why}")]
-pub struct UnsupportedFlag {
-    pub flag: String,
-    pub why: &'static str,
-}
-
-/// The first argument that is a disk-image-create flag (or `-t` image type) we do not implement.
+/// The first argument that is a disk-image-create flag we do not implement (the image types
+/// of `-t` are refused by its own parse, [`UnsupportedFlag::in_clap_error`]).
 pub fn find_unsupported(args: &[OsString]) -> Option<UnsupportedFlag> {
-    let mut words = args.iter().map(|arg| arg.to_string_lossy());
-    while let Some(text) = words.next() {
+    for text in args.iter().map(|arg| arg.to_string_lossy()) {
         if text == "--" {
             return None;
         }
-        let (flag, inline) = match text.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (text.as_ref(), None),
+        let flag = match text.split_once('=') {
+            Some((flag, _)) if flag.starts_with("--") => flag,
+            _ => text.as_ref(),
         };
         if let Some((name, why)) = UNSUPPORTED.iter().find(|(name, _)| *name == flag) {
             return Some(UnsupportedFlag { flag: (*name).to_owned(), why });
         }
-        // `-t TYPES`, `-tTYPES`, `--format TYPES`, `--format=TYPES`.
-        let types = match flag {
-            "-t" | "--format" => inline.or_else(|| words.next().map(|w| w.into_owned())),
-            short if short.starts_with("-t") && short.len() > 2 => Some(short[2..].to_owned()),
-            _ => None,
-        };
-        for kind in types.iter().flat_map(|list| list.split(',')) {
-            if let Some((name, why)) = UNSUPPORTED_TYPES.iter().find(|(name, _)| *name == kind.trim()) {
-                return Some(UnsupportedFlag { flag: format!("-t {name}"), why });
-            }
-        }
     }
     None
+}
+
+/// `mesos-image build ...` and every other command: disk-image-create's flags we refuse are one
+/// line naming them; clap prints its own errors, help and version, and exits.
+pub fn parse_mesos_image(args: Vec<OsString>) -> anyhow::Result<Cli> {
+    if args.get(1).is_some_and(|a| a == "build") {
+        if let Some(unsupported) = find_unsupported(&args[2..]) {
+            return Err(unsupported.into());
+        }
+    }
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(err) => match UnsupportedFlag::in_clap_error(&err) {
+            Some(unsupported) => Err(unsupported.into()),
+            None => err.exit(),
+        },
+    }
 }
 
 /// Parse disk-image-create's command line (`args[0]` is the program) into a `build` command.
@@ -80,20 +73,19 @@ pub fn parse(args: Vec<OsString>) -> anyhow::Result<Cli> {
     if let Some(unsupported) = find_unsupported(&rest) {
         return Err(unsupported.into());
     }
-    let has_output = rest.iter().any(|a| {
-        let a = a.to_string_lossy();
-        a == "-o" || a == "--output" || a.starts_with("--output=") || (a.starts_with("-o") && !a.starts_with("--"))
+    let argv = [PROGRAM.into(), "build".into()].into_iter().chain(rest);
+    // disk-image-create's IMAGE_NAME default, as the default of `-o`.
+    let command = Cli::command().mut_subcommand("build", |build| {
+        build.mut_arg("output", |output| output.default_value("image").required_unless_present(Resettable::<Id>::Reset))
     });
-    let mut argv: Vec<OsString> = vec![PROGRAM.into(), "build".into()];
-    if !has_output {
-        // disk-image-create's IMAGE_NAME default.
-        argv.extend(["-o".into(), "image".into()]);
-    }
-    argv.extend(rest);
-    let mut cli = match Cli::try_parse_from(argv) {
+    let parsed = command.try_get_matches_from(argv).and_then(|matches| Cli::from_arg_matches(&matches));
+    let mut cli = match parsed {
         Ok(cli) => cli,
         Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
-        Err(err) => anyhow::bail!("{}", one_line(&err)),
+        Err(err) => match UnsupportedFlag::in_clap_error(&err) {
+            Some(unsupported) => return Err(unsupported.into()),
+            None => anyhow::bail!("{}", one_line(&err)),
+        },
     };
     if let Command::Build(build) = &mut cli.command {
         // `build` without elements plans the default recipe; disk-image-create never does that.
@@ -179,7 +171,7 @@ mod tests {
         assert_eq!(build.output.as_deref(), Some(Path::new("deb.qcow2")));
         assert_eq!(build.arch.as_deref(), Some("amd64"));
         assert_eq!(build.trace, 2);
-        assert_eq!(build.image_size.as_deref(), Some("2048M"));
+        assert_eq!(build.image_size.as_ref().map(|s| (s.as_str(), s.bytes())), Some(("2048M", 2048 << 20)));
         let default_name = build_args(&["disk-image-create", "-t", "raw", "ubuntu"]);
         assert_eq!(default_name.output.as_deref(), Some(Path::new("image.raw")));
         let kept = build_args(&["disk-image-create", "-o", "x.qcow2", "ubuntu", "--logfile", "l.log"]);
@@ -200,7 +192,7 @@ mod tests {
         let formats: Vec<&str> = tree.format.iter().map(|f| f.name()).collect();
         assert_eq!(formats, ["tar", "tgz", "squashfs"]);
         assert_eq!(tree.output.as_deref(), Some(Path::new("t.tar")));
-        assert_eq!(tree.image_extra_size.as_deref(), Some("1024M"));
+        assert_eq!(tree.image_extra_size.as_ref().map(|s| (s.as_str(), s.bytes())), Some(("1024M", 1024 << 20)));
         assert_eq!(tree.mkfs_options.as_deref(), Some("-N 90000 -m 0"));
         let squash = build_args(&["disk-image-create", "-t", "squashfs", "-o", "s", "debian"]);
         assert_eq!(squash.output.as_deref(), Some(Path::new("s.squash")));

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::GlobalOpts;
+use super::args::GlobalOpts;
 use crate::manifest::Manifest;
 
 #[derive(Debug, Clone, Args)]

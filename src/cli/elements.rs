@@ -1,43 +1,19 @@
 //! `mesos-image elements`: inspect the element graph.
 
-use std::path::PathBuf;
-
 use clap::{Args, Subcommand};
 
-use super::GlobalOpts;
+pub use super::args::search::ElementsPathArgs;
+use super::args::GlobalOpts;
 use crate::element::installtype::{self, InstallTypes};
 use crate::element::packages::PackageInstalls;
 use crate::element::pkgmap::PkgMapFile;
 use crate::element::request;
-use crate::element::{
-    self, element_scripts, merge_environment_d, merge_hooks, runparts, Element, ElementLibrary, Phase,
-};
+use crate::element::{element_scripts, merge_environment_d, merge_hooks, runparts, Element, ElementLibrary, Phase};
 
 #[derive(Debug, Args)]
 pub struct ElementsArgs {
     #[command(subcommand)]
     pub command: ElementsCommand,
-}
-
-/// The element search path options shared by every command that reads elements.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ElementsPathArgs {
-    /// Search this directory for elements before $ELEMENTS_PATH and the built-in elements
-    /// (repeatable; earlier entries win).
-    #[arg(long = "elements-path", value_name = "DIR")]
-    pub elements_path: Vec<PathBuf>,
-}
-
-impl ElementsPathArgs {
-    /// `--elements-path` entries, then `$ELEMENTS_PATH`, then the built-in `elements/`.
-    pub fn search_path(&self) -> Vec<PathBuf> {
-        let env_value = std::env::var("ELEMENTS_PATH").ok();
-        element::search_path(&self.elements_path, env_value.as_deref(), &crate::paths::builtin_elements_dir())
-    }
-
-    pub fn scan(&self) -> anyhow::Result<ElementLibrary> {
-        Ok(ElementLibrary::scan(&self.search_path())?)
-    }
 }
 
 #[derive(Debug, Subcommand)]

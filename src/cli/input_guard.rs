@@ -3,18 +3,13 @@
 //! contradict each other, settings the chosen mode does not read, and upload options that
 //! were only judged after authenticating.
 
-use crate::cli::build::BuildArgs;
-use crate::cli::preflight::PreflightError;
-use crate::cli::upload::UploadArgs;
+use crate::cli::args::build::BuildArgs;
+use crate::cli::culprit::{bad, PreflightError};
 use crate::element::dib_block_device::CONFIG_VAR;
 use crate::plan::Plan;
 
 /// The endpoint interfaces a Keystone catalog lists.
 const INTERFACES: [&str; 6] = ["public", "internal", "admin", "publicURL", "internalURL", "adminURL"];
-
-fn bad(culprit: impl Into<String>, problem: impl Into<String>) -> PreflightError {
-    PreflightError { culprit: culprit.into(), problem: problem.into() }
-}
 
 /// `build`: package names, `--check-reproducible` with `--dry-run`, DIB_BLOCK_DEVICE_CONFIG
 /// with a recipe.
@@ -74,9 +69,9 @@ pub fn mirror_url(url: &str) -> Result<(), String> {
 }
 
 /// `upload`: what is judged only after authenticating otherwise.
-pub fn upload(args: &UploadArgs) -> Result<(), PreflightError> {
-    if let Some(interface) = &args.connection.os_interface {
-        if !INTERFACES.contains(&interface.as_str()) {
+pub fn upload(os_interface: Option<&str>) -> Result<(), PreflightError> {
+    if let Some(interface) = os_interface {
+        if !INTERFACES.contains(&interface) {
             return Err(bad(format!("--os-interface/OS_INTERFACE {interface}"), "expected public, internal or admin"));
         }
     }

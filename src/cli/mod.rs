@@ -1,10 +1,12 @@
 //! Command-line interface: one module per subcommand, each with its clap args and `run`.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
+pub mod args;
 pub mod build;
 pub mod cache;
 pub mod check_reproducible;
+pub mod culprit;
 pub mod dib;
 pub mod diff;
 pub mod elements;
@@ -15,12 +17,7 @@ pub mod recipes;
 pub mod test;
 pub mod upload;
 
-/// How `upload` and `test` print their result: a table for people, JSON for scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    Table,
-    Json,
-}
+pub use args::{GlobalOpts, OutputFormat};
 
 /// Build cloud guest images from diskimage-builder elements, without device-mapper or leaks.
 #[derive(Debug, Parser)]
@@ -32,31 +29,20 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every subcommand accepts.
-#[derive(Debug, Clone, Args)]
-pub struct GlobalOpts {
-    /// More output (-v: debug, -vv: trace). Secrets are never printed.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Only errors; no progress bars.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a disk image from a recipe or from elements (DIB mode).
-    Build(Box<build::BuildArgs>),
+    Build(Box<args::build::BuildArgs>),
     /// Upload an image to Glance (Keystone v3 auth, OS_* variables, clouds.yaml).
     Upload(Box<upload::UploadArgs>),
     /// Boot an image in qemu and run its recipe's checks inside the guest.
-    Test(test::TestArgs),
+    Test(args::test::TestArgs),
     /// Inspect the element graph.
     Elements(elements::ElementsArgs),
     /// List and show recipes.
     Recipes(recipes::RecipesArgs),
     /// Inspect and prune the package and stage caches.
-    Cache(cache::CacheArgs),
+    Cache(args::cache::CacheArgs),
     /// Packages added, removed and changed between two images (from their manifests).
     Diff(diff::DiffArgs),
     /// Print a shell completion script.

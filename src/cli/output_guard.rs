@@ -4,17 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::build::{BuildArgs, DEFAULT_RECIPE};
-use crate::cli::preflight::PreflightError;
+use crate::cli::args::build::{BuildArgs, DEFAULT_RECIPE};
+use crate::cli::culprit::{bad, PreflightError};
 use crate::element::dib_block_device::CONFIG_VAR;
 use crate::guard::{self, Inputs};
 use crate::plan::Plan;
 use crate::recipe::Recipe;
 use crate::stage::publish::{checksum_path, output_names};
-
-fn bad(culprit: impl Into<String>, problem: impl Into<String>) -> PreflightError {
-    PreflightError { culprit: culprit.into(), problem: problem.into() }
-}
 
 /// Every path `build` writes is a regular file it creates, outside /dev, /proc and /sys, no
 /// input of the run, and no other output of it.

@@ -10,22 +10,21 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::cli::build::BuildArgs;
-use crate::cli::cache::CacheArgs;
-use crate::cli::test::TestArgs;
-use crate::cli::upload::UploadArgs;
+use super::culprit::bad;
+pub use super::culprit::PreflightError;
+use crate::cli::args::build::BuildArgs;
+use crate::cli::args::cache::CacheArgs;
+use crate::cli::args::test::TestArgs;
 use crate::element::dib_block_device;
 use crate::element::runparts::{self, Selection};
 use crate::element::Phase;
 use crate::format;
 use crate::plan::Plan;
-use crate::recipe::{parse_size, ImageFormat};
+use crate::recipe::ImageFormat;
+use crate::settings::{self, ByteSize};
 use crate::stage::publish::output_names;
+use crate::upload::record::RecordFlags;
 
-/// The smallest disk a bootable image fits on (kernel, initrd and GRUB alone take more).
-const MIN_IMAGE_SIZE: u64 = 64 << 20;
-/// ext4 with 4 KiB blocks and 32-bit block numbers ends at 16 TiB; nobody means more here.
-const MAX_IMAGE_SIZE: u64 = 16 << 40;
 /// Below this a guest kernel does not even unpack its initrd.
 const MIN_GUEST_MEMORY_MIB: u32 = 128;
 
@@ -64,18 +63,6 @@ const RESERVED_PROPERTIES: &[(&str, Option<&str>)] = &[
 ];
 const DISK_FORMATS: &[&str] = &["ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"];
 const CONTAINER_FORMATS: &[&str] = &["ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"];
-
-/// Bad input, found before any work: the culprit and what is wrong with it.
-#[derive(Debug, thiserror::Error)]
-#[error("{culprit}: {problem}")]
-pub struct PreflightError {
-    pub culprit: String,
-    pub problem: String,
-}
-
-fn bad(culprit: impl Into<String>, problem: impl Into<String>) -> PreflightError {
-    PreflightError { culprit: culprit.into(), problem: problem.into() }
-}
 
 type Checked = Result<(), PreflightError>;
 
@@ -167,20 +154,12 @@ fn target(args: &BuildArgs, plan: &Plan) -> Checked {
 
 fn image_size(args: &BuildArgs, plan: &Plan) -> Checked {
     let Some(size) = &plan.image.size else { return Ok(()) };
-    let culprit = match (&args.image_size, &plan.recipe) {
-        (Some(_), _) | (None, None) => format!("--image-size {size}"),
-        (None, Some(recipe)) => format!("recipe {recipe}: image.size {size}"),
+    let setting = &settings::IMAGE_SIZE;
+    let culprit = match (&args.image_size, &plan.recipe, setting.recipe_key) {
+        (None, Some(recipe), Some(key)) => format!("recipe {recipe}: {key} {size}"),
+        _ => format!("{} {size}", setting.option()),
     };
-    let bytes = parse_size(size).map_err(|problem| bad(&culprit, problem))?;
-    image_size_in_range(bytes as f64).map_err(|problem| bad(culprit, problem))
-}
-
-/// A disk size in bytes (a float, so a size in GB converted from any typed number fits).
-pub fn image_size_in_range(bytes: f64) -> Result<(), String> {
-    if bytes < MIN_IMAGE_SIZE as f64 || bytes > MAX_IMAGE_SIZE as f64 {
-        return Err("out of range: a disk is between 64M and 16T".to_owned());
-    }
-    Ok(())
+    ByteSize::check_disk(size.bytes()).map_err(|problem| bad(culprit, problem))
 }
 
 /// `-o`: a file name in an existing, writable directory; one extension per format.
@@ -334,9 +313,9 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
-/// `mesos-image upload`: the file is an image of the stated format; the record's options.
-pub fn upload(args: &UploadArgs) -> Checked {
-    let record = &args.record;
+/// `mesos-image upload`: the file is an image of the stated format; the record's options, the
+/// wait for the image and the CA file of the connection.
+pub fn upload(image: &Path, record: &RecordFlags, timeout: u64, cacert: Option<&Path>) -> Checked {
     if let Some(format) = &record.disk_format {
         one_of("--disk-format", format, DISK_FORMATS)?;
     }
@@ -353,21 +332,20 @@ pub fn upload(args: &UploadArgs) -> Checked {
             return Err(bad(format!("--property {pair}"), problem));
         }
     }
-    if args.timeout == 0 {
+    if timeout == 0 {
         return Err(bad("--timeout 0", "must be at least 1 second"));
     }
-    super::input_guard::upload(args)?;
     if let Some(name) = &record.name {
         if name.trim().is_empty() {
             return Err(bad("--name", "is empty"));
         }
     }
-    if let Some(cacert) = &args.connection.os_cacert {
+    if let Some(cacert) = cacert {
         if !cacert.as_os_str().is_empty() && !cacert.is_file() {
             return Err(bad(format!("--os-cacert/OS_CACERT {}", cacert.display()), "no such file"));
         }
     }
-    image_file(&args.image, record.disk_format.as_deref())
+    image_file(image, record.disk_format.as_deref())
 }
 
 fn one_of(option: &str, value: &str, known: &[&str]) -> Checked {

@@ -1,33 +1,15 @@
 //! `mesos-image recipes`: list and show recipes.
 
-use std::path::PathBuf;
-
 use clap::{Args, Subcommand};
 
-use super::GlobalOpts;
+pub use super::args::search::RecipesDirArgs;
+use super::args::GlobalOpts;
 use crate::recipe::Recipe;
 
 #[derive(Debug, Args)]
 pub struct RecipesArgs {
     #[command(subcommand)]
     pub command: RecipesCommand,
-}
-
-/// The recipe search path options.
-#[derive(Debug, Clone, Default, Args)]
-pub struct RecipesDirArgs {
-    /// Search this directory for recipes before the built-in recipes (repeatable).
-    #[arg(long = "recipes-dir", value_name = "DIR")]
-    pub recipes_dir: Vec<PathBuf>,
-}
-
-impl RecipesDirArgs {
-    /// `--recipes-dir` entries, then the built-in `recipes/`.
-    pub fn search_path(&self) -> Vec<PathBuf> {
-        let mut dirs = self.recipes_dir.clone();
-        dirs.push(crate::paths::builtin_recipes_dir());
-        dirs
-    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,56 +1,14 @@
 //! `mesos-image test IMAGE [--recipe NAME]`: boot the image in qemu and run its recipe's checks.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::Args;
-
+pub use super::args::test::TestArgs;
+use super::args::{GlobalOpts, OutputFormat};
 use super::preflight::PreflightError;
-use super::{GlobalOpts, OutputFormat};
 use crate::manifest::Manifest;
 use crate::recipe::{Check, Recipe};
-use crate::vmtest::qemu::Accel;
 use crate::vmtest::{self, BootMilestone, TestOptions, TestOutcome};
-
-#[derive(Debug, Args)]
-pub struct TestArgs {
-    /// The disk image to boot (qcow2, raw, vmdk or vhd; never modified).
-    pub image: PathBuf,
-    /// Recipe (name or path) whose checks run; default: the `recipe` in `<IMAGE>.manifest.json`.
-    #[arg(long, value_name = "NAME|PATH")]
-    pub recipe: Option<String>,
-    /// Extra directory searched for recipes before the built-in ones (repeatable).
-    #[arg(long, value_name = "DIR")]
-    pub recipes_dir: Vec<PathBuf>,
-    /// Seconds from boot to the last check result before the VM is killed.
-    #[arg(long, value_name = "SECS", default_value_t = 900)]
-    pub timeout: u64,
-    /// qemu accelerator; `auto` uses KVM only when a probe guest runs under it.
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
-    pub accel: Accel,
-    /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 2048)]
-    pub memory: u32,
-    /// Guest vCPUs.
-    #[arg(long, default_value_t = 2)]
-    pub cpus: u32,
-    /// Boot this kernel directly instead of the disk's bootloader (for bare filesystem images).
-    #[arg(long, value_name = "FILE")]
-    pub kernel: Option<PathBuf>,
-    /// Initrd for --kernel.
-    #[arg(long, value_name = "FILE", requires = "kernel")]
-    pub initrd: Option<PathBuf>,
-    /// Kernel command line for --kernel.
-    #[arg(long, value_name = "ARGS", requires = "kernel")]
-    pub append: Option<String>,
-    /// Result output.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-    pub format: OutputFormat,
-    /// Copy the guest's serial console log here (kept whatever the outcome).
-    #[arg(long, value_name = "PATH")]
-    pub keep_serial_log: Option<PathBuf>,
-}
+use anyhow::Context;
 
 /// Boot, check, print; an error (exit status 1) unless every check passed.
 pub fn run(args: TestArgs, global: &GlobalOpts) -> anyhow::Result<()> {
@@ -152,6 +110,7 @@ fn recipe_checks(args: &TestArgs) -> anyhow::Result<(String, Vec<Check>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vmtest::qemu::Accel;
 
     #[test]
     fn no_recipe_and_no_manifest_says_how_to_pass_one() {

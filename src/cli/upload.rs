@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{GlobalOpts, OutputFormat};
+use super::args::{GlobalOpts, OutputFormat};
 use crate::upload::auth::{ConnectionOptions, Secret};
 use crate::upload::record::{self, RecordFlags};
 use crate::upload::{self as uploader, Method, UploadJob, Uploaded};
@@ -185,9 +185,11 @@ impl RecordArgs {
 }
 
 pub fn run(args: UploadArgs, global: &GlobalOpts) -> anyhow::Result<()> {
-    super::preflight::upload(&args)?;
+    let flags = args.record.into_flags();
+    super::preflight::upload(&args.image, &flags, args.timeout, args.connection.os_cacert.as_deref())?;
+    super::input_guard::upload(args.connection.os_interface.as_deref())?;
     let size = std::fs::metadata(&args.image).with_context(|| format!("{}: cannot read", args.image.display()))?.len();
-    let record = record::build_record(&args.image, &args.record.into_flags(), &[crate::paths::builtin_recipes_dir()])?;
+    let record = record::build_record(&args.image, &flags, &[crate::paths::builtin_recipes_dir()])?;
     if let Some(recipe) = &record.recipe {
         tracing::info!("image record from recipe `{recipe}`");
     }

@@ -18,7 +18,7 @@ const REMOVABLE_PATH: &str = "::/EFI/BOOT/BOOTX64.EFI";
 /// GRUB's EFI image, made by the target's own grub-mkimage.
 pub fn make_efi_image(tree: &Path, layout: &Layout, reporter: &Reporter) -> anyhow::Result<Vec<u8>> {
     let _step = reporter.step("grub-mkimage (target's own, x86_64-efi)");
-    super::run_mkimage_in_tree(tree, Platform::X86_64Efi, &layout.grub_root_partition(), reporter)
+    super::grub::run_mkimage_in_tree(tree, Platform::X86_64Efi, &layout.grub_root_partition(), reporter)
 }
 
 /// Format the ESP inside `raw` and put GRUB's EFI image on it, every byte from the pins: the

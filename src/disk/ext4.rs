@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::Context;
 
 use super::layout::Partition;
-use crate::uuid::Guid;
+use uuid::Uuid;
 
 /// How old the target's ext4 tooling is, which decides the features we may enable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +49,9 @@ impl Ext4Generation {
 pub struct Ext4Spec<'a> {
     pub tree: &'a Path,
     pub label: &'a str,
-    pub uuid: Guid,
+    pub uuid: Uuid,
     /// Seeds the directory-index hash (mke2fs draws it at random otherwise).
-    pub hash_seed: Guid,
+    pub hash_seed: Uuid,
     /// The time mke2fs writes into the superblock, journal and new inodes.
     pub epoch: i64,
     pub generation: Ext4Generation,
@@ -211,8 +211,8 @@ mod tests {
         let spec = Ext4Spec {
             tree: Path::new("/t"),
             label: "cloudimg-rootfs",
-            uuid: Guid::from_u128(1),
-            hash_seed: Guid::from_u128(2),
+            uuid: Uuid::from_u128(1),
+            hash_seed: Uuid::from_u128(2),
             epoch: 1_700_000_000,
             generation: Ext4Generation::Modern,
             extra_options: " -m 0  -E stride=4 -N 4096 -Estripe_width=8",

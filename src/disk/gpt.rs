@@ -1,28 +1,34 @@
 //! GUID partition table: primary header at LBA 1, entries at LBA 2..34, backup entries and header
-//! at the end of the disk, both protected by CRC32.
+//! at the end of the disk, both protected by CRC32. Written by the `gpt` crate onto the disk
+//! file, with the GUIDs the build's seed chose.
+
+use std::fs::File;
+
+use ::gpt::partition::Partition;
+use ::gpt::partition_types::{Type, BIOS, EFI, LINUX_FS};
+use uuid::Uuid;
 
 use super::layout::SECTOR;
-use crate::uuid::Guid;
 
 const ENTRY_COUNT: usize = 128;
 const ENTRY_SIZE: usize = 128;
-const HEADER_SIZE: usize = 92;
+
 /// Sectors the 128 entries fill (16 KiB).
 pub const ENTRY_SECTORS: u64 = (ENTRY_COUNT * ENTRY_SIZE / SECTOR) as u64;
 /// Protective MBR + header + entries.
 pub const FIRST_USABLE_LBA: u64 = 2 + ENTRY_SECTORS;
 
-pub const TYPE_LINUX_FS: Guid = Guid::from_u128(0x0FC63DAF_8483_4772_8E79_3D69D8477DE4);
-pub const TYPE_BIOS_BOOT: Guid = Guid::from_u128(0x21686148_6449_6E6F_744E_656564454649);
-pub const TYPE_EFI_SYSTEM: Guid = Guid::from_u128(0xC12A7328_F81F_11D2_BA4B_00A0C93EC93B);
+pub const TYPE_LINUX_FS: Type = LINUX_FS;
+pub const TYPE_BIOS_BOOT: Type = BIOS;
+pub const TYPE_EFI_SYSTEM: Type = EFI;
 
 /// Attribute bit 2: "legacy BIOS bootable".
 pub const ATTR_LEGACY_BOOTABLE: u64 = 1 << 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GptEntry {
-    pub kind: Guid,
-    pub unique: Guid,
+    pub kind: Type,
+    pub unique: Uuid,
     pub first_lba: u64,
     /// Inclusive, as GPT stores it.
     pub last_lba: u64,
@@ -30,110 +36,41 @@ pub struct GptEntry {
     pub name: String,
 }
 
-/// Both copies of the table, ready to write at their LBAs.
-pub struct GptImage {
-    /// LBA 1: primary header.
-    pub primary_header: [u8; SECTOR],
-    /// LBA 2 (primary) and `disk_sectors - 33` (backup): the entry array.
-    pub entries: Vec<u8>,
-    /// Last LBA: backup header.
-    pub backup_header: [u8; SECTOR],
-    pub backup_entries_lba: u64,
-    pub backup_header_lba: u64,
-}
-
 /// Last LBA a partition may use on a disk of `disk_sectors`.
 pub fn last_usable_lba(disk_sectors: u64) -> u64 {
     disk_sectors - 2 - ENTRY_SECTORS
 }
 
-pub fn render(disk_guid: Guid, disk_sectors: u64, partitions: &[GptEntry]) -> GptImage {
-    let entries = render_entries(partitions);
-    let entries_crc = crc32(&entries);
-    let backup_header_lba = disk_sectors - 1;
-    let backup_entries_lba = disk_sectors - 1 - ENTRY_SECTORS;
-    let header = |my_lba: u64, alternate_lba: u64, entries_lba: u64| HeaderFields {
-        my_lba,
-        alternate_lba,
-        first_usable: FIRST_USABLE_LBA,
-        last_usable: last_usable_lba(disk_sectors),
-        disk_guid,
-        entries_lba,
-        entries_crc,
-    };
-    GptImage {
-        primary_header: render_header(&header(1, backup_header_lba, 2)),
-        entries,
-        backup_header: render_header(&header(backup_header_lba, 1, backup_entries_lba)),
-        backup_entries_lba,
-        backup_header_lba,
-    }
-}
-
-struct HeaderFields {
-    my_lba: u64,
-    alternate_lba: u64,
-    first_usable: u64,
-    last_usable: u64,
-    disk_guid: Guid,
-    entries_lba: u64,
-    entries_crc: u32,
-}
-
-fn render_header(fields: &HeaderFields) -> [u8; SECTOR] {
-    let mut sector = [0u8; SECTOR];
-    sector[0..8].copy_from_slice(b"EFI PART");
-    sector[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
-    sector[12..16].copy_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
-    // 16..20 is the header CRC, computed last over the header with the field zeroed.
-    sector[24..32].copy_from_slice(&fields.my_lba.to_le_bytes());
-    sector[32..40].copy_from_slice(&fields.alternate_lba.to_le_bytes());
-    sector[40..48].copy_from_slice(&fields.first_usable.to_le_bytes());
-    sector[48..56].copy_from_slice(&fields.last_usable.to_le_bytes());
-    sector[56..72].copy_from_slice(&fields.disk_guid.to_mixed_endian());
-    sector[72..80].copy_from_slice(&fields.entries_lba.to_le_bytes());
-    sector[80..84].copy_from_slice(&(ENTRY_COUNT as u32).to_le_bytes());
-    sector[84..88].copy_from_slice(&(ENTRY_SIZE as u32).to_le_bytes());
-    sector[88..92].copy_from_slice(&fields.entries_crc.to_le_bytes());
-    let header_crc = crc32(&sector[..HEADER_SIZE]);
-    sector[16..20].copy_from_slice(&header_crc.to_le_bytes());
-    sector
-}
-
-fn render_entries(partitions: &[GptEntry]) -> Vec<u8> {
-    let mut bytes = vec![0u8; ENTRY_COUNT * ENTRY_SIZE];
-    for (index, partition) in partitions.iter().take(ENTRY_COUNT).enumerate() {
-        let entry = &mut bytes[index * ENTRY_SIZE..(index + 1) * ENTRY_SIZE];
-        entry[0..16].copy_from_slice(&partition.kind.to_mixed_endian());
-        entry[16..32].copy_from_slice(&partition.unique.to_mixed_endian());
-        entry[32..40].copy_from_slice(&partition.first_lba.to_le_bytes());
-        entry[40..48].copy_from_slice(&partition.last_lba.to_le_bytes());
-        entry[48..56].copy_from_slice(&partition.attributes.to_le_bytes());
-        // The name is UTF-16LE, 36 code units at most.
-        for (unit_index, unit) in partition.name.encode_utf16().take(36).enumerate() {
-            let at = 56 + unit_index * 2;
-            entry[at..at + 2].copy_from_slice(&unit.to_le_bytes());
-        }
-    }
-    bytes
-}
-
-/// CRC-32 (IEEE 802.3, reflected), the checksum GPT uses. Bitwise: the table is 16 KiB once.
-pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = u32::MAX;
-    for byte in data {
-        crc ^= u32::from(*byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
-        }
-    }
-    !crc
+/// Write both copies of the table (headers and entry arrays) into `disk`, a file already of
+/// its final size; the protective MBR is the caller's.
+pub fn write(disk: &File, disk_guid: Uuid, partitions: &[GptEntry]) -> Result<(), ::gpt::GptError> {
+    let mut table = ::gpt::GptConfig::new()
+        .writable(true)
+        .logical_block_size(::gpt::disk::LogicalBlockSize::Lb512)
+        .create_from_device(disk, Some(disk_guid))?;
+    let entries = partitions.iter().zip(1u32..).map(|(partition, number)| {
+        let entry = Partition {
+            part_type_guid: partition.kind.clone(),
+            part_guid: partition.unique,
+            first_lba: partition.first_lba,
+            last_lba: partition.last_lba,
+            flags: partition.attributes,
+            name: partition.name.clone(),
+        };
+        (number, entry)
+    });
+    table.update_partitions(entries.collect())?;
+    table.write()?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
     use super::*;
+
+    const SECTORS: u64 = 16384;
 
     fn read_u64(bytes: &[u8], at: usize) -> u64 {
         u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
@@ -143,16 +80,50 @@ mod tests {
         u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap())
     }
 
-    fn sample() -> GptImage {
+    /// CRC-32 (IEEE 802.3, reflected), computed here independently of the writer.
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = u32::MAX;
+        for byte in data {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                let mask = (crc & 1).wrapping_neg();
+                crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+            }
+        }
+        !crc
+    }
+
+    /// What a reader finds on the disk: primary header, entries, backup entries, backup header.
+    struct Written {
+        primary_header: Vec<u8>,
+        entries: Vec<u8>,
+        backup_entries: Vec<u8>,
+        backup_header: Vec<u8>,
+    }
+
+    fn sample() -> Written {
         let root = GptEntry {
             kind: TYPE_LINUX_FS,
-            unique: Guid::from_u128(0x11111111_2222_3333_4444_555555555555),
+            unique: Uuid::from_u128(0x11111111_2222_3333_4444_555555555555),
             first_lba: 4096,
             last_lba: 8191,
             attributes: ATTR_LEGACY_BOOTABLE,
             name: "root".to_owned(),
         };
-        render(Guid::from_u128(0xAAAAAAAA_BBBB_CCCC_DDDD_EEEEEEEEEEEE), 16384, &[root])
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(SECTORS * SECTOR as u64).unwrap();
+        write(&file, Uuid::from_u128(0xAAAAAAAA_BBBB_CCCC_DDDD_EEEEEEEEEEEE), &[root]).unwrap();
+        let read = |lba: u64, sectors: u64| {
+            let mut bytes = vec![0u8; (sectors as usize) * SECTOR];
+            file.read_exact_at(&mut bytes, lba * SECTOR as u64).unwrap();
+            bytes
+        };
+        Written {
+            primary_header: read(1, 1),
+            entries: read(2, ENTRY_SECTORS),
+            backup_entries: read(SECTORS - 1 - ENTRY_SECTORS, ENTRY_SECTORS),
+            backup_header: read(SECTORS - 1, 1),
+        }
     }
 
     #[test]
@@ -172,13 +143,16 @@ mod tests {
         assert_eq!(read_u64(&image.backup_header, 72), 16383 - 32);
         assert_eq!(read_u64(&image.primary_header, 40), 34);
         assert_eq!(read_u64(&image.primary_header, 48), 16384 - 34);
+        assert_eq!(read_u64(&image.primary_header, 48), last_usable_lba(SECTORS));
+        assert_eq!(read_u64(&image.primary_header, 40), FIRST_USABLE_LBA);
     }
 
     #[test]
     fn crcs_verify() {
         let image = sample();
+        assert_eq!(image.entries, image.backup_entries);
         for header in [&image.primary_header, &image.backup_header] {
-            let mut copy = header[..HEADER_SIZE].to_vec();
+            let mut copy = header[..92].to_vec();
             let stored = read_u32(&copy, 16);
             copy[16..20].fill(0);
             assert_eq!(crc32(&copy), stored);

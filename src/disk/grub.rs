@@ -7,7 +7,10 @@ use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use anyhow::Context;
+
 use super::layout::SECTOR;
+use crate::progress::Reporter;
 
 /// Where the target keeps GRUB's i386-pc images and modules.
 pub const I386_PC_DIR: &str = "usr/lib/grub/i386-pc";
@@ -249,6 +252,28 @@ pub fn place_core(mut core: Vec<u8>, core_sector: u64, room_sectors: u64) -> Res
     Ok(core)
 }
 
+/// grub-mkimage chrooted in the tree, writing to the tree's /tmp; returns the image bytes and
+/// never leaves the file behind.
+pub(crate) fn run_mkimage_in_tree(
+    tree: &Path,
+    platform: Platform,
+    partition: &str,
+    reporter: &Reporter,
+) -> anyhow::Result<Vec<u8>> {
+    let tmp = tree.join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let name = format!("mesos-image-{}-{}.img", platform.name(), std::process::id());
+    let in_tree = format!("/tmp/{name}");
+    let on_host = tmp.join(&name);
+    let mut mkimage = mkimage_command(tree, platform, &in_tree, partition)
+        .with_context(|| format!("cannot chroot into {}", tree.display()))?;
+    let result = reporter.run("grub-mkimage", &mut mkimage);
+    let image =
+        result.and_then(|()| std::fs::read(&on_host).with_context(|| format!("cannot read {}", on_host.display())));
+    let _ = std::fs::remove_file(&on_host);
+    image
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,13 +403,13 @@ mod tests {
         let copied = Command::new("cp").args(["-a", "/usr/lib/grub"]).arg(root.join("usr/lib/")).status().unwrap();
         assert!(copied.success());
         let reporter = crate::progress::Reporter::silent();
-        let core = crate::disk::run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", &reporter).unwrap();
+        let core = run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", &reporter).unwrap();
         assert!(core.len() > 4 * 512, "a core.img of {} bytes", core.len());
         assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0, "the core is not left in the tree");
         // GRUB's share of the disk takes nothing from the clock or the random pool: made again
         // a second later, the core is the same bytes (nothing to seed, nothing to pin).
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        let again = crate::disk::run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", &reporter).unwrap();
+        let again = run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", &reporter).unwrap();
         assert!(core == again, "two core.img of the same tree differ");
     }
 }

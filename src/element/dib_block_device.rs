@@ -16,6 +16,7 @@ use serde_yaml_ng::Value;
 
 use crate::disk::layout::{BIOS_BOOT_BYTES, ESP_BYTES, MIB};
 use crate::recipe::{check_root_label, ImageSpec, Partitioning};
+use crate::settings::ByteSize;
 
 /// The variable disk-image-create reads the YAML from (inline, or `file://PATH`).
 pub const CONFIG_VAR: &str = "DIB_BLOCK_DEVICE_CONFIG";
@@ -75,8 +76,8 @@ impl NodeMapping {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockDeviceLayout {
     pub disk: DiskChoice,
-    /// `local_loop`'s `size`, in our size syntax (`4096M`).
-    pub size: Option<String>,
+    /// `local_loop`'s `size`, written in our size syntax (`4096M`).
+    pub size: Option<ByteSize>,
     pub root_label: String,
     /// The root `mkfs` node's `opts`; `None` keeps `--mkfs-options`, as DIB does.
     pub mkfs_options: Option<String>,
@@ -562,7 +563,7 @@ impl<'a> Mapper<'a> {
     }
 
     /// The one disk image: its size (our syntax) and name.
-    fn local_loop(&mut self) -> Result<(Option<String>, String), BlockDeviceError> {
+    fn local_loop(&mut self) -> Result<(Option<ByteSize>, String), BlockDeviceError> {
         let mut loops = self.nodes.iter().filter(|n| matches!(n.kind, Kind::LocalLoop { .. }));
         let Some(disk) = loops.next() else {
             return refuse_config("no `local_loop` node: nothing names the disk image");
@@ -586,7 +587,7 @@ impl<'a> Mapper<'a> {
         }
         let size = match size {
             Some(text) => match dib_size_bytes(text) {
-                Some(bytes) if bytes > 0 && bytes % MIB == 0 => Some(format!("{}M", bytes / MIB)),
+                Some(bytes) if bytes > 0 && bytes % MIB == 0 => Some(ByteSize::from_mib(bytes / MIB)),
                 Some(_) => {
                     return refuse(&disk.name, "local_loop", format!("size `{text}` is not a whole number of MiB"))
                 }
@@ -987,7 +988,7 @@ mod tests {
         assert_eq!(mapped.disk, element("block-device-efi"));
         assert_eq!(mapped.root_label, "cloudimg-rootfs");
         assert_eq!(mapped.mkfs_options.as_deref(), Some("-i 16384"));
-        assert_eq!(mapped.size.as_deref(), Some("6144M"));
+        assert_eq!(mapped.size.as_ref().map(ByteSize::as_str), Some("6144M"));
         let esp = mapped.mapping.iter().find(|m| m.node == "ESP").unwrap();
         assert!(esp.becomes.contains("64 MiB (not 550MiB)"), "{}", esp.becomes);
         let bsp = mapped.mapping.iter().find(|m| m.node == "BSP").unwrap();
@@ -997,7 +998,7 @@ mod tests {
         mapped.apply_to(&mut image);
         assert_eq!((image.partitioning, image.uefi), (Partitioning::Gpt, true));
         assert_eq!(image.mkfs_options.as_deref(), Some("-i 16384"));
-        assert_eq!(image.size.as_deref(), Some("6144M"));
+        assert_eq!(image.size.as_ref().map(ByteSize::as_str), Some("6144M"));
     }
 
     #[test]

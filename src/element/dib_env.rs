@@ -13,10 +13,13 @@ use super::installtype::DEFAULT_INSTALL_TYPE;
 /// The element set as DIB describes it to scripts: name -> directory.
 pub type ElementDirs<'a> = [(&'a str, &'a Path)];
 
-/// What the plan knows that DIB turns into variables. The values of disk-image-create's flags
-/// (`--offline`, `--checksum`, `--image-size`, ...) arrive as variables from the command line.
+/// What the plan knows that DIB turns into variables. The values of disk-image-create's other
+/// flags (`--offline`, `--checksum`, `--image-size`, ...) arrive as variables from the command
+/// line, named by `crate::settings`.
 #[derive(Debug, Clone, Default)]
 pub struct DibSettings {
+    /// `--no-tmpfs` or the user's `DIB_NO_TMPFS=1` (`DIB_NO_TMPFS`).
+    pub no_tmpfs: bool,
     /// `--root-label` / the recipe's label (`DIB_ROOT_LABEL`).
     pub root_label: String,
     /// The first output format, DIB's `IMAGE_TYPE`.
@@ -34,7 +37,7 @@ pub fn add_plan_variables(env: &mut BTreeMap<String, String>, elements: &Element
     default("DIB_DEFAULT_INSTALLTYPE", DEFAULT_INSTALL_TYPE.into());
     default("DIB_OFFLINE", String::new());
     default("DIB_CHECKSUM", "0".into());
-    default("DIB_NO_TMPFS", "0".into());
+    default("DIB_NO_TMPFS", if settings.no_tmpfs { "1" } else { "0" }.into());
     default("DIB_MIN_TMPFS", "2".into());
     default("DIB_ROOT_LABEL", settings.root_label.clone());
     // The disk stage writes ext4 roots only.
@@ -103,7 +106,8 @@ mod tests {
     fn planned_env() -> BTreeMap<String, String> {
         let elements = [("base", Path::new("/e/base")), ("os-apply-config", Path::new("/t/os-apply-config"))];
         let mut env = BTreeMap::from([("DIB_OFFLINE".to_owned(), "1".to_owned())]);
-        let settings = DibSettings { root_label: "cloudimg-rootfs".into(), image_type: "qcow2".into() };
+        let settings =
+            DibSettings { root_label: "cloudimg-rootfs".into(), image_type: "qcow2".into(), no_tmpfs: false };
         add_plan_variables(&mut env, &elements, &settings);
         env
     }

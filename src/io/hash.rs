@@ -2,10 +2,8 @@
 //! One reader and one writer serve every digest; what is computed is a `StreamDigest` (sha256
 //! for our checksums, sha512+md5 for what Glance reports).
 
-use std::io::{self, Read, Write};
-use std::path::Path;
-
 use sha2::{Digest, Sha256};
+use std::io::{self, Read, Write};
 
 /// What a hashing adapter computes: fed every byte that passes, finished once with the count.
 pub trait StreamDigest: Default {
@@ -108,15 +106,6 @@ impl<W: Write, D: StreamDigest> Write for HashingWriter<W, D> {
     }
 }
 
-/// SHA-256 of a file, streamed in `BUFFER_SIZE` reads; returns (hex digest, size).
-pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    let file = std::fs::File::open(path)?;
-    let mut reader = HashingReader::new(io::BufReader::with_capacity(super::BUFFER_SIZE, file));
-    io::copy(&mut reader, &mut io::sink())?;
-    let bytes = reader.byte_count();
-    Ok((reader.finish(), bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,7 +175,7 @@ mod tests {
     #[test]
     fn file_digest_matches_empty_vector() {
         let file = tempfile::NamedTempFile::new().unwrap();
-        let (digest, size) = sha256_file(file.path()).unwrap();
+        let (digest, size) = crate::io::sha256_file(file.path()).unwrap();
         assert_eq!(size, 0);
         assert_eq!(digest, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }

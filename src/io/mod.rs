@@ -14,7 +14,7 @@ mod progress;
 
 pub use bounded::read_bounded;
 pub use cancel::CancelReader;
-pub use hash::{sha256_file, HashingReader, HashingWriter, Sha256Hex, StreamDigest};
+pub use hash::{HashingReader, HashingWriter, Sha256Hex, StreamDigest};
 pub use lock::{lock_file, LockError, LockMode};
 pub use progress::ProgressReader;
 
@@ -35,6 +35,15 @@ pub fn read_full<R: std::io::Read>(reader: &mut R, buf: &mut [u8]) -> std::io::R
         }
     }
     Ok(filled)
+}
+
+/// SHA-256 of a file, streamed in `BUFFER_SIZE` reads; returns (hex digest, size).
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(String, u64)> {
+    let file = std::fs::File::open(path)?;
+    let mut reader = HashingReader::new(std::io::BufReader::with_capacity(BUFFER_SIZE, file));
+    std::io::copy(&mut reader, &mut std::io::sink())?;
+    let bytes = reader.byte_count();
+    Ok((reader.finish(), bytes))
 }
 
 /// A reader whose every read fails with "disk on fire": for the adapters' and publishers'

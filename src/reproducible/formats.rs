@@ -45,7 +45,7 @@ pub fn pin_vhd(path: &Path, pins: &Pins) -> anyhow::Result<()> {
 fn pin_vhd_footer(footer: &mut [u8; VHD_FOOTER], pins: &Pins) {
     let stamp = u32::try_from((pins.epoch.seconds - VHD_EPOCH).max(0)).unwrap_or(u32::MAX);
     footer[VHD_TIMESTAMP..VHD_TIMESTAMP + 4].copy_from_slice(&stamp.to_be_bytes());
-    footer[VHD_UNIQUE_ID..VHD_UNIQUE_ID + 16].copy_from_slice(&pins.seed.guid("vhd-unique-id").to_mixed_endian());
+    footer[VHD_UNIQUE_ID..VHD_UNIQUE_ID + 16].copy_from_slice(&pins.seed.guid("vhd-unique-id").to_bytes_le());
     footer[VHD_CHECKSUM..VHD_CHECKSUM + 4].fill(0);
     let sum = footer.iter().fold(0u32, |sum, byte| sum.wrapping_add(u32::from(*byte)));
     footer[VHD_CHECKSUM..VHD_CHECKSUM + 4].copy_from_slice(&(!sum).to_be_bytes());
@@ -135,7 +135,7 @@ mod tests {
         let pins = Pins::fixed(VHD_EPOCH + 1000, "s");
         pin_vhd_footer(&mut footer, &pins);
         assert_eq!(&footer[VHD_TIMESTAMP..VHD_TIMESTAMP + 4], &1000u32.to_be_bytes());
-        assert_eq!(&footer[VHD_UNIQUE_ID..VHD_UNIQUE_ID + 16], &pins.seed.guid("vhd-unique-id").to_mixed_endian());
+        assert_eq!(&footer[VHD_UNIQUE_ID..VHD_UNIQUE_ID + 16], &pins.seed.guid("vhd-unique-id").to_bytes_le());
         let stored = u32::from_be_bytes(footer[VHD_CHECKSUM..VHD_CHECKSUM + 4].try_into().unwrap());
         let mut without = footer;
         without[VHD_CHECKSUM..VHD_CHECKSUM + 4].fill(0);

@@ -154,8 +154,7 @@ pub fn from_text(text: &str) -> anyhow::Result<Listing> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Difference {
     pub path: String,
-    /// What differs: `only in first`, `only in second`, or the differing fields.
-    pub what: String,
+    pub what: Differs,
     /// The package shipping the path (either side), empty for files the build made.
     pub package: String,
 }
@@ -166,9 +165,9 @@ pub fn compare(first: &Listing, second: &Listing) -> Vec<Difference> {
     let paths: std::collections::BTreeSet<&String> = first.keys().chain(second.keys()).collect();
     for path in paths {
         let (what, package) = match (first.get(path), second.get(path)) {
-            (Some(a), None) => ("only in the first build".to_owned(), a.package.clone()),
-            (None, Some(b)) => ("only in the second build".to_owned(), b.package.clone()),
-            (Some(a), Some(b)) if a != b => (differing_fields(a, b), a.package.clone()),
+            (Some(a), None) => (Differs::OnlyInFirst, a.package.clone()),
+            (None, Some(b)) => (Differs::OnlyInSecond, b.package.clone()),
+            (Some(a), Some(b)) if a != b => (Differs::Fields(differing_fields(a, b)), a.package.clone()),
             _ => continue,
         };
         differences.push(Difference { path: path.clone(), what, package });
@@ -176,30 +175,83 @@ pub fn compare(first: &Listing, second: &Listing) -> Vec<Difference> {
     differences
 }
 
-fn differing_fields(a: &Entry, b: &Entry) -> String {
-    let mut fields = Vec::new();
-    if a.kind != b.kind {
-        fields.push(format!("type {} vs {}", a.kind, b.kind));
+/// What differs about one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Differs {
+    OnlyInFirst,
+    OnlyInSecond,
+    /// The path is in both trees; these fields differ.
+    Fields(Vec<Field>),
+}
+
+/// One differing field of a path present in both trees: the first build's value, then the
+/// second's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Kind(&'static str, &'static str),
+    /// A regular file's bytes.
+    Content,
+    /// A symlink's target or a device's number.
+    Target(String, String),
+    Size(u64, u64),
+    Mode(u32, u32),
+    Owner((u32, u32), (u32, u32)),
+    Mtime(i64, i64),
+    Package(String, String),
+}
+
+impl Differs {
+    /// Whether a regular file's bytes differ (so what differs inside can be shown).
+    pub fn content(&self) -> bool {
+        matches!(self, Differs::Fields(fields) if fields.contains(&Field::Content))
     }
-    if a.content != b.content {
-        fields.push(if a.kind == "file" { "content".to_owned() } else { format!("{} vs {}", a.content, b.content) });
+}
+
+impl std::fmt::Display for Differs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Differs::OnlyInFirst => f.write_str("only in the first build"),
+            Differs::OnlyInSecond => f.write_str("only in the second build"),
+            Differs::Fields(fields) => {
+                let texts: Vec<String> = fields.iter().map(ToString::to_string).collect();
+                f.write_str(&texts.join(", "))
+            }
+        }
     }
-    if a.size != b.size {
-        fields.push(format!("size {} vs {}", a.size, b.size));
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Field::Kind(a, b) => write!(f, "type {a} vs {b}"),
+            Field::Content => f.write_str("content"),
+            Field::Target(a, b) => write!(f, "{a} vs {b}"),
+            Field::Size(a, b) => write!(f, "size {a} vs {b}"),
+            Field::Mode(a, b) => write!(f, "mode {a:o} vs {b:o}"),
+            Field::Owner(a, b) => write!(f, "owner {}:{} vs {}:{}", a.0, a.1, b.0, b.1),
+            Field::Mtime(a, b) => write!(f, "mtime {a} vs {b}"),
+            Field::Package(a, b) => write!(f, "package {a} vs {b}"),
+        }
     }
-    if a.mode != b.mode {
-        fields.push(format!("mode {:o} vs {:o}", a.mode, b.mode));
-    }
-    if (a.uid, a.gid) != (b.uid, b.gid) {
-        fields.push(format!("owner {}:{} vs {}:{}", a.uid, a.gid, b.uid, b.gid));
-    }
-    if a.mtime != b.mtime {
-        fields.push(format!("mtime {} vs {}", a.mtime, b.mtime));
-    }
-    if a.package != b.package {
-        fields.push(format!("package {} vs {}", a.package, b.package));
-    }
-    fields.join(", ")
+}
+
+fn differing_fields(a: &Entry, b: &Entry) -> Vec<Field> {
+    let content = match a.kind {
+        "file" => Field::Content,
+        _ => Field::Target(a.content.clone(), b.content.clone()),
+    };
+    [
+        (a.kind != b.kind).then_some(Field::Kind(a.kind, b.kind)),
+        (a.content != b.content).then_some(content),
+        (a.size != b.size).then_some(Field::Size(a.size, b.size)),
+        (a.mode != b.mode).then_some(Field::Mode(a.mode, b.mode)),
+        ((a.uid, a.gid) != (b.uid, b.gid)).then_some(Field::Owner((a.uid, a.gid), (b.uid, b.gid))),
+        (a.mtime != b.mtime).then_some(Field::Mtime(a.mtime, b.mtime)),
+        (a.package != b.package).then(|| Field::Package(a.package.clone(), b.package.clone())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 #[cfg(test)]
@@ -227,6 +279,7 @@ mod tests {
         assert!(found.contains(&("/etc/new", "")), "{differences:?}");
         assert!(!found.iter().any(|(p, _)| *p == "/etc/same"), "{differences:?}");
         let foo = differences.iter().find(|d| d.path == "/etc/foo.conf").unwrap();
-        assert!(foo.what.starts_with("content"), "{}", foo.what);
+        assert!(foo.what.to_string().starts_with("content"), "{}", foo.what);
+        assert!(foo.what.content());
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::uuid::Guid;
+use uuid::Uuid;
 
 /// Domain separation: a seed derived here can never equal a digest made elsewhere.
 const DOMAIN: &[u8] = b"mesos-image seed v1\0";
@@ -44,11 +44,12 @@ impl Seed {
     }
 
     /// A version-4-shaped UUID for `purpose` (filesystem UUID, partition GUID, ...).
-    pub fn guid(&self, purpose: &str) -> Guid {
+    pub fn guid(&self, purpose: &str) -> Uuid {
         let bytes = self.derive(purpose);
         let mut first = [0u8; 16];
         first.copy_from_slice(&bytes[..16]);
-        Guid::version4_from_bytes(first)
+        // Version 4 and the RFC 4122 variant set: what a random UUID looks like.
+        uuid::Builder::from_random_bytes(first).into_uuid()
     }
 
     /// A non-zero 32-bit value for `purpose` (MBR disk signature, VMDK CID).
@@ -87,5 +88,19 @@ mod tests {
         let text = Seed::from_text("x").guid("root-fs").to_string();
         assert_eq!(&text[14..15], "4", "{text}");
         assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
+    }
+
+    /// The `uuid` crate sets the bits and orders the bytes exactly as the hand-written type it
+    /// replaced did: the same seed gives the same identifiers, in text and on disk.
+    #[test]
+    fn uuids_keep_the_bits_and_byte_order_they_had() {
+        let counting: [u8; 16] = std::array::from_fn(|i| i as u8);
+        let uuid = uuid::Builder::from_random_bytes(counting).into_uuid();
+        assert_eq!(uuid.to_string(), "00010203-0405-4607-8809-0a0b0c0d0e0f");
+        assert_eq!(uuid.to_bytes_le(), [3, 2, 1, 0, 5, 4, 0x07, 0x46, 0x88, 9, 10, 11, 12, 13, 14, 15]);
+        let ones = uuid::Builder::from_random_bytes([0xff; 16]).into_uuid();
+        assert_eq!(ones.to_string(), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let gpt_type = Uuid::from_u128(0x0FC63DAF_8483_4772_8E79_3D69D8477DE4);
+        assert_eq!(gpt_type.to_string(), "0fc63daf-8483-4772-8e79-3d69d8477de4");
     }
 }
