@@ -249,6 +249,25 @@ impl Glance {
         body.as_object().cloned().map(Image).ok_or_else(|| bad(&what, "not an object"))
     }
 
+    /// `set_properties`, repeated while Glance cannot be reached or answers 5xx, for `patience`.
+    pub async fn set_properties_patiently(
+        &mut self,
+        id: &str,
+        properties: &[(&str, &str)],
+        patience: Duration,
+    ) -> Result<Image, GlanceError> {
+        let deadline = Instant::now() + patience;
+        loop {
+            match self.set_properties(id, properties).await {
+                Err(err) if retryable(&err) && Instant::now() < deadline => {
+                    tracing::debug!("{err}; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Delete, retrying while Glance cannot be reached or answers 5xx (a restarting server) for
     /// up to `patience`: a failed upload must not leave its record behind.
     pub async fn delete_patiently(&mut self, id: &str, patience: Duration) -> Result<(), GlanceError> {

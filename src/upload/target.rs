@@ -280,7 +280,7 @@ impl Run<'_> {
         }
         let object = format!("images/{name}");
         let recorded = [(SHA256_PROPERTY, digests.sha256.as_str()), (MD5_PROPERTY, &digests.md5), (OBJECT, &object)];
-        let image = glance.set_properties(&id, &recorded).await?;
+        let image = record_hashes(glance, &image, &recorded, &self.prepared.target.label).await;
         // From here the image stays, whatever happens.
         self.created = None;
         for old in &self.replace {
@@ -352,6 +352,22 @@ impl Run<'_> {
         }
     }
 }
+
+/// Record the hashes as openstacksdk does; the image is verified already, so a refusal only
+/// warns (the next run then compares `os_hash_value` instead).
+async fn record_hashes(glance: &mut Glance, image: &Image, properties: &[(&str, &str)], label: &str) -> Image {
+    match glance.set_properties_patiently(image.id(), properties, PATCH_PATIENCE).await {
+        Ok(updated) => updated,
+        Err(err) => {
+            tracing::warn!("{label}: image {} is uploaded, but its sha256 property is not set: {err}", image.id());
+            image.clone()
+        }
+    }
+}
+
+/// How long setting properties is retried on a server error (Glance's import task may still be
+/// writing the image row: sqlite answers 500 "database is locked").
+const PATCH_PATIENCE: Duration = Duration::from_secs(15);
 
 /// openstacksdk's property naming where the data came from.
 const OBJECT: &str = "owner_specified.openstack.object";
