@@ -48,8 +48,9 @@ pub struct UploadArgs {
     /// reverts it) or only leaves that store out.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub all_stores_must_succeed: bool,
-    /// Upload to every region of each cloud's catalog that has an image endpoint.
-    #[arg(long, conflicts_with = "os-region-name")]
+    /// Upload to every region of each cloud's catalog that has an image endpoint (instead of
+    /// --os-region-name/OS_REGION_NAME, which an openrc file often sets).
+    #[arg(long)]
     pub all_regions: bool,
     /// Seconds to wait for the image to become active once the data is sent.
     #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
@@ -223,7 +224,8 @@ pub fn run(args: UploadArgs, global: &GlobalOpts) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout),
     };
     let connection = args.connection;
-    let targets = uploader::targets(&connection.options, &connection.clouds, &connection.regions)?;
+    let regions = if args.all_regions { &[][..] } else { &connection.regions[..] };
+    let targets = uploader::targets(&connection.options, &connection.clouds, regions)?;
     let progress = Bars::new(global.quiet);
     let outcomes = uploader::upload(targets, args.all_regions, &job, &progress)?;
     match args.format {
@@ -475,5 +477,56 @@ mod tests {
     #[test]
     fn the_progress_template_is_valid() {
         assert!(ProgressStyle::with_template(BAR_TEMPLATE).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod args_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        upload: UploadArgs,
+    }
+
+    fn parse(args: &[&str]) -> UploadArgs {
+        Wrapper::try_parse_from(std::iter::once("upload").chain(args.iter().copied())).unwrap().upload
+    }
+
+    #[test]
+    fn targets_and_settings_come_from_the_one_table() {
+        let args = parse(&[
+            "--os-cloud",
+            "a",
+            "--os-cloud",
+            "b",
+            "--os-region-name",
+            "R1",
+            "--os-auth-url",
+            "http://k",
+            "--insecure",
+            "x.raw",
+        ]);
+        assert_eq!(args.connection.clouds, ["a", "b"]);
+        assert_eq!(args.connection.regions, ["R1"]);
+        assert_eq!(args.connection.options.get(Id::AuthUrl), Some("http://k"));
+        assert!(args.connection.options.switch(Id::Insecure));
+        assert_eq!(args.connection.options.get(Id::Cloud), None, "clouds are targets, not a setting");
+    }
+
+    #[test]
+    fn server_side_paths_are_checked_before_any_work() {
+        let err = check_paths(&parse(&["--import", "web-download", "x.raw"])).unwrap_err().to_string();
+        assert_eq!(err, "--import web-download: needs --url URL");
+        let err = check_paths(&parse(&["--url", "http://h/i", "x.raw"])).unwrap_err().to_string();
+        assert!(err.contains("only used with --import web-download"), "{err}");
+        let err = check_paths(&parse(&["--import", "web-download", "--url", "ftp://h/i", "x.raw"])).unwrap_err();
+        assert!(err.to_string().contains("--url ftp://h/i"), "{err}");
+        assert!(check_paths(&parse(&["--import", "web-download", "--url", "https://h/i", "x.raw"])).is_ok());
+        assert_eq!(parse(&["--import", "--name", "n", "x.raw"]).import, Some(ImportMethod::GlanceDirect));
+        assert_eq!(parse(&["--stores", "a,b", "x.raw"]).stores, ["a", "b"]);
+        assert!(Wrapper::try_parse_from(["upload", "--stores", "a", "--all-stores", "x.raw"]).is_err());
     }
 }

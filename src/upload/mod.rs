@@ -131,6 +131,10 @@ pub fn targets(base: &ConnectionOptions, clouds: &[String], regions: &[String]) 
             targets.push(Target { label, connection: connection.clone().with(Id::RegionName, region.as_str()) });
         }
     }
+    // Missing or contradictory settings are bad input: say so before any target starts.
+    for target in &targets {
+        AuthSettings::from_options(&target.connection).with_context(|| target.label.clone())?;
+    }
     Ok(targets)
 }
 
