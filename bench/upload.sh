@@ -62,12 +62,12 @@ read -r CURL_S CURL_RSS < <(measure "$WORKDIR/curl.time")
 delete_image "$ID"
 
 # --- mesos-image upload: auth, clash check, create, stream + hash, wait active, verify ---
-/usr/bin/time -v -o "$WORKDIR/mi.time" "$BIN" -q upload --format json --name bench-one \
+/usr/bin/time -v -o "$WORKDIR/mi.time" "$BIN" -q upload --format json --disk-format raw --name bench-one \
   --os-region-name RegionOne "$IMAGE" > "$WORKDIR/mi.out"
 read -r MI_S MI_RSS < <(measure "$WORKDIR/mi.time")
 
 # --- the same to two regions at once (the file read once, both Glances on this host) ---
-/usr/bin/time -v -o "$WORKDIR/mi2.time" "$BIN" -q upload --format json --name bench-two \
+/usr/bin/time -v -o "$WORKDIR/mi2.time" "$BIN" -q upload --format json --disk-format raw --name bench-two \
   --os-region-name RegionOne --os-region-name RegionTwo "$IMAGE" > "$WORKDIR/mi2.out"
 read -r MI2_S MI2_RSS < <(measure "$WORKDIR/mi2.time")
 
