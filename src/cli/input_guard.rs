@@ -75,8 +75,8 @@ pub fn mirror_url(url: &str) -> Result<(), String> {
 
 /// `upload`: what is judged only after authenticating otherwise.
 pub fn upload(args: &UploadArgs) -> Result<(), PreflightError> {
-    if let Some(interface) = &args.connection.os_interface {
-        if !INTERFACES.contains(&interface.as_str()) {
+    if let Some(interface) = args.connection.options.get(crate::upload::connection::Id::Interface) {
+        if !INTERFACES.contains(&interface) {
             return Err(bad(format!("--os-interface/OS_INTERFACE {interface}"), "expected public, internal or admin"));
         }
     }
