@@ -208,10 +208,17 @@ pub async fn deliver(
     outcome
 }
 
+/// The error and its causes on one line, secrets masked (what the table and the log show).
+fn error_line(error: &anyhow::Error) -> String {
+    let text = format!("{error:#}");
+    let folded: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    crate::redact::text(&folded.join(" | "))
+}
+
 fn failed(target: &Target, started: Instant, error: &anyhow::Error) -> Outcome {
     Outcome {
         target: target.label.clone(),
-        status: Status::Failed(crate::failure::one_line(error)),
+        status: Status::Failed(error_line(error)),
         image: None,
         method: None,
         replaced: Vec::new(),
