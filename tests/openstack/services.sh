@@ -289,6 +289,7 @@ EOF
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  restart-glance) run_glance "$2" "$3" ;;
+  # A killed master's orphaned worker may still hold the port for a moment: wait it out first.
+  restart-glance) kill_listener "$3"; run_glance "$2" "$3" ;;
   *) echo "usage: $0 start|stop|restart-glance NAME PORT" >&2; exit 2 ;;
 esac
