@@ -15,6 +15,11 @@ use sha2::{Digest, Sha256, Sha512};
 const KS_PORT: u16 = 25730;
 const GL_PORT: u16 = 29730;
 const GL_TLS_PORT: u16 = 29731;
+/// RegionTwo's Glance, in the catalog of the same Keystone.
+const GL2_PORT: u16 = 29732;
+/// The second cloud: its own Keystone and Glance.
+const KS2_PORT: u16 = 25731;
+const GL3_PORT: u16 = 29733;
 const SIZE_CAP: u64 = 16 << 20;
 
 struct Services {
@@ -55,6 +60,9 @@ fn start_services() -> Services {
         .env("KS_PORT", KS_PORT.to_string())
         .env("GL_PORT", GL_PORT.to_string())
         .env("GL_TLS_PORT", GL_TLS_PORT.to_string())
+        .env("GL2_PORT", GL2_PORT.to_string())
+        .env("KS2_PORT", KS2_PORT.to_string())
+        .env("GL3_PORT", GL3_PORT.to_string())
         .env("GL_SIZE_CAP", SIZE_CAP.to_string())
         .env("WATCH_PID", std::process::id().to_string())
         .output()
@@ -160,6 +168,10 @@ fn sha512_hex(path: &Path) -> String {
 
 /// A demo token, for looking at Glance independently of the tool under test.
 fn demo_token() -> String {
+    demo_token_at(KS_PORT)
+}
+
+fn demo_token_at(ks_port: u16) -> String {
     let body = serde_json::json!({"auth": {
         "identity": {"methods": ["password"], "password": {"user": {"name": "demo", "domain": {"id": "default"}, "password": "demopw"}}},
         "scope": {"project": {"name": "demo", "domain": {"id": "default"}}}
@@ -167,7 +179,7 @@ fn demo_token() -> String {
     .to_string();
     let out = Command::new("curl")
         .args(["-sf", "-D", "-", "-o", "/dev/null", "-H", "Content-Type: application/json", "-d", &body])
-        .arg(format!("{}/auth/tokens", auth_url()))
+        .arg(format!("http://127.0.0.1:{ks_port}/v3/auth/tokens"))
         .output()
         .unwrap();
     let headers = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -180,10 +192,15 @@ fn demo_token() -> String {
 }
 
 fn glance_get(path: &str) -> Vec<u8> {
+    glance_get_at(GL_PORT, KS_PORT, path)
+}
+
+/// GET from the Glance on `port`, with a demo token of the Keystone on `ks_port`.
+fn glance_get_at(port: u16, ks_port: u16, path: &str) -> Vec<u8> {
     let out = Command::new("curl")
         .args(["-sf", "-H"])
-        .arg(format!("X-Auth-Token: {}", demo_token()))
-        .arg(format!("http://127.0.0.1:{GL_PORT}/v2/{path}"))
+        .arg(format!("X-Auth-Token: {}", demo_token_at(ks_port)))
+        .arg(format!("http://127.0.0.1:{port}/v2/{path}"))
         .output()
         .unwrap();
     assert!(out.status.success(), "GET {path}");
@@ -386,6 +403,14 @@ fn name_clashes_need_replace_which_swaps_the_image() {
     let (dir, image) = scratch_image("rp.raw", b"", 8192);
     let first =
         json_output(&run(as_demo(dir.path()).args(["upload", "--name", "it-replace", "--format", "json"]).arg(&image)));
+    // Other data under the same name: refused without --replace (identical data is skipped,
+    // see three_targets_at_once_then_all_skipped_as_identical).
+    std::fs::write(&image, {
+        let mut data = std::fs::read(&image).unwrap();
+        data[4096] ^= 1;
+        data
+    })
+    .unwrap();
     let out = run(as_demo(dir.path()).args(["upload", "--name", "it-replace"]).arg(&image));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--replace"), "{}", stderr(&out));
@@ -457,4 +482,143 @@ fn an_existing_token_authenticates() {
         .arg(&image));
     assert!(!stderr(&out).contains(&token), "the token was printed");
     assert_eq!(json_output(&out)["status"], "active");
+}
+
+/// Images called `name` in the Glance on `port` (of the Keystone on `ks_port`), any status.
+fn images_named_at(port: u16, ks_port: u16, name: &str) -> Vec<serde_json::Value> {
+    let list: serde_json::Value =
+        serde_json::from_slice(&glance_get_at(port, ks_port, &format!("images?name={name}"))).unwrap();
+    list["images"].as_array().unwrap().clone()
+}
+
+/// Two clouds in clouds.yaml: `one` (Keystone with RegionOne and RegionTwo, each its own Glance)
+/// and `two` (another Keystone and Glance).
+fn write_two_clouds(dir: &Path) {
+    let cloud = |name: &str, port: u16| {
+        format!(
+            "  {name}:\n    interface: public\n    auth:\n      auth_url: http://127.0.0.1:{port}/v3\n      username: demo\n      password: demopw\n      project_name: demo\n      user_domain_name: Default\n      project_domain_name: Default\n"
+        )
+    };
+    std::fs::write(dir.join("clouds.yaml"), format!("clouds:\n{}{}", cloud("one", KS_PORT), cloud("two", KS2_PORT)))
+        .unwrap();
+}
+
+/// The three Glances of the two clouds: (target label, Glance port, Keystone port).
+const THREE: [(&str, u16, u16); 3] =
+    [("one/RegionOne", GL_PORT, KS_PORT), ("one/RegionTwo", GL2_PORT, KS_PORT), ("two/RegionOne", GL3_PORT, KS2_PORT)];
+
+fn upload_to_three(dir: &Path, name: &str, image: &Path) -> Output {
+    run(mesos_image(dir)
+        .args(["upload", "--os-cloud", "one", "--os-cloud", "two", "--all-regions", "--format", "json"])
+        .args(["--name", name, "--property", "hw_rng_model=virtio"])
+        .arg(image))
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn three_targets_at_once_then_all_skipped_as_identical() {
+    let _services = services();
+    let (dir, image) = scratch_qcow2("three.qcow2", 6 << 20);
+    write_two_clouds(dir.path());
+    let out = upload_to_three(dir.path(), "it-three", &image);
+    let results = json_output(&out);
+    let results = results.as_array().unwrap();
+    let sha256 = hex::encode(Sha256::digest(std::fs::read(&image).unwrap()));
+    let labels: Vec<&str> = results.iter().map(|r| r["target"].as_str().unwrap()).collect();
+    assert_eq!(labels, THREE.map(|(label, _, _)| label));
+    for ((_, port, ks_port), result) in THREE.iter().zip(results) {
+        assert_eq!(result["status"], "uploaded", "{result}");
+        let found = images_named_at(*port, *ks_port, "it-three");
+        assert_eq!(found.len(), 1, "one image in the Glance on {port}");
+        let stored = &found[0];
+        assert_eq!(stored["id"], result["image"]["id"]);
+        assert_eq!(stored["status"], "active");
+        assert_eq!(stored["hw_rng_model"], "virtio");
+        assert_eq!(stored["size"], std::fs::metadata(&image).unwrap().len());
+        assert_eq!(stored["os_hash_value"], sha512_hex(&image));
+        assert_eq!(stored["owner_specified.openstack.sha256"], sha256.as_str());
+    }
+    // The same file again: every target already holds it.
+    let again = json_output(&upload_to_three(dir.path(), "it-three", &image));
+    for ((_, port, ks_port), result) in THREE.iter().zip(again.as_array().unwrap()) {
+        assert_eq!(result["status"], "skipped", "{result}");
+        assert_eq!(images_named_at(*port, *ks_port, "it-three").len(), 1);
+    }
+}
+
+/// SIGKILL a gunicorn (master and workers) by the pid file services.sh wrote.
+fn kill_glance(services: &Services, name: &str) {
+    let master = std::fs::read_to_string(services.dir.join(format!("{name}.pid"))).unwrap().trim().to_owned();
+    let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).unwrap_or_default();
+    for pid in children.split_whitespace().chain([master.as_str()]) {
+        Command::new("kill").args(["-KILL", pid]).status().unwrap();
+    }
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn a_glance_killed_mid_upload_fails_alone_and_leaves_no_record() {
+    let services = services();
+    let (dir, image) = scratch_image("killed.raw", b"", (SIZE_CAP - (1 << 20)) as usize);
+    write_two_clouds(dir.path());
+    let store = services.dir.join("glance2/images");
+    let before = std::fs::read_dir(&store).map(|d| d.count()).unwrap_or(0);
+    let child = mesos_image(dir.path())
+        .args(["upload", "--os-cloud", "one", "--os-cloud", "two", "--all-regions", "--format", "json"])
+        .args(["--name", "it-killed"])
+        .arg(&image)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // RegionTwo's Glance writes the data into its store as it arrives: kill it once it does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_dir(&store).map(|d| d.count()).unwrap_or(0) == before {
+        assert!(std::time::Instant::now() < deadline, "the upload never reached RegionTwo's store");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    kill_glance(&services, "glance2");
+    // An operator's restart; the failed target's record is deleted once Glance answers again.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openstack/services.sh");
+    let restarted = Command::new("bash")
+        .arg(&script)
+        .args(["restart-glance", "glance2", &GL2_PORT.to_string()])
+        .env("OSDIR", &services.dir)
+        .status()
+        .unwrap();
+    assert!(restarted.success());
+    let out = child.wait_with_output().unwrap();
+    eprintln!("stderr:\n{}", stderr(&out));
+    assert!(!out.status.success(), "a target failed, so the command fails");
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status: Vec<&str> = results.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(status, ["uploaded", "failed", "uploaded"], "{results}");
+    assert!(stderr(&out).contains("one/RegionTwo"), "the failed target is named");
+    assert!(images_named_at(GL2_PORT, KS_PORT, "it-killed").is_empty(), "a record was left in RegionTwo");
+    assert_eq!(images_named_at(GL_PORT, KS_PORT, "it-killed")[0]["status"], "active");
+    assert_eq!(images_named_at(GL3_PORT, KS2_PORT, "it-killed")[0]["status"], "active");
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn all_stores_puts_the_image_in_both_stores() {
+    let services = services();
+    let (dir, image) = scratch_image("stores.raw", b"", 2 << 20);
+    let out = run(as_demo(dir.path())
+        .args(["upload", "--all-stores", "--name", "it-stores", "--format", "json"])
+        .arg(&image));
+    let record = json_output(&out);
+    let mut stores: Vec<&str> = record["stores"].as_str().unwrap().split(',').collect();
+    stores.sort_unstable();
+    assert_eq!(stores, ["local", "second"]);
+    let id = record["id"].as_str().unwrap();
+    for store in ["images", "second"] {
+        let copy = services.dir.join("glance").join(store).join(id);
+        assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&image).unwrap(), "{}", copy.display());
+    }
+    // A store this Glance does not have is named before anything is created.
+    let out = run(as_demo(dir.path()).args(["upload", "--stores", "local,nope", "--name", "it-no-store"]).arg(&image));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("store nope") && stderr(&out).contains("local, second"), "{}", stderr(&out));
+    assert!(images_named("it-no-store").is_empty());
 }

@@ -1,15 +1,14 @@
 //! Keystone v3: password, token and application-credential auth, the service catalog, re-auth.
 //!
-//! Settings come from flags, then `OS_*` variables (clap reads both), then the `--os-cloud` entry
-//! of clouds.yaml/secure.yaml: the same precedence as python-openstackclient.
+//! Settings are read from [`ConnectionOptions`] (connection.rs: flags, `OS_*`, clouds.yaml).
 
 use std::fmt;
-use std::path::PathBuf;
 
 use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
 
-use super::clouds::{self, CloudEntry, CloudsError};
+use super::clouds::CloudsError;
+use super::connection::{ConnectionOptions, Id};
 use super::http::server_message;
 
 /// A value that must never reach a log, an error message or `Debug` output.
@@ -59,85 +58,6 @@ pub enum AuthError {
     NoImageEndpoint { interface: String, region: String, found: String },
 }
 
-/// Connection settings as given by flags/variables, before clouds.yaml fills the gaps.
-#[derive(Debug, Clone, Default)]
-pub struct ConnectionOptions {
-    pub cloud: Option<String>,
-    pub auth_url: Option<String>,
-    pub auth_type: Option<String>,
-    pub username: Option<String>,
-    pub user_id: Option<String>,
-    pub password: Option<Secret>,
-    pub user_domain_name: Option<String>,
-    pub user_domain_id: Option<String>,
-    pub project_name: Option<String>,
-    pub project_id: Option<String>,
-    pub project_domain_name: Option<String>,
-    pub project_domain_id: Option<String>,
-    pub domain_name: Option<String>,
-    pub domain_id: Option<String>,
-    pub token: Option<Secret>,
-    pub application_credential_id: Option<String>,
-    pub application_credential_name: Option<String>,
-    pub application_credential_secret: Option<Secret>,
-    pub region_name: Option<String>,
-    pub interface: Option<String>,
-    pub image_url: Option<String>,
-    pub cacert: Option<PathBuf>,
-    pub insecure: bool,
-}
-
-impl ConnectionOptions {
-    /// Fill every unset field from the `--os-cloud` entry, if one is named.
-    pub fn with_cloud_config(self) -> Result<ConnectionOptions, AuthError> {
-        match self.cloud.clone() {
-            Some(name) => Ok(self.fill_from(&clouds::load(&name)?)),
-            None => Ok(self),
-        }
-    }
-
-    /// Fill every unset field from a cloud entry.
-    pub fn fill_from(mut self, cloud: &CloudEntry) -> ConnectionOptions {
-        let fill = |field: &mut Option<String>, value: Option<String>| {
-            if field.is_none() {
-                *field = value;
-            }
-        };
-        let fill_secret = |field: &mut Option<Secret>, value: Option<String>| {
-            if field.is_none() {
-                *field = value.map(Secret::new);
-            }
-        };
-        fill(&mut self.auth_url, cloud.auth("auth_url"));
-        fill(&mut self.auth_type, cloud.setting("auth_type"));
-        fill(&mut self.username, cloud.auth("username"));
-        fill(&mut self.user_id, cloud.auth("user_id"));
-        fill_secret(&mut self.password, cloud.auth("password"));
-        fill(&mut self.user_domain_name, cloud.auth("user_domain_name"));
-        fill(&mut self.user_domain_id, cloud.auth("user_domain_id"));
-        fill(&mut self.project_name, cloud.auth("project_name").or_else(|| cloud.auth("tenant_name")));
-        fill(&mut self.project_id, cloud.auth("project_id").or_else(|| cloud.auth("tenant_id")));
-        fill(&mut self.project_domain_name, cloud.auth("project_domain_name"));
-        fill(&mut self.project_domain_id, cloud.auth("project_domain_id"));
-        fill(&mut self.domain_name, cloud.auth("domain_name"));
-        fill(&mut self.domain_id, cloud.auth("domain_id"));
-        fill_secret(&mut self.token, cloud.auth("token"));
-        fill(&mut self.application_credential_id, cloud.auth("application_credential_id"));
-        fill(&mut self.application_credential_name, cloud.auth("application_credential_name"));
-        fill_secret(&mut self.application_credential_secret, cloud.auth("application_credential_secret"));
-        fill(&mut self.region_name, cloud.setting("region_name"));
-        fill(&mut self.interface, cloud.setting("interface"));
-        fill(&mut self.image_url, cloud.setting("image_endpoint_override"));
-        if self.cacert.is_none() {
-            self.cacert = cloud.setting("cacert").map(PathBuf::from);
-        }
-        if cloud.setting("verify").as_deref() == Some("false") {
-            self.insecure = true;
-        }
-        self
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Domain {
     Id(String),
@@ -183,19 +103,19 @@ pub struct AuthSettings {
 
 impl AuthSettings {
     pub fn from_options(opts: &ConnectionOptions) -> Result<AuthSettings, AuthError> {
-        let auth_url = opts.auth_url.clone().ok_or(AuthError::NoAuthUrl)?;
+        let auth_url = opts.get(Id::AuthUrl).ok_or(AuthError::NoAuthUrl)?;
         let method = method_from(opts)?;
         let scope = match method {
             Method::AppCredentialId { .. } | Method::AppCredentialName { .. } => Scope::Implied,
             _ => scope_from(opts)?,
         };
         Ok(AuthSettings {
-            auth_url: identity_v3_url(&auth_url),
+            auth_url: identity_v3_url(auth_url),
             method,
             scope,
-            region: opts.region_name.clone().filter(|r| !r.is_empty()),
-            interface: normalise_interface(opts.interface.as_deref().unwrap_or("public")),
-            image_url: opts.image_url.clone().filter(|u| !u.is_empty()),
+            region: opts.get(Id::RegionName).map(str::to_owned),
+            interface: normalise_interface(opts.get(Id::Interface).unwrap_or("public")),
+            image_url: opts.get(Id::ImageUrl).map(str::to_owned),
         })
     }
 
@@ -234,30 +154,32 @@ impl AuthSettings {
 }
 
 fn method_from(opts: &ConnectionOptions) -> Result<Method, AuthError> {
-    let kind = match opts.auth_type.as_deref().map(str::to_ascii_lowercase) {
+    let kind = match opts.get(Id::AuthType).map(str::to_ascii_lowercase) {
         Some(t) => match t.as_str() {
             "password" | "v3password" => "password",
             "token" | "v3token" => "token",
             "v3applicationcredential" | "applicationcredential" | "application_credential" => "appcred",
             _ => return Err(AuthError::UnsupportedType(t)),
         },
-        None if opts.application_credential_secret.is_some() => "appcred",
-        None if opts.token.is_some() && opts.password.is_none() => "token",
+        None if opts.get(Id::ApplicationCredentialSecret).is_some() => "appcred",
+        None if opts.get(Id::Token).is_some() && opts.get(Id::Password).is_none() => "token",
         None => "password",
     };
     let missing = |what: &str| AuthError::Incomplete(format!("{what} auth needs {}", what_needed(what)));
     match kind {
         "password" => Ok(Method::Password {
             user: user_from(opts).ok_or_else(|| missing("password"))?,
-            password: opts.password.clone().ok_or_else(|| missing("password"))?,
+            password: opts.secret(Id::Password).ok_or_else(|| missing("password"))?,
         }),
-        "token" => Ok(Method::Token { token: opts.token.clone().ok_or_else(|| missing("token"))? }),
+        "token" => Ok(Method::Token { token: opts.secret(Id::Token).ok_or_else(|| missing("token"))? }),
         _ => {
-            let secret = opts.application_credential_secret.clone().ok_or_else(|| missing("application-credential"))?;
-            if let Some(id) = opts.application_credential_id.clone() {
-                return Ok(Method::AppCredentialId { id, secret });
+            let secret =
+                opts.secret(Id::ApplicationCredentialSecret).ok_or_else(|| missing("application-credential"))?;
+            if let Some(id) = opts.get(Id::ApplicationCredentialId) {
+                return Ok(Method::AppCredentialId { id: id.to_owned(), secret });
             }
-            let name = opts.application_credential_name.clone().ok_or_else(|| missing("application-credential"))?;
+            let name = opts.get(Id::ApplicationCredentialName).ok_or_else(|| missing("application-credential"))?;
+            let name = name.to_owned();
             let user = user_from(opts).ok_or_else(|| missing("application-credential"))?;
             Ok(Method::AppCredentialName { name, user, secret })
         }
@@ -273,36 +195,36 @@ fn what_needed(kind: &str) -> &'static str {
 }
 
 fn user_from(opts: &ConnectionOptions) -> Option<User> {
-    if let Some(id) = &opts.user_id {
-        return Some(User::Id(id.clone()));
+    if let Some(id) = opts.get(Id::UserId) {
+        return Some(User::Id(id.to_owned()));
     }
-    let name = opts.username.clone()?;
-    let domain = domain_from(opts.user_domain_id.as_ref(), opts.user_domain_name.as_ref(), opts);
+    let name = opts.get(Id::Username)?.to_owned();
+    let domain = domain_from(Id::UserDomainId, Id::UserDomainName, opts);
     Some(User::Name { name, domain })
 }
 
 /// A specific domain, else the generic `OS_DOMAIN_*`, else `default` (what Keystone bootstraps).
-fn domain_from(id: Option<&String>, name: Option<&String>, opts: &ConnectionOptions) -> Domain {
-    match (id, name, &opts.domain_id, &opts.domain_name) {
-        (Some(id), _, _, _) => Domain::Id(id.clone()),
-        (None, Some(name), _, _) => Domain::Name(name.clone()),
-        (None, None, Some(id), _) => Domain::Id(id.clone()),
-        (None, None, None, Some(name)) => Domain::Name(name.clone()),
-        (None, None, None, None) => Domain::Id("default".to_owned()),
-    }
+fn domain_from(id: Id, name: Id, opts: &ConnectionOptions) -> Domain {
+    [(id, true), (name, false), (Id::DomainId, true), (Id::DomainName, false)]
+        .into_iter()
+        .find_map(|(setting, is_id)| {
+            let value = opts.get(setting)?.to_owned();
+            Some(if is_id { Domain::Id(value) } else { Domain::Name(value) })
+        })
+        .unwrap_or_else(|| Domain::Id("default".to_owned()))
 }
 
 fn scope_from(opts: &ConnectionOptions) -> Result<Scope, AuthError> {
-    if let Some(id) = &opts.project_id {
-        return Ok(Scope::ProjectId(id.clone()));
+    if let Some(id) = opts.get(Id::ProjectId) {
+        return Ok(Scope::ProjectId(id.to_owned()));
     }
-    if let Some(name) = &opts.project_name {
-        let domain = domain_from(opts.project_domain_id.as_ref(), opts.project_domain_name.as_ref(), opts);
-        return Ok(Scope::ProjectName { name: name.clone(), domain });
+    if let Some(name) = opts.get(Id::ProjectName) {
+        let domain = domain_from(Id::ProjectDomainId, Id::ProjectDomainName, opts);
+        return Ok(Scope::ProjectName { name: name.to_owned(), domain });
     }
-    match (&opts.domain_id, &opts.domain_name) {
-        (Some(id), _) => Ok(Scope::Domain(Domain::Id(id.clone()))),
-        (None, Some(name)) => Ok(Scope::Domain(Domain::Name(name.clone()))),
+    match (opts.get(Id::DomainId), opts.get(Id::DomainName)) {
+        (Some(id), _) => Ok(Scope::Domain(Domain::Id(id.to_owned()))),
+        (None, Some(name)) => Ok(Scope::Domain(Domain::Name(name.to_owned()))),
         (None, None) => Err(AuthError::Incomplete(
             "no project to scope the token to: set OS_PROJECT_NAME or OS_PROJECT_ID (images belong to projects)"
                 .to_owned(),
@@ -373,6 +295,18 @@ pub fn image_endpoint(catalog: &[Endpoint], interface: &str, region: Option<&str
         })
 }
 
+/// Regions holding an image endpoint of this interface, in catalog order, each once
+/// (what `--all-regions` uploads to).
+pub fn image_regions(catalog: &[Endpoint], interface: &str) -> Vec<String> {
+    let mut regions: Vec<String> = Vec::new();
+    for endpoint in catalog.iter().filter(|e| e.service_type == "image" && e.interface == interface) {
+        if let Some(region) = endpoint.region.as_ref().filter(|r| !regions.contains(r)) {
+            regions.push(region.clone());
+        }
+    }
+    regions
+}
+
 fn describe_image_endpoints(catalog: &[Endpoint]) -> String {
     let found: Vec<String> = catalog
         .iter()
@@ -435,6 +369,11 @@ impl Session {
         self.token.project_id.as_deref()
     }
 
+    /// Regions of the catalog with an image endpoint of the configured interface.
+    pub fn image_regions(&self) -> Vec<String> {
+        image_regions(&self.token.catalog, &self.settings.interface)
+    }
+
     /// Glance's base URL (no version suffix): the override, else the catalog's.
     pub fn image_endpoint(&self) -> Result<String, AuthError> {
         let url = match &self.settings.image_url {
@@ -481,14 +420,12 @@ mod tests {
     use super::*;
 
     fn password_opts() -> ConnectionOptions {
-        ConnectionOptions {
-            auth_url: Some("http://ks:5000/".into()),
-            username: Some("demo".into()),
-            password: Some(Secret::new("hunter2")),
-            project_name: Some("demo".into()),
-            user_domain_name: Some("Default".into()),
-            ..Default::default()
-        }
+        ConnectionOptions::default()
+            .with(Id::AuthUrl, "http://ks:5000/")
+            .with(Id::Username, "demo")
+            .with(Id::Password, "hunter2")
+            .with(Id::ProjectName, "demo")
+            .with(Id::UserDomainName, "Default")
     }
 
     #[test]
@@ -504,13 +441,11 @@ mod tests {
 
     #[test]
     fn application_credentials_send_no_scope() {
-        let opts = ConnectionOptions {
-            auth_url: Some("http://ks:5000/v3".into()),
-            application_credential_id: Some("abc".into()),
-            application_credential_secret: Some(Secret::new("s3cret")),
-            project_name: Some("ignored".into()),
-            ..Default::default()
-        };
+        let opts = ConnectionOptions::default()
+            .with(Id::AuthUrl, "http://ks:5000/v3")
+            .with(Id::ApplicationCredentialId, "abc")
+            .with(Id::ApplicationCredentialSecret, "s3cret")
+            .with(Id::ProjectName, "ignored");
         let body = AuthSettings::from_options(&opts).unwrap().token_request();
         assert_eq!(body["auth"]["identity"]["methods"], json!(["application_credential"]));
         assert_eq!(body["auth"]["identity"]["application_credential"]["id"], json!("abc"));
@@ -519,28 +454,26 @@ mod tests {
 
     #[test]
     fn token_auth_is_chosen_by_type_or_by_a_lone_token() {
-        let opts = ConnectionOptions {
-            auth_url: Some("http://ks/v3".into()),
-            token: Some(Secret::new("tok")),
-            project_id: Some("p1".into()),
-            ..Default::default()
-        };
+        let opts = ConnectionOptions::default()
+            .with(Id::AuthUrl, "http://ks/v3")
+            .with(Id::Token, "tok")
+            .with(Id::ProjectId, "p1");
         let settings = AuthSettings::from_options(&opts).unwrap();
         assert_eq!(settings.method, Method::Token { token: Secret::new("tok") });
         assert_eq!(settings.token_request()["auth"]["scope"], json!({"project": {"id": "p1"}}));
-        let typed = ConnectionOptions { auth_type: Some("v3token".into()), password: Some(Secret::new("x")), ..opts };
+        let typed = opts.with(Id::AuthType, "v3token").with(Id::Password, "x");
         assert!(matches!(AuthSettings::from_options(&typed).unwrap().method, Method::Token { .. }));
     }
 
     #[test]
     fn missing_pieces_are_named() {
-        let no_password = ConnectionOptions { password: None, ..password_opts() };
+        let no_password = password_opts().with(Id::Password, "");
         let err = AuthSettings::from_options(&no_password).unwrap_err().to_string();
         assert!(err.contains("OS_PASSWORD"), "{err}");
-        let no_project = ConnectionOptions { project_name: None, ..password_opts() };
+        let no_project = password_opts().with(Id::ProjectName, "");
         let err = AuthSettings::from_options(&no_project).unwrap_err().to_string();
         assert!(err.contains("OS_PROJECT_NAME"), "{err}");
-        let bad_type = ConnectionOptions { auth_type: Some("saml2".into()), ..password_opts() };
+        let bad_type = password_opts().with(Id::AuthType, "saml2");
         assert!(AuthSettings::from_options(&bad_type).unwrap_err().to_string().contains("saml2"));
     }
 
@@ -549,20 +482,6 @@ mod tests {
         let settings = AuthSettings::from_options(&password_opts()).unwrap();
         let shown = format!("{settings:?} {:?}", password_opts());
         assert!(!shown.contains("hunter2"), "{shown}");
-    }
-
-    #[test]
-    fn flags_win_over_cloud_entries() {
-        let mut cloud = CloudEntry::default();
-        cloud.auth.insert("username".into(), "from-cloud".into());
-        cloud.auth.insert("project_id".into(), "p-cloud".into());
-        cloud.settings.insert("region_name".into(), "R2".into());
-        cloud.settings.insert("verify".into(), "false".into());
-        let opts = password_opts().fill_from(&cloud);
-        assert_eq!(opts.username.as_deref(), Some("demo"));
-        assert_eq!(opts.project_id.as_deref(), Some("p-cloud"));
-        assert_eq!(opts.region_name.as_deref(), Some("R2"));
-        assert!(opts.insecure);
     }
 
     fn endpoint(interface: &str, region: &str, url: &str) -> Endpoint {
@@ -587,6 +506,8 @@ mod tests {
         let err = image_endpoint(&catalog, "admin", Some("R2")).unwrap_err().to_string();
         assert!(err.contains("`admin`") && err.contains("R2") && err.contains("public@R1"), "{err}");
         assert_eq!(normalise_interface("internalURL"), "internal");
+        assert_eq!(image_regions(&catalog, "public"), vec!["R1", "R2"]);
+        assert_eq!(image_regions(&catalog, "internal"), vec!["R1"]);
     }
 
     #[test]

@@ -13,10 +13,11 @@ use indicatif::ProgressBar;
 use reqwest::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
 
 use super::auth::{AuthError, AuthSettings, Session};
 use super::http::server_message;
-use super::stream::{Digests, GlanceDigest, Pump};
+use super::stream::{body_from, Chunk, Digests, GlanceDigest, Pump, SharedDigests};
 use crate::io::{CancelReader, HashingReader, ProgressReader};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -113,6 +114,11 @@ impl Glance {
         self.session.project_id()
     }
 
+    /// Regions of this session's catalog with an image endpoint (for `--all-regions`).
+    pub fn image_regions(&self) -> Vec<String> {
+        self.session.image_regions()
+    }
+
     /// Send a request built by `build` (called again after a re-authentication).
     async fn send<F>(&mut self, what: &str, mut build: F) -> Result<Response, GlanceError>
     where
@@ -201,39 +207,122 @@ impl Glance {
         Ok(methods.iter().filter_map(|m| m.as_str().map(str::to_owned)).collect())
     }
 
-    /// Ask Glance to import staged data with `glance-direct`.
-    pub async fn import_staged(&mut self, id: &str) -> Result<(), GlanceError> {
+    /// Store ids the server offers (`GET /v2/info/stores`); `None` when it has no multiple stores.
+    pub async fn stores(&mut self) -> Result<Option<Vec<String>>, GlanceError> {
+        let url = self.url("info/stores");
+        let what = "asking for stores";
+        let response = self.send(what, |http, token| Ok(http.get(&url).header("x-auth-token", token))).await?;
+        if matches!(response.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
+            return Ok(None);
+        }
+        let response = require_success(what, response).await?;
+        let body: Value = response.json().await.map_err(|e| bad(what, &e.to_string()))?;
+        let stores = body["stores"].as_array().ok_or_else(|| bad(what, "no `stores` list"))?;
+        Ok(Some(stores.iter().filter_map(|s| s["id"].as_str().map(str::to_owned)).collect()))
+    }
+
+    /// `POST /v2/images/{id}/import` with `body` (method, stores, all_stores, ...).
+    pub async fn import(&mut self, id: &str, body: &Value) -> Result<(), GlanceError> {
         let url = self.url(&format!("images/{id}/import"));
-        let what = format!("importing image {id} (glance-direct)");
-        let body = json!({"method": {"name": "glance-direct"}});
+        let method = body["method"]["name"].as_str().unwrap_or("import");
+        let what = format!("importing image {id} ({method})");
         let response =
-            self.send(&what, |http, token| Ok(http.post(&url).header("x-auth-token", token).json(&body))).await?;
+            self.send(&what, |http, token| Ok(http.post(&url).header("x-auth-token", token).json(body))).await?;
         require_success(&what, response).await.map(drop)
     }
 
-    /// Stream the file at `path` to the image's `file` or `stage` URL, hashing as it goes.
+    /// Add (or replace) extra properties of an existing image (JSON patch).
+    pub async fn set_properties(&mut self, id: &str, properties: &[(&str, &str)]) -> Result<Image, GlanceError> {
+        let url = self.url(&format!("images/{id}"));
+        let what = format!("setting properties of image {id}");
+        let patch: Vec<Value> =
+            properties.iter().map(|(k, v)| json!({"op": "add", "path": format!("/{k}"), "value": v})).collect();
+        let body = self
+            .call_json(&what, |http, token| {
+                Ok(http
+                    .patch(&url)
+                    .header("x-auth-token", token)
+                    .header(CONTENT_TYPE, "application/openstack-images-v2.1-json-patch")
+                    .json(&patch))
+            })
+            .await?;
+        body.as_object().cloned().map(Image).ok_or_else(|| bad(&what, "not an object"))
+    }
+
+    /// `set_properties`, repeated while Glance cannot be reached or answers 5xx, for `patience`.
+    pub async fn set_properties_patiently(
+        &mut self,
+        id: &str,
+        properties: &[(&str, &str)],
+        patience: Duration,
+    ) -> Result<Image, GlanceError> {
+        let deadline = Instant::now() + patience;
+        loop {
+            match self.set_properties(id, properties).await {
+                Err(err) if retryable(&err) && Instant::now() < deadline => {
+                    tracing::debug!("{err}; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Delete, retrying while Glance cannot be reached or answers 5xx (a restarting server) for
+    /// up to `patience`: a failed upload must not leave its record behind.
+    pub async fn delete_patiently(&mut self, id: &str, patience: Duration) -> Result<(), GlanceError> {
+        let deadline = Instant::now() + patience;
+        loop {
+            match self.delete(id).await {
+                Ok(()) => return Ok(()),
+                Err(GlanceError::Server { status, .. }) if status == StatusCode::NOT_FOUND => return Ok(()),
+                Err(err) if retryable(&err) && Instant::now() < deadline => {
+                    tracing::debug!("deleting image {id}: {err}; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Stream the image to the image's `file` or `stage` URL. The first request's body is
+    /// `shared` (the fan-out's channel, taken) when there is one; a repeated request (after
+    /// re-authentication) or a lone one reads the file privately.
     pub async fn send_data(
         &mut self,
         id: &str,
         target: DataTarget,
         path: &Path,
+        shared: &mut Option<(mpsc::Receiver<Chunk>, SharedDigests)>,
         bar: &ProgressBar,
     ) -> Result<Digests, GlanceError> {
         let url = self.url(&format!("images/{id}/{}", target.path()));
         let what = format!("uploading {} to image {id}", path.display());
         let size = std::fs::metadata(path).map_err(|source| GlanceError::Read { path: path.to_owned(), source })?.len();
         let mut current: Option<(Pump<DataReader>, Arc<AtomicBool>)> = None;
+        let mut used_shared: Option<SharedDigests> = None;
         let sent = self
             .send(&what, |http, token| {
                 if let Some((_, cancel)) = current.take() {
                     cancel.store(true, Ordering::SeqCst);
                 }
-                let file = File::open(path).map_err(|source| GlanceError::Read { path: path.to_owned(), source })?;
                 bar.set_position(0);
-                let reader = ProgressReader::new(HashingReader::with_digest(file), bar.clone());
-                let cancel = Arc::new(AtomicBool::new(false));
-                let (pump, body) = Pump::start(CancelReader::new(reader, cancel.clone()));
-                current = Some((pump, cancel));
+                let body = match shared.take() {
+                    Some((rx, digests)) => {
+                        used_shared = Some(digests);
+                        body_from(rx, bar.clone())
+                    }
+                    None => {
+                        used_shared = None;
+                        let file =
+                            File::open(path).map_err(|source| GlanceError::Read { path: path.to_owned(), source })?;
+                        let reader = ProgressReader::new(HashingReader::with_digest(file), bar.clone());
+                        let cancel = Arc::new(AtomicBool::new(false));
+                        let (pump, body) = Pump::start(CancelReader::new(reader, cancel.clone()));
+                        current = Some((pump, cancel));
+                        body
+                    }
+                };
                 // The server may answer before reading all data (403, 413) and then close the
                 // connection; never hand that connection back to the pool for the next request.
                 Ok(http
@@ -264,8 +353,16 @@ impl Glance {
                 return Err(err);
             }
         };
-        let (pump, _) = current.ok_or_else(|| bad(&what, "no request was sent"))?;
         drop(response);
+        if let Some(mut digests) = used_shared {
+            let read = digests.wait_for(Option::is_some).await.map_err(|_| bad(&what, "the image reader stopped"))?;
+            return match read.clone() {
+                Some(Ok(digests)) => Ok(digests),
+                Some(Err(why)) => Err(GlanceError::Read { path: path.to_owned(), source: std::io::Error::other(why) }),
+                None => Err(bad(&what, "the image reader stopped")),
+            };
+        }
+        let (pump, _) = current.ok_or_else(|| bad(&what, "no request was sent"))?;
         let reader = pump.finish().map_err(|source| GlanceError::Read { path: path.to_owned(), source })?;
         Ok(reader.into_inner().into_inner().finish())
     }
@@ -326,6 +423,15 @@ async fn require_success(what: &str, response: Response) -> Result<Response, Gla
 
 fn bad(what: &str, why: &str) -> GlanceError {
     GlanceError::BadResponse { what: what.to_owned(), why: why.to_owned() }
+}
+
+/// Whether a failed call may succeed when repeated: no answer, or a server error.
+fn retryable(err: &GlanceError) -> bool {
+    match err {
+        GlanceError::Transport { .. } => true,
+        GlanceError::Server { status, .. } => status.is_server_error(),
+        _ => false,
+    }
 }
 
 /// Whether a refused direct upload should be retried as stage + `glance-direct` import.

@@ -1,27 +1,34 @@
-//! `mesos-image upload`: put an image into Glance v2, authenticated by Keystone v3.
+//! `mesos-image upload`: put an image into Glance v2, authenticated by Keystone v3, in every
+//! target (cloud x region) at once.
 //!
-//! Order of work: build the record (flags, recipe, file header) -> authenticate -> refuse a name
-//! clash unless replacing -> create the record -> stream the data (direct, or stage + import)
-//! -> wait for `active` -> compare size and hashes -> remove replaced images. Any failure after
-//! the record exists deletes it, so no `queued` image is left behind.
+//! Order of work, all targets concurrently, each on its own: authenticate -> check the cloud
+//! offers what was asked (import method, stores) -> look for images of that name (identical:
+//! skipped; others: refused unless replacing). Then one read of the file feeds every target
+//! ([`stream::FanOut`]); each creates its record, streams (direct, or stage + import), waits for
+//! `active`, compares size and hashes, records its sha256 as openstacksdk does, and removes what it
+//! replaces. Any failure (or a stop signal) after a record exists deletes that record; the other
+//! targets are not affected.
 
 pub mod auth;
 pub mod clouds;
+pub mod connection;
 pub mod glance;
 pub mod http;
 pub mod record;
 pub mod stream;
+pub mod target;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::ProgressBar;
 
-use auth::{AuthSettings, ConnectionOptions};
-use glance::{should_fall_back_to_import, DataTarget, Glance, Image};
+use auth::AuthSettings;
+use connection::{ConnectionOptions, Id};
+use glance::{Glance, Image};
 use record::ImageRecord;
-use stream::Digests;
+use stream::{Digests, FanOut};
+pub use target::{Outcome, Status};
 
 /// How the data reaches the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +36,29 @@ pub enum Method {
     /// `PUT /v2/images/{id}/file`; falls back to import when refused with 403.
     Direct,
     /// Stage then `glance-direct` import (interoperable import).
-    Import,
+    GlanceDirect,
+    /// Glance fetches the image from a URL itself (`web-download` import).
+    WebDownload,
+}
+
+impl Method {
+    /// The import method's name as Glance spells it.
+    pub fn import_name(self) -> Option<&'static str> {
+        match self {
+            Method::Direct => None,
+            Method::GlanceDirect => Some("glance-direct"),
+            Method::WebDownload => Some("web-download"),
+        }
+    }
+}
+
+/// Which stores of one cloud receive the image (interoperable import only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stores {
+    /// The cloud's default store.
+    Default,
+    Named(Vec<String>),
+    All,
 }
 
 /// One upload, fully decided.
@@ -38,18 +67,31 @@ pub struct UploadJob {
     pub image: PathBuf,
     pub record: ImageRecord,
     pub replace: bool,
+    /// Upload even where an identical image exists (then replaced, as with `replace`).
+    pub force: bool,
     pub method: Method,
+    /// The URL Glance fetches (`web-download`).
+    pub url: Option<String>,
+    pub stores: Stores,
+    /// Glance's `all_stores_must_succeed`: one store failing fails (and reverts) the import.
+    pub all_stores_must_succeed: bool,
     /// How long to wait for `active` after the data is in.
     pub timeout: Duration,
 }
 
-/// What was done.
+impl UploadJob {
+    /// The image file's size (0 if it cannot be read: the upload then names the error).
+    pub fn image_size(&self) -> u64 {
+        std::fs::metadata(&self.image).map_or(0, |m| m.len())
+    }
+}
+
+/// One place to upload to: a cloud (or the flags' connection) and a region.
 #[derive(Debug, Clone)]
-pub struct Uploaded {
-    pub image: Image,
-    pub method: Method,
-    /// Ids of the images `--replace` removed.
-    pub replaced: Vec<String>,
+pub struct Target {
+    /// `cloud/region`, as the table shows it.
+    pub label: String,
+    pub connection: ConnectionOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,121 +100,137 @@ pub enum UploadError {
     NameTaken { name: String, ids: String },
     #[error("cannot replace image {id} named `{name}`: it belongs to project {owner}, not to yours")]
     NotOurs { id: String, name: String, owner: String },
-    #[error("--import: this Glance does not offer glance-direct import (it offers: {0})")]
-    NoGlanceDirect(String),
+    #[error("{what}: this Glance does not offer it (/v2/info/{endpoint} offers: {offered})")]
+    NotOffered { what: String, endpoint: &'static str, offered: String },
     #[error("image {id}: Glance stored {stored}, but {path} has {local}")]
     Mismatch { id: String, path: PathBuf, stored: String, local: String },
     #[error("interrupted")]
     Interrupted,
+    #[error("{failed} of {total} targets failed: {names}")]
+    TargetsFailed { failed: usize, total: usize, names: String },
 }
 
-/// Upload `job.image` with the given connection settings; `bar` shows the data transfer.
-pub fn upload(connection: &ConnectionOptions, job: &UploadJob, bar: &ProgressBar) -> anyhow::Result<Uploaded> {
-    let connection = connection.clone().with_cloud_config()?;
-    let settings = AuthSettings::from_options(&connection)?;
-    let http = http::client(&http::TlsOptions { cacert: connection.cacert.clone(), insecure: connection.insecure })?;
+/// The targets the settings name: each cloud (or the flags/`OS_*` alone) x each region (or the
+/// cloud's own). `--all-regions` is resolved later, from each cloud's catalog.
+pub fn targets(base: &ConnectionOptions, clouds: &[String], regions: &[String]) -> anyhow::Result<Vec<Target>> {
+    let clouds: Vec<Option<&String>> = if clouds.is_empty() { vec![None] } else { clouds.iter().map(Some).collect() };
+    let mut targets = Vec::new();
+    for cloud in clouds {
+        let mut connection = base.clone();
+        if let Some(cloud) = cloud {
+            connection.set(Id::Cloud, cloud.as_str());
+        }
+        let connection = connection.with_cloud_config()?;
+        let cloud_label = cloud.map_or("-".to_owned(), String::clone);
+        if regions.is_empty() {
+            let region = connection.get(Id::RegionName).unwrap_or("-");
+            targets.push(Target { label: format!("{cloud_label}/{region}"), connection: connection.clone() });
+        }
+        for region in regions {
+            let label = format!("{cloud_label}/{region}");
+            targets.push(Target { label, connection: connection.clone().with(Id::RegionName, region.as_str()) });
+        }
+    }
+    // Missing or contradictory settings are bad input: say so before any target starts.
+    for target in &targets {
+        AuthSettings::from_options(&target.connection).with_context(|| target.label.clone())?;
+    }
+    Ok(targets)
+}
+
+/// Where a target's progress is shown.
+pub trait Progress: Sync {
+    /// A bar for `label`'s `total` bytes (hidden when nothing is drawn).
+    fn bar(&self, label: &str, total: u64) -> indicatif::ProgressBar;
+    /// Called once per target when it is done.
+    fn done(&self, outcome: &Outcome);
+}
+
+/// Upload `job` to every target; one outcome per target (after `--all-regions`), in order.
+pub fn upload(
+    targets: Vec<Target>,
+    all_regions: bool,
+    job: &UploadJob,
+    progress: &dyn Progress,
+) -> anyhow::Result<Vec<Outcome>> {
+    crate::sandbox::catch_stop_signals()?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(upload_with(http, settings, job, bar))
+    let handle = runtime.handle().clone();
+    runtime.block_on(upload_all(targets, all_regions, job, progress, handle))
 }
 
-async fn upload_with(
-    http: reqwest::Client,
-    settings: AuthSettings,
+async fn upload_all(
+    targets: Vec<Target>,
+    all_regions: bool,
     job: &UploadJob,
-    bar: &ProgressBar,
-) -> anyhow::Result<Uploaded> {
-    let mut glance = Glance::connect(http, settings).await?;
-    let name = &job.record.name;
-    let existing = glance.images_named(name).await?;
-    let to_replace = images_to_replace(name, &existing, job.replace, glance.project_id())?;
+    progress: &dyn Progress,
+    handle: tokio::runtime::Handle,
+) -> anyhow::Result<Vec<Outcome>> {
+    let targets = if all_regions { expand_regions(targets).await? } else { targets };
+    let prepared = futures_util::future::join_all(targets.into_iter().map(|t| target::prepare(t, job))).await;
 
-    let created = glance.create(&job.record.create_body()).await?;
-    let id = created.id().to_owned();
-    tracing::info!("created image {id} `{name}`; uploading {}", job.image.display());
-    let outcome = tokio::select! {
-        outcome = send_and_verify(&mut glance, &id, job, bar) => outcome,
-        _ = tokio::signal::ctrl_c() => Err(UploadError::Interrupted.into()),
+    let needs_local = job.method == Method::WebDownload
+        || (!job.force && prepared.iter().any(|p| p.as_ref().is_ok_and(|p| p.has_comparable_image())));
+    let local = if needs_local { Some(digest_file(job).await?) } else { None };
+
+    let decided: Vec<_> = prepared.into_iter().map(|p| p.map(|p| p.decide(job, local.as_ref()))).collect();
+    let senders = decided.iter().filter(|d| d.as_ref().is_ok_and(|d| d.sends_data(job))).count();
+    let (fan_out, mut receivers, digests) = if senders > 0 {
+        let (fan, rx, digests) = FanOut::start(&job.image, senders, stream::STALL_LIMIT, handle);
+        (Some(fan), rx, Some(digests))
+    } else {
+        (None, Vec::new(), None)
     };
-    let (image, method) = match outcome {
-        Ok(done) => done,
-        Err(err) => {
-            bar.abandon();
-            return Err(remove_failed_record(&mut glance, &id, err).await);
+    let mut runs = Vec::new();
+    for decision in decided {
+        let shared = match &decision {
+            Ok(d) if d.sends_data(job) => receivers.pop().zip(digests.clone()),
+            _ => None,
+        };
+        runs.push(target::deliver(decision, job, shared, local.clone(), progress));
+    }
+    drop(receivers);
+    let outcomes = futures_util::future::join_all(runs).await;
+    if let Some(fan_out) = fan_out {
+        // Every body is finished or dropped, so the reader thread has ended or ends now.
+        tokio::task::spawn_blocking(move || fan_out.join()).await.ok();
+    }
+    Ok(outcomes)
+}
+
+/// Each target stands for every region of its cloud's catalog with an image endpoint.
+async fn expand_regions(targets: Vec<Target>) -> anyhow::Result<Vec<Target>> {
+    let mut expanded = Vec::new();
+    for target in targets {
+        let glance = connect(&target.connection).await.with_context(|| format!("{}: --all-regions", target.label))?;
+        let regions = glance.image_regions();
+        if regions.is_empty() {
+            anyhow::bail!("{}: --all-regions: the catalog has no region with an image endpoint", target.label);
         }
-    };
-    bar.finish_and_clear();
-
-    for old in &to_replace {
-        glance
-            .delete(old)
-            .await
-            .with_context(|| format!("image {id} is uploaded, but the image it replaces, {old}, is still there"))?;
-        tracing::info!("removed the replaced image {old}");
-    }
-    Ok(Uploaded { image, method, replaced: to_replace })
-}
-
-/// Delete the record of a failed upload; the upload's error stays the one reported.
-async fn remove_failed_record(glance: &mut Glance, id: &str, err: anyhow::Error) -> anyhow::Error {
-    match glance.delete(id).await {
-        Ok(()) => {
-            tracing::debug!("deleted the record {id} of the failed upload");
-            err
+        let cloud = target.connection.get(Id::Cloud).unwrap_or("-").to_owned();
+        for region in regions {
+            expanded.push(Target {
+                label: format!("{cloud}/{region}"),
+                connection: target.connection.clone().with(Id::RegionName, region),
+            });
         }
-        Err(cleanup) => anyhow::anyhow!("{err:#}; deleting the failed image {id} failed too: {cleanup}"),
     }
+    Ok(expanded)
 }
 
-async fn send_and_verify(
-    glance: &mut Glance,
-    id: &str,
-    job: &UploadJob,
-    bar: &ProgressBar,
-) -> anyhow::Result<(Image, Method)> {
-    let (digests, method) = match job.method {
-        Method::Import => (stage_and_import(glance, id, job, bar, None).await?, Method::Import),
-        Method::Direct => match glance.send_data(id, DataTarget::File, &job.image, bar).await {
-            Ok(digests) => (digests, Method::Direct),
-            Err(refusal) => {
-                let methods = match glance.import_methods().await {
-                    Ok(methods) => methods,
-                    Err(err) => {
-                        tracing::warn!("cannot ask Glance for its import methods: {:#}", anyhow::Error::from(err));
-                        Vec::new()
-                    }
-                };
-                if !should_fall_back_to_import(&refusal, &methods) {
-                    return Err(refusal.into());
-                }
-                tracing::warn!("direct upload refused ({refusal}); staging and importing with glance-direct instead");
-                (stage_and_import(glance, id, job, bar, Some(methods)).await?, Method::Import)
-            }
-        },
-    };
-    let image = glance.wait_until_active(id, job.timeout).await?;
-    verify(&image, &digests, job)?;
-    Ok((image, method))
+/// Authenticate with one target's settings and find its image endpoint.
+pub async fn connect(connection: &ConnectionOptions) -> anyhow::Result<Glance> {
+    let settings = AuthSettings::from_options(connection)?;
+    let tls = http::TlsOptions { cacert: connection.path(Id::Cacert), insecure: connection.switch(Id::Insecure) };
+    let http = http::client(&tls)?;
+    Ok(Glance::connect(http, settings).await?)
 }
 
-async fn stage_and_import(
-    glance: &mut Glance,
-    id: &str,
-    job: &UploadJob,
-    bar: &ProgressBar,
-    methods: Option<Vec<String>>,
-) -> Result<Digests, anyhow::Error> {
-    let methods = match methods {
-        Some(methods) => methods,
-        None => glance.import_methods().await?,
-    };
-    if !methods.iter().any(|m| m == "glance-direct") {
-        let offered = if methods.is_empty() { "none".to_owned() } else { methods.join(", ") };
-        return Err(UploadError::NoGlanceDirect(offered).into());
-    }
-    let digests = glance.send_data(id, DataTarget::Stage, &job.image, bar).await?;
-    glance.import_staged(id).await?;
-    Ok(digests)
+async fn digest_file(job: &UploadJob) -> anyhow::Result<Digests> {
+    let path = job.image.clone();
+    let digests = tokio::task::spawn_blocking(move || stream::digest_file(&path)).await.context("hashing stopped")?;
+    digests.with_context(|| format!("{}: cannot read", job.image.display()))
 }
 
 /// Which existing images a clash means: none, or (with `--replace`) ours of that name.
@@ -182,7 +240,7 @@ pub fn images_to_replace(
     replace: bool,
     project: Option<&str>,
 ) -> Result<Vec<String>, UploadError> {
-    let live: Vec<&Image> = existing.iter().filter(|i| !matches!(i.status(), "deleted" | "pending_delete")).collect();
+    let live: Vec<&Image> = existing.iter().filter(|i| is_live(i)).collect();
     if live.is_empty() {
         return Ok(Vec::new());
     }
@@ -198,6 +256,34 @@ pub fn images_to_replace(
         });
     }
     Ok(live.iter().map(|i| i.id().to_owned()).collect())
+}
+
+fn is_live(image: &Image) -> bool {
+    !matches!(image.status(), "deleted" | "pending_delete")
+}
+
+/// The property openstacksdk records the sha256 of the uploaded data in.
+pub const SHA256_PROPERTY: &str = "owner_specified.openstack.sha256";
+/// The property openstacksdk records the md5 of the uploaded data in.
+pub const MD5_PROPERTY: &str = "owner_specified.openstack.md5";
+
+/// The hash `image` carries that can be compared with the local file: (what, stored, local).
+fn comparable_hash<'a>(image: &'a Image, local: &'a Digests) -> Option<(&'static str, &'a str, &'a str)> {
+    if let Some(sha256) = image.str(SHA256_PROPERTY) {
+        return Some(("sha256", sha256, &local.sha256));
+    }
+    match (image.str("os_hash_algo"), image.str("os_hash_value")) {
+        (Some("sha512"), Some(value)) => Some(("sha512", value, &local.sha512)),
+        (Some("sha256"), Some(value)) => Some(("sha256", value, &local.sha256)),
+        _ => None,
+    }
+}
+
+/// Whether `image` holds exactly the local data (active, same size, same hash).
+pub fn is_identical(image: &Image, local: &Digests) -> bool {
+    image.status() == "active"
+        && image.size() == Some(local.bytes)
+        && comparable_hash(image, local).is_some_and(|(_, stored, local)| stored == local)
 }
 
 /// Require the stored size and hashes to match what was read from disk.
@@ -216,7 +302,10 @@ fn verify(image: &Image, digests: &Digests, job: &UploadJob) -> Result<(), Uploa
         (Some("sha512"), Some(value)) if value != digests.sha512 => {
             return Err(mismatch(format!("sha512 {value}"), format!("sha512 {}", digests.sha512)))
         }
-        (Some(algo), _) if algo != "sha512" => {
+        (Some("sha256"), Some(value)) if value != digests.sha256 => {
+            return Err(mismatch(format!("sha256 {value}"), format!("sha256 {}", digests.sha256)))
+        }
+        (Some(algo), _) if algo != "sha512" && algo != "sha256" => {
             tracing::debug!("Glance hashes with {algo}; comparing the md5 checksum only");
         }
         _ => {}
@@ -254,7 +343,7 @@ mod tests {
         assert!(err.contains("image c") && err.contains("p2"), "{err}");
     }
 
-    fn job() -> UploadJob {
+    pub(crate) fn job() -> UploadJob {
         UploadJob {
             image: PathBuf::from("x.qcow2"),
             record: record::ImageRecord {
@@ -269,25 +358,47 @@ mod tests {
                 recipe: None,
             },
             replace: false,
+            force: false,
             method: Method::Direct,
+            url: None,
+            stores: Stores::Default,
+            all_stores_must_succeed: true,
             timeout: Duration::from_secs(1),
         }
     }
 
+    fn digests() -> Digests {
+        Digests { bytes: 3, sha512: "s".into(), md5: "m".into(), sha256: "h".into() }
+    }
+
+    fn stored(value: serde_json::Value) -> Image {
+        Image(value.as_object().unwrap().clone())
+    }
+
     #[test]
     fn verification_compares_size_and_hashes() {
-        let digests = Digests { bytes: 3, sha512: "s".into(), md5: "m".into() };
-        let stored = |size: u64, sha: &str, md5: &str| {
-            Image(
-                json!({"id": "i", "size": size, "os_hash_algo": "sha512", "os_hash_value": sha, "checksum": md5})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            )
+        let digests = digests();
+        let image = |size: u64, sha: &str, md5: &str| {
+            stored(json!({"id": "i", "size": size, "os_hash_algo": "sha512", "os_hash_value": sha, "checksum": md5}))
         };
-        assert!(verify(&stored(3, "s", "m"), &digests, &job()).is_ok());
-        assert!(verify(&stored(4, "s", "m"), &digests, &job()).unwrap_err().to_string().contains("4 bytes"));
-        assert!(verify(&stored(3, "t", "m"), &digests, &job()).unwrap_err().to_string().contains("sha512 t"));
-        assert!(verify(&stored(3, "s", "n"), &digests, &job()).unwrap_err().to_string().contains("md5 n"));
+        assert!(verify(&image(3, "s", "m"), &digests, &job()).is_ok());
+        assert!(verify(&image(4, "s", "m"), &digests, &job()).unwrap_err().to_string().contains("4 bytes"));
+        assert!(verify(&image(3, "t", "m"), &digests, &job()).unwrap_err().to_string().contains("sha512 t"));
+        assert!(verify(&image(3, "s", "n"), &digests, &job()).unwrap_err().to_string().contains("md5 n"));
+    }
+
+    #[test]
+    fn identical_means_active_same_size_and_same_hash() {
+        let local = digests();
+        let by_glance = stored(json!({"status": "active", "size": 3, "os_hash_algo": "sha512", "os_hash_value": "s"}));
+        assert!(is_identical(&by_glance, &local));
+        let by_sdk = stored(json!({"status": "active", "size": 3, SHA256_PROPERTY: "h", "os_hash_algo": "md5"}));
+        assert!(is_identical(&by_sdk, &local));
+        let other = stored(json!({"status": "active", "size": 3, SHA256_PROPERTY: "x"}));
+        assert!(!is_identical(&other, &local));
+        let queued = stored(json!({"status": "queued", "size": 3, "os_hash_algo": "sha512", "os_hash_value": "s"}));
+        assert!(!is_identical(&queued, &local));
+        let no_hash = stored(json!({"status": "active", "size": 3}));
+        assert!(!is_identical(&no_hash, &local));
     }
 }

@@ -1,17 +1,23 @@
-//! The image data path: `File -> HashingReader -> ProgressReader -> CancelReader -> pump -> HTTP
-//! body`. The adapters are `crate::io`'s; this module adds Glance's digests and the pump.
+//! The image data path. Every target at once: [`FanOut`] reads the file once, hashes it, and hands
+//! each chunk (shared, not copied) to one bounded channel per target, each the body of one HTTP
+//! request. One target again (a retry after re-authentication, the glance-direct fallback):
+//! `File -> HashingReader -> ProgressReader -> CancelReader -> Pump -> HTTP body`, a private read.
 //!
-//! The pump moves fixed-size
-//! chunks through a bounded channel to the async HTTP client, so memory use does not depend on
-//! the image size and reading/hashing (one thread) overlaps with sending (the runtime thread).
+//! Both move fixed-size chunks through bounded channels, so memory use does not depend on the
+//! image size (nor, for the fan-out, on the number of targets: a chunk is shared by all), and
+//! reading/hashing (one thread) overlaps with sending (the runtime thread).
 
+use std::fs::File;
 use std::io::{self, Read};
+use std::path::Path;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::stream;
 use md5::Md5;
-use sha2::{Digest, Sha512};
-use tokio::sync::mpsc;
+use sha2::{Digest, Sha256, Sha512};
+use tokio::sync::{mpsc, watch};
 
 use crate::io::{read_full, StreamDigest, BUFFER_SIZE};
 
@@ -27,6 +33,8 @@ pub struct Digests {
     pub sha512: String,
     /// Hex md5: Glance's legacy `checksum`, always computed by the server.
     pub md5: String,
+    /// Hex sha256: what openstacksdk records as `owner_specified.openstack.sha256`.
+    pub sha256: String,
 }
 
 /// Glance's two digests, computed as the data is read (`io::HashingReader::with_digest`).
@@ -34,6 +42,7 @@ pub struct Digests {
 pub struct GlanceDigest {
     sha512: Sha512,
     md5: Md5,
+    sha256: Sha256,
 }
 
 impl StreamDigest for GlanceDigest {
@@ -42,10 +51,16 @@ impl StreamDigest for GlanceDigest {
     fn update(&mut self, data: &[u8]) {
         self.sha512.update(data);
         self.md5.update(data);
+        self.sha256.update(data);
     }
 
     fn finish(self, bytes: u64) -> Digests {
-        Digests { bytes, sha512: hex::encode(self.sha512.finalize()), md5: hex::encode(self.md5.finalize()) }
+        Digests {
+            bytes,
+            sha512: hex::encode(self.sha512.finalize()),
+            md5: hex::encode(self.md5.finalize()),
+            sha256: hex::encode(self.sha256.finalize()),
+        }
     }
 }
 
@@ -67,6 +82,115 @@ impl<R: Read + Send + 'static> Pump<R> {
     pub fn finish(self) -> io::Result<R> {
         self.thread.join().map_err(|_| io::Error::other("the image reader thread panicked"))?
     }
+}
+
+/// The digests of a whole file (one read, no upload): for comparing with images already there.
+pub fn digest_file(path: &Path) -> io::Result<Digests> {
+    let mut reader = crate::io::HashingReader::<_, GlanceDigest>::with_digest(File::open(path)?);
+    io::copy(&mut reader, &mut io::sink())?;
+    Ok(reader.finish())
+}
+
+/// A chunk on its way to a target, or why the read stopped.
+pub type Chunk = Result<Bytes, io::Error>;
+
+/// What every target waits for once its body is sent: the digests of the one read.
+pub type SharedDigests = watch::Receiver<Option<Result<Digests, String>>>;
+
+/// How long a target may refuse the next chunk before it is cut off, so one stalled server
+/// cannot hold the others back forever.
+pub const STALL_LIMIT: Duration = Duration::from_secs(120);
+
+/// One read of the image feeding several HTTP bodies.
+pub struct FanOut {
+    thread: JoinHandle<()>,
+}
+
+impl FanOut {
+    /// Start reading `path` for `targets` bodies. The runtime `handle` times the sends (a target
+    /// that takes no chunk for `stall` is dropped, which fails its request alone).
+    pub fn start(
+        path: &Path,
+        targets: usize,
+        stall: Duration,
+        handle: tokio::runtime::Handle,
+    ) -> (FanOut, Vec<mpsc::Receiver<Chunk>>, SharedDigests) {
+        let mut senders = Vec::with_capacity(targets);
+        let mut receivers = Vec::with_capacity(targets);
+        for _ in 0..targets {
+            let (tx, rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        let (done_tx, done_rx) = watch::channel(None);
+        let path = path.to_owned();
+        let thread = std::thread::spawn(move || {
+            let result = fan_out(&path, senders, stall, &handle);
+            // Sent before the senders are dropped (inside fan_out), so a body that ends finds it.
+            let _ = done_tx.send(Some(result.map_err(|e| format!("{}: cannot read: {e}", path.display()))));
+        });
+        (FanOut { thread }, receivers, done_rx)
+    }
+
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+fn fan_out(
+    path: &Path,
+    mut senders: Vec<mpsc::Sender<Chunk>>,
+    stall: Duration,
+    handle: &tokio::runtime::Handle,
+) -> io::Result<Digests> {
+    let broadcast_error = |senders: &[mpsc::Sender<Chunk>], err: &io::Error| {
+        for tx in senders {
+            let _ = tx.try_send(Err(io::Error::new(err.kind(), err.to_string())));
+        }
+    };
+    let mut reader = match File::open(path) {
+        Ok(file) => crate::io::HashingReader::<_, GlanceDigest>::with_digest(file),
+        Err(err) => {
+            broadcast_error(&senders, &err);
+            return Err(err);
+        }
+    };
+    loop {
+        let mut chunk = vec![0u8; BUFFER_SIZE];
+        let filled = match read_full(&mut reader, &mut chunk) {
+            Ok(filled) => filled,
+            Err(err) => {
+                broadcast_error(&senders, &err);
+                return Err(err);
+            }
+        };
+        if filled == 0 {
+            return Ok(reader.finish());
+        }
+        chunk.truncate(filled);
+        let chunk = Bytes::from(chunk);
+        // A target whose body was dropped (its request failed) or that stalled is let go; the
+        // others go on. Reading stops early only if no target is left.
+        senders.retain(|tx| {
+            handle
+                .block_on(async { matches!(tokio::time::timeout(stall, tx.send(Ok(chunk.clone()))).await, Ok(Ok(()))) })
+        });
+        if senders.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "no target is reading the image data any more"));
+        }
+    }
+}
+
+/// An HTTP body streaming the chunks of `rx`, advancing `bar` as they go.
+pub fn body_from(rx: mpsc::Receiver<Chunk>, bar: indicatif::ProgressBar) -> reqwest::Body {
+    let chunks = stream::unfold((rx, bar), |(mut rx, bar)| async move {
+        let chunk = rx.recv().await?;
+        if let Ok(data) = &chunk {
+            bar.inc(data.len() as u64);
+        }
+        Some((chunk, (rx, bar)))
+    });
+    reqwest::Body::wrap_stream(chunks)
 }
 
 fn pump_chunks<R: Read>(mut reader: R, tx: &mpsc::Sender<io::Result<Vec<u8>>>) -> io::Result<R> {

@@ -8,6 +8,11 @@
 #   GL_SIZE_CAP  Glance image_size_cap in bytes (default 1 TiB, Glance's own default)
 #   GL_TLS_PORT  if set, a second Glance process serves the same images over TLS on this port,
 #                with a certificate for 127.0.0.1 signed by $OSDIR/tls/ca.pem
+#   GL2_PORT     if set, a second Glance (its own database and store) is the image endpoint of
+#                region RegionTwo of the same Keystone
+#   KS2_PORT, GL3_PORT  if set, a second cloud: its own Keystone (same users and passwords) and
+#                Glance, started alongside the first
+#   Every Glance has two file stores, `local` (the default) and `second`.
 #   WATCH_PID    if set, the servers are stopped and $OSDIR removed once this process is gone
 #                (test binaries have no teardown hook; a crash must not leave servers behind);
 #                KEEP_STATE=1 keeps $OSDIR (logs) for a post-mortem
@@ -52,7 +57,7 @@ kill_listener() {
 
 stop() {
   local p
-  for p in keystone glance glance-tls; do
+  for p in keystone glance glance-tls glance2 keystone2 glance3; do
     if [ -f "$OSDIR/$p.pid" ]; then kill "$(cat "$OSDIR/$p.pid")" 2>/dev/null || true; rm -f "$OSDIR/$p.pid"; fi
   done
 }
@@ -67,50 +72,54 @@ ensure_venv() {
   fi
 }
 
-start_keystone() {
-  cat > "$OSDIR/ks/keystone.conf" <<EOF
+start_keystone() { # name port
+  local name=$1 port=$2 ksd=$OSDIR/$1 ks=http://127.0.0.1:$2
+  mkdir -p "$ksd/fernet" "$ksd/cred"
+  chmod 700 "$ksd/fernet" "$ksd/cred"
+  cat > "$ksd/keystone.conf" <<EOF
 [DEFAULT]
-log_file = $OSDIR/log/keystone.log
+log_file = $OSDIR/log/$name.log
 [database]
-connection = sqlite:///$OSDIR/ks/keystone.sqlite
+connection = sqlite:///$ksd/keystone.sqlite
 [token]
 provider = fernet
 [fernet_tokens]
-key_repository = $OSDIR/ks/fernet
+key_repository = $ksd/fernet
 [fernet_receipts]
-key_repository = $OSDIR/ks/fernet
+key_repository = $ksd/fernet
 [credential]
-key_repository = $OSDIR/ks/cred
+key_repository = $ksd/cred
 EOF
-  cat > "$OSDIR/ks/ks_wsgi.py" <<'EOF'
+  cat > "$ksd/ks_wsgi.py" <<'EOF'
 import sys
 sys.argv = sys.argv[:1]  # keystone's oslo.config must not parse gunicorn's arguments
 from keystone.wsgi.api import application  # noqa
 EOF
-  local km="$VENV/bin/keystone-manage --config-file $OSDIR/ks/keystone.conf"
+  local km="$VENV/bin/keystone-manage --config-file $ksd/keystone.conf"
   $km db_sync
   $km fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
   $km credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
   $km bootstrap --bootstrap-password "$ADMIN_PW" --bootstrap-region-id RegionOne \
-      --bootstrap-public-url "$KS/v3/" --bootstrap-internal-url "$KS/v3/"
+      --bootstrap-public-url "$ks/v3/" --bootstrap-internal-url "$ks/v3/"
   # sqlite's rollback journal gives "database is locked" errors under concurrent writes; WAL does not.
   "$VENV/bin/python" -c "import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')" \
-      "$OSDIR/ks/keystone.sqlite"
-  OS_KEYSTONE_CONFIG_FILES=$OSDIR/ks/keystone.conf nohup "$VENV/bin/gunicorn" --chdir "$OSDIR/ks" \
-      -b "127.0.0.1:$KS_PORT" -w 1 --threads 4 ks_wsgi:application > "$OSDIR/log/keystone-gunicorn.log" 2>&1 &
-  echo $! > "$OSDIR/keystone.pid"
-  wait_http "$KS/v3"
+      "$ksd/keystone.sqlite"
+  OS_KEYSTONE_CONFIG_FILES=$ksd/keystone.conf nohup "$VENV/bin/gunicorn" --chdir "$ksd" \
+      -b "127.0.0.1:$port" -w 1 --threads 4 ks_wsgi:application > "$OSDIR/log/$name-gunicorn.log" 2>&1 &
+  echo $! > "$OSDIR/$name.pid"
+  wait_http "$ks/v3"
 }
 
-token_for() { # user password project
-  curl -sf -D - -o /dev/null -X POST "$KS/v3/auth/tokens" -H 'Content-Type: application/json' -d \
+token_for() { # user password project [keystone]
+  curl -sf -D - -o /dev/null -X POST "${4:-$KS}/v3/auth/tokens" -H 'Content-Type: application/json' -d \
     "{\"auth\":{\"identity\":{\"methods\":[\"password\"],\"password\":{\"user\":{\"name\":\"$1\",\"domain\":{\"id\":\"default\"},\"password\":\"$2\"}}},\"scope\":{\"project\":{\"name\":\"$3\",\"domain\":{\"id\":\"default\"}}}}}" \
     | awk 'tolower($1)=="x-subject-token:"{print $2}' | tr -d '\r'
 }
 
-populate_keystone() {
+populate_keystone() { # keystone-url env-file glance-url [region2-glance-url]
+  local KS=$1 env_file=$2 GL=$3 GL2=${4:-}
   local tok svc_p gl_u svc demo_p demo_u imp_u nodirect member i
-  tok=$(token_for admin "$ADMIN_PW" admin)
+  tok=$(token_for admin "$ADMIN_PW" admin "$KS")
   post() { curl -sf -X POST "$KS/v3/$1" -H "X-Auth-Token: $tok" -H 'Content-Type: application/json' -d "$2"; }
   role_id() { curl -sf "$KS/v3/roles?name=$1" -H "X-Auth-Token: $tok" | jget 'd["roles"][0]["id"]'; }
   grant() { curl -sf -X PUT "$KS/v3/projects/$1/users/$2/roles/$3" -H "X-Auth-Token: $tok"; }
@@ -122,6 +131,12 @@ populate_keystone() {
   for i in public internal admin; do
     post endpoints "{\"endpoint\":{\"service_id\":\"$svc\",\"interface\":\"$i\",\"region_id\":\"RegionOne\",\"url\":\"$GL\"}}" >/dev/null
   done
+  if [ -n "$GL2" ]; then
+    post regions '{"region":{"id":"RegionTwo"}}' >/dev/null
+    for i in public internal admin; do
+      post endpoints "{\"endpoint\":{\"service_id\":\"$svc\",\"interface\":\"$i\",\"region_id\":\"RegionTwo\",\"url\":\"$GL2\"}}" >/dev/null
+    done
+  fi
   demo_p=$(post projects '{"project":{"name":"demo","domain_id":"default"}}' | jget 'd["project"]["id"]')
   demo_u=$(post users '{"user":{"name":"demo","domain_id":"default","password":"demopw"}}' | jget 'd["user"]["id"]')
   grant "$demo_p" "$demo_u" "$member"
@@ -132,39 +147,43 @@ populate_keystone() {
 
   # An application credential of demo (created by demo itself, as users do).
   local demo_tok cred
-  demo_tok=$(token_for demo demopw demo)
+  demo_tok=$(token_for demo demopw demo "$KS")
   cred=$(curl -sf -X POST "$KS/v3/users/$demo_u/application_credentials" -H "X-Auth-Token: $demo_tok" \
       -H 'Content-Type: application/json' -d '{"application_credential":{"name":"mesos-image-it"}}')
   {
     echo "APPCRED_ID=$(echo "$cred" | jget 'd["application_credential"]["id"]')"
     echo "APPCRED_SECRET=$(echo "$cred" | jget 'd["application_credential"]["secret"]')"
     echo "DEMO_PROJECT_ID=$demo_p"
-  } > "$OSDIR/appcred.env"
+  } > "$env_file"
 }
 
-start_glance() {
-  cp "$VENV/etc/glance/glance-api-paste.ini" "$OSDIR/gl/"
-  cat > "$OSDIR/gl/glance-api.conf" <<EOF
+start_glance() { # name port keystone-url size-cap
+  local name=$1 port=$2 KS=$3 cap=$4 gld=$OSDIR/$1
+  mkdir -p "$gld"/{images,second,staging,tasks,cache}
+  cp "$VENV/etc/glance/glance-api-paste.ini" "$gld/"
+  cat > "$gld/glance-api.conf" <<EOF
 [DEFAULT]
-log_file = $OSDIR/log/glance-api.log
-enabled_backends = local:file
+log_file = $OSDIR/log/$name-api.log
+enabled_backends = local:file,second:file
 enabled_import_methods = [glance-direct,web-download]
-image_cache_dir = $OSDIR/gl/cache
-image_size_cap = $GL_SIZE_CAP
+image_cache_dir = $gld/cache
+image_size_cap = $cap
 [database]
-connection = sqlite:///$OSDIR/gl/glance.sqlite
+connection = sqlite:///$gld/glance.sqlite
 [glance_store]
 default_backend = local
 [local]
-filesystem_store_datadir = $OSDIR/gl/images
+filesystem_store_datadir = $gld/images
+[second]
+filesystem_store_datadir = $gld/second
 [os_glance_staging_store]
-filesystem_store_datadir = $OSDIR/gl/staging
+filesystem_store_datadir = $gld/staging
 [os_glance_tasks_store]
-filesystem_store_datadir = $OSDIR/gl/tasks
+filesystem_store_datadir = $gld/tasks
 [oslo_policy]
-policy_file = $OSDIR/gl/policy.yaml
+policy_file = $gld/policy.yaml
 [paste_deploy]
-config_file = $OSDIR/gl/glance-api-paste.ini
+config_file = $gld/glance-api-paste.ini
 flavor = keystone
 [keystone_authtoken]
 www_authenticate_uri = $KS
@@ -177,17 +196,22 @@ username = glance
 password = glancepw
 EOF
   # Direct upload (PUT .../file) is denied to holders of `nodirect`; staging and import stay allowed.
-  cat > "$OSDIR/gl/policy.yaml" <<'EOF'
+  cat > "$gld/policy.yaml" <<'EOF'
 "upload_image": "(role:admin or (role:member and project_id:%(project_id)s)) and not role:nodirect"
 EOF
-  "$VENV/bin/glance-manage" --config-file "$OSDIR/gl/glance-api.conf" db_sync
+  "$VENV/bin/glance-manage" --config-file "$gld/glance-api.conf" db_sync
   # Two Glance processes (plain and TLS) write to this database: WAL, as for Keystone.
   "$VENV/bin/python" -c "import sqlite3,sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')" \
-      "$OSDIR/gl/glance.sqlite"
-  OS_GLANCE_CONFIG_DIR=$OSDIR/gl nohup "$VENV/bin/gunicorn" -b "127.0.0.1:$GL_PORT" -w 1 --threads 4 \
-      --timeout 600 glance.wsgi.api:application > "$OSDIR/log/glance-gunicorn.log" 2>&1 &
-  echo $! > "$OSDIR/glance.pid"
-  wait_http "$GL/healthcheck"
+      "$gld/glance.sqlite"
+  run_glance "$name" "$port"
+}
+
+# (Re)start the gunicorn of Glance `name` on `port` (`services.sh restart-glance` after a kill).
+run_glance() { # name port
+  OS_GLANCE_CONFIG_DIR=$OSDIR/$1 nohup "$VENV/bin/gunicorn" -b "127.0.0.1:$2" -w 1 --threads 4 \
+      --timeout 600 glance.wsgi.api:application > "$OSDIR/log/$1-gunicorn.log" 2>&1 &
+  echo $! > "$OSDIR/$1.pid"
+  wait_http "http://127.0.0.1:$2/healthcheck"
 }
 
 make_tls_cert() {
@@ -205,7 +229,7 @@ make_tls_cert() {
 
 start_glance_tls() {
   make_tls_cert
-  OS_GLANCE_CONFIG_DIR=$OSDIR/gl nohup "$VENV/bin/gunicorn" -b "127.0.0.1:$GL_TLS_PORT" -w 1 --threads 4 \
+  OS_GLANCE_CONFIG_DIR=$OSDIR/glance nohup "$VENV/bin/gunicorn" -b "127.0.0.1:$GL_TLS_PORT" -w 1 --threads 4 \
       --timeout 600 --certfile "$OSDIR/tls/server.pem" --keyfile "$OSDIR/tls/server.key" \
       glance.wsgi.api:application > "$OSDIR/log/glance-tls-gunicorn.log" 2>&1 &
   echo $! > "$OSDIR/glance-tls.pid"
@@ -225,18 +249,33 @@ start_watcher() {
       watcher "$WATCH_PID" "$OSDIR" "$self" "${KEEP_STATE:-}" < /dev/null > /dev/null 2>&1 &
 }
 
+# The second cloud: its own Keystone and Glance, the same users.
+start_cloud2() {
+  start_keystone keystone2 "$KS2_PORT"
+  populate_keystone "http://127.0.0.1:$KS2_PORT" "$OSDIR/appcred2.env" "http://127.0.0.1:$GL3_PORT"
+  start_glance glance3 "$GL3_PORT" "http://127.0.0.1:$KS2_PORT" "$GL_SIZE_CAP"
+}
+
 start() {
+  local port cloud2=
   ensure_venv
-  kill_listener "$KS_PORT"
-  kill_listener "$GL_PORT"
-  if [ -n "${GL_TLS_PORT:-}" ]; then kill_listener "$GL_TLS_PORT"; fi
-  rm -rf "$OSDIR/ks" "$OSDIR/gl"
-  mkdir -p "$OSDIR"/{ks/fernet,ks/cred,gl/images,gl/staging,gl/tasks,gl/cache,log}
-  chmod 700 "$OSDIR/ks/fernet" "$OSDIR/ks/cred"
-  start_keystone
-  populate_keystone
-  start_glance
+  for port in "$KS_PORT" "$GL_PORT" ${GL_TLS_PORT:-} ${GL2_PORT:-} ${KS2_PORT:-} ${GL3_PORT:-}; do
+    kill_listener "$port"
+  done
+  rm -rf "$OSDIR"/{keystone,glance,glance2,keystone2,glance3}
+  mkdir -p "$OSDIR/log"
+  # The second cloud starts alongside the first: on 2 cores that saves most of its start time.
+  if [ -n "${KS2_PORT:-}" ]; then start_cloud2 > "$OSDIR/log/cloud2-start.log" 2>&1 & cloud2=$!; fi
+  start_keystone keystone "$KS_PORT"
+  populate_keystone "$KS" "$OSDIR/appcred.env" "$GL" "${GL2_PORT:+http://127.0.0.1:$GL2_PORT}"
+  start_glance glance "$GL_PORT" "$KS" "$GL_SIZE_CAP"
+  if [ -n "${GL2_PORT:-}" ]; then start_glance glance2 "$GL2_PORT" "$KS" "$GL_SIZE_CAP"; fi
   if [ -n "${GL_TLS_PORT:-}" ]; then start_glance_tls; fi
+  if [ -n "$cloud2" ] && ! wait "$cloud2"; then
+    echo "services.sh: the second cloud did not start:" >&2
+    cat "$OSDIR/log/cloud2-start.log" >&2
+    return 1
+  fi
   if [ -n "${WATCH_PID:-}" ]; then start_watcher; fi
   cat > "$OSDIR/openrc" <<EOF
 export OS_AUTH_URL=$KS/v3
@@ -250,5 +289,7 @@ EOF
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  # A killed master's orphaned worker may still hold the port for a moment: wait it out first.
+  restart-glance) kill_listener "$3"; run_glance "$2" "$3" ;;
+  *) echo "usage: $0 start|stop|restart-glance NAME PORT" >&2; exit 2 ;;
 esac
