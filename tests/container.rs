@@ -1,6 +1,6 @@
 //! Containerised builds: runs `tests/container/run.sh`, which makes its base images locally, builds
 //! the Dockerfile, probes the privileges a build needs and, once the pipeline exists, builds and
-//! boots `debian-mesos` inside the container.
+//! boots `debian-base` inside the container (every stage run there) and boots it on the host.
 
 use std::path::Path;
 use std::process::Command;

@@ -5,8 +5,8 @@
 #   3. smoke-test the image (--help, data dir, --user refusal, missing-privilege message);
 #   4. probe which privileges a build needs (tests/container/probe.sh) and assert the documented
 #      reduced set works while the default set does not;
-#   5. when the pipeline is there, build debian-mesos in the container (reduced privileges, the
-#      fixture Mesos repository on the host's 127.0.0.1), then `qemu-img check` and boot the image.
+#   5. when the pipeline is there, build debian-base in the container (reduced privileges, every
+#      stage run there: --no-cache), then `qemu-img check` and boot the image with the recipe's checks.
 # Exits 0 only if everything it attempted passed; prints SKIPPED lines for what it did not attempt.
 #
 # Environment:
@@ -30,7 +30,6 @@ base_label=org.mesos-image.test-base
 
 skipped=()
 failed=()
-fixture_dir=
 container_names=()
 
 log() { echo "container-test: $*"; }
@@ -42,9 +41,6 @@ cleanup() {
     for name in "${container_names[@]}"; do
         docker rm -f "$name" >/dev/null 2>&1 || true
     done
-    if [ -n "$fixture_dir" ] && [ -x "$repo/tests/fixtures/mesos-repo/serve.sh" ]; then
-        "$repo/tests/fixtures/mesos-repo/serve.sh" --stop "$fixture_dir" || true
-    fi
     if [ -d "$work/tree" ]; then rm -rf "$work/tree"; fi
 }
 trap cleanup EXIT
@@ -339,11 +335,7 @@ bootstrap_test() {
 pipeline_available() {
     local help
     help=$(docker run --rm --entrypoint mesos-image "$image" build --help 2>&1) || return 1
-    grep -q -- '--recipe' <<<"$help" && [ -f "$repo/recipes/debian-mesos.yaml" ]
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    grep -q -- '--recipe' <<<"$help" && [ -f "$repo/recipes/debian-base.yaml" ]
 }
 
 # The host's mesos-image (MESOS_IMAGE_BIN, set by tests/container.rs to the binary cargo built),
@@ -387,8 +379,8 @@ boot_image() {
         # TCG by default: where /dev/kvm opens but cannot run a full guest, `auto` picks KVM and the
         # guest aborts (seen on these machines).
         local accel=${CONTAINER_TEST_ACCEL:-tcg}
-        expect_ok "mesos-image test $qcow2 --recipe debian-mesos --accel $accel" \
-            "$tester" test "$qcow2" --recipe debian-mesos --accel "$accel"
+        expect_ok "mesos-image test $qcow2 --recipe debian-base --accel $accel" \
+            "$tester" test "$qcow2" --recipe debian-base --accel "$accel"
     elif command -v qemu-system-x86_64 >/dev/null; then
         log "booting $qcow2 in qemu (TCG), waiting up to 5 minutes for login:"
         boot_to_login "$qcow2"
@@ -397,26 +389,9 @@ boot_image() {
     fi
 }
 
-# Serve the fixture Mesos repository on the host's 127.0.0.1 when the build can take it; prints
-# the build arguments naming it.
-start_fixture_repo() {
-    local help port
-    # Captured first: `grep -q` closing the pipe early would fail the pipeline under pipefail.
-    help=$(docker run --rm --entrypoint mesos-image "$image" build --help 2>&1) || true
-    if ! grep -q -- '--mesos-repo' <<<"$help"; then
-        return 0
-    fi
-    fixture_dir=$work/fixture
-    "$repo/tests/fixtures/mesos-repo/build.sh" "$fixture_dir" >/dev/null
-    port=$(free_port)
-    "$repo/tests/fixtures/mesos-repo/serve.sh" "$fixture_dir" "$port" >/dev/null
-    fixture_args=(--mesos-repo "http://127.0.0.1:$port bookworm main"
-                  --mesos-repo-key "$fixture_dir/fixture-key.asc")
-}
-
 full_build() {
     if ! pipeline_available; then
-        skip "containerised debian-mesos build + boot: 'mesos-image build' has no --recipe yet or recipes/debian-mesos.yaml is missing"
+        skip "containerised debian-base build + boot: 'mesos-image build' has no --recipe yet or recipes/debian-base.yaml is missing"
         bootstrap_test
         return
     fi
@@ -424,31 +399,28 @@ full_build() {
     # A host cache directory: the test run's shared one when there is one (MESOS_IMAGE_CACHE_DIR,
     # as .ci/run sets it: the packages the host's builds download are not fetched again, and
     # builds in and out of the container queue on the same package-cache lock), else our own,
-    # warm for the next run.
+    # warm for the next run. --no-cache: every stage runs in the container (mmdebstrap, apt,
+    # the chroot phases, the disk), whatever the host's builds left in the stage cache.
     local cache=${MESOS_IMAGE_CACHE_DIR:-$work/cache}
-    local fixture_args=() mounts=(-v "$work/output:/output" -v "$cache:/root/.cache/mesos-image")
+    local mounts=(-v "$work/output:/output" -v "$cache:/root/.cache/mesos-image")
     rm -rf "$out"
     mkdir -p "$out" "$cache"
-    start_fixture_repo
-    # The fixture directory is mounted at the same path so the key path works inside.
-    if [ -n "$fixture_dir" ]; then mounts+=(-v "$fixture_dir:$fixture_dir:ro"); fi
     started=$SECONDS
     container_names+=("$name")
-    # --network host: the fixture repository listens on the host's 127.0.0.1. Ids 4242:4343 stand
-    # for "the invoking user" so the hand-over is visible even when the test runs as root. No
-    # mirror is given: the build falls back to the container's own apt sources.
-    log "building debian-mesos in the container (${reduced_privileges[*]})"
+    # Ids 4242:4343 stand for "the invoking user" so the hand-over is visible even when the test
+    # runs as root. No mirror is given: the build falls back to the container's own apt sources.
+    log "building debian-base in the container (${reduced_privileges[*]})"
     if docker run --rm --name "$name" "${reduced_privileges[@]}" --network host "${mounts[@]}" \
         -e HOST_UID=4242 -e HOST_GID=4343 \
-        "$image" build --recipe debian-mesos -o /output/debian-mesos.qcow2 "${fixture_args[@]}" \
+        "$image" build --recipe debian-base --no-cache -o /output/debian-base.qcow2 \
         > "$work/container-build.log" 2>&1; then
-        log "ok: containerised debian-mesos build took $((SECONDS - started)) s"
+        log "ok: containerised debian-base build took $((SECONDS - started)) s"
     else
         tail -n 30 "$work/container-build.log"
-        fail "containerised debian-mesos build (log: $work/container-build.log)"
+        fail "containerised debian-base build (log: $work/container-build.log)"
         return
     fi
-    local qcow2=$out/debian-mesos.qcow2
+    local qcow2=$out/debian-base.qcow2
     expect_ok "qemu-img check $qcow2" qemu-img check "$qcow2"
     if [ "$(stat -c %u:%g "$qcow2")" = 4242:4343 ]; then
         log "ok: output owned by HOST_UID:HOST_GID"
