@@ -2,37 +2,13 @@
 //!
 //! Settings are read from [`ConnectionOptions`] (connection.rs: flags, `OS_*`, clouds.yaml).
 
-use std::fmt;
-
 use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
 
 use super::clouds::CloudsError;
 use super::connection::{ConnectionOptions, Id};
 use super::http::server_message;
-
-/// A value that must never reach a log, an error message or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value is also registered with [`crate::redact`], so it is masked wherever it is printed.
-    pub fn new(value: impl Into<String>) -> Self {
-        let value = value.into();
-        crate::redact::register(&value);
-        Secret(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+use super::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use super::auth::Secret;
 use super::clouds::{self, CloudEntry, CloudsError};
+use super::secret::Secret;
 
 /// One connection setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
