@@ -11,104 +11,25 @@
 
 pub mod auth;
 pub mod clouds;
+pub mod compare;
 pub mod connection;
 pub mod glance;
 pub mod http;
+pub mod job;
 pub mod record;
+pub mod secret;
 pub mod stream;
 pub mod target;
-
-use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 
 use auth::AuthSettings;
 use connection::{ConnectionOptions, Id};
-use glance::{Glance, Image};
-use record::ImageRecord;
 use stream::{Digests, FanOut};
-pub use target::{Outcome, Status};
 
-/// How the data reaches the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// `PUT /v2/images/{id}/file`; falls back to import when refused with 403.
-    Direct,
-    /// Stage then `glance-direct` import (interoperable import).
-    GlanceDirect,
-    /// Glance fetches the image from a URL itself (`web-download` import).
-    WebDownload,
-}
-
-impl Method {
-    /// The import method's name as Glance spells it.
-    pub fn import_name(self) -> Option<&'static str> {
-        match self {
-            Method::Direct => None,
-            Method::GlanceDirect => Some("glance-direct"),
-            Method::WebDownload => Some("web-download"),
-        }
-    }
-}
-
-/// Which stores of one cloud receive the image (interoperable import only).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stores {
-    /// The cloud's default store.
-    Default,
-    Named(Vec<String>),
-    All,
-}
-
-/// One upload, fully decided.
-#[derive(Debug, Clone)]
-pub struct UploadJob {
-    pub image: PathBuf,
-    pub record: ImageRecord,
-    pub replace: bool,
-    /// Upload even where an identical image exists (then replaced, as with `replace`).
-    pub force: bool,
-    pub method: Method,
-    /// The URL Glance fetches (`web-download`).
-    pub url: Option<String>,
-    pub stores: Stores,
-    /// Glance's `all_stores_must_succeed`: one store failing fails (and reverts) the import.
-    pub all_stores_must_succeed: bool,
-    /// How long to wait for `active` after the data is in.
-    pub timeout: Duration,
-}
-
-impl UploadJob {
-    /// The image file's size (0 if it cannot be read: the upload then names the error).
-    pub fn image_size(&self) -> u64 {
-        std::fs::metadata(&self.image).map_or(0, |m| m.len())
-    }
-}
-
-/// One place to upload to: a cloud (or the flags' connection) and a region.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// `cloud/region`, as the table shows it.
-    pub label: String,
-    pub connection: ConnectionOptions,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum UploadError {
-    #[error("an image named `{name}` already exists ({ids}); pass --replace to replace it")]
-    NameTaken { name: String, ids: String },
-    #[error("cannot replace image {id} named `{name}`: it belongs to project {owner}, not to yours")]
-    NotOurs { id: String, name: String, owner: String },
-    #[error("{what}: this Glance does not offer it (/v2/info/{endpoint} offers: {offered})")]
-    NotOffered { what: String, endpoint: &'static str, offered: String },
-    #[error("image {id}: Glance stored {stored}, but {path} has {local}")]
-    Mismatch { id: String, path: PathBuf, stored: String, local: String },
-    #[error("interrupted")]
-    Interrupted,
-    #[error("{failed} of {total} targets failed: {names}")]
-    TargetsFailed { failed: usize, total: usize, names: String },
-}
+pub use compare::{images_to_replace, is_identical, MD5_PROPERTY, SHA256_PROPERTY};
+pub use job::{Method, Stores, UploadError, UploadJob};
+pub use target::{connect, Outcome, Progress, Status, Target};
 
 /// The targets the settings name: each cloud (or the flags/`OS_*` alone) x each region (or the
 /// cloud's own). `--all-regions` is resolved later, from each cloud's catalog.
@@ -136,14 +57,6 @@ pub fn targets(base: &ConnectionOptions, clouds: &[String], regions: &[String]) 
         AuthSettings::from_options(&target.connection).with_context(|| target.label.clone())?;
     }
     Ok(targets)
-}
-
-/// Where a target's progress is shown.
-pub trait Progress: Sync {
-    /// A bar for `label`'s `total` bytes (hidden when nothing is drawn).
-    fn bar(&self, label: &str, total: u64) -> indicatif::ProgressBar;
-    /// Called once per target when it is done.
-    fn done(&self, outcome: &Outcome);
 }
 
 /// Upload `job` to every target; one outcome per target (after `--all-regions`), in order.
@@ -219,186 +132,8 @@ async fn expand_regions(targets: Vec<Target>) -> anyhow::Result<Vec<Target>> {
     Ok(expanded)
 }
 
-/// Authenticate with one target's settings and find its image endpoint.
-pub async fn connect(connection: &ConnectionOptions) -> anyhow::Result<Glance> {
-    let settings = AuthSettings::from_options(connection)?;
-    let tls = http::TlsOptions { cacert: connection.path(Id::Cacert), insecure: connection.switch(Id::Insecure) };
-    let http = http::client(&tls)?;
-    Ok(Glance::connect(http, settings).await?)
-}
-
 async fn digest_file(job: &UploadJob) -> anyhow::Result<Digests> {
     let path = job.image.clone();
     let digests = tokio::task::spawn_blocking(move || stream::digest_file(&path)).await.context("hashing stopped")?;
     digests.with_context(|| format!("{}: cannot read", job.image.display()))
-}
-
-/// Which existing images a clash means: none, or (with `--replace`) ours of that name.
-pub fn images_to_replace(
-    name: &str,
-    existing: &[Image],
-    replace: bool,
-    project: Option<&str>,
-) -> Result<Vec<String>, UploadError> {
-    let live: Vec<&Image> = existing.iter().filter(|i| is_live(i)).collect();
-    if live.is_empty() {
-        return Ok(Vec::new());
-    }
-    if !replace {
-        let ids = live.iter().map(|i| i.id()).collect::<Vec<_>>().join(", ");
-        return Err(UploadError::NameTaken { name: name.to_owned(), ids });
-    }
-    if let Some(foreign) = live.iter().find(|i| i.str("owner") != project) {
-        return Err(UploadError::NotOurs {
-            id: foreign.id().to_owned(),
-            name: name.to_owned(),
-            owner: foreign.str("owner").unwrap_or("unknown").to_owned(),
-        });
-    }
-    Ok(live.iter().map(|i| i.id().to_owned()).collect())
-}
-
-fn is_live(image: &Image) -> bool {
-    !matches!(image.status(), "deleted" | "pending_delete")
-}
-
-/// The property openstacksdk records the sha256 of the uploaded data in.
-pub const SHA256_PROPERTY: &str = "owner_specified.openstack.sha256";
-/// The property openstacksdk records the md5 of the uploaded data in.
-pub const MD5_PROPERTY: &str = "owner_specified.openstack.md5";
-
-/// The hash `image` carries that can be compared with the local file: (what, stored, local).
-fn comparable_hash<'a>(image: &'a Image, local: &'a Digests) -> Option<(&'static str, &'a str, &'a str)> {
-    if let Some(sha256) = image.str(SHA256_PROPERTY) {
-        return Some(("sha256", sha256, &local.sha256));
-    }
-    match (image.str("os_hash_algo"), image.str("os_hash_value")) {
-        (Some("sha512"), Some(value)) => Some(("sha512", value, &local.sha512)),
-        (Some("sha256"), Some(value)) => Some(("sha256", value, &local.sha256)),
-        _ => None,
-    }
-}
-
-/// Whether `image` holds exactly the local data (active, same size, same hash).
-pub fn is_identical(image: &Image, local: &Digests) -> bool {
-    image.status() == "active"
-        && image.size() == Some(local.bytes)
-        && comparable_hash(image, local).is_some_and(|(_, stored, local)| stored == local)
-}
-
-/// Require the stored size and hashes to match what was read from disk.
-fn verify(image: &Image, digests: &Digests, job: &UploadJob) -> Result<(), UploadError> {
-    let mismatch = |stored: String, local: String| UploadError::Mismatch {
-        id: image.id().to_owned(),
-        path: job.image.clone(),
-        stored,
-        local,
-    };
-    if image.size() != Some(digests.bytes) {
-        let stored = image.size().map_or("no size".to_owned(), |s| format!("{s} bytes"));
-        return Err(mismatch(stored, format!("{} bytes", digests.bytes)));
-    }
-    match (image.str("os_hash_algo"), image.str("os_hash_value")) {
-        (Some("sha512"), Some(value)) if value != digests.sha512 => {
-            return Err(mismatch(format!("sha512 {value}"), format!("sha512 {}", digests.sha512)))
-        }
-        (Some("sha256"), Some(value)) if value != digests.sha256 => {
-            return Err(mismatch(format!("sha256 {value}"), format!("sha256 {}", digests.sha256)))
-        }
-        (Some(algo), _) if algo != "sha512" && algo != "sha256" => {
-            tracing::debug!("Glance hashes with {algo}; comparing the md5 checksum only");
-        }
-        _ => {}
-    }
-    if let Some(checksum) = image.str("checksum").filter(|c| *c != digests.md5) {
-        return Err(mismatch(format!("md5 {checksum}"), format!("md5 {}", digests.md5)));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn image(id: &str, owner: &str, status: &str) -> Image {
-        Image(json!({"id": id, "owner": owner, "status": status}).as_object().unwrap().clone())
-    }
-
-    #[test]
-    fn a_clash_is_refused_without_replace() {
-        let existing = vec![image("a", "p1", "active")];
-        let err = images_to_replace("u", &existing, false, Some("p1")).unwrap_err().to_string();
-        assert!(err.contains("`u`") && err.contains("a") && err.contains("--replace"), "{err}");
-        assert_eq!(images_to_replace("u", &[], false, Some("p1")).unwrap(), Vec::<String>::new());
-        assert!(images_to_replace("u", &[image("d", "p1", "deleted")], false, Some("p1")).unwrap().is_empty());
-    }
-
-    #[test]
-    fn replace_takes_only_our_own_images() {
-        let ours = vec![image("a", "p1", "active"), image("b", "p1", "queued")];
-        assert_eq!(images_to_replace("u", &ours, true, Some("p1")).unwrap(), vec!["a", "b"]);
-        let mixed = vec![image("a", "p1", "active"), image("c", "p2", "active")];
-        let err = images_to_replace("u", &mixed, true, Some("p1")).unwrap_err().to_string();
-        assert!(err.contains("image c") && err.contains("p2"), "{err}");
-    }
-
-    pub(crate) fn job() -> UploadJob {
-        UploadJob {
-            image: PathBuf::from("x.qcow2"),
-            record: record::ImageRecord {
-                name: "x".into(),
-                disk_format: "qcow2".into(),
-                container_format: "bare".into(),
-                visibility: "private".into(),
-                min_disk: None,
-                min_ram: None,
-                tags: vec![],
-                properties: Default::default(),
-                recipe: None,
-            },
-            replace: false,
-            force: false,
-            method: Method::Direct,
-            url: None,
-            stores: Stores::Default,
-            all_stores_must_succeed: true,
-            timeout: Duration::from_secs(1),
-        }
-    }
-
-    fn digests() -> Digests {
-        Digests { bytes: 3, sha512: "s".into(), md5: "m".into(), sha256: "h".into() }
-    }
-
-    fn stored(value: serde_json::Value) -> Image {
-        Image(value.as_object().unwrap().clone())
-    }
-
-    #[test]
-    fn verification_compares_size_and_hashes() {
-        let digests = digests();
-        let image = |size: u64, sha: &str, md5: &str| {
-            stored(json!({"id": "i", "size": size, "os_hash_algo": "sha512", "os_hash_value": sha, "checksum": md5}))
-        };
-        assert!(verify(&image(3, "s", "m"), &digests, &job()).is_ok());
-        assert!(verify(&image(4, "s", "m"), &digests, &job()).unwrap_err().to_string().contains("4 bytes"));
-        assert!(verify(&image(3, "t", "m"), &digests, &job()).unwrap_err().to_string().contains("sha512 t"));
-        assert!(verify(&image(3, "s", "n"), &digests, &job()).unwrap_err().to_string().contains("md5 n"));
-    }
-
-    #[test]
-    fn identical_means_active_same_size_and_same_hash() {
-        let local = digests();
-        let by_glance = stored(json!({"status": "active", "size": 3, "os_hash_algo": "sha512", "os_hash_value": "s"}));
-        assert!(is_identical(&by_glance, &local));
-        let by_sdk = stored(json!({"status": "active", "size": 3, SHA256_PROPERTY: "h", "os_hash_algo": "md5"}));
-        assert!(is_identical(&by_sdk, &local));
-        let other = stored(json!({"status": "active", "size": 3, SHA256_PROPERTY: "x"}));
-        assert!(!is_identical(&other, &local));
-        let queued = stored(json!({"status": "queued", "size": 3, "os_hash_algo": "sha512", "os_hash_value": "s"}));
-        assert!(!is_identical(&queued, &local));
-        let no_hash = stored(json!({"status": "active", "size": 3}));
-        assert!(!is_identical(&no_hash, &local));
-    }
 }

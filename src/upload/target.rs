@@ -8,17 +8,42 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::auth::AuthSettings;
+use super::compare::{images_to_replace, is_identical, is_live, verify, MD5_PROPERTY, SHA256_PROPERTY};
+use super::connection::{ConnectionOptions, Id};
 use super::glance::{should_fall_back_to_import, DataTarget, Glance, GlanceError, Image};
+use super::http;
+use super::job::{Method, Stores, UploadError, UploadJob};
 use super::stream::{Chunk, Digests, SharedDigests};
-use super::{
-    connect, images_to_replace, is_identical, is_live, verify, Method, Progress, Stores, Target, UploadError,
-    UploadJob, MD5_PROPERTY, SHA256_PROPERTY,
-};
 
 /// How long a failed target keeps trying to delete its record while Glance is unreachable.
 const DELETE_PATIENCE: Duration = Duration::from_secs(60);
 /// How often a running target looks for a stop signal.
 const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// One place to upload to: a cloud (or the flags' connection) and a region.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `cloud/region`, as the table shows it.
+    pub label: String,
+    pub connection: ConnectionOptions,
+}
+
+/// Where a target's progress is shown.
+pub trait Progress: Sync {
+    /// A bar for `label`'s `total` bytes (hidden when nothing is drawn).
+    fn bar(&self, label: &str, total: u64) -> indicatif::ProgressBar;
+    /// Called once per target when it is done.
+    fn done(&self, outcome: &Outcome);
+}
+
+/// Authenticate with one target's settings and find its image endpoint.
+pub async fn connect(connection: &ConnectionOptions) -> anyhow::Result<Glance> {
+    let settings = AuthSettings::from_options(connection)?;
+    let tls = http::TlsOptions { cacert: connection.path(Id::Cacert), insecure: connection.switch(Id::Insecure) };
+    let http = http::client(&tls)?;
+    Ok(Glance::connect(http, settings).await?)
+}
 
 /// How a target ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -406,7 +431,7 @@ mod tests {
 
     #[test]
     fn import_bodies_name_the_stores_only_when_chosen() {
-        let mut job = crate::upload::tests::job();
+        let mut job = crate::upload::job::tests::job();
         assert_eq!(import_body(&job, json!({"name": "glance-direct"})), json!({"method": {"name": "glance-direct"}}));
         job.stores = Stores::Named(vec!["a".into(), "b".into()]);
         let body = import_body(&job, json!({"name": "glance-direct"}));
