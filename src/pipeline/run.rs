@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::{Scheduled, Stop, Work};
+use super::keys::StageKeys;
+use super::step::{Scheduled, Stop, Work};
 use crate::cache::{CachePoint, StageCache};
 use crate::disk::DiskReport;
 use crate::manifest::{Manifest, OutputEntry, Package, Reproducibility, RunInfo, StageTiming};
@@ -18,8 +19,6 @@ use crate::sbom;
 use crate::stage::publish::{self, ImageFile};
 use crate::stage::{self, BuildContext};
 use crate::step_id::StepId;
-
-use super::StageKeys;
 
 /// The build's settings the steps read besides the plan.
 #[derive(Debug, Clone, Default)]
