@@ -467,19 +467,7 @@ fn run(scratch: &Scratch, env: &[(&str, &str)], args: &[&str]) -> Outcome {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     let dir = scratch.path();
-    let mut command = Command::new(common::binary());
-    command
-        .args(args.iter().map(|a| os_arg(a)))
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir.join("home"))
-        .env("TMPDIR", dir.join("tmp"))
-        .env("MESOS_IMAGE_CACHE_DIR", dir.join("cache"))
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    let mut command = common::hermetic_command(dir, env, args.iter().map(|a| os_arg(a)));
     // SAFETY: setsid(2) is async-signal-safe.
     unsafe {
         command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(std::io::Error::from));

@@ -59,10 +59,13 @@ pub const HEAT_AGENT_ELEMENTS: &[&str] = &[
 /// one that slipped through would start a real build.
 pub const KILL_AFTER: Duration = Duration::from_secs(10);
 
-/// Run `mesos-image ARGS` in `dir` with a hermetic environment (none of the host's DIB_*, OS_*
-/// or ELEMENTS_PATH; HOME, TMPDIR and the cache dir inside `dir`) plus `env`, killed after
-/// [`KILL_AFTER`]. Returns the output and how long it ran.
-pub fn run_hermetic(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (Output, Duration) {
+/// `mesos-image ARGS` to run in `dir` with a hermetic environment: none of the host's DIB_*,
+/// OS_* or ELEMENTS_PATH; HOME, TMPDIR and the cache dir inside `dir`; then `env`. Output piped.
+pub fn hermetic_command<A: AsRef<std::ffi::OsStr>>(
+    dir: &Path,
+    env: &[(&str, &str)],
+    args: impl IntoIterator<Item = A>,
+) -> Command {
     let mut command = Command::new(binary());
     command
         .args(args)
@@ -76,6 +79,12 @@ pub fn run_hermetic(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (Output,
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    command
+}
+
+/// Run [`hermetic_command`], killed after [`KILL_AFTER`]. Returns the output and how long it ran.
+pub fn run_hermetic(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (Output, Duration) {
+    let mut command = hermetic_command(dir, env, args);
     let started = Instant::now();
     let mut child = command.spawn().unwrap();
     while child.try_wait().unwrap().is_none() && started.elapsed() < KILL_AFTER {
