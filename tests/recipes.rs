@@ -181,3 +181,122 @@ fn ubuntu_mesos_plan_is_a_trusty_upstart_cloud_image_build() {
     let pre_install: Vec<&str> = plan.scripts[&Phase::PreInstall].iter().map(|s| s.name.as_str()).collect();
     assert!(pre_install.contains(&"05-mesos-repo"), "{pre_install:?}");
 }
+
+/// As the build runs a phase script: source `environment_d` in order, then run `script`, with
+/// `env`, in a private user and mount namespace whose /etc is an empty tmpfs (the host's /etc is
+/// never touched) and with `stub_bin` first on PATH. What the script left in /etc is copied to
+/// `out`.
+fn run_locale_script(
+    environment_d: &[&str],
+    script: &str,
+    env: &[(&str, &str)],
+    stub_bin: &std::path::Path,
+    out: &std::path::Path,
+) {
+    let wrapper = r#"mount -t tmpfs tmpfs /etc && mkdir -p /etc/default /etc/cloud/cloud.cfg.d || exit 99
+out=$1 script=$2; shift 2
+for file in "$@"; do . "$file" || exit 98; done
+"$script"; rc=$?; cp -r /etc "$out" && exit $rc"#;
+    let output = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "bash", "-c", wrapper, "bash"])
+        .arg(out)
+        .arg(script)
+        .args(environment_d)
+        .env_clear()
+        .envs(env.iter().copied())
+        .env("PATH", format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", stub_bin.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script} {env:?}: {}: {stderr}", output.status);
+}
+
+/// Issue 23 on trusty, by plan (no Ubuntu archive here): the real binary's dry-run plan of the
+/// ubuntu-mesos recipe runs debian-common's locale script in post-install and, with the plan's
+/// environment and environment.d, it generates en_US.UTF-8 (the LANG it sets) the Ubuntu way:
+/// `locale-gen NAME...`, no /etc/locale.gen, LANG in /etc/default/locale and cloud-init's
+/// `locale`. `locale-gen` is a stub fixture recording its arguments (Ubuntu's cannot run here).
+/// Another LANG is generated beside en_US.UTF-8; the Debian branch still uses /etc/locale.gen.
+#[test]
+fn ubuntu_mesos_plan_generates_en_us_utf8_the_ubuntu_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.asc");
+    std::fs::write(&key, "fixture key\n").unwrap();
+    let (output, _) = common::run_hermetic(
+        dir.path(),
+        &[],
+        &[
+            "build",
+            "--dry-run",
+            "--json",
+            "--recipe",
+            "ubuntu-mesos",
+            "-o",
+            "x.qcow2",
+            "--mesos-repo",
+            "http://127.0.0.1:1 trusty main",
+            "--mesos-repo-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((plan["distro"].as_str(), plan["release"].as_str()), (Some("ubuntu"), Some("trusty")));
+    let scripts = plan["scripts"]["post-install.d"].as_array().unwrap();
+    let locale_script = scripts
+        .iter()
+        .find(|s| s["name"] == "05-debian-common-locale")
+        .unwrap_or_else(|| panic!("no locale script in post-install.d: {scripts:?}"));
+    assert_eq!(locale_script["element"], "debian-common");
+    let script = locale_script["path"].as_str().unwrap();
+    let environment_d: Vec<&str> =
+        plan["environment_d"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    let plan_env: Vec<(&str, &str)> =
+        plan["env"].as_object().unwrap().iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap())).collect();
+
+    // Fixture: a `locale-gen` that records each call's arguments, one call a line.
+    let stub_bin = dir.path().join("bin");
+    std::fs::create_dir(&stub_bin).unwrap();
+    let stub = stub_bin.join("locale-gen");
+    std::fs::write(&stub, "#!/bin/sh\necho \"[$*]\" >> \"$LOCALE_GEN_CALLS\"\n").unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let record = dir.path().join("locale-gen.calls");
+    let record_var = ("LOCALE_GEN_CALLS", record.to_str().unwrap());
+
+    // (environment.d sourced, environment, LANG expected, locale-gen calls expected)
+    let mut planned = plan_env.clone();
+    planned.push(record_var);
+    let cases: [(&[&str], Vec<(&str, &str)>, &str, &str); 4] = [
+        (&environment_d, planned, "en_US.UTF-8", "[en_US.UTF-8]\n"),
+        (
+            &[],
+            vec![("DISTRO_NAME", "ubuntu"), ("DIB_DEBIAN_LOCALE", "C.UTF-8"), record_var],
+            "C.UTF-8",
+            "[en_US.UTF-8]\n",
+        ),
+        (
+            &[],
+            vec![("DISTRO_NAME", "ubuntu"), ("DIB_DEBIAN_LOCALE", "de_DE.UTF-8"), record_var],
+            "de_DE.UTF-8",
+            "[en_US.UTF-8 de_DE.UTF-8]\n",
+        ),
+        (&[], vec![("DISTRO_NAME", "debian"), ("DIB_DEBIAN_LOCALE", "C.UTF-8"), record_var], "C.UTF-8", "[]\n"),
+    ];
+    for (index, (environment_d, env, lang, calls)) in cases.into_iter().enumerate() {
+        let out = dir.path().join(format!("etc-{index}"));
+        let _ = std::fs::remove_file(&record);
+        run_locale_script(environment_d, script, &env, &stub_bin, &out);
+        let ubuntu = index < 3;
+        let case = format!("case {index}, LANG={lang}");
+        assert_eq!(std::fs::read_to_string(&record).unwrap(), calls, "{case}: locale-gen calls");
+        assert_eq!(std::fs::read_to_string(out.join("default/locale")).unwrap(), format!("LANG={lang}\n"), "{case}");
+        let cloud = std::fs::read_to_string(out.join("cloud/cloud.cfg.d/05-mesos-image-locale.cfg")).unwrap();
+        assert!(cloud.ends_with(&format!("\nlocale: {lang}\n")), "{case}: {cloud}");
+        let locale_gen = std::fs::read_to_string(out.join("locale.gen")).ok();
+        if ubuntu {
+            assert_eq!(locale_gen, None, "{case}: Ubuntu's locale-gen never reads /etc/locale.gen");
+        } else {
+            assert_eq!(locale_gen.as_deref(), Some("en_US.UTF-8 UTF-8\n"), "{case}");
+        }
+    }
+}
