@@ -128,6 +128,16 @@ const CASES: &[Case] = &[
     case(&["upload", "q.qcow2"], "no credentials at all", USAGE, "no auth URL: set OS_AUTH_URL"),
     env_case(&[("OS_CLOUD", "nosuch")], &["upload", "q.qcow2"], "`OS_CLOUD` without a clouds.yaml", USAGE, "cloud `nosuch` was asked for but no clouds.yaml was found"),
     env_case(&[("OS_AUTH_URL", "http://127.0.0.1:9/v3"), ("OS_AUTH_TYPE", "kerberos")], &["upload", "q.qcow2"], "unsupported auth type", USAGE, "unsupported auth type `kerberos`"),
+    env_case(&[("OS_CLIENT_CONFIG_FILE", "bad-clouds.yaml"), ("OS_CLOUD", "url-number")], &["upload", "q.qcow2"], "clouds.yaml `auth_url: 5`", USAGE, "bad-clouds.yaml: cloud `url-number`: auth.auth_url: expected text, found a number"),
+    env_case(&[("OS_CLIENT_CONFIG_FILE", "bad-clouds.yaml"), ("OS_CLOUD", "auth-text")], &["upload", "q.qcow2"], "clouds.yaml `auth: x` (not a mapping)", USAGE, "bad-clouds.yaml: cloud `auth-text`: auth: expected a mapping of auth settings, found text"),
+    env_case(&[("OS_CLIENT_CONFIG_FILE", "bad-clouds.yaml"), ("OS_CLOUD", "regions-map")], &["upload", "q.qcow2"], "clouds.yaml `regions: {a: 1}`", USAGE, "bad-clouds.yaml: cloud `regions-map`: regions: expected a list of regions, found a mapping"),
+    env_case(&[("OS_CLIENT_CONFIG_FILE", "bad-clouds.yaml"), ("OS_CLOUD", "region-item")], &["upload", "q.qcow2"], "clouds.yaml `regions: [[a]]`", USAGE, "bad-clouds.yaml: cloud `region-item`: regions: expected region names or {name: ...} mappings, found a list"),
+    env_case(&[("OS_CLIENT_CONFIG_FILE", "bad-clouds.yaml"), ("OS_CLOUD", "verify-maybe")], &["upload", "q.qcow2"], "clouds.yaml `verify: maybe`", USAGE, "bad-clouds.yaml: cloud `verify-maybe`: verify: expected true or false, found text"),
+    env_case(&[("OS_CLIENT_CONFIG_FILE", "bad-clouds.yaml"), ("OS_CLOUD", "interface-list")], &["upload", "q.qcow2"], "clouds.yaml `interface: [x]`", USAGE, "bad-clouds.yaml: cloud `interface-list`: interface: expected public, internal or admin, found a list"),
+    env_case(&[("OS_CLIENT_CONFIG_FILE", "bad-clouds.yaml"), ("OS_CLOUD", "interface-sideways")], &["upload", "q.qcow2"], "clouds.yaml `interface: sideways`, before authenticating", USAGE, "bad-clouds.yaml: cloud `interface-sideways`: interface: `sideways`: expected public, internal or admin"),
+    env_case(&[("OS_CLIENT_CONFIG_FILE", "bad-clouds.yaml"), ("OS_CLOUD", "entry-text")], &["upload", "q.qcow2"], "clouds.yaml cloud that is not a mapping", USAGE, "bad-clouds.yaml: cloud `entry-text`: expected a mapping of settings, found text"),
+    env_case(&[("OS_CLIENT_CONFIG_FILE", "bad-clouds.yaml"), ("OS_CLOUD", "cacert-list")], &["upload", "q.qcow2"], "clouds.yaml `cacert: [a, b]`", USAGE, "bad-clouds.yaml: cloud `cacert-list`: cacert: expected text, found a list"),
+    env_case(&[("OS_CLIENT_CONFIG_FILE", "bad-clouds.yaml"), ("OS_CLIENT_SECURE_FILE", "bad-secure.yaml"), ("OS_CLOUD", "good")], &["upload", "q.qcow2"], "secure.yaml `password: [...]` (the secure file is named, the value is not printed)", USAGE, "bad-secure.yaml: cloud `good`: auth.password: expected text or a number, found a list"),
     // Test.
     case(&["test", "missing.qcow2"], "missing image", USAGE, "image missing.qcow2: no such file"),
     case(&["test", "adir"], "a directory", USAGE, "image adir: is a directory"),
@@ -319,6 +329,12 @@ impl Scratch {
         ] {
             std::fs::write(root.join(format!("recipes/{name}.yaml")), text).unwrap();
         }
+        std::fs::write(root.join("bad-clouds.yaml"), BAD_CLOUDS).unwrap();
+        std::fs::write(
+            root.join("bad-secure.yaml"),
+            format!("clouds:\n  good:\n    auth:\n      password: [{SECRET}]\n"),
+        )
+        .unwrap();
         make_special_files(root);
         let elems = root.join("elems");
         make_hostile_elements(&elems);
@@ -387,6 +403,20 @@ fn make_special_files(root: &Path) {
     std::fs::write(root.join("bd.yaml"), "- local_loop:\n    name: image0\n").unwrap();
     std::fs::write(root.join("big.yaml"), vec![b'#'; 2 << 20]).unwrap();
 }
+
+/// One cloud per clouds.yaml mistake of type; `good` is right, its secure.yaml is not.
+const BAD_CLOUDS: &str = "clouds:
+  url-number: {auth: {auth_url: 5}}
+  auth-text: {auth: x}
+  regions-map: {regions: {a: 1}}
+  region-item: {regions: [[a]]}
+  verify-maybe: {verify: maybe}
+  interface-list: {interface: [x]}
+  interface-sideways: {interface: sideways}
+  entry-text: text
+  cacert-list: {cacert: [a, b]}
+  good: {auth: {auth_url: 'http://127.0.0.1:9/v3', username: u}}
+";
 
 /// The secret the secret cases pass; it must never appear in any output.
 const SECRET: &str = "hunter2-s3cret";

@@ -20,6 +20,9 @@ pub enum CloudsError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    /// A value of the wrong type or outside its set, found before any network work.
+    #[error("{path}: cloud `{cloud}`: {key}: {problem}")]
+    BadValue { path: PathBuf, cloud: String, key: String, problem: String },
 }
 
 /// One cloud's settings, as strings (the way openstacksdk treats them).
@@ -88,12 +91,15 @@ pub fn load_from(name: &str, clouds_path: &Path, secure_path: Option<&Path>) -> 
         path: clouds_path.to_owned(),
         known: known_names(&clouds),
     })?;
+    check_cloud(name, &entry, clouds_path)?;
     if let Some(secure_path) = secure_path.filter(|p| p.is_file()) {
         if let Some(secret) = read_clouds(secure_path)?.get(name) {
+            // Checked on its own, so an error names the file the bad value is in.
+            check_cloud(name, secret, secure_path)?;
             merge(&mut entry, secret);
         }
     }
-    entry_from_value(&entry, clouds_path)
+    Ok(entry_from_value(&entry))
 }
 
 fn read_clouds(path: &Path) -> Result<Mapping, CloudsError> {
@@ -134,11 +140,142 @@ fn merge(base: &mut Value, over: &Value) {
     }
 }
 
-fn entry_from_value(value: &Value, path: &Path) -> Result<CloudEntry, CloudsError> {
-    let Value::Mapping(map) = value else {
-        return Err(CloudsError::Parse { path: path.to_owned(), message: "a cloud must be a mapping".to_owned() });
+/// What a key of a cloud entry must hold. Keys not listed here are openstacksdk's business, not
+/// ours: they are kept when scalar and otherwise ignored, as before.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// Text only: a number here is a mistake (`auth_url: 5`), not a value.
+    Text,
+    /// Text or a number (names, IDs and passwords may look numeric: `project_id: 1234`).
+    Word,
+    /// `true`/`false` (or those words quoted).
+    Bool,
+    /// One of openstacksdk's endpoint interfaces.
+    Interface,
+    /// A list of region names or `{name: ...}` mappings.
+    Regions,
+}
+
+const TOP_KEYS: &[(&str, Shape)] = &[
+    ("auth_type", Shape::Text),
+    ("region_name", Shape::Text),
+    ("interface", Shape::Interface),
+    ("verify", Shape::Bool),
+    ("cacert", Shape::Text),
+    ("cert", Shape::Text),
+    ("key", Shape::Text),
+    ("image_endpoint_override", Shape::Text),
+    ("identity_api_version", Shape::Word),
+    ("image_api_version", Shape::Word),
+    ("regions", Shape::Regions),
+];
+
+/// Auth keys whose value is a URL; every other auth key is a [`Shape::Word`].
+const AUTH_TEXT_KEYS: &[&str] = &["auth_url"];
+
+const INTERFACES: &[&str] = &["public", "internal", "admin"];
+
+/// Refuse values of the wrong type before anything uses them, naming the file, the cloud and
+/// the key. Values are never quoted: the entry holds passwords.
+fn check_cloud(cloud: &str, value: &Value, path: &Path) -> Result<(), CloudsError> {
+    let bad = |key: &str, problem: String| CloudsError::BadValue {
+        path: path.to_owned(),
+        cloud: cloud.to_owned(),
+        key: key.to_owned(),
+        problem,
     };
+    let map = match value {
+        Value::Mapping(map) => map,
+        Value::Null => return Ok(()),
+        other => {
+            let message = format!("cloud `{cloud}`: expected a mapping of settings, found {}", kind(other));
+            return Err(CloudsError::Parse { path: path.to_owned(), message });
+        }
+    };
+    for (key, value) in map {
+        let Some(key) = key.as_str() else { continue };
+        if key == "auth" {
+            check_auth(value).map_err(|(k, problem)| bad(&k, problem))?;
+        } else if let Some((_, shape)) = TOP_KEYS.iter().find(|(name, _)| *name == key) {
+            check_shape(value, *shape).map_err(|problem| bad(key, problem))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_auth(value: &Value) -> Result<(), (String, String)> {
+    let map = match value {
+        Value::Mapping(map) => map,
+        Value::Null => return Ok(()),
+        other => {
+            return Err(("auth".to_owned(), format!("expected a mapping of auth settings, found {}", kind(other))))
+        }
+    };
+    for (key, value) in map {
+        let Some(key) = key.as_str() else { continue };
+        let shape = if AUTH_TEXT_KEYS.contains(&key) { Shape::Text } else { Shape::Word };
+        check_shape(value, shape).map_err(|problem| (format!("auth.{key}"), problem))?;
+    }
+    Ok(())
+}
+
+fn check_shape(value: &Value, shape: Shape) -> Result<(), String> {
+    let ok = match (shape, value) {
+        (_, Value::Null) | (Shape::Text | Shape::Interface, Value::String(_)) => true,
+        (Shape::Word, Value::String(_) | Value::Number(_)) => true,
+        (Shape::Bool, Value::Bool(_)) => true,
+        (Shape::Bool, Value::String(s)) => s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false"),
+        (Shape::Regions, Value::Sequence(regions)) => return regions.iter().try_for_each(check_region),
+        _ => false,
+    };
+    if !ok {
+        return Err(format!("expected {}, found {}", expected(shape), kind(value)));
+    }
+    match (shape, value) {
+        (Shape::Interface, Value::String(s))
+            if !INTERFACES.contains(&s.trim_end_matches("URL").to_ascii_lowercase().as_str()) =>
+        {
+            Err(format!("`{s}`: expected public, internal or admin"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_region(region: &Value) -> Result<(), String> {
+    match region {
+        Value::String(_) => Ok(()),
+        Value::Mapping(map) if map.get("name").is_some_and(Value::is_string) => Ok(()),
+        Value::Mapping(_) => Err("a region mapping needs a `name` that is text".to_owned()),
+        other => Err(format!("expected region names or {{name: ...}} mappings, found {}", kind(other))),
+    }
+}
+
+fn expected(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Text => "text",
+        Shape::Word => "text or a number",
+        Shape::Bool => "true or false",
+        Shape::Interface => "public, internal or admin",
+        Shape::Regions => "a list of regions",
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// An entry [`check_cloud`] accepted, as strings.
+fn entry_from_value(value: &Value) -> CloudEntry {
     let mut entry = CloudEntry::default();
+    let Value::Mapping(map) = value else { return entry };
     for (key, value) in map {
         let Some(key) = key.as_str() else { continue };
         if key == "auth" {
@@ -146,10 +283,12 @@ fn entry_from_value(value: &Value, path: &Path) -> Result<CloudEntry, CloudsErro
                 entry.auth = scalars(auth);
             }
         } else if let Some(text) = scalar(value) {
+            // `verify: "False"` and `verify: false` mean the same.
+            let text = if key == "verify" { text.to_ascii_lowercase() } else { text };
             entry.settings.insert(key.to_owned(), text);
         }
     }
-    Ok(entry)
+    entry
 }
 
 fn scalars(map: &Mapping) -> BTreeMap<String, String> {
@@ -236,5 +375,44 @@ mod tests {
         let clouds = dir.path().join("clouds.json");
         std::fs::write(&clouds, r#"{"clouds": {"j": {"auth": {"auth_url": "http://x/v3"}}}}"#).unwrap();
         assert_eq!(load_from("j", &clouds, None).unwrap().auth("auth_url").as_deref(), Some("http://x/v3"));
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_name_file_cloud_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let clouds = dir.path().join("clouds.yaml");
+        std::fs::write(
+            &clouds,
+            "clouds:\n  n: {auth: {auth_url: 5}}\n  s: {auth: x}\n  r: {regions: {a: 1}}\n  v: {verify: maybe}\n  \
+             i: {interface: [x]}\n  w: {interface: sideways}\n  e: text\n  \
+             ok: {verify: \"False\", interface: internalURL, regions: [a, {name: b}], auth: {project_id: 1234, password: hunter2}}\n",
+        )
+        .unwrap();
+        let err = |cloud: &str| load_from(cloud, &clouds, None).unwrap_err().to_string();
+        let file = clouds.display().to_string();
+        for (cloud, text) in [
+            ("n", "cloud `n`: auth.auth_url: expected text, found a number"),
+            ("s", "cloud `s`: auth: expected a mapping of auth settings, found text"),
+            ("r", "cloud `r`: regions: expected a list of regions, found a mapping"),
+            ("v", "cloud `v`: verify: expected true or false, found text"),
+            ("i", "cloud `i`: interface: expected public, internal or admin, found a list"),
+            ("w", "cloud `w`: interface: `sideways`: expected public, internal or admin"),
+            ("e", "cloud `e`: expected a mapping of settings, found text"),
+        ] {
+            let message = err(cloud);
+            assert_eq!(message, format!("{file}: {text}"));
+        }
+        let entry = load_from("ok", &clouds, None).unwrap();
+        assert_eq!(entry.setting("verify").as_deref(), Some("false"));
+        assert_eq!(entry.auth("project_id").as_deref(), Some("1234"));
+
+        let secure = dir.path().join("secure.yaml");
+        std::fs::write(&secure, "clouds:\n  ok: {auth: {password: [hunter2]}}\n").unwrap();
+        let message = load_from("ok", &clouds, Some(&secure)).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!("{}: cloud `ok`: auth.password: expected text or a number, found a list", secure.display())
+        );
+        assert!(!message.contains("hunter2"), "{message}");
     }
 }
