@@ -310,81 +310,23 @@ pub fn document(contents: &Contents<'_>) -> Value {
     let namespace_id = contents.pins.seed.guid("spdx-document-namespace");
     let mut packages = Vec::new();
     let mut relationships = Vec::new();
-    let mut license_refs = BTreeSet::new();
 
     let image_ids: Vec<String> =
         contents.images.iter().map(|image| format!("SPDXRef-Image-{}", spdx_id_part(&image.format))).collect();
     for (image, id) in contents.images.iter().zip(&image_ids) {
-        packages.push(json!({
-            "SPDXID": id,
-            "name": image.file,
-            "packageFileName": image.file,
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "primaryPackagePurpose": "OPERATING-SYSTEM",
-            "checksums": [{"algorithm": "SHA256", "checksumValue": image.sha256}],
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": "NOASSERTION",
-            "copyrightText": "NOASSERTION",
-            "comment": format!("{} disk image", image.format),
-        }));
+        packages.push(image_package(image, id));
         relationships.push(relationship("SPDXRef-DOCUMENT", "DESCRIBES", id));
     }
     for input in contents.inputs {
         let id = format!("SPDXRef-{}-{}", spdx_id_part(input.kind), spdx_id_part(&input.name));
-        packages.push(json!({
-            "SPDXID": id,
-            "name": format!("{}:{}", input.kind, input.name),
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "primaryPackagePurpose": "SOURCE",
-            "checksums": [{"algorithm": "SHA256", "checksumValue": input.sha256}],
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": "NOASSERTION",
-            "copyrightText": "NOASSERTION",
-            "comment": format!("mesos-image {} the image was built from; digest of its files, names and modes", input.kind),
-        }));
-        for image in &image_ids {
-            relationships.push(relationship(image, "GENERATED_FROM", &id));
-        }
+        packages.push(input_package(input, &id));
+        relationships.extend(image_ids.iter().map(|image| relationship(image, "GENERATED_FROM", &id)));
     }
     for deb in contents.debs {
         let id = format!("SPDXRef-deb-{}-{}", spdx_id_part(&deb.name), spdx_id_part(&deb.architecture));
-        if let Some(license) = &deb.license {
-            license_refs
-                .extend(license.split([' ', '(', ')']).filter(|t| t.starts_with("LicenseRef-")).map(str::to_owned));
-        }
-        packages.push(json!({
-            "SPDXID": id,
-            "name": deb.name,
-            "versionInfo": deb.version,
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "primaryPackagePurpose": "LIBRARY",
-            "sourceInfo": format!("built from Debian source package {} {}", deb.source.0, deb.source.1),
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": deb.license.clone().unwrap_or_else(|| "NOASSERTION".to_owned()),
-            "copyrightText": "NOASSERTION",
-            "externalRefs": [{
-                "referenceCategory": "PACKAGE-MANAGER",
-                "referenceType": "purl",
-                "referenceLocator": purl(contents.distro, contents.release, deb),
-            }],
-        }));
-        for image in &image_ids {
-            relationships.push(relationship(image, "CONTAINS", &id));
-        }
+        packages.push(deb_package(contents, deb, &id));
+        relationships.extend(image_ids.iter().map(|image| relationship(image, "CONTAINS", &id)));
     }
-    let extracted: Vec<Value> = license_refs
-        .iter()
-        .map(|id| {
-            json!({
-                "licenseId": id,
-                "name": id.trim_start_matches("LicenseRef-"),
-                "extractedText": "A license short name from a Debian machine-readable copyright file that SPDX has no identifier for; its text is in the package's /usr/share/doc/PACKAGE/copyright.",
-            })
-        })
-        .collect();
     json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
@@ -399,8 +341,83 @@ pub fn document(contents: &Contents<'_>) -> Value {
         "documentDescribes": image_ids,
         "packages": packages,
         "relationships": relationships,
-        "hasExtractedLicensingInfos": extracted,
+        "hasExtractedLicensingInfos": extracted_licenses(contents.debs),
     })
+}
+
+/// The package an image file the build wrote is.
+fn image_package(image: &ImageFile, id: &str) -> Value {
+    json!({
+        "SPDXID": id,
+        "name": image.file,
+        "packageFileName": image.file,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "OPERATING-SYSTEM",
+        "checksums": [{"algorithm": "SHA256", "checksumValue": image.sha256}],
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "comment": format!("{} disk image", image.format),
+    })
+}
+
+/// The package an input (the recipe, an element) is, named by its kind and digested.
+fn input_package(input: &Input, id: &str) -> Value {
+    json!({
+        "SPDXID": id,
+        "name": format!("{}:{}", input.kind, input.name),
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "SOURCE",
+        "checksums": [{"algorithm": "SHA256", "checksumValue": input.sha256}],
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "comment": format!("mesos-image {} the image was built from; digest of its files, names and modes", input.kind),
+    })
+}
+
+/// The package an installed deb is, with its declared license and purl.
+fn deb_package(contents: &Contents<'_>, deb: &Deb, id: &str) -> Value {
+    json!({
+        "SPDXID": id,
+        "name": deb.name,
+        "versionInfo": deb.version,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "LIBRARY",
+        "sourceInfo": format!("built from Debian source package {} {}", deb.source.0, deb.source.1),
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": deb.license.clone().unwrap_or_else(|| "NOASSERTION".to_owned()),
+        "copyrightText": "NOASSERTION",
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": purl(contents.distro, contents.release, deb),
+        }],
+    })
+}
+
+/// One entry per `LicenseRef-` the debs' licenses name, sorted and once each: SPDX requires
+/// every such reference to be declared in the document.
+fn extracted_licenses(debs: &[Deb]) -> Vec<Value> {
+    let license_refs: BTreeSet<&str> = debs
+        .iter()
+        .filter_map(|deb| deb.license.as_deref())
+        .flat_map(|license| license.split([' ', '(', ')']))
+        .filter(|token| token.starts_with("LicenseRef-"))
+        .collect();
+    license_refs
+        .iter()
+        .map(|id| {
+            json!({
+                "licenseId": id,
+                "name": id.trim_start_matches("LicenseRef-"),
+                "extractedText": "A license short name from a Debian machine-readable copyright file that SPDX has no identifier for; its text is in the package's /usr/share/doc/PACKAGE/copyright.",
+            })
+        })
+        .collect()
 }
 
 fn relationship(from: &str, kind: &str, to: &str) -> Value {

@@ -177,6 +177,18 @@ fn dib_flag_variables(args: &BuildArgs) -> anyhow::Result<Vec<(&'static str, Str
 /// The plan as people read it.
 pub fn render_plan(plan: &Plan) -> String {
     let mut out = String::new();
+    render_summary(&mut out, plan);
+    render_element_changes(&mut out, plan);
+    render_block_device(&mut out, plan);
+    render_elements(&mut out, plan);
+    render_phases(&mut out, plan);
+    render_packages(&mut out, plan);
+    render_settings(&mut out, plan);
+    out
+}
+
+/// The plan's head: mode, target, base, mirror and image.
+fn render_summary(out: &mut String, plan: &Plan) {
     let mode = match &plan.recipe {
         Some(name) => format!("recipe {name}"),
         None => "elements (DIB mode)".to_owned(),
@@ -194,6 +206,10 @@ pub fn render_plan(plan: &Plan) -> String {
         formats.join(","),
         plan.image.qemu_img_options.as_deref().map(|o| format!(", qemu-img -o {o}")).unwrap_or_default()
     );
+}
+
+/// Elements the plan added and diskimage-builder elements it replaced, each with its reason.
+fn render_element_changes(out: &mut String, plan: &Plan) {
     if !plan.added_elements.is_empty() {
         let _ = writeln!(out, "\nadded elements:");
         for added in &plan.added_elements {
@@ -206,18 +222,26 @@ pub fn render_plan(plan: &Plan) -> String {
             let _ = writeln!(out, "  {:20} {}: {}", substitution.name, substitution.by, substitution.why);
         }
     }
-    if !plan.block_device_config.is_empty() {
-        let image = &plan.image;
-        let table = format!("{:?}", image.partitioning).to_lowercase();
-        let esp = if image.uefi { " with an ESP" } else { "" };
-        let options = image.mkfs_options.as_deref().map(|o| format!(", mkfs options `{o}`")).unwrap_or_default();
-        let _ = writeln!(out, "\nblock-device config (DIB_BLOCK_DEVICE_CONFIG) on the disk stage:");
-        let _ = writeln!(out, "  disk: {table}{esp}, root ext4 label `{}`{options}", image.root_label);
-        for node in &plan.block_device_config {
-            let _ = writeln!(out, "  {:24} {}: {}", node.node, node.kind, node.becomes);
-        }
-    }
+}
 
+/// What DIB_BLOCK_DEVICE_CONFIG becomes on the disk stage, when one was given.
+fn render_block_device(out: &mut String, plan: &Plan) {
+    if plan.block_device_config.is_empty() {
+        return;
+    }
+    let image = &plan.image;
+    let table = format!("{:?}", image.partitioning).to_lowercase();
+    let esp = if image.uefi { " with an ESP" } else { "" };
+    let options = image.mkfs_options.as_deref().map(|o| format!(", mkfs options `{o}`")).unwrap_or_default();
+    let _ = writeln!(out, "\nblock-device config (DIB_BLOCK_DEVICE_CONFIG) on the disk stage:");
+    let _ = writeln!(out, "  disk: {table}{esp}, root ext4 label `{}`{options}", image.root_label);
+    for node in &plan.block_device_config {
+        let _ = writeln!(out, "  {:24} {}: {}", node.node, node.kind, node.becomes);
+    }
+}
+
+/// The elements with their folders, then the environment.d files they source.
+fn render_elements(out: &mut String, plan: &Plan) {
     let _ = writeln!(out, "\nelements:");
     let width = plan.elements.iter().map(|e| e.name.len()).max().unwrap_or(0);
     for element in &plan.elements {
@@ -229,6 +253,10 @@ pub fn render_plan(plan: &Plan) -> String {
             let _ = writeln!(out, "  {:32} {}", file.name, file.element);
         }
     }
+}
+
+/// Each phase's scripts and whose they are.
+fn render_phases(out: &mut String, plan: &Plan) {
     for phase in Phase::ALL {
         // Element files copied are in the pipeline's listing below.
         let lines: Vec<String> = crate::pipeline::phase_contents(plan, phase)
@@ -240,18 +268,26 @@ pub fn render_plan(plan: &Plan) -> String {
             let _ = writeln!(out, "\n{}:\n{}", phase.dir_name(), lines.join("\n"));
         }
     }
-    if !plan.packages.is_empty() {
-        let _ = writeln!(out, "\npackages:");
-        for (phase, set) in &plan.packages {
-            for (label, list) in
-                [("install", &set.install), ("uninstall", &set.uninstall), ("build-only", &set.build_only)]
-            {
-                if !list.is_empty() {
-                    let _ = writeln!(out, "  {:15} {:10} {}", phase.dir_name(), label, list.join(" "));
-                }
+}
+
+/// The packages each phase installs, uninstalls and keeps only for the build.
+fn render_packages(out: &mut String, plan: &Plan) {
+    if plan.packages.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\npackages:");
+    for (phase, set) in &plan.packages {
+        for (label, list) in [("install", &set.install), ("uninstall", &set.uninstall), ("build-only", &set.build_only)]
+        {
+            if !list.is_empty() {
+                let _ = writeln!(out, "  {:15} {:10} {}", phase.dir_name(), label, list.join(" "));
             }
         }
     }
+}
+
+/// The environment handed to elements, the Glance properties and the number of checks.
+fn render_settings(out: &mut String, plan: &Plan) {
     let _ = writeln!(out, "\nenvironment:");
     for (key, value) in &plan.env {
         let _ = writeln!(out, "  {key}={value}");
@@ -265,5 +301,4 @@ pub fn render_plan(plan: &Plan) -> String {
     if !plan.checks.is_empty() {
         let _ = writeln!(out, "\nchecks: {}", plan.checks.len());
     }
-    out
 }
