@@ -1,14 +1,15 @@
-//! The classic MBR: 446 bytes of boot code (GRUB's boot.img goes there), four partition entries
-//! and the 0x55AA signature. Written by us, so no sfdisk is needed at build time.
+//! The classic MBR: 440 bytes of boot code (GRUB's boot.img goes there), the disk signature,
+//! four partition entries and the 0x55AA signature, written with the `mbrman` crate, so no
+//! sfdisk is needed at build time.
+
+use std::fs::File;
+
+use mbrman::{MBRPartitionEntry, CHS, MBR};
 
 use super::layout::SECTOR;
 
-/// Where the disk signature lives (Windows NT's, used by `PARTUUID=xxxxxxxx-01`).
-const DISK_SIGNATURE_OFFSET: usize = 440;
-const TABLE_OFFSET: usize = 446;
-const ENTRY_SIZE: usize = 16;
-/// Boot code may use bytes 0..440; the rest belongs to the signature and the table.
-pub const BOOT_CODE_SIZE: usize = DISK_SIGNATURE_OFFSET;
+/// Boot code may use bytes 0..440; the rest belongs to the disk signature and the table.
+pub const BOOT_CODE_SIZE: usize = 440;
 
 pub const TYPE_LINUX: u8 = 0x83;
 pub const TYPE_GPT_PROTECTIVE: u8 = 0xEE;
@@ -22,29 +23,31 @@ pub struct MbrEntry {
     pub sectors: u64,
 }
 
-/// Render the first sector: no boot code yet, `entries` (at most four) in order.
-pub fn render(disk_signature: u32, entries: &[MbrEntry]) -> [u8; SECTOR] {
-    let mut sector = [0u8; SECTOR];
-    sector[DISK_SIGNATURE_OFFSET..DISK_SIGNATURE_OFFSET + 4].copy_from_slice(&disk_signature.to_le_bytes());
+/// Write sector 0 of `disk`: `boot_code` (GRUB's boot.img, cut to 440 bytes) in front of
+/// `disk_signature` (Windows NT's, used by `PARTUUID=xxxxxxxx-01`) and `entries` (at most
+/// four) in order.
+pub fn write(disk: &File, disk_signature: u32, entries: &[MbrEntry], boot_code: &[u8]) -> mbrman::Result<()> {
+    let mut disk = disk;
+    let mut mbr = MBR::new_from(&mut disk, SECTOR as u32, disk_signature.to_le_bytes())?;
+    let length = boot_code.len().min(BOOT_CODE_SIZE);
+    mbr.header.bootstrap_code[..length].copy_from_slice(&boot_code[..length]);
     for (index, entry) in entries.iter().take(4).enumerate() {
-        let at = TABLE_OFFSET + index * ENTRY_SIZE;
-        sector[at..at + ENTRY_SIZE].copy_from_slice(&render_entry(entry));
+        // mbrman numbers the primary entries from 1.
+        mbr[index + 1] = partition_entry(entry);
     }
-    sector[510] = 0x55;
-    sector[511] = 0xAA;
-    sector
+    mbr.write_into(&mut disk)
 }
 
-fn render_entry(entry: &MbrEntry) -> [u8; ENTRY_SIZE] {
-    let mut bytes = [0u8; ENTRY_SIZE];
-    bytes[0] = if entry.bootable { 0x80 } else { 0x00 };
-    bytes[1..4].copy_from_slice(&chs(entry.first_lba));
-    bytes[4] = entry.kind;
-    bytes[5..8].copy_from_slice(&chs(entry.first_lba + entry.sectors.saturating_sub(1)));
-    // LBA fields are 32-bit: a protective entry on a disk past 2 TiB saturates, as the spec says.
-    bytes[8..12].copy_from_slice(&clamp_u32(entry.first_lba).to_le_bytes());
-    bytes[12..16].copy_from_slice(&clamp_u32(entry.sectors).to_le_bytes());
-    bytes
+fn partition_entry(entry: &MbrEntry) -> MBRPartitionEntry {
+    MBRPartitionEntry {
+        boot: if entry.bootable { mbrman::BOOT_ACTIVE } else { mbrman::BOOT_INACTIVE },
+        first_chs: chs(entry.first_lba),
+        sys: entry.kind,
+        last_chs: chs(entry.first_lba + entry.sectors.saturating_sub(1)),
+        // LBA fields are 32-bit: a protective entry on a disk past 2 TiB saturates, as the spec says.
+        starting_lba: clamp_u32(entry.first_lba),
+        sectors: clamp_u32(entry.sectors),
+    }
 }
 
 fn clamp_u32(value: u64) -> u32 {
@@ -53,37 +56,34 @@ fn clamp_u32(value: u64) -> u32 {
 
 /// CHS address in the 255-head, 63-sector geometry every tool assumes; addresses past
 /// cylinder 1023 get the conventional 1023/254/63 marker.
-fn chs(lba: u64) -> [u8; 3] {
-    const HEADS: u64 = 255;
-    const SECTORS: u64 = 63;
-    let cylinder = lba / (HEADS * SECTORS);
-    if cylinder > 1023 {
-        return [0xFE, 0xFF, 0xFF];
-    }
-    let head = (lba / SECTORS) % HEADS;
-    let sector = lba % SECTORS + 1;
-    // Cylinder bits 8-9 ride in the top two bits of the sector byte; values are < 256 here.
-    [head as u8, (sector as u8) | (((cylinder >> 2) & 0xC0) as u8), (cylinder & 0xFF) as u8]
-}
-
-/// Put `boot_code` (GRUB's boot.img) in front of an already rendered table, keeping the disk
-/// signature and the partition entries.
-pub fn install_boot_code(sector: &mut [u8; SECTOR], boot_code: &[u8]) {
-    let length = boot_code.len().min(BOOT_CODE_SIZE);
-    sector[..length].copy_from_slice(&boot_code[..length]);
+fn chs(lba: u64) -> CHS {
+    CHS::from_lba_exact(clamp_u32(lba), 1023, 255, 63).unwrap_or(CHS::new(1023, 254, 63))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     fn root_entry() -> MbrEntry {
         MbrEntry { bootable: true, kind: TYPE_LINUX, first_lba: 2048, sectors: 4_192_256 }
     }
 
+    /// Sector 0 as `write` leaves it on a 1 GiB sparse disk.
+    fn written(disk_signature: u32, entries: &[MbrEntry], boot_code: &[u8]) -> [u8; SECTOR] {
+        let mut disk = tempfile::tempfile().unwrap();
+        disk.set_len(1 << 30).unwrap();
+        write(&disk, disk_signature, entries, boot_code).unwrap();
+        let mut sector = [0u8; SECTOR];
+        std::io::Seek::rewind(&mut disk).unwrap();
+        disk.read_exact(&mut sector).unwrap();
+        sector
+    }
+
     #[test]
     fn table_has_signature_and_disk_id() {
-        let sector = render(0xDEAD_BEEF, &[root_entry()]);
+        let sector = written(0xDEAD_BEEF, &[root_entry()], &[]);
         assert_eq!(&sector[510..], &[0x55, 0xAA]);
         assert_eq!(&sector[440..444], &[0xEF, 0xBE, 0xAD, 0xDE]);
         assert!(sector[..440].iter().all(|b| *b == 0));
@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn root_entry_fields() {
-        let sector = render(1, &[root_entry()]);
+        let sector = written(1, &[root_entry()], &[]);
         let entry = &sector[446..462];
         assert_eq!(entry[0], 0x80);
         // LBA 2048 = cylinder 0, head 32, sector 33.
@@ -108,24 +108,27 @@ mod tests {
 
     #[test]
     fn chs_saturates_past_cylinder_1023() {
-        assert_eq!(chs(1024 * 255 * 63), [0xFE, 0xFF, 0xFF]);
-        assert_eq!(chs(0), [0, 1, 0]);
+        let chs_bytes = |lba: u64| {
+            let sector = written(0, &[MbrEntry { bootable: false, kind: TYPE_LINUX, first_lba: lba, sectors: 1 }], &[]);
+            <[u8; 3]>::try_from(&sector[447..450]).unwrap()
+        };
+        assert_eq!(chs_bytes(1024 * 255 * 63), [0xFE, 0xFF, 0xFF]);
+        assert_eq!(chs_bytes(0), [0, 1, 0]);
         // Cylinder 256: high bits go into the sector byte.
-        assert_eq!(chs(256 * 255 * 63), [0, 0x41, 0]);
+        assert_eq!(chs_bytes(256 * 255 * 63), [0, 0x41, 0]);
     }
 
     #[test]
     fn protective_entry_clamps_to_32_bits() {
         let big = MbrEntry { bootable: false, kind: TYPE_GPT_PROTECTIVE, first_lba: 1, sectors: 1 << 33 };
-        let sector = render(0, &[big]);
+        let sector = written(0, &[big], &[]);
         assert_eq!(&sector[458..462], &[0xFF; 4]);
     }
 
     #[test]
     fn boot_code_keeps_table_and_signature() {
-        let mut sector = render(0x0102_0304, &[root_entry()]);
-        let table_before = sector[440..].to_vec();
-        install_boot_code(&mut sector, &[0xEB; 512]);
+        let table_before = written(0x0102_0304, &[root_entry()], &[])[440..].to_vec();
+        let sector = written(0x0102_0304, &[root_entry()], &[0xEB; 512]);
         assert_eq!(&sector[440..], &table_before[..]);
         assert!(sector[..440].iter().all(|b| *b == 0xEB));
     }

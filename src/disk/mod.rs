@@ -222,13 +222,8 @@ pub fn write_partition_table(raw: &Path, layout: &Layout, boot_code: &[u8], pins
         .write(true)
         .open(raw)
         .with_context(|| format!("cannot open {}", raw.display()))?;
-    let write_at = |bytes: &[u8], lba: u64| {
-        file.write_all_at(bytes, lba * SECTOR as u64)
-            .with_context(|| format!("cannot write {} at sector {lba}", raw.display()))
-    };
-    let signature = pins.seed.u32("mbr-disk-signature");
-    let mut mbr_sector = match layout.table {
-        Partitioning::Mbr => mbr::render(signature, &mbr_entries(layout)),
+    let entries = match layout.table {
+        Partitioning::Mbr => mbr_entries(layout),
         Partitioning::Gpt => {
             gpt::write(&file, pins.seed.guid("gpt-disk-guid"), &gpt_entries(layout, pins))
                 .with_context(|| format!("cannot write the GPT of {}", raw.display()))?;
@@ -238,11 +233,11 @@ pub fn write_partition_table(raw: &Path, layout: &Layout, boot_code: &[u8], pins
                 first_lba: 1,
                 sectors: layout.disk_sectors() - 1,
             };
-            mbr::render(signature, &[protective])
+            vec![protective]
         }
     };
-    mbr::install_boot_code(&mut mbr_sector, boot_code);
-    write_at(&mbr_sector, 0)
+    mbr::write(&file, pins.seed.u32("mbr-disk-signature"), &entries, boot_code)
+        .with_context(|| format!("cannot write the MBR of {}", raw.display()))
 }
 
 fn mbr_entries(layout: &Layout) -> Vec<mbr::MbrEntry> {
