@@ -6,6 +6,7 @@
 //! maps step, module and the data handed on).
 
 pub mod arch;
+pub mod archive_index;
 pub mod bootable;
 pub mod build;
 pub mod cache;

@@ -7,6 +7,20 @@
 
 use std::path::Path;
 
+/// One file of a mirror, by curl as the root stage's downloads, so proxies and file:// mirrors
+/// work alike. The error is curl's last line.
+pub fn fetch(url: &str, max_seconds: u32) -> Result<Vec<u8>, String> {
+    let output = std::process::Command::new("curl")
+        .args(["-fsSL", "--retry", "2", "--connect-timeout", "10", "--max-time", &max_seconds.to_string(), url])
+        .output()
+        .map_err(|err| format!("cannot run curl: {err}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(stderr.lines().last().unwrap_or("curl failed").trim().to_owned());
+    }
+    Ok(output.stdout)
+}
+
 /// The candidates, most important first.
 #[derive(Debug, Clone, Default)]
 pub struct MirrorSources<'a> {

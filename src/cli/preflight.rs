@@ -1,7 +1,8 @@
 //! Preflight: everything the command line, the recipe and the environment can get wrong,
 //! checked before any work starts (no bootstrap, no download, no file written), in well under
 //! two seconds. Each command calls its check once, right after parsing (and, for `build`,
-//! planning, which only reads files).
+//! planning, which only reads files). One exception: a build with extra packages reads the
+//! archive's package index once per archive state (then cached, see [`crate::archive_index`]).
 //!
 //! A failure is one line naming the culprit (option, value, file, element) and exits with the
 //! usage status (2, see [`crate::failure`]).
@@ -12,6 +13,7 @@ use std::process::{Command, Stdio};
 
 use super::culprit::bad;
 pub use super::culprit::PreflightError;
+use crate::archive_index;
 use crate::cli::args::build::BuildArgs;
 use crate::cli::args::cache::CacheArgs;
 use crate::cli::args::test::TestArgs;
@@ -97,8 +99,61 @@ pub fn build(args: &BuildArgs, plan: &Plan) -> Checked {
     }
     super::input_guard::build(args, plan)?;
     super::output_guard::build(args, plan)?;
+    // Last: the only check that may read the network, so every local mistake is named first.
+    archive_packages(args, plan)?;
     warn_skipped_scripts(plan);
     Ok(())
+}
+
+/// Extra packages (`-p`, the recipe's `packages`) the target's archive does not have, refused
+/// here rather than by apt after the base stage. Only for a real build with extra packages
+/// and a mirror; a mirror that cannot be read leaves the build as it was (its own error, if
+/// any, comes when the build dates itself from the same mirror). When an element adds apt
+/// sources (the mesos or java repository, a user's), a package may come from there: no check.
+fn archive_packages(args: &BuildArgs, plan: &Plan) -> Checked {
+    let Some(mirror) = plan.mirror.as_deref().filter(|_| !args.dry_run) else { return Ok(()) };
+    if adds_apt_sources(plan) {
+        return Ok(());
+    }
+    let mut extras: Vec<(String, String)> = args
+        .packages
+        .iter()
+        .map(|name| name.trim())
+        .filter(|name| !name.is_empty())
+        .map(|name| (format!("-p {name}"), name.to_owned()))
+        .collect();
+    if let Some(source) = &plan.recipe_source {
+        let recipe = crate::recipe::Recipe::load_file(&source.path).map(|r| r.packages).unwrap_or_default();
+        let label = plan.recipe.as_deref().unwrap_or("?");
+        extras.extend(recipe.into_iter().map(|name| (format!("recipe {label}: packages: {name}"), name)));
+    }
+    if extras.is_empty() {
+        return Ok(());
+    }
+    let components: Vec<&str> = crate::stage::root::components(&plan.distro).split(',').collect();
+    let archive = archive_index::Archive { mirror, release: &plan.release, components: &components, arch: &plan.arch };
+    let cache = args.cache_dir.clone().unwrap_or_else(crate::paths::default_cache_dir);
+    let names = match archive_index::load(&archive, &cache) {
+        Ok(names) => names,
+        Err(err) => {
+            tracing::debug!("extra packages not checked against the archive: {err}");
+            return Ok(());
+        }
+    };
+    match extras.into_iter().find(|(_, name)| !names.has(name)) {
+        Some((culprit, _)) => Err(bad(culprit, format!("no such package (or Provides) in {archive}"))),
+        None => Ok(()),
+    }
+}
+
+/// Whether a hook script of the plan writes apt sources (or may: unreadable counts as yes).
+fn adds_apt_sources(plan: &Plan) -> bool {
+    plan.scripts.values().flatten().chain(&plan.environment_d).any(|script| {
+        std::fs::read(&script.path).map_or(true, |bytes| {
+            let text = String::from_utf8_lossy(&bytes);
+            ["sources.list", "add-apt-repository", ".sources"].iter().any(|word| text.contains(word))
+        })
+    })
 }
 
 /// DIB passes element names through space-separated lists (`IMAGE_ELEMENT`), so a name with

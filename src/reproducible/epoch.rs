@@ -3,7 +3,6 @@
 //! mirror's content does.
 
 use std::fmt;
-use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
@@ -85,15 +84,7 @@ fn fetch_release_date(mirror: &str, release: &str) -> Result<(String, i64), Epoc
 }
 
 fn fetch(url: &str) -> Result<String, String> {
-    let output = Command::new("curl")
-        .args(["-fsSL", "--retry", "2", "--max-time", "60", url])
-        .output()
-        .map_err(|err| format!("cannot run curl: {err}"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(stderr.lines().last().unwrap_or("curl failed").trim().to_owned());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    crate::mirror::fetch(url, 60).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The `Date:` field of a Release or InRelease file as seconds since 1970.

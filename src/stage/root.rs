@@ -73,7 +73,7 @@ fn keyring(distro: &str) -> Option<&'static str> {
 }
 
 /// Ubuntu's server packages (mesos' dependencies among them) live in universe.
-fn components(distro: &str) -> &'static str {
+pub fn components(distro: &str) -> &'static str {
     if distro == "ubuntu" {
         "main,universe"
     } else {
