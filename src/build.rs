@@ -111,13 +111,13 @@ pub fn execute_pipeline(plan: &Plan, pipeline: &Pipeline, options: &BuildOptions
         started,
         pins: &pins,
     };
-    let result = build.in_sandbox(&work).and_then(|manifest| {
+    let result = build.in_sandbox(work.path()).and_then(|manifest| {
         if let Some(keep) = &options.keep_tree {
-            keep_tree(&work.join("root"), keep)?;
+            keep_tree(&work.path().join("root"), keep)?;
         }
         Ok(manifest)
     });
-    workdir::release(&work);
+    workdir::release(work.path());
     result
 }
 

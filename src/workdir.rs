@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{umount2, MntFlags};
 
+use crate::io::{lock_file, LockMode};
 use crate::sandbox;
 
 /// Below this much available memory the tree stays on disk: a Mesos image tree is ~1.7 GiB and
@@ -36,53 +37,64 @@ fn parse_mem_available(meminfo: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The file in each work directory the tool made, holding its maker's process identity
-/// (`pid starttime`): only directories carrying one are ever swept as stale.
+/// The file in each work directory the tool made: its maker holds an exclusive `flock` on it
+/// for as long as the build (or any process it forked) lives. Only directories carrying one are
+/// ever swept, and only once nobody holds that lock. A lock, not a pid: the kernel drops it when
+/// the last holder dies, whatever PID namespace the build ran in (a build in a container sees
+/// its own pids, which mean other processes, or none, on the host sharing its cache) and
+/// however soon its pid is reused.
 const MARKER: &str = ".mesos-image-work";
 
-/// Make this build's work directory `build-<pid>` below `work_root`, marked as ours. An
-/// existing directory of that name is someone else's (or a live build's): refused, never reused.
-pub fn create(work_root: &Path) -> anyhow::Result<PathBuf> {
-    use anyhow::Context;
-    fs::create_dir_all(work_root).with_context(|| format!("cannot create work directory {}", work_root.display()))?;
-    let pid = std::process::id();
-    let work = work_root.join(format!("build-{pid}"));
-    fs::create_dir(&work).with_context(|| format!("cannot create work directory {}", work.display()))?;
-    let identity = process_identity(pid).unwrap_or_default();
-    fs::write(work.join(MARKER), format!("{pid} {identity}\n"))
-        .with_context(|| format!("cannot mark work directory {}", work.display()))?;
-    Ok(work)
+/// A build's work directory, and the lock on its marker that says the build is alive.
+pub struct WorkDir {
+    path: PathBuf,
+    _alive: nix::fcntl::Flock<fs::File>,
 }
 
-/// Work directories of builds that died are removed at the next start: only those carrying our
-/// marker whose process is gone (or is another process that reused the pid). A `build-<pid>`
-/// directory without the marker is the user's, and stays. Their mounts died with their
-/// namespaces, so nothing host-owned is reachable through them.
-pub fn remove_stale(work_root: &Path) {
-    let Ok(entries) = fs::read_dir(work_root) else { return };
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("build-") || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let Ok(marker) = fs::read_to_string(entry.path().join(MARKER)) else { continue };
-        let mut fields = marker.split_whitespace();
-        let Some(pid) = fields.next().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        let started = fields.next().unwrap_or("");
-        let alive = process_identity(pid).is_some_and(|now| now == started || started.is_empty());
-        if !alive && format!("build-{pid}") == name {
-            release(&entry.path());
-        }
+impl WorkDir {
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
-/// A process's start time (clock ticks since boot, `/proc/PID/stat` field 22): with the pid, it
-/// names one process even after the pid is reused.
-fn process_identity(pid: u32) -> Option<String> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: fields after its last `)`.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19).map(str::to_owned)
+/// Make this build's work directory below `work_root`: `build-<pid>-<random>`, a new name
+/// (builds in two containers sharing a cache may have the same pid), marked as ours and locked.
+pub fn create(work_root: &Path) -> anyhow::Result<WorkDir> {
+    use anyhow::Context;
+    fs::create_dir_all(work_root).with_context(|| format!("cannot create work directory {}", work_root.display()))?;
+    let path = tempfile::Builder::new()
+        .prefix(&format!("build-{}-", std::process::id()))
+        .rand_bytes(6)
+        .tempdir_in(work_root)
+        .with_context(|| format!("cannot create a work directory in {}", work_root.display()))?
+        .keep();
+    let marker = path.join(MARKER);
+    let alive = lock_file(&marker, LockMode::Exclusive, false)
+        .with_context(|| format!("cannot mark work directory {}", path.display()))?
+        .with_context(|| format!("{} is locked by another process", marker.display()))?;
+    Ok(WorkDir { path, _alive: alive })
+}
+
+/// Work directories of builds that died are removed at the next start: only those carrying our
+/// marker, and only when no process holds its lock. A `build-*` directory without the marker is
+/// the user's, and stays. Their mounts died with their namespaces, so nothing host-owned is
+/// reachable through them.
+pub fn remove_stale(work_root: &Path) {
+    let Ok(entries) = fs::read_dir(work_root) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with("build-") || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let marker = entry.path().join(MARKER);
+        if !marker.symlink_metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        // Held while we remove it, so a build cannot start using a directory being swept.
+        if let Ok(Some(_dead)) = lock_file(&marker, LockMode::Exclusive, false) {
+            release(&entry.path());
+        }
+    }
 }
 
 /// Unmount everything below `dir` and `dir` itself (it may be the build's tmpfs), then delete it.
@@ -109,28 +121,27 @@ mod tests {
     }
 
     #[test]
-    fn only_marked_directories_of_dead_processes_are_swept() {
+    fn only_marked_directories_nobody_holds_are_swept() {
         let root = tempfile::tempdir().unwrap();
         let ours = create(root.path()).unwrap();
-        // A user's directory that merely looks like a work dir, of a pid that is not running.
+        // A user's directory that merely looks like a work dir.
         let users = root.path().join("build-999999999");
         fs::create_dir(&users).unwrap();
-        // A marked one whose process is gone.
-        let dead = root.path().join("build-999999998");
+        // A marked one whose build died: nobody holds the lock on its marker.
+        let dead = root.path().join("build-14-dead00");
         fs::create_dir(&dead).unwrap();
-        fs::write(dead.join(MARKER), "999999998 1\n").unwrap();
+        fs::write(dead.join(MARKER), "").unwrap();
+        // A marked one of a live build elsewhere (another PID namespace: its pid means nothing here).
+        let elsewhere = root.path().join("build-14-alive0");
+        fs::create_dir(&elsewhere).unwrap();
+        let _held = lock_file(&elsewhere.join(MARKER), LockMode::Exclusive, false).unwrap().unwrap();
         remove_stale(root.path());
-        assert!(ours.exists(), "a live build's directory is kept");
+        assert!(ours.path().exists(), "a live build's directory is kept");
         assert!(users.exists(), "an unmarked directory is never swept");
+        assert!(elsewhere.exists(), "a directory whose marker is locked is a live build's");
         assert!(!dead.exists());
-        assert!(create(root.path()).is_err(), "an existing directory is not reused");
-    }
-
-    #[test]
-    fn process_identity_is_the_start_time() {
-        let me = process_identity(std::process::id()).unwrap();
-        assert!(me.parse::<u64>().is_ok(), "{me}");
-        assert_eq!(process_identity(999_999_999), None);
+        let again = create(root.path()).unwrap();
+        assert_ne!(again.path(), ours.path(), "every build gets a new directory");
     }
 
     #[test]
