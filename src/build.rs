@@ -13,10 +13,11 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 
 use crate::cache::{CachePoint, StageCache};
+use crate::layout::OutputLayout;
 use crate::manifest::{Manifest, RunInfo, StageTiming};
 use crate::pipeline::{GivenPins, Pipeline, Run, RunSettings, StageKeys, StepId};
 use crate::plan::Plan;
-use crate::progress::Reporter;
+use crate::progress::{LogStyle, Reporter};
 use crate::recipe::ImageFormat;
 use crate::reproducible::{self, Pins, Seed};
 use crate::stage::publish;
@@ -54,6 +55,10 @@ pub struct BuildOptions {
     /// Move the finished tree here instead of removing it (`--check-reproducible` reads the
     /// files that differ); on the work directory's filesystem.
     pub keep_tree: Option<PathBuf>,
+    /// Where the manifest, SBOM and checksums go: ours, or disk-image-create's.
+    pub layout: OutputLayout,
+    /// How the log is written: ours, or disk-image-create's.
+    pub log_style: LogStyle,
 }
 
 /// The pipeline of one build: the plan's, without the cache under `--no-cache`, with the tree
@@ -82,15 +87,32 @@ pub fn execute_pipeline(plan: &Plan, pipeline: &Pipeline, options: &BuildOptions
     let cache = StageCache::open(&options.cache_dir)?;
     let given = GivenPins { epoch: options.source_date_epoch, seed: options.seed.as_deref() };
     let keys = pipeline.stage_keys(plan, options.checksum, given)?;
-    let reporter = Reporter::new(options.quiet, options.verbose, options.log_file.as_deref())?;
+    let reporter = Reporter::new(options.quiet, options.verbose, options.log_file.as_deref(), options.log_style)?;
+    let result = build_with(plan, pipeline, options, (&cache, &keys, &destinations), &reporter, started);
+    // The log says how the build ended, as DIB's does: a build log read alone (nodepool's,
+    // Zuul's --logfile) must not end mid-step without the reason.
+    if let Err(err) = &result {
+        reporter.log_line(&format!("error: {err:#}"));
+    }
+    result
+}
 
+/// The build after its reporter exists: from the cache, or in the sandbox.
+fn build_with(
+    plan: &Plan,
+    pipeline: &Pipeline,
+    options: &BuildOptions,
+    (cache, keys, destinations): (&StageCache, &StageKeys, &[(ImageFormat, PathBuf)]),
+    reporter: &Reporter,
+    started: Instant,
+) -> anyhow::Result<Manifest> {
     if pipeline.uses_cache() {
         if let Some(stored) = cache.outputs(&keys.outputs) {
-            return restore_outputs(plan, &stored, &destinations, &keys, options, &reporter, started);
+            return restore_outputs(plan, &stored, destinations, keys, options, reporter, started);
         }
     }
     require_root()?;
-    let pins = decide_pins(plan, &keys, options)?;
+    let pins = decide_pins(plan, keys, options)?;
     // Files the build and element scripts create get their modes from the umask: the caller's
     // must not reach the image (measured: umask 077 made 15 paths differ).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(BUILD_UMASK));
@@ -100,17 +122,7 @@ pub fn execute_pipeline(plan: &Plan, pipeline: &Pipeline, options: &BuildOptions
 
     // From here on every mount and process lives in namespaces that die with this tool.
     crate::sandbox::isolate()?;
-    let build = Build {
-        plan,
-        pipeline,
-        options,
-        cache: &cache,
-        keys: &keys,
-        reporter: &reporter,
-        destinations: &destinations,
-        started,
-        pins: &pins,
-    };
+    let build = Build { plan, pipeline, options, cache, keys, reporter, destinations, started, pins: &pins };
     let result = build.in_sandbox(work.path()).and_then(|manifest| {
         if let Some(keep) = &options.keep_tree {
             keep_tree(&work.path().join("root"), keep)?;
@@ -133,13 +145,13 @@ fn restore_outputs(
 ) -> anyhow::Result<Manifest> {
     let restore = StepId::Restore(CachePoint::Outputs);
     let _step = reporter.step(format!("{restore}: unchanged inputs, restoring from cache ({})", keys.outputs.short()));
-    let mut manifest = publish::from_cache(stored, destinations, options.checksum)?;
+    let mut manifest = publish::from_cache(stored, destinations, options.checksum, options.layout)?;
     // What later commands read comes from this plan: a recipe's glance: or checks: do
     // not change the image, so an entry stored before such an edit is still this image.
     manifest.hand_on(plan);
     let stages = vec![StageTiming { stage: restore, seconds: started.elapsed().as_secs_f64(), cached: true }];
     manifest.run = RunInfo::new(stages, started);
-    publish::manifest(&manifest, &destinations[0].1)?;
+    publish::manifest(&manifest, &destinations[0].1, options.layout)?;
     Ok(manifest)
 }
 
@@ -198,7 +210,9 @@ impl Build<'_> {
             work_dir: work.to_owned(),
             cache_dir: cache.root().to_owned(),
             apt_cache: cache.apt_archives(),
-            trace: options.trace,
+            // `-x`, or a DIB_DEBUG_TRACE above 0 from the caller, as DIB reads it.
+            trace: options.trace
+                || plan.env.get("DIB_DEBUG_TRACE").is_some_and(|v| v.trim().parse().is_ok_and(|n: u32| n > 0)),
             break_at: options.break_at,
             reporter,
             pins: pins.clone(),
@@ -207,6 +221,7 @@ impl Build<'_> {
             use_cache: pipeline.uses_cache(),
             checksum: options.checksum,
             tree_listing: options.tree_listing.clone(),
+            layout: options.layout,
         };
         let mut run = Run::new(ctx, cache, keys, destinations, settings, started)?;
         let resume = pipeline.resume_point(|point| cache.has_tree(keys.of(point)));

@@ -19,6 +19,7 @@ pub mod failure;
 pub mod format;
 pub mod guard;
 pub mod io;
+pub mod layout;
 pub mod manifest;
 pub mod mirror;
 pub mod output;

@@ -1,4 +1,5 @@
-//! The JSON manifest written beside every image (`<image>.manifest.json`): the typed handoff
+//! The JSON manifest of every build (`<image>.manifest.json`, beside the image or in DIB's
+//! `NAME.d/`, [`crate::layout`]): the typed handoff
 //! from `build` to the later commands. `upload` takes the Glance record from it and `test` the
 //! checks, so neither looks the recipe up again (a recipe from `--recipes-dir` need not be on
 //! their search path). What differs between two runs of the same build (timings, host, where the
@@ -10,10 +11,14 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::layout::OutputLayout;
 use crate::plan::Plan;
 use crate::recipe::{Check, GlanceSpec, RecipeSource};
 
-/// Errors reading the manifest beside an image.
+/// The manifest's file name: the first image's file name plus this.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+/// Errors reading the manifest of an image.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read {path}: {cause}")]
@@ -32,7 +37,7 @@ pub struct Package {
 /// One image file the build wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputEntry {
-    /// File name (the manifest lies in the same directory).
+    /// File name (in the manifest's directory, or the one above it for a manifest in `NAME.d/`).
     pub file: String,
     pub format: String,
     pub size: u64,
@@ -114,7 +119,7 @@ pub struct Manifest {
     /// What the build pinned (absent in manifests of older versions).
     #[serde(default)]
     pub reproducible: Option<Reproducibility>,
-    /// The SPDX bill of materials beside the image (file name).
+    /// The SPDX bill of materials (file name, beside the manifest).
     #[serde(default)]
     pub sbom: Option<String>,
     #[serde(default)]
@@ -166,11 +171,14 @@ impl Manifest {
         self.run.recipe_path = source.map(|source| source.path.clone());
     }
 
-    /// Where the manifest of `image` lives.
+    /// Where `mesos-image build` writes the manifest of `image` (beside it).
     pub fn path_for(image: &Path) -> PathBuf {
-        let mut name = image.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-        name.push(".manifest.json");
-        image.with_file_name(name)
+        Manifest::path_in(OutputLayout::Beside, image)
+    }
+
+    /// Where a build in `layout` whose first image is `first_image` writes its manifest.
+    pub fn path_in(layout: OutputLayout, first_image: &Path) -> PathBuf {
+        layout.sidecar(first_image, MANIFEST_SUFFIX)
     }
 
     pub fn to_json(&self) -> anyhow::Result<Vec<u8>> {
@@ -183,15 +191,58 @@ impl Manifest {
     /// Read the manifest beside `image`, if there is one. Fields added since a manifest was
     /// written read as empty, so older manifests still work.
     pub fn read_beside(image: &Path) -> Result<Option<Manifest>, ManifestError> {
-        let path = Manifest::path_for(image);
-        let bytes = match std::fs::read(&path) {
+        Manifest::read_at(&Manifest::path_for(image))
+    }
+
+    /// The manifest of `image` in either layout: beside it (`mesos-image build`), else in its
+    /// `NAME.d/` (disk-image-create), where only a manifest listing this image's file counts.
+    pub fn find(image: &Path) -> Result<Option<Located>, ManifestError> {
+        let beside = Manifest::path_for(image);
+        if let Some(manifest) = Manifest::read_at(&beside)? {
+            return Ok(Some(Located { path: beside, manifest }));
+        }
+        let Some(file) = image.file_name().map(|n| n.to_string_lossy().into_owned()) else { return Ok(None) };
+        let dir = crate::layout::dib_dir(image);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(None) };
+        let mut candidates: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.to_string_lossy().ends_with(MANIFEST_SUFFIX))
+            .collect();
+        candidates.sort();
+        for path in candidates {
+            if let Some(manifest) = Manifest::read_at(&path)? {
+                if manifest.outputs.iter().any(|output| output.file == file) {
+                    return Ok(Some(Located { path, manifest }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn read_at(path: &Path) -> Result<Option<Manifest>, ManifestError> {
+        let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(cause) => return Err(ManifestError::Read { path, cause }),
+            Err(cause) => return Err(ManifestError::Read { path: path.to_owned(), cause }),
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|err| ManifestError::Invalid { path: path.clone(), message: err.to_string() })
+            .map_err(|err| ManifestError::Invalid { path: path.to_owned(), message: err.to_string() })
+    }
+}
+
+/// A manifest and where it was found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Located {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Located {
+    /// The SPDX document the manifest names: it lies beside the manifest in both layouts.
+    pub fn sbom_path(&self) -> Option<PathBuf> {
+        let name = self.manifest.sbom.as_deref()?;
+        Some(self.path.with_file_name(name))
     }
 }
 
@@ -227,6 +278,32 @@ mod tests {
         std::fs::write(Manifest::path_for(&image), "{oops").unwrap();
         let err = format!("{:#}", Manifest::read_beside(&image).unwrap_err());
         assert!(err.contains("x.qcow2.manifest.json: not a mesos-image manifest"), "{err}");
+    }
+
+    #[test]
+    fn a_disk_image_create_manifest_is_found_in_name_d_for_each_of_its_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let (qcow2, raw) = (dir.path().join("img.qcow2"), dir.path().join("img.raw"));
+        let entry = |file: &str| OutputEntry { file: file.into(), format: "x".into(), size: 1, sha256: "s".into() };
+        let manifest = Manifest {
+            outputs: vec![entry("img.qcow2"), entry("img.raw")],
+            sbom: Some("img.qcow2.spdx.json".into()),
+            ..Manifest::default()
+        };
+        let path = Manifest::path_in(OutputLayout::Dib, &qcow2);
+        assert_eq!(path, dir.path().join("img.d/img.qcow2.manifest.json"));
+        std::fs::create_dir(dir.path().join("img.d")).unwrap();
+        std::fs::write(&path, manifest.to_json().unwrap()).unwrap();
+        for image in [&qcow2, &raw] {
+            let located = Manifest::find(image).unwrap().expect("found in img.d/");
+            assert_eq!(located.path, path);
+            assert_eq!(located.sbom_path(), Some(dir.path().join("img.d/img.qcow2.spdx.json")));
+        }
+        // Only a manifest listing the image counts; one beside the image comes first.
+        assert_eq!(Manifest::find(&dir.path().join("img.vmdk")).unwrap(), None);
+        let beside = Manifest { recipe: Some("beside".into()), ..Manifest::default() };
+        std::fs::write(Manifest::path_for(&raw), beside.to_json().unwrap()).unwrap();
+        assert_eq!(Manifest::find(&raw).unwrap().unwrap().manifest.recipe.as_deref(), Some("beside"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::io::{HashingWriter, BUFFER_SIZE};
+use crate::io::{HashingWriter, Sha256Md5, BUFFER_SIZE};
 
 /// Errors while publishing an output file.
 #[derive(Debug, thiserror::Error)]
@@ -99,8 +99,32 @@ pub fn stage_file(source: &Path, dest: &Path) -> Result<Staged, PublishError> {
     stage_reader(&mut input, dest)
 }
 
+/// [`stage_file`], also returning the content's hex md5 (DIB's `.md5` files), from the same pass.
+pub fn stage_file_with_md5(source: &Path, dest: &Path) -> Result<(Staged, String), PublishError> {
+    let mut input =
+        File::open(source).map_err(|err| PublishError::OpenSource { path: source.to_owned(), source: err })?;
+    let mut md5 = String::new();
+    let staged = stage_with(&mut input, dest, |reader, writer| {
+        let (size, sha256, digest) = copy_hashing_md5(reader, writer)?;
+        md5 = digest;
+        Ok((size, sha256))
+    })?;
+    Ok((staged, md5))
+}
+
 /// Stream `reader` into a [`Staged`] file for `dest`, hashing while writing.
 pub fn stage_reader(reader: &mut dyn Read, dest: &Path) -> Result<Staged, PublishError> {
+    stage_with(reader, dest, copy_hashing)
+}
+
+/// (size, hex sha256) of what `copy` moved from the reader into the file.
+type CopyResult = io::Result<(u64, String)>;
+
+fn stage_with(
+    reader: &mut dyn Read,
+    dest: &Path,
+    copy: impl FnOnce(&mut dyn Read, &mut dyn Write) -> CopyResult,
+) -> Result<Staged, PublishError> {
     let dir = parent_dir(dest);
     let write_err = |source| PublishError::Write { path: dest.to_owned(), source };
     let mut file = match open_unnamed(&dir) {
@@ -114,7 +138,7 @@ pub fn stage_reader(reader: &mut dyn Read, dest: &Path) -> Result<Staged, Publis
         StagedFile::Unnamed(file) => file,
         StagedFile::Named(temp) => temp.as_file_mut(),
     };
-    let (size, sha256) = copy_hashing(reader, handle).map_err(write_err)?;
+    let (size, sha256) = copy(reader, handle).map_err(write_err)?;
     handle.sync_all().map_err(write_err)?;
     Ok(Staged { file, dest: dest.to_owned(), size, sha256 })
 }
@@ -164,6 +188,15 @@ fn copy_hashing(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<(u6
     io::copy(&mut io::BufReader::with_capacity(BUFFER_SIZE, reader), &mut hashing)?;
     let size = hashing.byte_count();
     Ok((size, hashing.finish().1))
+}
+
+/// [`copy_hashing`], with the hex md5 too.
+fn copy_hashing_md5(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<(u64, String, String)> {
+    let mut hashing = HashingWriter::<_, Sha256Md5>::with_digest(writer);
+    io::copy(&mut io::BufReader::with_capacity(BUFFER_SIZE, reader), &mut hashing)?;
+    let size = hashing.byte_count();
+    let (sha256, md5) = hashing.finish().1;
+    Ok((size, sha256, md5))
 }
 
 /// Give the unnamed file a hidden name, then rename it over `dest`.
@@ -254,6 +287,18 @@ mod tests {
         assert!(publish_via_named_temp(&mut crate::io::FailingReader, &dir.path().join("bad")).is_err());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out")], "only the published file remains");
+    }
+
+    #[test]
+    fn a_staged_copy_can_carry_its_md5() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("in");
+        std::fs::write(&source, b"abc").unwrap();
+        let (staged, md5) = stage_file_with_md5(&source, &dir.path().join("out")).unwrap();
+        assert_eq!(md5, "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(staged.sha256(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        staged.commit().unwrap();
+        assert_eq!(std::fs::read(dir.path().join("out")).unwrap(), b"abc");
     }
 
     #[test]

@@ -134,8 +134,8 @@ pub struct PlanOptions {
     pub overrides: Overrides,
     /// `IMAGE_NAME`: the output file's stem; defaults to the recipe name, or `image`.
     pub image_name: Option<String>,
-    /// `-x`.
-    pub trace: bool,
+    /// How many `-x` were given.
+    pub trace: u8,
     /// `-n`: do not add `base` in DIB mode.
     pub skip_base: bool,
     pub host: HostContext,
@@ -411,8 +411,9 @@ fn initial_env(
     known: &[(&str, String)],
 ) -> BTreeMap<String, String> {
     let mut env = user_env(recipe, options);
-    let trace = if options.trace { Some("1".to_owned()) } else { env.get("DIB_DEBUG_TRACE").cloned() };
-    env.insert("DIB_DEBUG_TRACE".into(), trace.unwrap_or_else(|| "0".into()));
+    // As disk-image-create: `DIB_DEBUG_TRACE=${DIB_DEBUG_TRACE:-0}`, plus one for each `-x`.
+    let given = env.get("DIB_DEBUG_TRACE").and_then(|value| value.trim().parse::<u32>().ok()).unwrap_or(0);
+    env.insert("DIB_DEBUG_TRACE".into(), (given + u32::from(options.trace)).to_string());
     for (key, value) in known {
         env.insert((*key).to_owned(), value.clone());
     }

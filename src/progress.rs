@@ -23,10 +23,39 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// How many output lines of a failed command are kept for the error message.
 const TAIL_LINES: usize = 25;
 
+/// How the build log is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogStyle {
+    /// Ours: the log file is replaced and holds bare lines; the terminal shows the steps.
+    #[default]
+    Steps,
+    /// disk-image-create's (lib/disk-image-create and its outfilter.py): the log file is
+    /// appended to (a retried build adds to it) and every line is timestamped; the whole log,
+    /// every command's output included, streams on stdout when `stdout` is set, timestamped when
+    /// `timestamps` is. nodepool-builder's build log is that stream.
+    Dib { stdout: bool, timestamps: bool },
+}
+
+impl LogStyle {
+    /// disk-image-create's log (lib/disk-image-create): the whole log on stdout, each line
+    /// timestamped unless `DIB_NO_TIMESTAMP=1`; `--logfile` implies `DIB_QUIET=1` (the log only
+    /// in the file) unless `DIB_QUIET` is set; `DIB_QUIET=1` prints nothing. `var` reads the
+    /// environment.
+    pub fn dib(has_logfile: bool, var: impl Fn(&str) -> Option<String>) -> LogStyle {
+        let quiet = match var("DIB_QUIET") {
+            Some(value) if !value.is_empty() => value.trim() == "1",
+            _ => has_logfile,
+        };
+        let bare = var("DIB_NO_TIMESTAMP").is_some_and(|value| value.trim() == "1");
+        LogStyle::Dib { stdout: !quiet, timestamps: !bare }
+    }
+}
+
 /// Reports progress to the terminal and writes the build log.
 pub struct Reporter {
     quiet: bool,
     verbose: bool,
+    style: LogStyle,
     /// Spinners and bars, present only when stderr is a terminal and not `--quiet`.
     bars: Option<MultiProgress>,
     log: Mutex<Option<File>>,
@@ -100,37 +129,51 @@ impl Reporter {
     pub fn print_summary(&self, total_seconds: f64, written: &[impl std::fmt::Display]) {
         let mut steps = self.timings();
         steps.sort_by_key(|step| std::cmp::Reverse(step.1));
-        eprintln!("\n{:<60} {:>9}", "step (slowest first)", "seconds");
+        self.summary_line(&format!("\n{:<60} {:>9}", "step (slowest first)", "seconds"));
         for (label, duration) in steps.iter().take(25) {
-            eprintln!("{:<60} {:>9.1}", truncate(label, 60), duration.as_secs_f64());
+            self.summary_line(&format!("{:<60} {:>9.1}", truncate(label, 60), duration.as_secs_f64()));
         }
-        eprintln!("{:<60} {:>9.1}", "total", total_seconds);
+        self.summary_line(&format!("{:<60} {:>9.1}", "total", total_seconds));
         for output in written {
-            eprintln!("wrote {output}");
+            self.summary_line(&format!("wrote {output}"));
         }
     }
 
-    pub fn new(quiet: bool, verbose: bool, log_file: Option<&Path>) -> anyhow::Result<Reporter> {
+    /// A line of the closing summary: on stderr, or in DIB's style part of the log.
+    fn summary_line(&self, line: &str) {
+        match self.style {
+            LogStyle::Steps => eprintln!("{line}"),
+            LogStyle::Dib { .. } => line.lines().for_each(|line| self.write_log(line)),
+        }
+    }
+
+    pub fn new(quiet: bool, verbose: bool, log_file: Option<&Path>, style: LogStyle) -> anyhow::Result<Reporter> {
         let log = match log_file {
-            Some(path) => {
-                Some(File::create(path).with_context(|| format!("cannot create log file {}", path.display()))?)
-            }
+            Some(path) => Some(open_log(path, style)?),
             None => None,
         };
-        let interactive = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let dib = matches!(style, LogStyle::Dib { .. });
+        let interactive = !quiet && !dib && std::io::IsTerminal::is_terminal(&std::io::stderr());
         let bars = interactive.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Ok(Reporter::with_parts(quiet, verbose, bars, log))
+        Ok(Reporter::with_parts(quiet, verbose, style, bars, log))
     }
 
     /// A reporter that prints nothing and logs nowhere (tests).
     pub fn silent() -> Reporter {
-        Reporter::with_parts(true, false, None, None)
+        Reporter::with_parts(true, false, LogStyle::Steps, None, None)
     }
 
-    fn with_parts(quiet: bool, verbose: bool, bars: Option<MultiProgress>, log: Option<File>) -> Reporter {
+    fn with_parts(
+        quiet: bool,
+        verbose: bool,
+        style: LogStyle,
+        bars: Option<MultiProgress>,
+        log: Option<File>,
+    ) -> Reporter {
         Reporter {
             quiet,
             verbose,
+            style,
             bars,
             log: Mutex::new(log),
             timings: Mutex::new(Vec::new()),
@@ -154,7 +197,7 @@ impl Reporter {
                 Some(bar)
             }
             None => {
-                if !self.quiet {
+                if !self.quiet && self.style == LogStyle::Steps {
                     eprintln!("==> {label}");
                 }
                 None
@@ -178,7 +221,7 @@ impl Reporter {
     /// Write one line to the log file (and to stderr with `-v`); the running spinner shows it.
     pub fn log_line(&self, line: &str) {
         let line = &crate::redact::text(line);
-        if self.verbose && !self.quiet {
+        if self.verbose && !self.quiet && self.style == LogStyle::Steps {
             self.println(&format!("    {line}"));
         }
         if let Ok(current) = self.current.lock() {
@@ -186,7 +229,19 @@ impl Reporter {
                 bar.set_message(line.chars().take(100).collect::<String>());
             }
         }
-        self.log_to_file(line);
+        self.write_log(line);
+    }
+
+    /// One line of the log, already redacted: to the log file, and in DIB's style timestamped
+    /// and streamed on stdout too.
+    fn write_log(&self, line: &str) {
+        let LogStyle::Dib { stdout, timestamps } = self.style else { return self.log_to_file(line) };
+        let stamped = format!("{} | {line}", crate::clock::log_timestamp(std::time::SystemTime::now()));
+        self.log_to_file(&stamped);
+        if stdout && !self.quiet {
+            // A closed stdout (the reader went away) must not end the build.
+            let _ = writeln!(std::io::stdout().lock(), "{}", if timestamps { &stamped } else { line });
+        }
     }
 
     /// Run a command with stdout and stderr merged into the log. A non-zero exit is a
@@ -240,6 +295,22 @@ impl Reporter {
     }
 }
 
+/// Open the log file: ours is replaced; disk-image-create appends to it (outfilter.py opens
+/// it `ab`) and says where the log goes first, on stdout.
+fn open_log(path: &Path, style: LogStyle) -> anyhow::Result<File> {
+    let opened = match style {
+        LogStyle::Steps => File::create(path),
+        LogStyle::Dib { .. } => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+            if file.is_ok() {
+                let _ = writeln!(std::io::stdout().lock(), "Output logs going to: {}", path.display());
+            }
+            file
+        }
+    };
+    opened.with_context(|| format!("cannot create log file {}", path.display()))
+}
+
 /// A running step, and the same line once it is done. Constants, so a test checks them.
 const SPINNER_TEMPLATE: &str = "{spinner} {prefix} {elapsed:>4} {wide_msg:.dim}";
 const DONE_TEMPLATE: &str = "  {prefix} {msg}";
@@ -271,10 +342,10 @@ impl Drop for Step<'_> {
                 ProgressStyle::with_template(DONE_TEMPLATE).unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             bar.finish_with_message(format!("{:.1}s", elapsed.as_secs_f64()));
-        } else if !self.reporter.quiet {
+        } else if !self.reporter.quiet && self.reporter.style == LogStyle::Steps {
             eprintln!("{done}");
         }
-        self.reporter.log_to_file(&done);
+        self.reporter.write_log(&done);
         if let Ok(mut timings) = self.reporter.timings.lock() {
             timings.push((self.label.clone(), elapsed));
         }
@@ -348,6 +419,42 @@ mod tests {
         let only_summary =
             Reporter::silent().run("x", Command::new("sh").args(["-c", "echo 'E: mmdebstrap failed to run'; exit 25"]));
         assert!(only_summary.unwrap_err().to_string().ends_with(": E: mmdebstrap failed to run"));
+    }
+
+    #[test]
+    fn dibs_log_follows_its_quiet_and_timestamp_variables() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string())
+        };
+        let style = |logfile, pairs| LogStyle::dib(logfile, env(pairs));
+        assert_eq!(style(false, &[]), LogStyle::Dib { stdout: true, timestamps: true });
+        assert_eq!(style(true, &[]), LogStyle::Dib { stdout: false, timestamps: true });
+        assert_eq!(style(true, &[("DIB_QUIET", "")]), LogStyle::Dib { stdout: false, timestamps: true });
+        assert_eq!(style(true, &[("DIB_QUIET", "0")]), LogStyle::Dib { stdout: true, timestamps: true });
+        assert_eq!(style(false, &[("DIB_QUIET", "1")]), LogStyle::Dib { stdout: false, timestamps: true });
+        assert_eq!(style(false, &[("DIB_NO_TIMESTAMP", "1")]), LogStyle::Dib { stdout: true, timestamps: false });
+    }
+
+    #[test]
+    fn dibs_log_is_appended_to_and_timestamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("build.log");
+        std::fs::write(&path, "earlier run\n").unwrap();
+        let style = LogStyle::Dib { stdout: false, timestamps: true };
+        let reporter = Reporter::new(false, false, Some(&path), style).unwrap();
+        reporter.run("probe", Command::new("sh").args(["-c", "set -x; true"])).unwrap();
+        drop(reporter.step("stage one"));
+        let log = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines[0], "earlier run", "{log}");
+        for line in &lines[1..] {
+            // `2026-12-07 15:53:10.123 | ...`
+            let (stamp, _) = line.split_once(" | ").unwrap_or_else(|| panic!("no timestamp: {line}"));
+            assert_eq!(stamp.len(), 23, "{line}");
+            assert_eq!((&stamp[4..5], &stamp[10..11], &stamp[19..20]), ("-", " ", "."), "{line}");
+        }
+        assert!(lines.iter().any(|l| l.ends_with(" | + true")), "{log}");
+        assert!(lines.iter().any(|l| l.ends_with(" | ==> stage one")), "{log}");
     }
 
     #[test]

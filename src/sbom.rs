@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::cache::Fingerprint;
+use crate::layout::OutputLayout;
 use crate::reproducible::Pins;
 
 /// One installed deb, as dpkg's status file and its copyright file describe it.
@@ -54,17 +55,19 @@ pub struct Contents<'a> {
     pub pins: &'a Pins,
 }
 
-/// Where the SBOM of `image` lives.
+/// Where `mesos-image build` writes the SBOM of `image` (beside it).
 pub fn path_for(image: &Path) -> PathBuf {
-    let mut name = image.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".spdx.json");
-    image.with_file_name(name)
+    path_in(OutputLayout::Beside, image)
 }
 
-/// The sha256 of the SBOM beside `image`, if there is one (for the Glance property).
-pub fn digest_beside(image: &Path) -> std::io::Result<Option<String>> {
-    let path = path_for(image);
-    match crate::io::sha256_file(&path) {
+/// Where a build in `layout` whose first image is `first_image` writes its SBOM.
+pub fn path_in(layout: OutputLayout, first_image: &Path) -> PathBuf {
+    layout.sidecar(first_image, ".spdx.json")
+}
+
+/// The sha256 of the SBOM at `path`, if there is one (for the Glance property).
+pub fn digest_at(path: &Path) -> std::io::Result<Option<String>> {
+    match crate::io::sha256_file(path) {
         Ok((digest, _)) => Ok(Some(digest)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err),
@@ -426,23 +429,8 @@ fn relationship(from: &str, kind: &str, to: &str) -> Value {
 
 /// `1970-01-01T00:00:00Z` form of a Unix time.
 pub fn rfc3339(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
-}
-
-/// Howard Hinnant's inverse of days-from-civil.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+    let t = crate::clock::utc(seconds);
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.year, t.month, t.day, t.hour, t.minute, t.second)
 }
 
 /// The document as the bytes written beside the image.

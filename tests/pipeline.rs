@@ -226,6 +226,8 @@ fn build_with_probe(scratch: &Path) {
         source_date_epoch: None,
         tree_listing: Some(scratch.join("listing")),
         keep_tree: None,
+        layout: Default::default(),
+        log_style: Default::default(),
     };
     if let Err(err) = mesos_image::build::execute_pipeline(&plan, &pipeline, &options) {
         eprintln!("error: {err:#}");

@@ -119,7 +119,7 @@ fn environment_holds_every_documented_variable() {
             ..Overrides::default()
         },
         image_name: Some("out-image".into()),
-        trace: true,
+        trace: 1,
         ..options(host(&[("DIB_HOST_THING", "yes"), ("NOT_DIB", "no")]))
     };
     let plan = dib(&["app"], &options).unwrap();

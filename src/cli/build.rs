@@ -9,8 +9,10 @@ pub use super::args::build::{BuildArgs, DEFAULT_RECIPE};
 use super::args::GlobalOpts;
 use crate::build::{self, BuildOptions};
 use crate::element::Phase;
+use crate::layout::OutputLayout;
 use crate::paths;
 use crate::plan::{HostContext, Plan, PlanOptions};
+use crate::progress::LogStyle;
 use crate::recipe::{Overrides, Recipe, RecipeSource};
 use crate::settings::{
     Setting, CHECKSUM, IMAGE_CACHE, IMAGE_EXTRA_SIZE, IMAGE_SIZE, INSTALL_TYPE, MESOS_REPO, MESOS_REPO_KEY, MIN_TMPFS,
@@ -63,6 +65,11 @@ pub fn execute(plan: Plan, args: &BuildArgs, global: &GlobalOpts) -> anyhow::Res
         source_date_epoch: args.source_date_epoch,
         tree_listing: args.tree_listing.clone(),
         keep_tree: None,
+        layout: args.layout,
+        log_style: match args.layout {
+            OutputLayout::Beside => LogStyle::Steps,
+            OutputLayout::Dib => LogStyle::dib(args.log_file.is_some(), |name| std::env::var(name).ok()),
+        },
     };
     if args.check_reproducible {
         let comparison = super::check_reproducible::build_twice(&plan, &options)?;
@@ -128,7 +135,7 @@ fn plan_options(args: &BuildArgs, host: HostContext) -> anyhow::Result<PlanOptio
         elements_path: args.elements_path.search_path(),
         overrides,
         image_name: args.output.as_deref().and_then(output_stem),
-        trace: args.trace > 0,
+        trace: args.trace,
         skip_base: args.skip_base,
         host,
     })

@@ -235,7 +235,12 @@ pub fn compare_builds(
     second_tree: &Path,
 ) -> anyhow::Result<Comparison> {
     let read_manifest = |image: &Path| -> anyhow::Result<serde_json::Value> {
-        let path = Manifest::path_for(image);
+        // Beside the image, or in its NAME.d/ when built as disk-image-create.
+        let beside = Manifest::path_for(image);
+        let path = match beside.exists() {
+            true => beside,
+            false => Manifest::find(image)?.map_or(beside, |located| located.path),
+        };
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))
     };

@@ -1,8 +1,9 @@
 //! disk-image-create's command line: the binary invoked as `disk-image-create` (a symlink, as
 //! nodepool-builder and DIB's own docs call it) is `mesos-image build` with DIB's naming of the
 //! output (`-o NAME` is the image name; each `-t` type is written as `NAME.<type>`, default
-//! `image.qcow2`), and disk-image-create's flags we do not implement fail with one line naming
-//! them, in both spellings of the command.
+//! `image.qcow2`), DIB's layout (everything but the images and their checksums in `NAME.d/`,
+//! [`OutputLayout::Dib`]) and DIB's log (`progress::LogStyle::dib`); disk-image-create's flags we do not
+//! implement fail with one line naming them, in both spellings of the command.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use clap::{CommandFactory, FromArgMatches, Id, Parser};
 
 pub use super::args::build::UnsupportedFlag;
 use super::{Cli, Command};
+use crate::layout::OutputLayout;
 
 /// The program name nodepool-builder and DIB users run.
 pub const PROGRAM: &str = "disk-image-create";
@@ -96,6 +98,7 @@ pub fn parse(args: Vec<OsString>) -> anyhow::Result<Cli> {
         }
         let types: Vec<String> = build.format.iter().map(|f| f.extension().to_owned()).collect();
         build.output = build.output.take().map(|name| output_path(&name, &types));
+        build.layout = OutputLayout::Dib;
     }
     Ok(cli)
 }
@@ -221,6 +224,17 @@ mod tests {
         assert_eq!(err, "disk-image-create: unknown option `--bogus-flag`");
         let err = parse(args(&["disk-image-create", "--image-size", "lots", "ubuntu"])).unwrap_err().to_string();
         assert!(err.contains("lots") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn disk_image_create_builds_get_dibs_layout() {
+        assert_eq!(build_args(&["disk-image-create", "-o", "x", "debian"]).layout, OutputLayout::Dib);
+        let ours = match parse_mesos_image(args(&["mesos-image", "build", "-o", "x.qcow2", "debian"])).unwrap().command
+        {
+            Command::Build(build) => build.layout,
+            other => panic!("not a build: {other:?}"),
+        };
+        assert_eq!(ours, OutputLayout::Beside);
     }
 
     #[test]

@@ -29,9 +29,14 @@ pub fn run(args: DiffArgs, _global: &GlobalOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A manifest file, or the manifest beside an image.
+/// A manifest file, or the manifest of an image (beside it or in its `NAME.d/`).
 fn read(path: &Path) -> anyhow::Result<Manifest> {
     let is_manifest = path.to_string_lossy().ends_with(".json");
+    if !is_manifest {
+        if let Some(located) = Manifest::find(path)? {
+            return Ok(located.manifest);
+        }
+    }
     let manifest_path = if is_manifest { path.to_owned() } else { Manifest::path_for(path) };
     let bytes = std::fs::read(&manifest_path).with_context(|| format!("cannot read {}", manifest_path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{}: not a mesos-image manifest", manifest_path.display()))

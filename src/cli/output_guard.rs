@@ -1,5 +1,5 @@
 //! `build`'s outputs judged by [`crate::guard`] before any work: every file it will write
-//! (images, their `.sha256`, manifest, SBOM, `--log-file`, `--tree-listing`) and every
+//! (images, their checksum files, manifest, SBOM, `--log-file`, `--tree-listing`) and every
 //! directory it writes in (`--work-dir`, the cache), against the run's inputs and each other.
 
 use std::path::{Path, PathBuf};
@@ -10,11 +10,12 @@ use crate::element::dib_block_device::CONFIG_VAR;
 use crate::guard::{self, Inputs};
 use crate::plan::Plan;
 use crate::recipe::Recipe;
-use crate::stage::publish::{checksum_path, output_names};
+use crate::stage::publish::{checksum_paths, output_names};
 
 /// Every path `build` writes is a regular file it creates, outside /dev, /proc and /sys, no
 /// input of the run, and no other output of it.
 pub fn build(args: &BuildArgs, plan: &Plan) -> Result<(), PreflightError> {
+    own_dir(args, plan)?;
     let inputs = inputs(args, plan);
     let files = output_files(args, plan);
     for (culprit, path) in &files {
@@ -36,6 +37,20 @@ pub fn build(args: &BuildArgs, plan: &Plan) -> Result<(), PreflightError> {
     Ok(())
 }
 
+/// disk-image-create's `NAME.d/`, which the build creates or writes in: absent or a directory.
+fn own_dir(args: &BuildArgs, plan: &Plan) -> Result<(), PreflightError> {
+    let Some(output) = &args.output else { return Ok(()) };
+    let Some((_, first)) = output_names(output, &plan.image.formats).into_iter().next() else { return Ok(()) };
+    let Some(dir) = args.layout.own_dir(&first) else { return Ok(()) };
+    match std::fs::metadata(&dir) {
+        Ok(meta) if !meta.is_dir() => Err(bad(
+            format!("-o {}: its directory {}", output.display(), dir.display()),
+            "exists and is not a directory: DIB keeps the manifests there",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// (culprit, path) of every file the build writes.
 fn output_files(args: &BuildArgs, plan: &Plan) -> Vec<(String, PathBuf)> {
     let mut files = Vec::new();
@@ -50,14 +65,15 @@ fn output_files(args: &BuildArgs, plan: &Plan) -> Vec<(String, PathBuf)> {
             };
             files.push((name, path.clone()));
             if args.checksum {
-                let sum = checksum_path(path);
-                files.push((format!("{culprit}: its checksum file {}", sum.display()), sum));
+                for sum in checksum_paths(args.layout, path) {
+                    files.push((format!("{culprit}: its checksum file {}", sum.display()), sum));
+                }
             }
         }
         if let Some((_, first)) = images.first() {
-            let manifest = crate::manifest::Manifest::path_for(first);
+            let manifest = crate::manifest::Manifest::path_in(args.layout, first);
             files.push((format!("{culprit}: its manifest {}", manifest.display()), manifest));
-            let sbom = crate::sbom::path_for(first);
+            let sbom = crate::sbom::path_in(args.layout, first);
             files.push((format!("{culprit}: its SBOM {}", sbom.display()), sbom));
         }
     }

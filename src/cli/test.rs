@@ -85,16 +85,20 @@ fn recipe_checks(args: &TestArgs) -> anyhow::Result<(String, Vec<Check>)> {
             (recipe.name, recipe.checks, path.display().to_string())
         }
         None => {
-            let manifest = Manifest::read_beside(&args.image)?
-                .and_then(|m| Some((m.recipe?, m.checks)))
-                .ok_or_else(|| PreflightError {
+            let located = Manifest::find(&args.image)?;
+            let path = located.as_ref().map(|l| l.path.clone());
+            let manifest = located.and_then(|l| Some((l.manifest.recipe?, l.manifest.checks))).ok_or_else(|| {
+                PreflightError {
                     culprit: args.image.display().to_string(),
                     problem: format!(
-                        "no recipe to take checks from: no manifest naming one beside the image ({}); pass --recipe NAME or --recipe PATH",
-                        Manifest::path_for(&args.image).display()
+                        "no recipe to take checks from: no manifest naming one beside the image ({}) or in {}; pass --recipe NAME or --recipe PATH",
+                        Manifest::path_for(&args.image).display(),
+                        crate::layout::dib_dir(&args.image).display(),
                     ),
-                })?;
-            (manifest.0, manifest.1, Manifest::path_for(&args.image).display().to_string())
+                }
+            })?;
+            let path = path.unwrap_or_else(|| Manifest::path_for(&args.image));
+            (manifest.0, manifest.1, path.display().to_string())
         }
     };
     if checks.is_empty() {

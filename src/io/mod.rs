@@ -14,7 +14,7 @@ mod progress;
 
 pub use bounded::read_bounded;
 pub use cancel::CancelReader;
-pub use hash::{HashingReader, HashingWriter, Sha256Hex, StreamDigest};
+pub use hash::{HashingReader, HashingWriter, Sha256Hex, Sha256Md5, StreamDigest};
 pub use lock::{lock_file, LockError, LockMode};
 pub use progress::ProgressReader;
 

@@ -78,8 +78,10 @@ pub(super) struct Sources<'a> {
 /// must not change the tree keys, or building the same image under another name or format, with
 /// `--checksum`, or from a moved checkout would start cold. `DIB_ENV` is derived from the
 /// `DIB_*` variables, which are keyed one by one.
-const KEY_NEUTRAL_ENV: [&str; 9] = [
+const KEY_NEUTRAL_ENV: [&str; 10] = [
     "ELEMENTS_PATH",
+    // `-x` traces the scripts into the log: the same tree, traced or not.
+    "DIB_DEBUG_TRACE",
     "IMAGE_NAME",
     "DIB_ARGS",
     "DIB_CHECKSUM",

@@ -12,6 +12,7 @@ use super::keys::StageKeys;
 use super::step::{Scheduled, Stop, Work};
 use crate::cache::{CachePoint, StageCache};
 use crate::disk::DiskReport;
+use crate::layout::OutputLayout;
 use crate::manifest::{Manifest, OutputEntry, Package, Reproducibility, RunInfo, StageTiming};
 use crate::recipe::{GlanceSpec, ImageFormat};
 use crate::reproducible;
@@ -25,10 +26,12 @@ use crate::step_id::StepId;
 pub struct RunSettings {
     /// Store snapshots and outputs in the cache.
     pub use_cache: bool,
-    /// `--checksum`: a `.sha256` beside each image.
+    /// `--checksum`: checksum files beside each image (`publish::checksum_paths`).
     pub checksum: bool,
     /// Where the tree listing step writes (`--check-reproducible`).
     pub tree_listing: Option<PathBuf>,
+    /// Where the manifest, SBOM and checksums go.
+    pub layout: OutputLayout,
 }
 
 /// One build in progress: its context, its cache and keys, and what its steps made so far.
@@ -145,7 +148,7 @@ impl<'a> Run<'a> {
             StepId::TreeListing => self.tree_listing(),
             StepId::Convert => self.convert(),
             StepId::Publish => {
-                self.made.outputs = publish::images(&self.made.files, self.settings.checksum)?;
+                self.made.outputs = publish::images(&self.made.files, self.settings.checksum, self.settings.layout)?;
                 Ok(())
             }
             StepId::Sbom => self.sbom(),
@@ -179,7 +182,7 @@ impl<'a> Run<'a> {
         let recipe_file = plan.recipe_source.as_ref().map(|source| source.path.as_path());
         let document =
             sbom::for_build(plan, recipe_file, &self.ctx.pins, &debs, &self.made.outputs, &publish::file_name(first))?;
-        self.made.sbom = Some(publish::sbom(&sbom::to_json(&document)?, first)?);
+        self.made.sbom = Some(publish::sbom(&sbom::to_json(&document)?, first, self.settings.layout)?);
         Ok(())
     }
 
@@ -224,7 +227,7 @@ impl<'a> Run<'a> {
         };
         manifest.hand_on(plan);
         let first = &self.made.files.first().context("the build writes no image")?.destination;
-        let manifest_path = publish::manifest(&manifest, first)?;
+        let manifest_path = publish::manifest(&manifest, first, self.settings.layout)?;
         if self.settings.use_cache {
             self.store_outputs(&manifest_path);
         }

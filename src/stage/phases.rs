@@ -43,6 +43,7 @@ pub fn prepare_hooks(ctx: &BuildContext) -> anyhow::Result<()> {
     for (name, text) in HELPERS {
         write_executable(&hooks.join("bin").join(name), text)?;
     }
+    write_xtrace_env(hooks)?;
     for (element, map) in &ctx.plan.pkg_maps {
         let lines: String = map.iter().map(|(generic, mapped)| format!("{generic} {mapped}\n")).collect();
         let path = hooks.join("pkg-map.d").join(element);
@@ -160,20 +161,41 @@ fn script_command(ctx: &BuildContext, phase: Phase, name: &str) -> anyhow::Resul
     Ok(command)
 }
 
+/// `set -e`, every `environment.d` file sourced; with `-x` traced, and the script itself started
+/// with xtrace on through [`XTRACE_ENV`], whether or not it checks `DIB_DEBUG_TRACE` itself.
 fn source_prelude(ctx: &BuildContext, hooks: &Path) -> String {
     let mut prelude = String::from(if ctx.trace { "set -ex; " } else { "set -e; " });
     for file in &ctx.plan.environment_d {
         let path = hooks.join("environment.d").join(&file.name);
         prelude.push_str(&format!("source {}; ", crate::shell::quote(&path.to_string_lossy())));
     }
+    if ctx.trace {
+        let xtrace = hooks.join(XTRACE_ENV);
+        prelude.push_str(&format!("export BASH_ENV={}; ", crate::shell::quote(&xtrace.to_string_lossy())));
+    }
     prelude
+}
+
+/// The file in the hooks dir that `-x` hands each script as `BASH_ENV`: bash reads it before
+/// the script's first line, so every bash script runs traced, as under DIB's `-x`; it unsets
+/// itself, so the programs the script starts are not traced by it.
+const XTRACE_ENV: &str = ".dib-xtrace.bash";
+
+/// Write [`XTRACE_ENV`] into the hooks dir.
+fn write_xtrace_env(hooks: &Path) -> anyhow::Result<()> {
+    let path = hooks.join(XTRACE_ENV);
+    fs::write(&path, "unset BASH_ENV\nset -x\n").with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The variables every script sees: the plan's, then the runtime paths.
 pub fn script_env(ctx: &BuildContext, inside: bool) -> BTreeMap<String, String> {
     let mut env = ctx.plan.env.clone();
     if ctx.trace {
-        env.insert("DIB_DEBUG_TRACE".into(), "1".into());
+        // The plan counts the `-x` as DIB does; at least 1 when tracing.
+        let level = env.entry("DIB_DEBUG_TRACE".into()).or_default();
+        if level.trim().parse::<u32>().unwrap_or(0) == 0 {
+            *level = "1".into();
+        }
     }
     env.entry("ARCH".into()).or_insert_with(|| ctx.plan.arch.clone());
     env.entry("DIB_RELEASE".into()).or_insert_with(|| ctx.plan.release.clone());

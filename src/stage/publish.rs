@@ -1,11 +1,13 @@
-//! The publish stage: converted images, their `.sha256` files and the manifest land beside
-//! `--output`. Every file goes through [`crate::output`]'s atomic path and is hashed once, while
-//! it is copied into place. Images restored from the stage cache take the same path.
+//! The publish stage: converted images and their checksum files land beside `--output`, the
+//! manifest and SBOM beside them or, as disk-image-create, in DIB's `NAME.d/`
+//! ([`OutputLayout`]). Every file goes through [`crate::output`]'s atomic path and is hashed
+//! once, while it is copied into place. Images restored from the stage cache take the same path.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::layout::OutputLayout;
 use crate::manifest::{Manifest, OutputEntry};
 use crate::output::{self, Staged};
 use crate::recipe::ImageFormat;
@@ -48,9 +50,27 @@ pub fn output_names(output: &Path, formats: &[ImageFormat]) -> Vec<(ImageFormat,
 
 /// `<image>.sha256`.
 pub fn checksum_path(image: &Path) -> PathBuf {
-    let mut name = image.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".sha256");
-    image.with_file_name(name)
+    with_suffix(image, ".sha256")
+}
+
+/// `<image>.md5` (disk-image-create's `--checksum`).
+pub fn md5_path(image: &Path) -> PathBuf {
+    with_suffix(image, ".md5")
+}
+
+/// The checksum files `--checksum` writes for `image`: `.sha256`, and in DIB's layout `.md5`
+/// first, as DIB writes both.
+pub fn checksum_paths(layout: OutputLayout, image: &Path) -> Vec<PathBuf> {
+    match layout {
+        OutputLayout::Beside => vec![checksum_path(image)],
+        OutputLayout::Dib => vec![md5_path(image), checksum_path(image)],
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
 }
 
 /// One image to publish: the finished file in scratch (or the cache) and where it goes.
@@ -74,13 +94,20 @@ pub fn image_files(destinations: &[(ImageFormat, PathBuf)], scratch: &Path) -> V
         .collect()
 }
 
-/// Copy every image into place, hashing while copying, with a `.sha256` beside each when
-/// `checksum` is set. All files are staged before any is named, so a failure publishes nothing.
-pub fn images(files: &[ImageFile], checksum: bool) -> anyhow::Result<Vec<OutputEntry>> {
+/// Copy every image into place, hashing while copying, with its checksum files beside it when
+/// `checksum` is set ([`checksum_paths`]). All files are staged before any is named, so a
+/// failure publishes nothing.
+pub fn images(files: &[ImageFile], checksum: bool, layout: OutputLayout) -> anyhow::Result<Vec<OutputEntry>> {
     let mut staged: Vec<Staged> = Vec::new();
     let mut entries = Vec::new();
     for file in files {
-        let image = output::stage_file(&file.source, &file.destination)?;
+        let (image, md5) = match (checksum, layout) {
+            (true, OutputLayout::Dib) => {
+                let (image, md5) = output::stage_file_with_md5(&file.source, &file.destination)?;
+                (image, Some(md5))
+            }
+            _ => (output::stage_file(&file.source, &file.destination)?, None),
+        };
         entries.push(OutputEntry {
             file: file_name(&file.destination),
             format: file.format.name().to_owned(),
@@ -88,8 +115,9 @@ pub fn images(files: &[ImageFile], checksum: bool) -> anyhow::Result<Vec<OutputE
             sha256: image.sha256().to_owned(),
         });
         if checksum {
-            let line = sha256sum_line(image.sha256(), &file.destination);
-            staged.push(output::stage_reader(&mut line.as_bytes(), &checksum_path(&file.destination))?);
+            for (path, line) in checksum_lines(layout, &file.destination, image.sha256(), md5.as_deref()) {
+                staged.push(output::stage_reader(&mut line.as_bytes(), &path)?);
+            }
         }
         staged.push(image);
     }
@@ -99,16 +127,43 @@ pub fn images(files: &[ImageFile], checksum: bool) -> anyhow::Result<Vec<OutputE
     Ok(entries)
 }
 
-/// Write `manifest` beside the first image.
-pub fn manifest(manifest: &Manifest, first_image: &Path) -> anyhow::Result<PathBuf> {
-    let path = Manifest::path_for(first_image);
+/// Each checksum file of `image` with its one line. Ours names the file, for `sha256sum -c` in
+/// its directory; DIB's are what `md5sum NAME.<fmt>` and `sha256sum NAME.<fmt>` print, the
+/// image named as the command line gave it (`-o DIR/NAME`).
+fn checksum_lines(layout: OutputLayout, image: &Path, sha256: &str, md5: Option<&str>) -> Vec<(PathBuf, String)> {
+    match (layout, md5) {
+        (OutputLayout::Dib, Some(md5)) => {
+            let named = image.to_string_lossy();
+            vec![(md5_path(image), sum_line(md5, &named)), (checksum_path(image), sum_line(sha256, &named))]
+        }
+        _ => vec![(checksum_path(image), sum_line(sha256, &file_name(image)))],
+    }
+}
+
+/// The directory the layout keeps the build's other files in (`NAME.d/`), made if missing.
+fn own_dir(layout: OutputLayout, first_image: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = layout.own_dir(first_image) {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(err) => return Err(err).with_context(|| format!("cannot create {}", dir.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Write `manifest` where `layout` keeps it for the first image.
+pub fn manifest(manifest: &Manifest, first_image: &Path, layout: OutputLayout) -> anyhow::Result<PathBuf> {
+    own_dir(layout, first_image)?;
+    let path = Manifest::path_in(layout, first_image);
     output::publish_bytes(&manifest.to_json()?, &path)?;
     Ok(path)
 }
 
-/// Write the SPDX document (`<first image>.spdx.json`) beside the first image.
-pub fn sbom(document: &[u8], first_image: &Path) -> anyhow::Result<PathBuf> {
-    let path = crate::sbom::path_for(first_image);
+/// Write the SPDX document (`<first image>.spdx.json`) where `layout` keeps it.
+pub fn sbom(document: &[u8], first_image: &Path, layout: OutputLayout) -> anyhow::Result<PathBuf> {
+    own_dir(layout, first_image)?;
+    let path = crate::sbom::path_in(layout, first_image);
     output::publish_bytes(document, &path)?;
     Ok(path)
 }
@@ -126,6 +181,7 @@ pub fn from_cache(
     stored: &[(String, PathBuf)],
     destinations: &[(ImageFormat, PathBuf)],
     checksum: bool,
+    layout: OutputLayout,
 ) -> anyhow::Result<Manifest> {
     let lookup = |name: &str| stored.iter().find(|(stored_name, _)| stored_name == name).map(|(_, path)| path);
     let manifest_source = stored
@@ -141,7 +197,7 @@ pub fn from_cache(
         let source = lookup(&entry.file).with_context(|| format!("cache entry lacks {}", entry.file))?;
         files.push(ImageFile { format: *format, source: source.clone(), destination: destination.clone() });
     }
-    let published = images(&files, checksum)?;
+    let published = images(&files, checksum, layout)?;
     for (recorded, copied) in manifest.outputs.iter().zip(&published) {
         if recorded.sha256 != copied.sha256 {
             bail!(
@@ -160,16 +216,22 @@ pub fn from_cache(
             text = text.replace(&format!("\"{}\"", recorded.file), &format!("\"{}\"", copied.file));
         }
         let first = destinations.first().map(|(_, path)| path.as_path()).context("no destination")?;
-        let path = sbom(text.as_bytes(), first)?;
+        let path = sbom(text.as_bytes(), first, layout)?;
         manifest.sbom = Some(file_name(&path));
     }
     manifest.outputs = published;
     Ok(manifest)
 }
 
-/// The line `sha256sum -c` reads: digest, two spaces, the file's name (relative to its dir).
-fn sha256sum_line(digest: &str, path: &Path) -> String {
-    format!("{digest}  {}\n", file_name(path))
+/// The line `md5sum`/`sha256sum` print and `-c` reads: digest, two spaces, the name. A name
+/// with a backslash, newline or carriage return is escaped and the line starts with a
+/// backslash, as coreutils (9.1) writes it.
+fn sum_line(digest: &str, name: &str) -> String {
+    if !name.contains(['\\', '\n', '\r']) {
+        return format!("{digest}  {name}\n");
+    }
+    let escaped = name.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r");
+    format!("\\{digest}  {escaped}\n")
 }
 
 pub fn file_name(path: &Path) -> String {
@@ -215,8 +277,28 @@ mod tests {
 
     #[test]
     fn checksum_line_is_sha256sum_format() {
-        assert_eq!(sha256sum_line("ab", Path::new("/o/img.qcow2")), "ab  img.qcow2\n");
+        assert_eq!(sum_line("ab", "img.qcow2"), "ab  img.qcow2\n");
         assert_eq!(checksum_path(Path::new("/o/img.qcow2")), PathBuf::from("/o/img.qcow2.sha256"));
+        // coreutils' escapes, checked against md5sum 9.1.
+        assert_eq!(sum_line("ab", "a\\b"), "\\ab  a\\\\b\n");
+        assert_eq!(sum_line("ab", "a\rb\nc"), "\\ab  a\\rb\\nc\n");
+    }
+
+    #[test]
+    fn dib_checksums_are_md5_and_sha256_naming_the_image_as_given() {
+        let lines = checksum_lines(OutputLayout::Dib, Path::new("out/img.qcow2"), "s", Some("m"));
+        assert_eq!(
+            lines,
+            vec![
+                (PathBuf::from("out/img.qcow2.md5"), "m  out/img.qcow2\n".to_owned()),
+                (PathBuf::from("out/img.qcow2.sha256"), "s  out/img.qcow2\n".to_owned()),
+            ]
+        );
+        assert_eq!(
+            checksum_paths(OutputLayout::Dib, Path::new("/o/x.raw")),
+            [PathBuf::from("/o/x.raw.md5"), PathBuf::from("/o/x.raw.sha256")]
+        );
+        assert_eq!(checksum_paths(OutputLayout::Beside, Path::new("/o/x.raw")), [PathBuf::from("/o/x.raw.sha256")]);
     }
 
     #[test]
@@ -227,11 +309,39 @@ mod tests {
         std::fs::write(&source, b"abc").unwrap();
         let destination = out.path().join("img.raw");
         let files = [ImageFile { format: ImageFormat::Raw, source, destination: destination.clone() }];
-        let entries = images(&files, true).unwrap();
+        let entries = images(&files, true, OutputLayout::Beside).unwrap();
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(entries[0].sha256, abc);
         assert_eq!(entries[0].file, "img.raw");
         assert_eq!(std::fs::read_to_string(checksum_path(&destination)).unwrap(), format!("{abc}  img.raw\n"));
+    }
+
+    #[test]
+    fn disk_image_create_gets_dibs_files_beside_and_the_rest_in_name_d() {
+        let scratch = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let source = scratch.path().join("disk");
+        std::fs::write(&source, b"abc").unwrap();
+        let destination = out.path().join("img.qcow2");
+        let files = [ImageFile { format: ImageFormat::Qcow2, source, destination: destination.clone() }];
+        images(&files, true, OutputLayout::Dib).unwrap();
+        manifest(&Manifest::default(), &destination, OutputLayout::Dib).unwrap();
+        sbom(b"{}", &destination, OutputLayout::Dib).unwrap();
+        let named = destination.display();
+        let md5 = std::fs::read_to_string(md5_path(&destination)).unwrap();
+        assert_eq!(md5, format!("900150983cd24fb0d6963f7d28e17f72  {named}\n"));
+        let sha = std::fs::read_to_string(checksum_path(&destination)).unwrap();
+        assert!(sha.starts_with("ba7816bf") && sha.ends_with(&format!("  {named}\n")), "{sha}");
+        let listing = |dir: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(listing(out.path()), ["img.d", "img.qcow2", "img.qcow2.md5", "img.qcow2.sha256"]);
+        assert_eq!(listing(&out.path().join("img.d")), ["img.qcow2.manifest.json", "img.qcow2.spdx.json"]);
     }
 
     #[test]
@@ -248,7 +358,7 @@ mod tests {
                 destination: out.path().join("img.vhd"),
             },
         ];
-        assert!(images(&files, true).is_err());
+        assert!(images(&files, true, OutputLayout::Dib).is_err());
         assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     }
 }

@@ -84,12 +84,13 @@ impl ImageRecord {
 
 /// Build the record for the image at `image` from flags, the recipe and the file header.
 pub fn build_record(image: &Path, flags: &RecordFlags, recipe_dirs: &[PathBuf]) -> Result<ImageRecord, RecordError> {
-    let (recipe_name, glance) = match &flags.recipe {
-        Some(name) => (Some(name.clone()), load_glance_spec(name, recipe_dirs)?),
-        None => match Manifest::read_beside(image)? {
-            Some(manifest) => (manifest.recipe, manifest.glance),
-            None => (None, GlanceSpec::default()),
-        },
+    let located = Manifest::find(image)?;
+    // The SBOM lies beside the manifest (in `NAME.d/` for a disk-image-create build).
+    let sbom = located.as_ref().and_then(|l| l.sbom_path()).unwrap_or_else(|| crate::sbom::path_for(image));
+    let (recipe_name, glance) = match (&flags.recipe, located) {
+        (Some(name), _) => (Some(name.clone()), load_glance_spec(name, recipe_dirs)?),
+        (None, Some(located)) => (located.manifest.recipe, located.manifest.glance),
+        (None, None) => (None, GlanceSpec::default()),
     };
     let disk_format = choose_disk_format(image, flags.disk_format.as_deref(), glance.disk_format.as_deref())?;
     let visibility = flags.visibility.clone().or(glance.visibility).unwrap_or_else(|| "private".to_owned());
@@ -114,7 +115,7 @@ pub fn build_record(image: &Path, flags: &RecordFlags, recipe_dirs: &[PathBuf]) 
         min_disk: flags.min_disk.or(glance.min_disk),
         min_ram: flags.min_ram.or(glance.min_ram),
         tags,
-        properties: with_sbom_digest(image, merge_properties(glance.properties, flags)?)?,
+        properties: with_sbom_digest(&sbom, merge_properties(glance.properties, flags)?)?,
         recipe: recipe_name,
     })
 }
@@ -123,13 +124,12 @@ pub fn build_record(image: &Path, flags: &RecordFlags, recipe_dirs: &[PathBuf]) 
 /// in the cloud can be matched with its bill of materials.
 pub const SBOM_PROPERTY: &str = "sbom_sha256";
 
-/// Add the SBOM's digest (when the image has one beside it) unless `--property` set it.
+/// Add the SBOM's digest (when the image has one at `sbom`) unless `--property` set it.
 fn with_sbom_digest(
-    image: &Path,
+    sbom: &Path,
     mut properties: BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, RecordError> {
-    let digest = crate::sbom::digest_beside(image)
-        .map_err(|source| RecordError::Read { path: crate::sbom::path_for(image), source })?;
+    let digest = crate::sbom::digest_at(sbom).map_err(|source| RecordError::Read { path: sbom.to_owned(), source })?;
     if let Some(digest) = digest {
         properties.entry(SBOM_PROPERTY.to_owned()).or_insert(digest);
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::search::{ElementsPathArgs, RecipesDirArgs};
+use crate::layout::OutputLayout;
 use crate::recipe::{BaseMethod, Compression, ImageFormat};
 use crate::reproducible;
 use crate::settings::*;
@@ -99,6 +100,9 @@ pub struct BuildArgs {
     pub dry_run: bool,
     #[arg(long = JSON.flag, help = JSON.help_text(), requires = "dry_run")]
     pub json: bool,
+    /// disk-image-create's layout and log (set by its command line, not a flag).
+    #[arg(skip)]
+    pub layout: OutputLayout,
 }
 
 /// disk-image-create image types (`-t`) that are not built, with why.
