@@ -59,6 +59,8 @@ struct Made {
     disk: Option<(PathBuf, DiskReport)>,
     outputs: Vec<OutputEntry>,
     sbom: Option<PathBuf>,
+    /// What outside scripts saved for `NAME.d/` (path under it, file in scratch).
+    saved: Vec<(String, PathBuf)>,
     manifest: Option<Manifest>,
 }
 
@@ -148,7 +150,10 @@ impl<'a> Run<'a> {
             StepId::TreeListing => self.tree_listing(),
             StepId::Convert => self.convert(),
             StepId::Publish => {
-                self.made.outputs = publish::images(&self.made.files, self.settings.checksum, self.settings.layout)?;
+                let layout = self.settings.layout;
+                self.made.outputs = publish::images(&self.made.files, self.settings.checksum, layout)?;
+                let first = &self.made.files.first().context("the build writes no image")?.destination;
+                self.made.saved = publish::saved_files(&ctx.saved_dir(), first, layout)?;
                 Ok(())
             }
             StepId::Sbom => self.sbom(),
@@ -242,6 +247,9 @@ impl<'a> Run<'a> {
             self.made.files.iter().map(|f| (publish::file_name(&f.destination), f.source.clone())).collect();
         for path in std::iter::once(manifest_path).chain(self.made.sbom.as_deref()) {
             to_cache.push((publish::file_name(path), path.to_owned()));
+        }
+        for (relative, file) in &self.made.saved {
+            to_cache.push((publish::saved_cache_name(relative), file.clone()));
         }
         if let Err(err) = self.cache.save_outputs(&self.keys.outputs, &self.label, &to_cache) {
             tracing::warn!("could not store the outputs in the cache: {err:#}");

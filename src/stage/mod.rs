@@ -55,12 +55,21 @@ pub struct BuildContext<'a> {
     pub cache_dir: PathBuf,
     /// Host apt archive cache, bound at `/var/cache/apt/archives` inside during apt runs.
     pub apt_cache: PathBuf,
-    /// `-x`: run scripts with `set -x` (`DIB_DEBUG_TRACE=1`).
+    /// `-x`: run scripts with xtrace (`DIB_DEBUG_TRACE` at least 1).
     pub trace: bool,
     pub break_at: Option<BreakPoint>,
     pub reporter: &'a Reporter,
     /// The build's time and seed: nothing in the image may come from the clock or the random pool.
     pub pins: Pins,
+}
+
+impl BuildContext<'_> {
+    /// Where outside scripts save what DIB keeps beside the image in `NAME.d/`
+    /// (`DIB_MANIFEST_SAVE_DIR`, the manifests element's `dib-manifests/`): in scratch, so a
+    /// failed build leaves nothing, and the publish step hands it on (`publish::saved_files`).
+    pub fn saved_dir(&self) -> PathBuf {
+        self.work_dir.join("image.d")
+    }
 }
 
 pub mod convert;

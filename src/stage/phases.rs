@@ -214,6 +214,10 @@ pub fn script_env(ctx: &BuildContext, inside: bool) -> BTreeMap<String, String> 
         env.entry("DIB_IMAGE_CACHE".into()).or_insert(cache);
         env.entry("DIB_LOCKFILES".into()).or_insert_with(|| lockfiles_dir(ctx).to_string_lossy().into_owned());
         let work = ctx.work_dir.to_string_lossy().into_owned();
+        // DIB's default `${IMAGE_NAME}.d/` is relative: run from the tree, it put the files
+        // into the image. The caller's value still wins, as in DIB.
+        let saved = format!("{}/", ctx.saved_dir().display());
+        env.entry("DIB_MANIFEST_SAVE_DIR".into()).or_insert(saved);
         env.insert("TMP_BUILD_DIR".into(), work.clone());
         env.insert("TMP_IMAGE_DIR".into(), work);
         let host_path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".to_owned());

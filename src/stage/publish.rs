@@ -174,6 +174,64 @@ pub fn tree_listing(text: &str, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Cache names of [`saved_files`] start with this; the rest is the path under `NAME.d/` with
+/// `%` and `/` escaped, as the cache holds plain file names only.
+const SAVED_CACHE_PREFIX: &str = "image.d%2F";
+
+/// The cache's name for the saved file at `relative` (under `NAME.d/`).
+pub fn saved_cache_name(relative: &str) -> String {
+    format!("{SAVED_CACHE_PREFIX}{}", relative.replace('%', "%25").replace('/', "%2F"))
+}
+
+/// The path under `NAME.d/` of a cache entry's file, if it is a saved file.
+fn saved_relative(cache_name: &str) -> Option<String> {
+    let escaped = cache_name.strip_prefix(SAVED_CACHE_PREFIX)?;
+    Some(escaped.replace("%2F", "/").replace("%25", "%"))
+}
+
+/// The files outside scripts saved in `source` (`DIB_MANIFEST_SAVE_DIR`, e.g. `dib-manifests/`),
+/// as (path under it, file): published into `NAME.d/` in DIB's layout; `mesos-image build` keeps
+/// only the copy inside the image. Regular files only, sorted.
+pub fn saved_files(source: &Path, first_image: &Path, layout: OutputLayout) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    collect_files(source, "", &mut files)?;
+    files.sort();
+    if let Some(dir) = layout.own_dir(first_image) {
+        for (relative, file) in &files {
+            publish_saved(file, &dir, relative)?;
+        }
+    }
+    Ok(files)
+}
+
+fn publish_saved(file: &Path, dir: &Path, relative: &str) -> anyhow::Result<()> {
+    let destination = dir.join(relative);
+    if let Some(parent) = destination.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    output::publish_file(file, &destination)?;
+    Ok(())
+}
+
+fn collect_files(dir: &Path, prefix: &str, files: &mut Vec<(String, PathBuf)>) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let kind = entry.file_type().with_context(|| format!("cannot read {}", entry.path().display()))?;
+        if kind.is_dir() {
+            collect_files(&entry.path(), &format!("{name}/"), files)?;
+        } else if kind.is_file() {
+            files.push((name, entry.path()));
+        }
+    }
+    Ok(())
+}
+
 /// Publish images stored in the cache under new names. `stored` are the cache entry's files
 /// (name, path); the cached manifest names the images. Each image must still hash to what the
 /// manifest recorded, so a damaged cache entry is an error, not a bad image.
@@ -220,6 +278,14 @@ pub fn from_cache(
         manifest.sbom = Some(file_name(&path));
     }
     manifest.outputs = published;
+    // What outside scripts saved (dib-manifests/) goes back into NAME.d/ in DIB's layout.
+    if let Some(dir) = destinations.first().and_then(|(_, first)| layout.own_dir(first)) {
+        for (name, path) in stored {
+            if let Some(relative) = saved_relative(name) {
+                publish_saved(path, &dir, &relative)?;
+            }
+        }
+    }
     Ok(manifest)
 }
 
@@ -342,6 +408,28 @@ mod tests {
         };
         assert_eq!(listing(out.path()), ["img.d", "img.qcow2", "img.qcow2.md5", "img.qcow2.sha256"]);
         assert_eq!(listing(&out.path().join("img.d")), ["img.qcow2.manifest.json", "img.qcow2.spdx.json"]);
+    }
+
+    #[test]
+    fn saved_files_go_into_name_d_and_round_trip_through_cache_names() {
+        let scratch = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let saved = scratch.path().join("image.d");
+        std::fs::create_dir_all(saved.join("dib-manifests")).unwrap();
+        std::fs::write(saved.join("dib-manifests/dib_arguments"), "-x\n").unwrap();
+        let first = out.path().join("img.qcow2");
+        let files = saved_files(&saved, &first, OutputLayout::Dib).unwrap();
+        assert_eq!(files, [("dib-manifests/dib_arguments".to_owned(), saved.join("dib-manifests/dib_arguments"))]);
+        assert_eq!(std::fs::read_to_string(out.path().join("img.d/dib-manifests/dib_arguments")).unwrap(), "-x\n");
+        let name = saved_cache_name("dib-manifests/100%");
+        assert!(!name.contains('/') && !name.starts_with('.'), "{name}");
+        assert_eq!(saved_relative(&name).as_deref(), Some("dib-manifests/100%"));
+        assert_eq!(saved_relative("img.qcow2"), None);
+        // Ours keeps them only inside the image; a build without them has none.
+        let beside = tempfile::tempdir().unwrap();
+        saved_files(&saved, &beside.path().join("x.qcow2"), OutputLayout::Beside).unwrap();
+        assert_eq!(std::fs::read_dir(beside.path()).unwrap().count(), 0);
+        assert!(saved_files(&scratch.path().join("none"), &first, OutputLayout::Dib).unwrap().is_empty());
     }
 
     #[test]
