@@ -180,7 +180,7 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     let files = publish::image_files(&destinations, &convert_dir);
     let converted: Vec<_> = files.iter().map(|f| (f.format, f.source.clone())).collect();
     convert::run(&raw, &converted, &spec, &pins, &reporter).unwrap();
-    let outputs = publish::images(&files, true).unwrap();
+    let outputs = publish::images(&files, true, Default::default()).unwrap();
     eprintln!("timing: convert to qcow2, raw, vmdk, vhd + publish + sha256 {:.1}s", started.elapsed().as_secs_f64());
     assert_eq!(outputs.len(), 4);
     check_outputs(&out_dir, &outputs);

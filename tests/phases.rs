@@ -230,7 +230,7 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
     let plan = support::plan(&work, &["probe"], overrides);
     assert_eq!(plan.packages[&Phase::Install].build_only, ["file"], "the planner read package-installs.yaml");
     assert_eq!(plan.packages[&Phase::PostInstall].uninstall, ["tree"]);
-    let reporter = Reporter::new(true, false, Some(&work.join("build.log"))).unwrap();
+    let reporter = Reporter::new(true, false, Some(&work.join("build.log")), Default::default()).unwrap();
     let dirs = support::Dirs::new(&work.join("build"));
     let ctx = dirs.context(&plan, &reporter);
     let started = std::time::Instant::now();
