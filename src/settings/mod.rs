@@ -207,8 +207,12 @@ pub const COMPRESSION: Setting = Setting::new(
     "qcow2 compression: zlib (every qemu reads it) or zstd (faster; needs qemu 5.1+ to read)",
 )
 .recipe("image.compression");
-pub const CHECKSUM: Setting =
-    Setting::new("checksum", Value::Switch, "Write a sha256 checksum file beside each image").exports("DIB_CHECKSUM");
+pub const CHECKSUM: Setting = Setting::new(
+    "checksum",
+    Value::Switch,
+    "Write a .sha256 file beside each image (disk-image-create: .md5 and .sha256, as DIB)",
+)
+.exports("DIB_CHECKSUM");
 pub const MESOS_REPO: Setting =
     Setting::new("mesos-repo", Value::Text, "Apt repository line or URI for mesos and marathon (sets DIB_MESOS_REPO)")
         .exports("DIB_MESOS_REPO");
@@ -226,8 +230,11 @@ pub const CACHE_DIR: Setting =
         .reads("MESOS_IMAGE_CACHE_DIR")
         .default("~/.cache/mesos-image");
 pub const NO_CACHE: Setting = Setting::new("no-cache", Value::Switch, "Neither read nor write the stage cache");
-pub const LOG_FILE: Setting =
-    Setting::new("log-file", Value::Path, "Write the full build log here (disk-image-create spells it --logfile)");
+pub const LOG_FILE: Setting = Setting::new(
+    "log-file",
+    Value::Path,
+    "Write the full build log here (disk-image-create's --logfile appends, timestamped, as DIB)",
+);
 pub const BREAK: Setting = Setting::new(
     "break",
     Value::Text,
@@ -236,7 +243,7 @@ pub const BREAK: Setting = Setting::new(
 pub const TRACE: Setting = Setting::new(
     "trace",
     Value::Count,
-    "Trace element scripts (set -x, DIB_DEBUG_TRACE=1); repeatable, as disk-image-create's",
+    "Trace every element script into the log (xtrace; DIB_DEBUG_TRACE counts the -x); repeatable, as disk-image-create's",
 )
 .short('x')
 .short_only()
