@@ -103,6 +103,10 @@ fn nodepools_and_zuuls_command_lines_get_dibs_files_and_log() {
     assert_timestamped("stdout", &stdout);
     assert!(stdout.contains(" | + untraced_marker='level 1'"), "-x did not trace the script:\n{stdout}");
     assert!(stdout.contains(" | level 1\n"), "DIB_DEBUG_TRACE is not 1 with one -x:\n{stdout}");
+    // fault-hooks' script (no DIB_DEBUG_TRACE check either) in every phase: chrooted ones too.
+    for phase in ["root", "extra-data", "install", "post-install", "finalise", "cleanup"] {
+        assert!(stdout.contains(&format!(" | + phase={phase}.d\n")), "{phase}.d not traced:\n{stdout}");
+    }
     assert!(stdout.contains(&format!(" | wrote {NAME}.qcow2 (")), "{stdout}");
 
     // Exactly DIB's files beside the images, everything else in NAME.d/.
