@@ -142,6 +142,16 @@ mod tests {
         let checks = vec![Check::Package("jq".into())];
         let manifest = Manifest { recipe: Some("elsewhere".into()), checks: checks.clone(), ..Manifest::default() };
         std::fs::write(Manifest::path_for(&image), manifest.to_json().unwrap()).unwrap();
-        assert_eq!(recipe_checks(&args).unwrap(), ("elsewhere".to_owned(), checks));
+        assert_eq!(recipe_checks(&args).unwrap(), ("elsewhere".to_owned(), checks.clone()));
+
+        // disk-image-create's layout: the manifest listing the image is in x.d/.
+        std::fs::remove_file(Manifest::path_for(&image)).unwrap();
+        let output =
+            crate::manifest::OutputEntry { file: "x.qcow2".into(), format: "qcow2".into(), size: 0, sha256: "".into() };
+        let manifest = Manifest { outputs: vec![output], recipe: Some("in-name-d".into()), ..manifest };
+        std::fs::create_dir(dir.path().join("x.d")).unwrap();
+        let path = Manifest::path_in(crate::layout::OutputLayout::Dib, &image);
+        std::fs::write(path, manifest.to_json().unwrap()).unwrap();
+        assert_eq!(recipe_checks(&args).unwrap(), ("in-name-d".to_owned(), checks));
     }
 }

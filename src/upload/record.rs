@@ -277,6 +277,36 @@ mod tests {
         assert_eq!(body["min_disk"], json!(5));
     }
 
+    /// disk-image-create keeps the manifest and SBOM in `NAME.d/`: upload finds both there.
+    #[test]
+    fn a_disk_image_create_build_brings_its_record_and_sbom_from_name_d() {
+        let f = fixture(b"QFI\xfb");
+        let glance = serde_yaml_ng::from_str::<Recipe>(RECIPE).unwrap().glance;
+        let output = |file: &str| crate::manifest::OutputEntry {
+            file: file.into(),
+            format: "qcow2".into(),
+            size: 4096,
+            sha256: "s".into(),
+        };
+        let manifest = Manifest {
+            recipe: Some("ubuntu-mesos".into()),
+            glance,
+            outputs: vec![output("ubuntu-mesos.qcow2")],
+            sbom: Some("ubuntu-mesos.qcow2.spdx.json".into()),
+            ..Manifest::default()
+        };
+        let layout = crate::layout::OutputLayout::Dib;
+        std::fs::create_dir(f.dir.path().join("ubuntu-mesos.d")).unwrap();
+        std::fs::write(Manifest::path_in(layout, &f.image), manifest.to_json().unwrap()).unwrap();
+        let sbom = crate::sbom::path_in(layout, &f.image);
+        std::fs::write(&sbom, "{\"spdxVersion\": \"SPDX-2.3\"}\n").unwrap();
+        std::fs::remove_dir_all(f.dir.path().join("recipes")).unwrap();
+        let record = build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap();
+        assert_eq!(record.recipe.as_deref(), Some("ubuntu-mesos"));
+        assert_eq!(record.properties["os_distro"], "ubuntu");
+        assert_eq!(record.properties.get(SBOM_PROPERTY), Some(&crate::io::sha256_file(&sbom).unwrap().0));
+    }
+
     #[test]
     fn a_manifest_without_a_recipe_adds_nothing() {
         let f = fixture(b"QFI\xfb");
