@@ -152,13 +152,13 @@ impl StepId {
             }
             StepId::Convert => ("`stage/convert.rs`", "host", "one scratch file per disk format"),
             StepId::Publish => {
-                ("`stage/publish.rs`", "host", "the images (and `.sha256`) in place, each named only when complete")
+                ("`stage/publish.rs`", "host", "the images (and checksum files) in place, each named only when complete; disk-image-create: the saved `dib-manifests/` in `NAME.d/`")
             }
-            StepId::Sbom => ("`sbom.rs`, `stage/publish.rs`", "host", "`IMAGE.spdx.json`"),
+            StepId::Sbom => ("`sbom.rs`, `stage/publish.rs`", "host", "`IMAGE.spdx.json` (in `NAME.d/` for disk-image-create)"),
             StepId::Manifest => (
                 "`pipeline/run.rs`, `stage/publish.rs`",
                 "host",
-                "`IMAGE.manifest.json`; the outputs stored in the cache",
+                "`IMAGE.manifest.json` (in `NAME.d/` for disk-image-create); the outputs stored in the cache",
             ),
             StepId::Added(_) => ("its caller's", "host", "what its caller says"),
         }

@@ -14,10 +14,10 @@ use crate::manifest::Manifest;
 
 #[derive(Debug, Clone, Args)]
 pub struct DiffArgs {
-    /// The older image's manifest (`IMAGE.manifest.json`, or the image beside it).
+    /// The older image's manifest (`IMAGE.manifest.json`, or the image: its manifest beside it or in `NAME.d/`).
     #[arg(value_name = "A")]
     pub first: PathBuf,
-    /// The newer image's manifest (`IMAGE.manifest.json`, or the image beside it).
+    /// The newer image's manifest (`IMAGE.manifest.json`, or the image: its manifest beside it or in `NAME.d/`).
     #[arg(value_name = "B")]
     pub second: PathBuf,
 }
