@@ -113,14 +113,20 @@ fn is_summary(line: &str) -> bool {
 }
 
 /// Without a decisive `E:` line (a cause printed by dpkg, a hook or a shell has no such
-/// prefix), the last line that is neither a summary nor mmdebstrap's `I:` progress, as its
-/// clean-up lines follow the cause; the very last line only when nothing else is there.
+/// prefix), the last line that is neither a summary, mmdebstrap's `I:` progress nor a `-x`
+/// trace line (`+ exit 3` follows the message that says why), as clean-up lines follow the
+/// cause; the very last line only when nothing else is there.
 fn last_telling_line(tail: &[String]) -> Option<&String> {
     let telling = |line: &&String| {
         let trimmed = line.trim();
-        !trimmed.is_empty() && !trimmed.starts_with("I: ") && !is_summary(trimmed)
+        !trimmed.is_empty() && !trimmed.starts_with("I: ") && !is_summary(trimmed) && !is_xtrace(trimmed)
     };
     tail.iter().rev().find(telling).or(tail.last())
+}
+
+/// A line bash's xtrace printed: `+ command`, `++ command` in a subshell.
+fn is_xtrace(line: &str) -> bool {
+    line.starts_with('+') && line.trim_start_matches('+').starts_with(' ')
 }
 
 impl Reporter {
@@ -455,6 +461,14 @@ mod tests {
         }
         assert!(lines.iter().any(|l| l.ends_with(" | + true")), "{log}");
         assert!(lines.iter().any(|l| l.ends_with(" | ==> stage one")), "{log}");
+    }
+
+    #[test]
+    fn a_traced_script_is_named_by_its_message_not_its_trace() {
+        let script = "set -x; echo 'the step fails on purpose' >&2; exit 3";
+        let err = Reporter::silent().run("hook", Command::new("bash").args(["-c", script])).unwrap_err();
+        assert!(err.to_string().ends_with(": the step fails on purpose"), "{err}");
+        assert!(is_xtrace("++ date") && !is_xtrace("+1 more") && !is_xtrace("plain"));
     }
 
     #[test]
