@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::io::{HashingWriter, Sha256Md5, BUFFER_SIZE};
+use crate::io::{HashingWriter, Sha256Md5, SparseWriter, BUFFER_SIZE};
 
 /// Errors while publishing an output file.
 #[derive(Debug, thiserror::Error)]
@@ -134,13 +134,21 @@ fn stage_with(
         }
         Err(err) => return Err(err),
     };
-    let handle = match &mut file {
+    let handle = handle_of(&mut file);
+    // Zero blocks become holes: a raw disk is mostly unwritten space (see io::SparseWriter).
+    let mut sparse = SparseWriter::new(handle);
+    let (size, sha256) = copy(reader, &mut sparse).map_err(write_err)?;
+    sparse.finish().map_err(write_err)?;
+    handle_of(&mut file).sync_all().map_err(write_err)?;
+    Ok(Staged { file, dest: dest.to_owned(), size, sha256 })
+}
+
+/// The open file behind a staged output, whichever way it was created.
+fn handle_of(file: &mut StagedFile) -> &mut File {
+    match file {
         StagedFile::Unnamed(file) => file,
         StagedFile::Named(temp) => temp.as_file_mut(),
-    };
-    let (size, sha256) = copy(reader, handle).map_err(write_err)?;
-    handle.sync_all().map_err(write_err)?;
-    Ok(Staged { file, dest: dest.to_owned(), size, sha256 })
+    }
 }
 
 /// Filesystems without `O_TMPFILE` (fuse-overlayfs in containers, NFS) refuse it with one of

@@ -118,6 +118,11 @@ fn nodepools_and_zuuls_command_lines_get_dibs_files_and_log() {
         ["dib-manifests".to_owned(), format!("{NAME}.qcow2.manifest.json"), format!("{NAME}.qcow2.spdx.json")];
     assert_eq!(names(&own), sidecars);
     assert!(names(&own.join("dib-manifests")).contains(&"dib_arguments".to_owned()));
+    // The raw disk is published sparse, as DIB's `mv` of its sparse file leaves it: its unwritten
+    // space takes no room (488 MB raw of a few-MiB tree, measured fully allocated before).
+    let raw = fs::metadata(images.join(format!("{NAME}.raw"))).unwrap();
+    let allocated = std::os::unix::fs::MetadataExt::blocks(&raw) * 512;
+    assert!(allocated * 4 < raw.len(), "raw image {} bytes, {allocated} allocated: not sparse", raw.len());
     // Byte for byte what `md5sum images/NAME.fmt > images/NAME.fmt.md5` writes under DIB.
     for format in ["qcow2", "raw"] {
         let image = format!("{output}.{format}");

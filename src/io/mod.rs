@@ -11,12 +11,14 @@ mod cancel;
 mod hash;
 mod lock;
 mod progress;
+mod sparse;
 
 pub use bounded::read_bounded;
 pub use cancel::CancelReader;
 pub use hash::{HashingReader, HashingWriter, Sha256Hex, Sha256Md5, StreamDigest};
 pub use lock::{lock_file, LockError, LockMode};
 pub use progress::ProgressReader;
+pub use sparse::SparseWriter;
 
 /// Buffer and chunk size for streaming images (copying, hashing, uploading): large enough that
 /// per-call overhead vanishes against disk and network time, small enough to keep memory flat.
