@@ -63,6 +63,10 @@ stop() {
 }
 
 ensure_venv() {
+  # Held while checking and installing: two test binaries starting at once share one venv.
+  mkdir -p "$(dirname "$VENV")"
+  exec 8>"$VENV.lock"
+  flock 8
   # The marker is written last, so an interrupted install is redone rather than half-used.
   if [ ! -f "$VENV/.complete" ]; then
     rm -rf "$VENV"
@@ -70,6 +74,7 @@ ensure_venv() {
     "$VENV/bin/pip" install -q 'glance==33.0.0' 'keystone==30.0.0' 'gunicorn==27.0.1'
     touch "$VENV/.complete"
   fi
+  exec 8>&- # released before any server starts: they must not inherit (and hold) it
 }
 
 start_keystone() { # name port
