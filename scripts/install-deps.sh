@@ -56,6 +56,8 @@ packages=(
     openssh-client
     # upload tests and bench: a real Keystone + Glance in a venv, TLS certificates, peak memory
     python3-venv iproute2 openssl time
+    # tests/nodepool.rs: the nodepool fleet's ZooKeeper, serving TLS through libnetty-java's jars
+    zookeeper libnetty-java
     # tests/reproducible.rs: the second build runs in another time zone (and its SPDX validator in a venv)
     tzdata
     # DIB-compatibility tests: the upstream element sdists (tests/upstream/fetch.sh)
