@@ -87,3 +87,26 @@ fn a_given_epoch_reaches_every_key_a_given_seed_the_disk_on() {
     assert_ne!(keys(GivenPins { epoch: None, seed: Some("t") }).disk, seeded.disk);
     assert_eq!(keys(GivenPins::default()).outputs, derived.outputs, "nothing given: the same keys");
 }
+
+/// nodepool-builder names each build's output in `DIB_IMAGE_FILENAME` (`IMAGES_DIR/NAME-ID`, a
+/// new ID every build): the same image built again under a new name reuses every stage.
+#[test]
+fn the_output_name_nodepool_sets_changes_no_key() {
+    let work = tempfile::tempdir().unwrap();
+    support::element(work.path(), "app", &[("install.d/10-install", "#!/bin/bash\ntrue\n")]);
+    let keys_for = |filename: &str| {
+        let mut plan = support::plan(work.path(), &["app"], Overrides::default());
+        plan.env.insert("DIB_IMAGE_FILENAME".into(), filename.into());
+        StageKeys::compute(&plan, false, GivenPins::default()).unwrap()
+    };
+    let first = keys_for("/opt/nodepool/images/debian-0000000001");
+    let second = keys_for("/opt/nodepool/images/debian-0000000002");
+    assert_eq!(
+        (&first.base, &first.install, &first.disk, &first.outputs),
+        (&second.base, &second.install, &second.disk, &second.outputs)
+    );
+    // A DIB_* variable that is an input still changes the keys.
+    let mut plan = support::plan(work.path(), &["app"], Overrides::default());
+    plan.env.insert("DIB_SOMETHING".into(), "1".into());
+    assert_ne!(StageKeys::compute(&plan, false, GivenPins::default()).unwrap().base, first.base);
+}

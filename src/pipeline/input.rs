@@ -77,12 +77,15 @@ pub(super) struct Sources<'a> {
 /// restate output settings the outputs' inputs already hold (`plan.image`, `--checksum`): they
 /// must not change the tree keys, or building the same image under another name or format, with
 /// `--checksum`, or from a moved checkout would start cold. `DIB_ENV` is derived from the
-/// `DIB_*` variables, which are keyed one by one.
-const KEY_NEUTRAL_ENV: [&str; 10] = [
+/// `DIB_*` variables, which are keyed one by one. nodepool-builder sets `DIB_IMAGE_FILENAME` to
+/// each build's own output path (`IMAGES_DIR/NAME-ID`): keyed, no nodepool build would ever
+/// reuse a stage.
+const KEY_NEUTRAL_ENV: [&str; 11] = [
     "ELEMENTS_PATH",
     // `-x` traces the scripts into the log: the same tree, traced or not.
     "DIB_DEBUG_TRACE",
     "IMAGE_NAME",
+    "DIB_IMAGE_FILENAME",
     "DIB_ARGS",
     "DIB_CHECKSUM",
     "IMAGE_TYPE",
