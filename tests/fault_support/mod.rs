@@ -372,7 +372,7 @@ pub fn sleepers(marker: &str) -> Vec<i32> {
     pids().into_iter().filter(|pid| cmdline_contains(*pid, &wanted)).collect()
 }
 
-fn pids() -> Vec<i32> {
+pub fn pids() -> Vec<i32> {
     let own = std::process::id() as i32;
     fs::read_dir("/proc")
         .unwrap()
