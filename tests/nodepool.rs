@@ -89,6 +89,9 @@ fn a_nodepool_builder_fleet_builds_through_mesos_image_survives_a_killed_builder
     fleet.openstack_up();
     let first = fleet.wait_ready_build(b, &killed_id);
     fleet.assert_uploaded(b, &first);
+    // nodepool's `-x`: every element script traced into the build log.
+    let log = b.build_log(&first);
+    assert!(log.lines().any(|line| line.contains("| + ") || line.starts_with("+ ")), "no -x trace in:\n{log}");
     assert_eq!(support::entries(&fleet.cache.join("work")), Vec::<String>::new(), "work dirs left");
     fleet.mark("host B's build ready in both regions");
 
@@ -236,6 +239,13 @@ impl Fleet {
         assert!(sidecar("sha256").starts_with(&sha256), "{}.sha256 does not hold {sha256}", image.display());
         let log = host.build_log(id);
         assert!(log.trim_end().ends_with("Exit code: 0"), "build log of {id}:\n{log}");
+        // DIB's files and nothing else beside them: the rest (manifest, SBOM) in NAME-ID.d/.
+        let base = format!("{IMAGE}-{id}");
+        let files: Vec<String> = support::entries(&host.images).into_iter().filter(|name| name.contains(id)).collect();
+        let dib = [".d", ".qcow2", ".qcow2.md5", ".qcow2.sha256"].map(|suffix| format!("{base}{suffix}"));
+        assert_eq!(files, dib, "build {id}'s files in {}", host.images.display());
+        let manifest = host.images.join(format!("{base}.d/{base}.qcow2.manifest.json"));
+        assert!(manifest.is_file(), "no {}", manifest.display());
         let uploads = self.uploads();
         for (provider, region) in PROVIDERS {
             let upload = uploads
