@@ -355,9 +355,23 @@ impl Fleet {
 }
 
 impl Drop for Fleet {
+    /// Stop ZooKeeper, Keystone and the Glances now (their watchers would only once this
+    /// process is gone, and read pid files from the directory removed here); the scratch
+    /// directory stays after a failure, for its logs.
     fn drop(&mut self) {
-        // The servers stop by themselves once this process is gone (WATCH_PID); the scratch
-        // directory stays after a failure, for its logs.
+        if let Some(starting) = self.openstack.borrow_mut().take() {
+            let _ = starting.join();
+        }
+        let scripts = common::repo_root().join("tests");
+        let _ = Command::new(scripts.join("nodepool/zookeeper.sh"))
+            .arg("stop")
+            .env("ZKDIR", self.dir.join("zookeeper"))
+            .status();
+        let _ = Command::new("bash")
+            .arg(scripts.join("openstack/services.sh"))
+            .arg("stop")
+            .env("OSDIR", self.dir.join("openstack"))
+            .status();
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         }

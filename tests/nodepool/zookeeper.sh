@@ -88,11 +88,11 @@ stop() {
     fi
 }
 
+# Stop ZooKeeper once $WATCH_PID is gone: by its pid, taken now, so a caller that removed ZKDIR
+# (pid file and all) before exiting still leaves no server behind.
 start_watcher() {
-    local self
-    self=$(readlink -f "$0")
-    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; ZKDIR="$2" "$3" stop' \
-        watcher "$WATCH_PID" "$ZKDIR" "$self" </dev/null >/dev/null 2>&1 &
+    setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; kill "$2" 2>/dev/null' \
+        watcher "$WATCH_PID" "$(cat "$ZKDIR/zookeeper.pid")" </dev/null >/dev/null 2>&1 &
 }
 
 start() {
