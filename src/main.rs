@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use mesos_image::cli;
-use mesos_image::{failure, redact};
+use mesos_image::{failure, progress, redact};
 
 fn main() -> ExitCode {
     // Before anything can print: secrets in the environment (OS_PASSWORD, DIB_*_PASSWORD, ...).
@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
-            eprintln!("error: {}", failure::one_line(&err));
+            progress::stderr_line(&format!("error: {}", failure::one_line(&err)));
             return ExitCode::from(failure::USAGE);
         }
     };
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", failure::one_line(&err));
+            progress::stderr_line(&format!("error: {}", failure::one_line(&err)));
             ExitCode::from(failure::exit_code(&err))
         }
     }

@@ -148,7 +148,7 @@ impl Reporter {
     /// A line of the closing summary: on stderr, or in DIB's style part of the log.
     fn summary_line(&self, line: &str) {
         match self.style {
-            LogStyle::Steps => eprintln!("{line}"),
+            LogStyle::Steps => stderr_line(&line),
             LogStyle::Dib { .. } => line.lines().for_each(|line| self.write_log(line)),
         }
     }
@@ -204,7 +204,7 @@ impl Reporter {
             }
             None => {
                 if !self.quiet && self.style == LogStyle::Steps {
-                    eprintln!("==> {label}");
+                    stderr_line(&format!("==> {label}"));
                 }
                 None
             }
@@ -219,7 +219,7 @@ impl Reporter {
             Some(bars) => {
                 let _ = bars.println(&line);
             }
-            None if !self.quiet => eprintln!("{line}"),
+            None if !self.quiet => stderr_line(&line),
             None => {}
         }
     }
@@ -288,7 +288,7 @@ impl Reporter {
             if let Some(file) = guard.as_mut() {
                 // A full disk (or `/dev/full`) must not lose the log silently: say so once.
                 if let Err(err) = writeln!(file, "{line}") {
-                    eprintln!("warning: --log-file: cannot write ({err}); the rest of the log is lost");
+                    stderr_line(&format!("warning: --log-file: cannot write ({err}); the rest of the log is lost"));
                     *guard = None;
                 }
             }
@@ -299,6 +299,14 @@ impl Reporter {
     pub fn timings(&self) -> Vec<(String, Duration)> {
         self.timings.lock().map(|t| t.clone()).unwrap_or_default()
     }
+}
+
+/// A line on stderr that never panics. `eprintln!` panics when the reader has gone (the
+/// nodepool-builder that started a build was killed, closing the pipe both streams share), and
+/// a panic while unwinding skips the build's cleanup; the supervisor notices the lost reader
+/// and stops the build as a hangup would (`sandbox::namespace`).
+pub fn stderr_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Open the log file: ours is replaced; disk-image-create appends to it (outfilter.py opens
@@ -349,7 +357,7 @@ impl Drop for Step<'_> {
             );
             bar.finish_with_message(format!("{:.1}s", elapsed.as_secs_f64()));
         } else if !self.reporter.quiet && self.reporter.style == LogStyle::Steps {
-            eprintln!("{done}");
+            stderr_line(&done);
         }
         self.reporter.write_log(&done);
         if let Ok(mut timings) = self.reporter.timings.lock() {

@@ -7,6 +7,8 @@
 #[path = "fault_support/mod.rs"]
 mod support;
 
+use std::time::{Duration, Instant};
+
 use nix::sys::signal::Signal;
 use support::{assert_signal_exit, mount_points, sleepers, Case, Fault};
 
@@ -43,4 +45,40 @@ fn killed_builds_leave_no_mount_process_or_output() {
         case.assert_host_clean(&what);
         case.next_build(&ELEMENTS, &what);
     }
+}
+
+/// nodepool-builder killed alone: the build it started writes its log into a pipe nobody reads
+/// any more. The build must stop at once as on a hangup and clean up, not build on as an orphan
+/// until a log line fails (which used to panic and leave the work dir behind).
+#[test]
+#[ignore = "needs root: drives the real `build` on the fault-os fixture element"]
+fn a_build_whose_log_reader_dies_stops_and_cleans_up() {
+    let case = Case::new();
+    let what = "log reader gone during install";
+    case.control(Some(Fault::InScript("install", Signal::SIGKILL)));
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut command = case.build_command(&case.output(), &ELEMENTS, &[]);
+    command.stdin(std::process::Stdio::null()).stdout(writer.try_clone().unwrap()).stderr(writer);
+    let mut child = command.spawn().unwrap();
+    // Our copies of the write end go with the command; the reader is the only other end.
+    drop(command);
+    let started = Instant::now();
+    while sleepers(&case.marker).is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "{what}: the build ended before its install sleeper");
+        assert!(started.elapsed() < Duration::from_secs(180), "{what}: the install sleeper never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The sleeper prints nothing: only watching the pipe can notice the reader going.
+    drop(reader);
+    let closed = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(closed.elapsed() < Duration::from_secs(30), "{what}: the build went on without a log reader");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_signal_exit(status, Signal::SIGHUP, what, "(its log went to the closed pipe)");
+    case.assert_host_clean(what);
+    case.next_build(&ELEMENTS, what);
 }

@@ -141,7 +141,10 @@ fn supervise(child: Pid, wait_for: WaitFor) -> i32 {
         eprintln!("warning: cannot install signal forwarding for the build");
     }
     let target = match wait_for {
-        WaitFor::Child => Some(child),
+        WaitFor::Child => {
+            hang_up_when_output_is_lost(child);
+            Some(child)
+        }
         WaitFor::AnyChild => None,
     };
     loop {
@@ -151,6 +154,56 @@ fn supervise(child: Pid, wait_for: WaitFor) -> i32 {
             // A reaped orphan (a daemon a postinst left behind) or a stop/continue report.
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(_) => return 1,
+        }
+    }
+}
+
+/// Stop the build as a hangup does once nobody reads its output: the process that started it
+/// (a nodepool-builder, a CI job) died and closed the pipe our stdout and stderr write into. A
+/// shell script would die of SIGPIPE at its next line; the build might print nothing for
+/// minutes (a long, quiet script) and then fail where it cannot clean up. Returns when the
+/// build has exited, the hangup is sent, or there is nothing to watch. No thread: after
+/// unshare(CLONE_NEWPID) this process cannot start one, so the wait is one poll on the build's
+/// pidfd and both streams.
+fn hang_up_when_output_is_lost(child: Pid) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::{AsFd, FromRawFd};
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, child.as_raw(), 0) };
+    let Ok(raw) = i32::try_from(raw) else { return };
+    if raw < 0 {
+        return; // A kernel without pidfds (before 5.3): a lost reader is noticed at the next line.
+    }
+    // SAFETY: a new descriptor we own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    // No event is asked of the streams: only POLLERR/POLLHUP (a pipe or socket whose reader has
+    // gone) can wake the wait; files, terminals and /dev/null never report one.
+    let mut fds = [
+        PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        PollFd::new(stdout.as_fd(), PollFlags::empty()),
+        PollFd::new(stderr.as_fd(), PollFlags::empty()),
+    ];
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {
+                let [build, streams @ ..] = &fds;
+                if build.revents().is_some_and(|events| !events.is_empty()) {
+                    return; // The build exited.
+                }
+                let events = streams.iter().filter_map(PollFd::revents).fold(PollFlags::empty(), |all, one| all | one);
+                if events.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+                    // SAFETY: kill(2) on our own child.
+                    unsafe { libc::kill(child.as_raw(), libc::SIGHUP) };
+                    return;
+                }
+                if !events.is_empty() {
+                    return; // POLLNVAL: a stream that was never open (`>&-`); polling would spin.
+                }
+            }
+            // A stop signal was forwarded meanwhile.
+            Err(Errno::EINTR) => continue,
+            Err(_) => return,
         }
     }
 }

@@ -138,6 +138,13 @@ impl Case {
 
     /// As [`Self::start`], writing `output`.
     pub fn start_to(&self, output: &Path, elements: &[&str], extra: &[&str]) -> Running {
+        let mut command = self.build_command(output, elements, extra);
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        Running::spawn(command)
+    }
+
+    /// The `mesos-image build` command of this case, its standard streams left to the caller.
+    pub fn build_command(&self, output: &Path, elements: &[&str], extra: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mesos-image"));
         command
             // -n: the fixture OS is a few host programs, not Debian, so disk-image-create's
@@ -149,11 +156,8 @@ impl Case {
             .env("ELEMENTS_PATH", &self.elements_path)
             .env("DIB_RELEASE", "bookworm")
             .env("MESOS_IMAGE_CACHE_DIR", &self.cache)
-            .env("TMPDIR", self.scratch.join("tmp"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        Running::spawn(command)
+            .env("TMPDIR", self.scratch.join("tmp"));
+        command
     }
 
     /// Run a build of `elements` with `fault` injected; returns how it ended and its stderr.
