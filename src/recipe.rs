@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::settings::ByteSize;
+use crate::settings::{self, ByteSize, FromSetting, Setting};
+
+pub use crate::settings::check_root_label;
 
 /// Errors at the recipe module's edge.
 #[derive(Debug, thiserror::Error)]
@@ -152,9 +154,9 @@ pub enum Partitioning {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ImageSpec {
     /// Disk size such as `4G` or `2560M`; computed from the tree with headroom when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "image_size")]
     pub size: Option<ByteSize>,
-    #[serde(default = "default_formats")]
+    #[serde(default = "default_formats", deserialize_with = "image_formats")]
     pub formats: Vec<ImageFormat>,
     #[serde(default)]
     pub partitioning: Partitioning,
@@ -169,7 +171,7 @@ pub struct ImageSpec {
     pub qemu_img_options: Option<String>,
     /// Added to the tree's measured size in place of the headroom when no size is given
     /// (disk-image-create's `--image-extra-size`), e.g. `1024M`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "image_extra_size")]
     pub extra_size: Option<ByteSize>,
     /// Extra `mkfs.ext4` options for the root filesystem (disk-image-create's `--mkfs-options`),
     /// split on whitespace and given after ours, so they win.
@@ -179,7 +181,7 @@ pub struct ImageSpec {
     #[serde(default = "default_compress")]
     pub compress: bool,
     /// The qcow2 compression algorithm; see [`Compression`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "image_compression")]
     pub compression: Compression,
     /// Extra kernel command-line arguments.
     #[serde(default)]
@@ -208,6 +210,35 @@ impl std::str::FromStr for Compression {
         }
     }
 }
+
+// The recipe keys that are build settings, read by the settings table's parse (`settings::parse`).
+fn base<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BaseMethod, D::Error> {
+    settings::BASE.deserialize(deserializer)
+}
+fn image_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ByteSize>, D::Error> {
+    settings::IMAGE_SIZE.deserialize(deserializer).map(Some)
+}
+fn image_extra_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ByteSize>, D::Error> {
+    settings::IMAGE_EXTRA_SIZE.deserialize(deserializer).map(Some)
+}
+fn image_formats<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ImageFormat>, D::Error> {
+    settings::FORMAT.deserialize_list(deserializer)
+}
+fn image_compression<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Compression, D::Error> {
+    settings::COMPRESSION.deserialize(deserializer)
+}
+
+/// The choice types parse by their `FromStr`, which also takes the aliases (`vpc`, `squash`).
+macro_rules! from_setting_by_name {
+    ($($kind:ty),*) => {$(
+        impl FromSetting for $kind {
+            fn from_setting(_: &Setting, text: &str) -> Result<$kind, String> {
+                text.trim().parse()
+            }
+        }
+    )*};
+}
+from_setting_by_name!(BaseMethod, ImageFormat, Compression);
 
 fn default_compress() -> bool {
     true
@@ -349,7 +380,7 @@ pub struct Recipe {
     pub release: String,
     #[serde(default = "default_arch")]
     pub arch: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "base")]
     pub base: BaseMethod,
     /// Default mirror; `--mirror` and `DIB_DISTRIBUTION_MIRROR` win over it.
     #[serde(default)]
@@ -529,18 +560,10 @@ impl Recipe {
         if self.image.formats.is_empty() {
             return Err(invalid("`image.formats` is empty".to_owned()));
         }
-        check_root_label(&self.image.root_label).map_err(|e| invalid(format!("image.root-label: {e}")))?;
+        let label = &self.image.root_label;
+        settings::ROOT_LABEL.parse::<String>(label).map_err(|e| invalid(format!("image.root-label: {e}")))?;
         Ok(())
     }
-}
-
-/// ext4 labels are at most 16 bytes; mkfs.ext4 would only warn and truncate. The recipe's
-/// `image.root-label` and `--root-label` are both checked here.
-pub fn check_root_label(label: &str) -> Result<(), String> {
-    if label.is_empty() || label.len() > 16 {
-        return Err(format!("`{label}` is not an ext4 label (1 to 16 bytes)"));
-    }
-    Ok(())
 }
 
 /// serde's YAML/JSON messages append " at line N column M"; we print the file and line
@@ -618,6 +641,29 @@ mod tests {
         assert_eq!(recipe.packages, vec!["vim".to_owned(), "jq".to_owned()]);
     }
 
+    /// A recipe key reads its value by its flag's parse (the settings table's): a bare size is
+    /// GB in both, and a bad value is refused with the same words, after file, line and key.
+    #[test]
+    fn recipe_keys_parse_as_their_flags_do() {
+        use crate::settings::{BASE, COMPRESSION, FORMAT, IMAGE_SIZE};
+        let read = |yaml: &str| Recipe::from_yaml(&format!("{MINIMAL}{yaml}\n"), Path::new("t.yaml"));
+        let size = read("image:\n  size: 2").unwrap().image.size.unwrap();
+        assert_eq!(size, IMAGE_SIZE.parse::<ByteSize>("2").unwrap());
+        assert_eq!(read("image:\n  formats: [vpc]").unwrap().image.formats, vec![ImageFormat::Vhd]);
+        let refused = [
+            ("image:\n  size: big", "image.size", IMAGE_SIZE.parse::<ByteSize>("big").unwrap_err()),
+            ("image:\n  formats: [qcow3]", "image.formats", FORMAT.parse::<ImageFormat>("qcow3").unwrap_err()),
+            ("base: docker", "base", BASE.parse::<BaseMethod>("docker").unwrap_err()),
+            ("image:\n  compression: lz4", "image.compression", COMPRESSION.parse::<Compression>("lz4").unwrap_err()),
+        ];
+        for (yaml, key, problem) in refused {
+            let err = read(yaml).unwrap_err().to_string();
+            let (section, field) = key.rsplit_once('.').map_or(("", key), |(s, f)| (s, f));
+            assert!(err.starts_with("t.yaml:") && err.ends_with(&format!("{field}: {problem}")), "{err}");
+            assert!(err.contains(section), "{err}");
+        }
+    }
+
     /// Each recipe key the settings table names is one the recipe reader accepts, with a value
     /// of the setting's kind.
     #[test]
@@ -630,7 +676,7 @@ mod tests {
                 ("environment", _) => serde_yaml_ng::from_str("{A: b}").unwrap(),
                 (_, Value::Switch) => Yaml::Bool(true),
                 (_, Value::List) => Yaml::Sequence(vec![Yaml::from("jq")]),
-                (_, Value::Size) => Yaml::from("4G"),
+                (_, Value::Size(_)) => Yaml::from("4G"),
                 (_, Value::Choice(names)) if key == "image.formats" => Yaml::Sequence(vec![Yaml::from(names[0])]),
                 (_, Value::Choice(names)) => Yaml::from(names[0]),
                 _ => Yaml::from("x"),

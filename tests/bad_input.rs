@@ -74,7 +74,8 @@ const CASES: &[Case] = &[
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "4Q"], "unknown unit", USAGE, "`4Q` has an unknown unit"),
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size", "big"], "no number", USAGE, "`big` is not a size"),
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--image-size=-1G"], "negative size", USAGE, "`-1G` is not a size"),
-    case(&["build", "--recipe", "./recipes/zero-size.yaml", "-o", "x.qcow2"], "recipe with `image.size: 0`", USAGE, "recipe zero-size: image.size 0: out of range"),
+    case(&["build", "--recipe", "./recipes/zero-size.yaml", "-o", "x.qcow2"], "recipe with `image.size: 0M`", USAGE, "recipe zero-size: image.size 0M: out of range"),
+    case(&["build", "--recipe", "./recipes/zero-gb.yaml", "-o", "x.qcow2"], "recipe with `image.size: 0` (a bare number is GB, as the flag's)", USAGE, "zero-gb.yaml:6: image: size: `0` GB is less than 1 MiB"),
     // qemu-img options, judged by qemu-img.
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--qemu-img-options", "bogus=1"], "unknown qemu-img option", USAGE, "--qemu-img-options bogus=1: qemu-img rejects them for qcow2: Invalid parameter 'bogus'"),
     case(&["build", "--recipe", "debian-base", "-o", "x.qcow2", "--qemu-img-options", "compat=9.9"], "bad qcow2 compat level", USAGE, "--qemu-img-options compat=9.9: qemu-img rejects them for qcow2"),
@@ -309,7 +310,8 @@ impl Scratch {
         assert!(made.unwrap().success(), "tar");
         let head = "distro: debian\nrelease: bookworm\nelements: [debian-minimal, vm]\n";
         for (name, text) in [
-            ("zero-size", format!("name: zero-size\n{head}image:\n  size: \"0\"\n")),
+            ("zero-size", format!("name: zero-size\n{head}image:\n  size: \"0M\"\n")),
+            ("zero-gb", format!("name: zero-gb\n{head}image:\n  size: 0\n")),
             (
                 "bad-release",
                 "name: bad-release\ndistro: debian\nrelease: bookwarm\nelements: [debian-minimal, vm]\n".into(),

@@ -23,7 +23,7 @@ use crate::element::Phase;
 use crate::format;
 use crate::plan::Plan;
 use crate::recipe::ImageFormat;
-use crate::settings::{self, ByteSize};
+use crate::settings;
 use crate::stage::publish::output_names;
 use crate::upload::record::RecordFlags;
 
@@ -214,7 +214,7 @@ fn image_size(args: &BuildArgs, plan: &Plan) -> Checked {
         (None, Some(recipe), Some(key)) => format!("recipe {recipe}: {key} {size}"),
         _ => format!("{} {size}", setting.option()),
     };
-    ByteSize::check_disk(size.bytes()).map_err(|problem| bad(culprit, problem))
+    setting.check_size(size).map_err(|problem| bad(culprit, problem))
 }
 
 /// `-o`: a file name in an existing, writable directory; one extension per format.

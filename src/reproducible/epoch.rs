@@ -37,15 +37,8 @@ impl fmt::Display for SourceDateEpoch {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EpochError {
-    #[error("SOURCE_DATE_EPOCH `{0}` is not a number of seconds since 1970")]
-    BadGiven(String),
     #[error("cannot date the build from the mirror: {url}: {reason} (set SOURCE_DATE_EPOCH to build anyway)")]
     Mirror { url: String, reason: String },
-}
-
-/// Parse a user-given `SOURCE_DATE_EPOCH`.
-pub fn parse_given(text: &str) -> Result<i64, EpochError> {
-    text.trim().parse::<i64>().ok().filter(|s| *s >= 0).ok_or_else(|| EpochError::BadGiven(text.to_owned()))
 }
 
 /// Decide the build's epoch: the given one, else the mirror's Release date, else the clock
@@ -154,9 +147,6 @@ mod tests {
     fn given_epoch_wins_and_bad_ones_are_named() {
         let epoch = decide(Some(42), Some("http://unused.invalid/debian"), "bookworm").unwrap();
         assert_eq!(epoch, SourceDateEpoch { seconds: 42, origin: EpochOrigin::Given });
-        assert_eq!(parse_given(" 1700000000 ").unwrap(), 1_700_000_000);
-        let err = parse_given("yesterday").unwrap_err().to_string();
-        assert!(err.contains("`yesterday`"), "{err}");
     }
 
     #[test]

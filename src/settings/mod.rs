@@ -1,116 +1,21 @@
 //! Every build setting, declared once (as mkosi's `SETTINGS` table does): its flag, the variable
 //! it is read from and the one it hands to element scripts, its recipe key, how its value is
-//! parsed, its default and its help. `build`'s clap arguments take their names and help from
-//! here, the recipe keys are checked against the recipe reader, the `DIB_*` variables the flags
-//! set are named here, and docs/settings.md is rendered from this table (a test keeps it current).
+//! parsed, its default and its help. `build`'s clap arguments take their names, help and value
+//! parser from here (so the variables clap reads parse alike), the recipe reader parses its keys
+//! with the same parser ([`Setting::parse`], `parse.rs`), the `DIB_*` variables the flags set are
+//! named here, and docs/settings.md is rendered from this table (a test keeps it current).
 //!
 //! The OpenStack connection settings of `upload` are not here (`upload/`).
 
+mod parse;
+mod setting;
 pub mod size;
 
 use std::fmt::Write as _;
 
+pub use parse::FromSetting;
+pub use setting::{Check, Range, Setting, Value};
 pub use size::{parse_size, ByteSize};
-
-/// How a setting's value is parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Value {
-    /// Present or not.
-    Switch,
-    /// Repeatable switch, counted.
-    Count,
-    Text,
-    Path,
-    /// Comma-separated and repeatable.
-    List,
-    /// Bytes ([`ByteSize`]): a bare number is GB as disk-image-create reads it, or 4G, 2560M.
-    Size,
-    /// A whole number.
-    Number,
-    /// One of a fixed set of names.
-    Choice(&'static [&'static str]),
-}
-
-impl Value {
-    fn describe(self) -> String {
-        match self {
-            Value::Switch => "switch".to_owned(),
-            Value::Count => "switch, repeatable".to_owned(),
-            Value::Text => "text".to_owned(),
-            Value::Path => "path".to_owned(),
-            Value::List => "list (comma-separated, repeatable)".to_owned(),
-            Value::Size => "size in bytes (bare number: GB)".to_owned(),
-            Value::Number => "whole number".to_owned(),
-            Value::Choice(names) => names.join(" \\| "),
-        }
-    }
-}
-
-/// One build setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Setting {
-    /// The long flag, without its dashes (the setting's name when it has no long flag).
-    pub flag: &'static str,
-    /// Whether `--flag` exists, or only the short one (disk-image-create's `-x`, `-n`).
-    pub long: bool,
-    pub short: Option<char>,
-    /// Read from the environment when the flag is absent.
-    pub reads: Option<&'static str>,
-    /// Handed to element scripts, as disk-image-create exports it.
-    pub exports: Option<&'static str>,
-    /// Where a recipe sets it (`image.size` is `size:` under `image:`).
-    pub recipe_key: Option<&'static str>,
-    pub value: Value,
-    pub default: Option<&'static str>,
-    pub help: &'static str,
-}
-
-impl Setting {
-    const fn new(flag: &'static str, value: Value, help: &'static str) -> Setting {
-        Setting {
-            flag,
-            long: true,
-            short: None,
-            reads: None,
-            exports: None,
-            recipe_key: None,
-            value,
-            default: None,
-            help,
-        }
-    }
-    const fn short(self, short: char) -> Setting {
-        Setting { short: Some(short), ..self }
-    }
-    const fn short_only(self) -> Setting {
-        Setting { long: false, ..self }
-    }
-    const fn reads(self, variable: &'static str) -> Setting {
-        Setting { reads: Some(variable), ..self }
-    }
-    const fn exports(self, variable: &'static str) -> Setting {
-        Setting { exports: Some(variable), ..self }
-    }
-    const fn recipe(self, key: &'static str) -> Setting {
-        Setting { recipe_key: Some(key), ..self }
-    }
-    const fn default(self, default: &'static str) -> Setting {
-        Setting { default: Some(default), ..self }
-    }
-
-    /// The help clap prints: the text, then the default.
-    pub fn help_text(&self) -> String {
-        match self.default {
-            Some(default) => format!("{} [default: {default}]", self.help),
-            None => self.help.to_owned(),
-        }
-    }
-
-    /// `--image-size`, as messages name it.
-    pub fn option(&self) -> String {
-        format!("--{}", self.flag)
-    }
-}
 
 const FORMATS: &[&str] = &["qcow2", "raw", "vmdk", "vhd", "tar", "tgz", "squashfs"];
 
@@ -163,14 +68,14 @@ pub const PACKAGES: Setting = Setting::new(
 .recipe("packages");
 pub const IMAGE_SIZE: Setting = Setting::new(
     "image-size",
-    Value::Size,
+    Value::Size(ByteSize::check_disk),
     "Disk size: a bare number is GB as disk-image-create reads it (4, 1.5); or with a unit, 4G or 2560M (default: the tree's size plus headroom)",
 )
 .exports("DIB_IMAGE_SIZE")
 .recipe("image.size");
 pub const IMAGE_EXTRA_SIZE: Setting = Setting::new(
     "image-extra-size",
-    Value::Size,
+    Value::Size(ByteSize::check_extra),
     "Added to the tree's measured size, in GB as disk-image-create reads it (1, 0.5), in place of the headroom; --image-size wins",
 )
 .exports("DIB_IMAGE_EXTRA_SIZE")
@@ -222,7 +127,7 @@ pub const MESOS_REPO_KEY: Setting = Setting::new(
     "Signing key of --mesos-repo (sets DIB_MESOS_REPO_KEY to its absolute path)",
 )
 .exports("DIB_MESOS_REPO_KEY");
-pub const ENV: Setting = Setting::new("env", Value::Text, "Variable passed to every element script (repeatable)")
+pub const ENV: Setting = Setting::new("env", Value::Assignment, "Variable passed to every element script (repeatable)")
     .short('e')
     .recipe("environment");
 pub const CACHE_DIR: Setting =
@@ -253,6 +158,7 @@ pub const IMAGE_CACHE: Setting =
         .exports("DIB_IMAGE_CACHE")
         .default("<cache-dir>");
 pub const ROOT_LABEL: Setting = Setting::new("root-label", Value::Text, "Root filesystem label (DIB_ROOT_LABEL)")
+    .check(check_root_label)
     .exports("DIB_ROOT_LABEL")
     .recipe("image.root-label")
     .default("the recipe's, or cloudimg-rootfs");
@@ -307,6 +213,15 @@ pub const DRY_RUN: Setting = Setting::new(
     "Print the plan (elements, scripts, packages, environment) and exit; nothing is written",
 );
 pub const JSON: Setting = Setting::new("json", Value::Switch, "With --dry-run: print the plan as JSON");
+
+/// ext4 labels are at most 16 bytes; mkfs.ext4 would only warn and truncate. `--root-label`,
+/// the recipe's `image.root-label` and a DIB block-device config's label are all checked here.
+pub fn check_root_label(label: &str) -> Result<(), String> {
+    if label.is_empty() || label.len() > 16 {
+        return Err(format!("`{label}` is not an ext4 label (1 to 16 bytes)"));
+    }
+    Ok(())
+}
 
 /// Every setting of `mesos-image build` (and `disk-image-create`), in `--help` order.
 pub const BUILD: [&Setting; 40] = [

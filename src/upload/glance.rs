@@ -3,10 +3,7 @@
 //! Every call goes through `send`, which authenticates again once if Glance answers 401
 //! (an expired token during a long upload) and repeats the call with a fresh body.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
@@ -17,8 +14,7 @@ use tokio::sync::mpsc;
 
 use super::auth::{AuthError, AuthSettings, Session};
 use super::http::server_message;
-use super::stream::{body_from, Chunk, Digests, GlanceDigest, Pump, SharedDigests};
-use crate::io::{CancelReader, HashingReader, ProgressReader};
+use super::stream::{body_from, Chunk, Digests, FanOut, SharedDigests, STALL_LIMIT};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -287,7 +283,8 @@ impl Glance {
 
     /// Stream the image to the image's `file` or `stage` URL. The first request's body is
     /// `shared` (the fan-out's channel, taken) when there is one; a repeated request (after
-    /// re-authentication) or a lone one reads the file privately.
+    /// re-authentication) or a lone one reads the file itself, as a fan-out of one. A request
+    /// the server refuses drops its body, which stops that read.
     pub async fn send_data(
         &mut self,
         id: &str,
@@ -299,30 +296,22 @@ impl Glance {
         let url = self.url(&format!("images/{id}/{}", target.path()));
         let what = format!("uploading {} to image {id}", path.display());
         let size = std::fs::metadata(path).map_err(|source| GlanceError::Read { path: path.to_owned(), source })?.len();
-        let mut current: Option<(Pump<DataReader>, Arc<AtomicBool>)> = None;
-        let mut used_shared: Option<SharedDigests> = None;
+        let mut read: Option<SharedDigests> = None;
+        let mut own_reads = Vec::new();
+        let started = Instant::now();
         let sent = self
             .send(&what, |http, token| {
-                if let Some((_, cancel)) = current.take() {
-                    cancel.store(true, Ordering::SeqCst);
-                }
                 bar.set_position(0);
-                let body = match shared.take() {
-                    Some((rx, digests)) => {
-                        used_shared = Some(digests);
-                        body_from(rx, bar.clone())
-                    }
+                let (rx, digests) = match shared.take() {
+                    Some(shared) => shared,
                     None => {
-                        used_shared = None;
-                        let file =
-                            File::open(path).map_err(|source| GlanceError::Read { path: path.to_owned(), source })?;
-                        let reader = ProgressReader::new(HashingReader::with_digest(file), bar.clone());
-                        let cancel = Arc::new(AtomicBool::new(false));
-                        let (pump, body) = Pump::start(CancelReader::new(reader, cancel.clone()));
-                        current = Some((pump, cancel));
-                        body
+                        let (fan_out, mut rx, digests) =
+                            FanOut::start(path, 1, STALL_LIMIT, tokio::runtime::Handle::current());
+                        own_reads.push(fan_out);
+                        (rx.pop().ok_or_else(|| bad(&what, "no body"))?, digests)
                     }
                 };
+                read = Some(digests);
                 // The server may answer before reading all data (403, 413) and then close the
                 // connection; never hand that connection back to the pool for the next request.
                 Ok(http
@@ -332,39 +321,28 @@ impl Glance {
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, size)
                     .header("x-openstack-image-size", size)
-                    .body(body))
+                    .body(body_from(rx, bar.clone())))
             })
             .await;
-        let cancel = current.as_ref().map(|(_, cancel)| cancel.clone());
-        let stop_reading = || {
-            if let Some(cancel) = &cancel {
-                cancel.store(true, Ordering::SeqCst);
-            }
-        };
-        let response = match sent {
-            Ok(response) if response.status().is_success() => response,
-            Ok(response) => {
-                // The server refused before reading everything: stop reading the file.
-                stop_reading();
-                return Err(require_success(&what, response).await.err().unwrap_or_else(|| bad(&what, "refused")));
-            }
-            Err(err) => {
-                stop_reading();
-                return Err(err);
-            }
-        };
-        drop(response);
-        if let Some(mut digests) = used_shared {
-            let read = digests.wait_for(Option::is_some).await.map_err(|_| bad(&what, "the image reader stopped"))?;
-            return match read.clone() {
-                Some(Ok(digests)) => Ok(digests),
-                Some(Err(why)) => Err(GlanceError::Read { path: path.to_owned(), source: std::io::Error::other(why) }),
-                None => Err(bad(&what, "the image reader stopped")),
-            };
+        let response = sent?;
+        if !response.status().is_success() {
+            return Err(require_success(&what, response).await.err().unwrap_or_else(|| bad(&what, "refused")));
         }
-        let (pump, _) = current.ok_or_else(|| bad(&what, "no request was sent"))?;
-        let reader = pump.finish().map_err(|source| GlanceError::Read { path: path.to_owned(), source })?;
-        Ok(reader.into_inner().into_inner().finish())
+        drop(response);
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!("{what}: {size} bytes sent in {seconds:.2} s ({:.1} MiB/s)", size as f64 / 1048576.0 / seconds);
+        let mut digests = read.ok_or_else(|| bad(&what, "no request was sent"))?;
+        let result = digests.wait_for(Option::is_some).await.map_err(|_| bad(&what, "the image reader stopped"))?;
+        let result = result.clone();
+        for fan_out in own_reads {
+            // Each has ended (its body is complete or dropped); joining cannot wait long.
+            tokio::task::spawn_blocking(move || fan_out.join()).await.ok();
+        }
+        match result {
+            Some(Ok(digests)) => Ok(digests),
+            Some(Err(why)) => Err(GlanceError::Read { path: path.to_owned(), source: std::io::Error::other(why) }),
+            None => Err(bad(&what, "the image reader stopped")),
+        }
     }
 
     /// Poll until the image is `active`; an error naming the state if it can no longer become so.
@@ -407,10 +385,6 @@ impl Glance {
         newest["message"].as_str().filter(|m| !m.is_empty()).map(|m| format!(": {m}"))
     }
 }
-
-/// The chain an upload reads through: file -> hashes -> progress -> cancel switch (so a refused
-/// upload stops reading the file).
-type DataReader = CancelReader<ProgressReader<HashingReader<File, GlanceDigest>>>;
 
 async fn require_success(what: &str, response: Response) -> Result<Response, GlanceError> {
     let status = response.status();

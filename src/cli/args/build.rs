@@ -7,7 +7,6 @@ use clap::Args;
 use super::search::{ElementsPathArgs, RecipesDirArgs};
 use crate::layout::OutputLayout;
 use crate::recipe::{BaseMethod, Compression, ImageFormat};
-use crate::reproducible;
 use crate::settings::*;
 use crate::stage::BreakPoint;
 
@@ -34,13 +33,13 @@ pub struct BuildArgs {
     pub arch: Option<String>,
     #[arg(long = MIRROR.flag, help = MIRROR.help_text(), value_name = "URL")]
     pub mirror: Option<String>,
-    #[arg(long = BASE.flag, help = BASE.help_text(), value_name = "METHOD")]
+    #[arg(long = BASE.flag, help = BASE.help_text(), value_name = "METHOD", value_parser = BASE.parser::<BaseMethod>())]
     pub base: Option<BaseMethod>,
     #[arg(short = PACKAGES.short, long = PACKAGES.flag, help = PACKAGES.help_text(), value_name = "PKG,...", value_delimiter = ',')]
     pub packages: Vec<String>,
-    #[arg(long = IMAGE_SIZE.flag, help = IMAGE_SIZE.help_text(), value_name = "SIZE", value_parser = parse_image_size)]
+    #[arg(long = IMAGE_SIZE.flag, help = IMAGE_SIZE.help_text(), value_name = "SIZE", value_parser = IMAGE_SIZE.parser::<ByteSize>())]
     pub image_size: Option<ByteSize>,
-    #[arg(long = IMAGE_EXTRA_SIZE.flag, help = IMAGE_EXTRA_SIZE.help_text(), value_name = "GB", value_parser = parse_extra_size)]
+    #[arg(long = IMAGE_EXTRA_SIZE.flag, help = IMAGE_EXTRA_SIZE.help_text(), value_name = "GB", value_parser = IMAGE_EXTRA_SIZE.parser::<ByteSize>())]
     pub image_extra_size: Option<ByteSize>,
     #[arg(long = MKFS_OPTIONS.flag, help = MKFS_OPTIONS.help_text(), value_name = "OPTIONS", allow_hyphen_values = true)]
     pub mkfs_options: Option<String>,
@@ -52,7 +51,7 @@ pub struct BuildArgs {
     pub compress: bool,
     #[arg(short = NO_COMPRESS.short, long = NO_COMPRESS.flag, help = NO_COMPRESS.help_text())]
     pub no_compress: bool,
-    #[arg(long = COMPRESSION.flag, help = COMPRESSION.help_text(), value_name = "zlib|zstd")]
+    #[arg(long = COMPRESSION.flag, help = COMPRESSION.help_text(), value_name = "zlib|zstd", value_parser = COMPRESSION.parser::<Compression>())]
     pub compression: Option<Compression>,
     #[arg(long = CHECKSUM.flag, help = CHECKSUM.help_text())]
     pub checksum: bool,
@@ -60,7 +59,7 @@ pub struct BuildArgs {
     pub mesos_repo: Option<String>,
     #[arg(long = MESOS_REPO_KEY.flag, help = MESOS_REPO_KEY.help_text(), value_name = "FILE")]
     pub mesos_repo_key: Option<PathBuf>,
-    #[arg(short = ENV.short, long = ENV.flag, help = ENV.help_text(), value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(short = ENV.short, long = ENV.flag, help = ENV.help_text(), value_name = "KEY=VALUE", value_parser = ENV.parser::<(String, String)>())]
     pub env: Vec<(String, String)>,
     #[arg(long = CACHE_DIR.flag, help = CACHE_DIR.help_text(), value_name = "DIR", env = CACHE_DIR.reads)]
     pub cache_dir: Option<PathBuf>,
@@ -74,7 +73,7 @@ pub struct BuildArgs {
     pub trace: u8,
     #[arg(long = IMAGE_CACHE.flag, help = IMAGE_CACHE.help_text(), value_name = "DIR")]
     pub image_cache: Option<PathBuf>,
-    #[arg(long = ROOT_LABEL.flag, help = ROOT_LABEL.help_text(), value_name = "LABEL", value_parser = parse_root_label)]
+    #[arg(long = ROOT_LABEL.flag, help = ROOT_LABEL.help_text(), value_name = "LABEL", value_parser = ROOT_LABEL.parser::<String>())]
     pub root_label: Option<String>,
     #[arg(long = INSTALL_TYPE.flag, help = INSTALL_TYPE.help_text(), value_name = "TYPE")]
     pub install_type: Option<String>,
@@ -86,11 +85,11 @@ pub struct BuildArgs {
     pub work_dir: Option<PathBuf>,
     #[arg(long = NO_TMPFS.flag, help = NO_TMPFS.help_text())]
     pub no_tmpfs: bool,
-    #[arg(long = MIN_TMPFS.flag, help = MIN_TMPFS.help_text(), value_name = "GB")]
+    #[arg(long = MIN_TMPFS.flag, help = MIN_TMPFS.help_text(), value_name = "GB", value_parser = MIN_TMPFS.parser::<u64>())]
     pub min_tmpfs: Option<u64>,
     #[arg(long = SEED.flag, help = SEED.help_text(), value_name = "TEXT")]
     pub seed: Option<String>,
-    #[arg(long = SOURCE_DATE_EPOCH.flag, help = SOURCE_DATE_EPOCH.help_text(), env = SOURCE_DATE_EPOCH.reads, value_name = "SECONDS", value_parser = parse_epoch)]
+    #[arg(long = SOURCE_DATE_EPOCH.flag, help = SOURCE_DATE_EPOCH.help_text(), env = SOURCE_DATE_EPOCH.reads, value_name = "SECONDS", value_parser = SOURCE_DATE_EPOCH.parser::<i64>())]
     pub source_date_epoch: Option<i64>,
     #[arg(long = CHECK_REPRODUCIBLE.flag, help = CHECK_REPRODUCIBLE.help_text(), conflicts_with = "break_at")]
     pub check_reproducible: bool,
@@ -127,43 +126,12 @@ impl UnsupportedFlag {
     }
 }
 
-/// One `-t` type: ours, or one of disk-image-create's that is refused naming it.
+/// One `-t` type: the table's parse, after disk-image-create's types that are refused naming it.
 fn parse_format(text: &str) -> Result<ImageFormat, Box<dyn std::error::Error + Send + Sync>> {
     if let Some((name, why)) = UNSUPPORTED_TYPES.iter().find(|(name, _)| *name == text.trim()) {
         return Err(Box::new(UnsupportedFlag { flag: format!("-t {name}"), why }));
     }
-    Ok(text.parse::<ImageFormat>()?)
-}
-
-fn parse_epoch(text: &str) -> Result<i64, String> {
-    reproducible::epoch::parse_given(text).map_err(|err| err.to_string())
-}
-
-/// `--image-size`: disk-image-create reads a bare number as GB (fractions allowed); with a
-/// unit it is our size syntax.
-fn parse_image_size(text: &str) -> Result<ByteSize, String> {
-    ByteSize::parse_gigabytes(text, ByteSize::check_disk)
-}
-
-/// `--image-extra-size`: GB as disk-image-create's help gives it (a bare number, fractions
-/// allowed), or our size syntax.
-fn parse_extra_size(text: &str) -> Result<ByteSize, String> {
-    ByteSize::parse_gigabytes(text, ByteSize::check_extra)
-}
-
-fn parse_root_label(text: &str) -> Result<String, String> {
-    crate::recipe::check_root_label(text).map(|()| text.to_owned())
-}
-
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
-    let valid = !key.is_empty()
-        && !key.starts_with(|c: char| c.is_ascii_digit())
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        return Err(format!("`{key}` is not a valid variable name"));
-    }
-    Ok((key.to_owned(), value.to_owned()))
+    Ok(FORMAT.parse::<ImageFormat>(text)?)
 }
 
 #[cfg(test)]
