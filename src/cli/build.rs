@@ -213,6 +213,28 @@ fn render_summary(out: &mut String, plan: &Plan) {
         formats.join(","),
         plan.image.qemu_img_options.as_deref().map(|o| format!(", qemu-img -o {o}")).unwrap_or_default()
     );
+    let _ = writeln!(out, "boot:     {}", boot_summary(plan));
+}
+
+/// How the disk boots, from the architecture's table: `gpt, UEFI (GRUB arm64-efi at
+/// EFI/BOOT/BOOTAA64.EFI), console ttyAMA0,115200n8`.
+fn boot_summary(plan: &Plan) -> String {
+    let Some(boot) = crate::disk::Boot::for_arch(&plan.arch) else {
+        return format!("no bootable disk for {} (tree formats only)", plan.arch);
+    };
+    let (image, platform) = (&plan.image, boot.platform);
+    let wanted = boot.firmware(image);
+    let mut firmware = Vec::new();
+    if wanted.bios {
+        firmware.push("BIOS (GRUB i386-pc)".to_owned());
+    }
+    if wanted.uefi {
+        let efi = platform.efi;
+        firmware.push(format!("UEFI (GRUB {} at EFI/BOOT/{})", efi.grub_target, efi.removable_name));
+    }
+    let table = format!("{:?}", image.partitioning).to_lowercase();
+    let console = plan.env.get(crate::plan::SERIAL_CONSOLE_VAR).map_or(platform.serial_console, String::as_str);
+    format!("{table}, {}, console {console}", firmware.join(" + "))
 }
 
 /// Elements the plan added and diskimage-builder elements it replaced, each with its reason.
