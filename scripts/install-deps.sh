@@ -46,8 +46,8 @@ packages=(
     zstd xz-utils curl ca-certificates gnupg python3-yaml
     # disk assembly and conversion
     e2fsprogs fdisk grub-pc-bin grub-common mtools dosfstools
-    # UEFI boot test firmware
-    ovmf
+    # UEFI boot test firmware (x86: ovmf; arm64: AAVMF)
+    ovmf qemu-efi-aarch64
     # the Mesos fixture repository used by tests
     dpkg-dev apt-utils
     # bench/ arithmetic
@@ -66,8 +66,10 @@ packages=(
     gcc libc6-dev pkg-config
 )
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+# arm64 images: qemu-user-static runs the target's binaries while building (binfmt_misc, F flag;
+# .ci/run registers it), qemu-system-arm boots them for `mesos-image test`.
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -t bookworm-backports \
-    qemu-system-x86 qemu-utils
+    qemu-system-x86 qemu-utils qemu-system-arm qemu-user-static
 
 # A Rust toolchain: keep the one that is there, else Debian's newer rustc-web/cargo-web.
 if ! command -v cargo >/dev/null 2>&1; then

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod disk;
 pub mod element;
+pub mod emulation;
 pub mod failure;
 pub mod format;
 pub mod guard;

@@ -98,7 +98,12 @@ pub struct Manifest {
     pub recipe_source: Option<RecipeDigest>,
     pub distro: String,
     pub release: String,
+    /// The architecture, Debian's name (`amd64`, `arm64`); `crate::arch::kernel_name` gives
+    /// the kernel's (`aarch64`).
     pub arch: String,
+    /// How the disk boots; absent for tree-only builds and in manifests of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootInfo>,
     pub elements: Vec<String>,
     pub packages: Vec<Package>,
     pub outputs: Vec<OutputEntry>,
@@ -124,6 +129,19 @@ pub struct Manifest {
     pub sbom: Option<String>,
     #[serde(default)]
     pub run: RunInfo,
+}
+
+/// How an image's disk boots, for the commands that start or register it (`test` picks the
+/// firmware and the console to read, `upload` the properties Nova needs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootInfo {
+    /// BIOS boots it (GRUB i386-pc embedded).
+    pub bios: bool,
+    /// UEFI boots it (an ESP with GRUB at the removable path, `EFI/BOOT/BOOTX64.EFI` or
+    /// `BOOTAA64.EFI`).
+    pub uefi: bool,
+    /// The kernel's serial console device (`ttyS0`, `ttyAMA0` on arm64).
+    pub serial_console: String,
 }
 
 /// The time and seed a build pinned: with the same inputs and these, the same bytes.
@@ -352,6 +370,7 @@ mod tests {
             distro: "debian".into(),
             release: "bookworm".into(),
             arch: "amd64".into(),
+            boot: Some(BootInfo { bios: false, uefi: true, serial_console: "ttyAMA0".into() }),
             elements: vec!["vm".into()],
             packages: vec![Package { name: "jq".into(), version: "1.6".into() }],
             outputs: vec![],

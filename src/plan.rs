@@ -21,6 +21,11 @@ use crate::mirror::{self, HostDistro, MirrorSources};
 use crate::recipe::{BaseMethod, Check, GlanceSpec, ImageSpec, Overrides, Recipe, RecipeSource};
 use crate::settings;
 
+/// DIB's variable for the kernel's serial console (its bootloader element's): the user's value
+/// wins; otherwise the architecture's (`ttyS0,115200n8`, `ttyAMA0,115200n8` on arm64). Elements
+/// read it for the getty and grub defaults, the disk stage for grub.cfg.
+pub const SERIAL_CONSOLE_VAR: &str = "DIB_BOOTLOADER_SERIAL_CONSOLE";
+
 /// One element of the resolved set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedElement {
@@ -218,7 +223,7 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
     let image_element = resolved.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" ");
 
     let mirrors = MirrorInputs::new(recipe, options);
-    let initial = initial_env(
+    let mut initial = initial_env(
         recipe,
         options,
         &mirrors,
@@ -228,6 +233,10 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
             ("ELEMENTS_PATH", library.elements_path_var()),
         ],
     );
+    let platform = crate::arch::platform(&arch);
+    if let Some(platform) = platform {
+        initial.entry(SERIAL_CONSOLE_VAR.into()).or_insert_with(|| platform.serial_console.to_owned());
+    }
     let environment_d = merge_environment_d(&resolved)?;
     let env_files: Vec<PathBuf> = environment_d.iter().map(|s| s.path.clone()).collect();
     let bin_dirs: Vec<PathBuf> = resolved.iter().filter_map(|e| e.bin_dir()).collect();
@@ -246,6 +255,9 @@ fn plan(recipe: Option<&Recipe>, requested: &[String], options: &PlanOptions) ->
         None => block_device_layout(&mut image, &requested, &library, &mut env)?,
         Some(_) => Vec::new(),
     };
+    if let Some(platform) = platform {
+        boot_by_platform(&mut image, platform);
+    }
     let element_dirs: Vec<(&str, &std::path::Path)> =
         resolved.iter().map(|e| (e.name.as_str(), e.path.as_path())).collect();
     let settings = dib_settings(recipe, options, &image);
@@ -519,6 +531,15 @@ fn block_device_layout(
         image.uefi = choice.uefi;
     }
     Ok(Vec::new())
+}
+
+/// An architecture that boots only by UEFI (arm64) gets a GPT with an ESP whatever the recipe
+/// or the block-device element chose: an MBR/BIOS disk could never boot there.
+fn boot_by_platform(image: &mut ImageSpec, platform: &crate::arch::Platform) {
+    if platform.uefi_only {
+        image.partitioning = crate::recipe::Partitioning::Gpt;
+        image.uefi = true;
+    }
 }
 
 /// The image settings of DIB mode: defaults plus command-line flags.

@@ -49,6 +49,8 @@ pub struct Contents<'a> {
     pub name: &'a str,
     pub distro: &'a str,
     pub release: &'a str,
+    /// The image's architecture, Debian's name (`arm64`).
+    pub arch: &'a str,
     pub debs: &'a [Deb],
     pub inputs: &'a [Input],
     pub images: &'a [ImageFile],
@@ -317,7 +319,7 @@ pub fn document(contents: &Contents<'_>) -> Value {
     let image_ids: Vec<String> =
         contents.images.iter().map(|image| format!("SPDXRef-Image-{}", spdx_id_part(&image.format))).collect();
     for (image, id) in contents.images.iter().zip(&image_ids) {
-        packages.push(image_package(image, id));
+        packages.push(image_package(image, contents, id));
         relationships.push(relationship("SPDXRef-DOCUMENT", "DESCRIBES", id));
     }
     for input in contents.inputs {
@@ -349,7 +351,10 @@ pub fn document(contents: &Contents<'_>) -> Value {
 }
 
 /// The package an image file the build wrote is.
-fn image_package(image: &ImageFile, id: &str) -> Value {
+/// Its architecture is in `description` (Debian's and the kernel's name: SPDX 2.3 has no field
+/// of its own for it) and in every deb's purl.
+fn image_package(image: &ImageFile, contents: &Contents<'_>, id: &str) -> Value {
+    let arch = contents.arch;
     json!({
         "SPDXID": id,
         "name": image.file,
@@ -361,7 +366,13 @@ fn image_package(image: &ImageFile, id: &str) -> Value {
         "licenseConcluded": "NOASSERTION",
         "licenseDeclared": "NOASSERTION",
         "copyrightText": "NOASSERTION",
-        "comment": format!("{} disk image", image.format),
+        "description": format!(
+            "{} {} {arch} ({}) image",
+            contents.distro,
+            contents.release,
+            crate::arch::kernel_name(arch)
+        ),
+        "comment": format!("{} disk image, architecture {arch}", image.format),
     })
 }
 
@@ -464,6 +475,7 @@ pub fn for_build(
         name,
         distro: &plan.distro,
         release: &plan.release,
+        arch: &plan.arch,
         debs,
         inputs: &inputs,
         images: &images,
@@ -537,6 +549,7 @@ mod tests {
             name: "x.qcow2",
             distro: "debian",
             release: "bookworm",
+            arch: "arm64",
             debs: &debs,
             inputs: &inputs,
             images: &images,
@@ -548,6 +561,7 @@ mod tests {
         assert_eq!(doc["documentDescribes"], json!(["SPDXRef-Image-qcow2"]));
         assert_eq!(doc["hasExtractedLicensingInfos"][0]["licenseId"], "LicenseRef-public-domain");
         assert_eq!(doc["packages"].as_array().unwrap().len(), 3);
+        assert_eq!(doc["packages"][0]["description"], "debian bookworm arm64 (aarch64) image");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }

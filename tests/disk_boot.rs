@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mesos_image::disk::{build_disk, ext4, layout::Layout, DiskReport};
+use mesos_image::disk::{build_disk, ext4, layout::Layout, Boot, DiskReport};
 use mesos_image::manifest::OutputEntry;
 use mesos_image::progress::Reporter;
 use mesos_image::recipe::{ImageFormat, ImageSpec, Partitioning};
@@ -18,6 +18,11 @@ use mesos_image::stage::{convert, publish};
 
 const PACKAGES: &str = "linux-image-amd64,grub-pc-bin,grub-efi-amd64-bin,systemd-sysv,udev,ifupdown,login,iputils-ping";
 const BOOT_LIMIT: Duration = Duration::from_secs(300);
+
+/// amd64's boot: BIOS GRUB, plus UEFI where the spec asks for it, on ttyS0.
+fn amd64() -> Boot<'static> {
+    Boot::for_arch("amd64").unwrap()
+}
 
 /// The Debian mirror the host itself uses, as the planner reads it from its apt sources.
 fn host_debian_mirror() -> String {
@@ -159,7 +164,7 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     let raw = scratch.path().join("mbr.raw");
     let started = Instant::now();
     let pins = Pins::fixed(1_700_000_000, "disk boot test");
-    let report = build_disk(&tree, &spec, "bookworm", &raw, &pins, &reporter).unwrap();
+    let report = build_disk(&tree, &spec, &amd64(), "bookworm", &raw, &pins, &reporter).unwrap();
     eprintln!(
         "timing: disk (MBR, {} MiB, tree {} MiB) {:.1}s, of which mkfs.ext4 {:.1}s",
         report.disk_bytes >> 20,
@@ -191,14 +196,14 @@ fn bookworm_tree_boots_from_mbr_and_gpt_disks() {
     // GPT with a BIOS boot partition and an ESP, booted from the raw file by BIOS and by UEFI.
     let gpt_spec = ImageSpec { partitioning: Partitioning::Gpt, uefi: true, ..ImageSpec::default() };
     let gpt_raw = scratch.path().join("gpt.raw");
-    let gpt_report = build_disk(&tree, &gpt_spec, "bookworm", &gpt_raw, &pins, &reporter).unwrap();
+    let gpt_report = build_disk(&tree, &gpt_spec, &amd64(), "bookworm", &gpt_raw, &pins, &reporter).unwrap();
     // Same tree, same pins: the same bytes, ESP and GPT included, even in another time zone
     // (FAT stores local time) and seconds later (mkfs.fat stamps its label with the clock).
     // The only test in this binary, so changing the process's TZ races with nothing.
     std::thread::sleep(Duration::from_secs(2));
     std::env::set_var("TZ", "Pacific/Chatham");
     let again = scratch.path().join("gpt-again.raw");
-    build_disk(&tree, &gpt_spec, "bookworm", &again, &pins, &reporter).unwrap();
+    build_disk(&tree, &gpt_spec, &amd64(), "bookworm", &again, &pins, &reporter).unwrap();
     std::env::remove_var("TZ");
     let differing = first_differing_bytes(&gpt_raw, &again);
     assert!(differing.is_empty(), "two GPT+ESP disks of one tree and pins differ at byte offsets {differing:?}");

@@ -21,15 +21,84 @@ use crate::settings::{
 use anyhow::Context;
 
 pub fn run(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
+    let arches = requested_arches(&args, &HostContext::detect());
+    if arches.len() > 1 {
+        return run_each_arch(&args, &arches, global);
+    }
+    run_one(args, global)
+}
+
+/// The architectures `-a` (or, in DIB mode, `ARCH`) lists: `amd64,arm64` is two builds.
+fn requested_arches(args: &BuildArgs, host: &HostContext) -> Vec<String> {
+    let dib_arch = || host.env.get("ARCH").filter(|_| !args.elements.is_empty());
+    args.arch.as_ref().or_else(dib_arch).map(|list| crate::arch::parse_list(list)).unwrap_or_default()
+}
+
+/// `-a amd64,arm64 -o NAME.qcow2`: one build per architecture, one after the other, into
+/// `NAME-amd64.qcow2` and `NAME-arm64.qcow2`, each with its own manifest, sharing the cache
+/// (downloads, stage snapshots). Every plan is made and checked before the first build starts,
+/// so a request one architecture cannot build fails before any work.
+fn run_each_arch(args: &BuildArgs, arches: &[String], global: &GlobalOpts) -> anyhow::Result<()> {
+    let mut builds = Vec::new();
+    for arch in arches {
+        let mut one = args.clone();
+        one.arch = Some(arch.clone());
+        one.output = args.output.as_deref().map(|output| output_for_arch(output, arch));
+        let plan = make_plan(&one, HostContext::detect()).with_context(|| format!("--arch {arch}"))?;
+        crate::redact::register_env(plan.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        super::preflight::build(&one, &plan)?;
+        builds.push((one, plan));
+    }
+    if args.dry_run {
+        let mut texts = Vec::new();
+        for (one, plan) in &builds {
+            texts.push(dry_run_text(one, plan)?);
+        }
+        let text = match args.json {
+            true => format!("[\n{}\n]\n", texts.iter().map(|t| t.trim_end()).collect::<Vec<_>>().join(",\n")),
+            false => {
+                let heads = builds.iter().map(|(one, plan)| match &one.output {
+                    Some(output) => format!("=== {}: {} ===", plan.arch, output.display()),
+                    None => format!("=== {} ===", plan.arch),
+                });
+                heads.zip(&texts).map(|(head, text)| format!("{head}\n{text}")).collect::<Vec<_>>().join("\n")
+            }
+        };
+        print!("{}", crate::redact::text(&text));
+        return Ok(());
+    }
+    for (one, plan) in builds {
+        execute(plan, &one, global)?;
+    }
+    Ok(())
+}
+
+/// `out/x.qcow2` for arm64 -> `out/x-arm64.qcow2` (DIB's own naming: the architecture after the
+/// image name, before the format's extension).
+pub fn output_for_arch(output: &Path, arch: &str) -> std::path::PathBuf {
+    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match output.extension() {
+        Some(ext) => format!("{stem}-{arch}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{arch}"),
+    };
+    output.with_file_name(name)
+}
+
+/// The plan as `--dry-run` prints it: text, or `--json`'s document.
+fn dry_run_text(args: &BuildArgs, plan: &Plan) -> anyhow::Result<String> {
+    // The steps the build would run: the same list `build::execute` walks.
+    let pipeline = build::pipeline(plan, !args.no_cache, false);
+    Ok(if args.json { pipeline.dry_run_json(plan)? } else { render_plan(plan) + &pipeline.render(plan) })
+}
+
+/// One build: plan, check, then print the plan or run it.
+fn run_one(args: BuildArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     let plan = make_plan(&args, HostContext::detect())?;
     // -e and the recipe's environment may hold secrets (DIB_REPO_PASSWORD=...).
     crate::redact::register_env(plan.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     super::preflight::build(&args, &plan)?;
     if args.dry_run {
-        // The steps the build would run: the same list `build::execute` walks.
-        let pipeline = build::pipeline(&plan, !args.no_cache, false);
-        let text = if args.json { pipeline.dry_run_json(&plan)? } else { render_plan(&plan) + &pipeline.render(&plan) };
-        print!("{}", crate::redact::text(&text));
+        print!("{}", crate::redact::text(&dry_run_text(&args, &plan)?));
         return Ok(());
     }
     // Logged once planning has succeeded, so a bad request still fails with one line.
@@ -213,6 +282,28 @@ fn render_summary(out: &mut String, plan: &Plan) {
         formats.join(","),
         plan.image.qemu_img_options.as_deref().map(|o| format!(", qemu-img -o {o}")).unwrap_or_default()
     );
+    let _ = writeln!(out, "boot:     {}", boot_summary(plan));
+}
+
+/// How the disk boots, from the architecture's table: `gpt, UEFI (GRUB arm64-efi at
+/// EFI/BOOT/BOOTAA64.EFI), console ttyAMA0,115200n8`.
+fn boot_summary(plan: &Plan) -> String {
+    let Some(boot) = crate::disk::Boot::for_arch(&plan.arch) else {
+        return format!("no bootable disk for {} (tree formats only)", plan.arch);
+    };
+    let (image, platform) = (&plan.image, boot.platform);
+    let wanted = boot.firmware(image);
+    let mut firmware = Vec::new();
+    if wanted.bios {
+        firmware.push("BIOS (GRUB i386-pc)".to_owned());
+    }
+    if wanted.uefi {
+        let efi = platform.efi;
+        firmware.push(format!("UEFI (GRUB {} at EFI/BOOT/{})", efi.grub_target, efi.removable_name));
+    }
+    let table = format!("{:?}", image.partitioning).to_lowercase();
+    let console = plan.env.get(crate::plan::SERIAL_CONSOLE_VAR).map_or(platform.serial_console, String::as_str);
+    format!("{table}, {}, console {console}", firmware.join(" + "))
 }
 
 /// Elements the plan added and diskimage-builder elements it replaced, each with its reason.
@@ -307,5 +398,16 @@ fn render_settings(out: &mut String, plan: &Plan) {
     }
     if !plan.checks.is_empty() {
         let _ = writeln!(out, "\nchecks: {}", plan.checks.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_architecture_gets_its_own_image_name() {
+        assert_eq!(output_for_arch(Path::new("out/x.qcow2"), "arm64"), Path::new("out/x-arm64.qcow2"));
+        assert_eq!(output_for_arch(Path::new("image"), "amd64"), Path::new("image-amd64"));
     }
 }

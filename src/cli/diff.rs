@@ -128,6 +128,7 @@ mod tests {
             distro: "debian".into(),
             release: "bookworm".into(),
             arch: "amd64".into(),
+            boot: None,
             elements: elements.iter().map(|e| e.to_string()).collect(),
             packages: packages.iter().map(|(n, v)| Package { name: n.to_string(), version: v.to_string() }).collect(),
             outputs: vec![OutputEntry { file: "x.qcow2".into(), format: "qcow2".into(), size: 1, sha256: sha.into() }],

@@ -73,6 +73,9 @@ type Checked = Result<(), PreflightError>;
 pub fn build(args: &BuildArgs, plan: &Plan) -> Checked {
     element_names(plan)?;
     target(args, plan)?;
+    if !args.dry_run {
+        foreign_binaries(args, plan)?;
+    }
     image_size(args, plan)?;
     if let Some(output) = &args.output {
         outputs(output, &plan.image.formats)?;
@@ -205,6 +208,25 @@ fn target(args: &BuildArgs, plan: &Plan) -> Checked {
         ));
     }
     Ok(())
+}
+
+/// Can this host run the target's binaries (maintainer scripts, element scripts in the chroot)?
+/// Natively, or through binfmt_misc with the F flag; never changed here (`crate::emulation`).
+fn foreign_binaries(args: &BuildArgs, plan: &Plan) -> Checked {
+    match crate::emulation::check_host(&plan.arch) {
+        Ok(execution) => {
+            tracing::debug!("{} binaries: {execution:?}", plan.arch);
+            Ok(())
+        }
+        Err(err) => {
+            let culprit = match (&args.arch, &plan.recipe) {
+                (Some(_), _) => format!("--arch {}", plan.arch),
+                (None, Some(recipe)) => format!("recipe {recipe}: arch {}", plan.arch),
+                (None, None) => format!("ARCH={}", plan.arch),
+            };
+            Err(bad(culprit, err.to_string()))
+        }
+    }
 }
 
 fn image_size(args: &BuildArgs, plan: &Plan) -> Checked {

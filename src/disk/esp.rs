@@ -9,16 +9,28 @@ use anyhow::Context;
 
 use super::grub::Platform;
 use super::layout::{Layout, Partition};
+use crate::arch::Efi;
 use crate::progress::Reporter;
 use crate::reproducible::Pins;
 
-/// Where firmware looks on removable media (and on any disk without a boot entry).
-const REMOVABLE_PATH: &str = "::/EFI/BOOT/BOOTX64.EFI";
+/// Where firmware looks on removable media (and on any disk without a boot entry), in mtools'
+/// spelling: `::/EFI/BOOT/BOOTAA64.EFI` for arm64.
+fn removable_path(efi: &Efi) -> String {
+    format!("::/EFI/BOOT/{}", efi.removable_name)
+}
 
-/// GRUB's EFI image, made by the target's own grub-mkimage.
-pub fn make_efi_image(tree: &Path, layout: &Layout, reporter: &Reporter) -> anyhow::Result<Vec<u8>> {
-    let _step = reporter.step("grub-mkimage (target's own, x86_64-efi)");
-    super::grub::run_mkimage_in_tree(tree, Platform::X86_64Efi, &layout.grub_root_partition(), reporter)
+/// GRUB's EFI image for `efi`, made by the target's own grub-mkimage (run under emulation for a
+/// foreign tree), finding the root filesystem `root_uuid` wherever the disk is.
+pub fn make_efi_image(
+    tree: &Path,
+    efi: &Efi,
+    layout: &Layout,
+    root_uuid: &str,
+    reporter: &Reporter,
+) -> anyhow::Result<Vec<u8>> {
+    let _step = reporter.step(format!("grub-mkimage (target's own, {})", efi.grub_target));
+    let config = super::grub::early_config(root_uuid);
+    super::grub::run_mkimage_in_tree(tree, Platform::Efi(*efi), &layout.grub_root_partition(), Some(&config), reporter)
 }
 
 /// Format the ESP inside `raw` and put GRUB's EFI image on it, every byte from the pins: the
@@ -26,11 +38,12 @@ pub fn make_efi_image(tree: &Path, layout: &Layout, reporter: &Reporter) -> anyh
 pub fn build_esp(
     raw: &Path,
     esp: &Partition,
+    efi: &Efi,
     efi_image: &[u8],
     pins: &Pins,
     reporter: &Reporter,
 ) -> anyhow::Result<()> {
-    let _step = reporter.step("ESP (FAT, GRUB x86_64-efi)");
+    let _step = reporter.step(format!("ESP (FAT, GRUB {})", efi.grub_target));
     reporter.run("mkfs.fat", &mut mkfs_fat_command(raw, esp, pins))?;
     let staging = tempfile::NamedTempFile::new().context("cannot create a temporary file for the EFI image")?;
     std::fs::write(staging.path(), efi_image).with_context(|| format!("cannot write {}", staging.path().display()))?;
@@ -49,7 +62,7 @@ pub fn build_esp(
     reporter.run("mmd", mtools_command("mmd", pins).args(["-i", &image, "::/EFI", "::/EFI/BOOT"]))?;
     reporter.run(
         "mcopy",
-        mtools_command("mcopy", pins).args(["-m", "-i", &image]).arg(staging.path()).arg(REMOVABLE_PATH),
+        mtools_command("mcopy", pins).args(["-m", "-i", &image]).arg(staging.path()).arg(removable_path(efi)),
     )?;
     Ok(())
 }
@@ -96,6 +109,13 @@ mod tests {
     use crate::disk::layout::Role;
 
     const ESP: Partition = Partition { number: 2, role: Role::Esp, first_lba: 4096, sectors: 131072 };
+    const AMD64: crate::arch::Platform = crate::arch::PLATFORMS[0];
+
+    #[test]
+    fn the_removable_path_is_the_architectures() {
+        assert_eq!(removable_path(&AMD64.efi), "::/EFI/BOOT/BOOTX64.EFI");
+        assert_eq!(removable_path(&crate::arch::platform("arm64").unwrap().efi), "::/EFI/BOOT/BOOTAA64.EFI");
+    }
 
     #[test]
     fn fat_lands_in_the_esp_range_with_nothing_from_the_clock() {
@@ -130,7 +150,7 @@ mod tests {
         let build = |name: &str| {
             let raw = dir.path().join(name);
             std::fs::File::create(&raw).unwrap().set_len(ESP.offset_bytes() + ESP.size_bytes()).unwrap();
-            build_esp(&raw, &ESP, &efi_image, &pins, &Reporter::silent()).unwrap();
+            build_esp(&raw, &ESP, &AMD64.efi, &efi_image, &pins, &Reporter::silent()).unwrap();
             std::fs::read(&raw).unwrap()[ESP.offset_bytes() as usize..].to_vec()
         };
         let fat = build("a.raw");

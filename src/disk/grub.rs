@@ -91,24 +91,32 @@ pub struct BootConfig<'a> {
     pub kernel: &'a BootKernel,
     pub root_uuid: &'a str,
     pub kernel_args: &'a [String],
+    /// The kernel's serial console, e.g. `ttyS0,115200n8` (`DIB_BOOTLOADER_SERIAL_CONSOLE`).
+    pub console: &'a str,
+    /// GRUB's terminals (`serial console`, or `console` where UEFI's console is the serial port).
+    pub terminal: &'a str,
 }
 
 /// grub.cfg: serial and VGA console, one entry, short timeout. Written by us instead of
 /// update-grub, which probes block devices the build does not have.
 pub fn render_grub_cfg(config: &BootConfig<'_>) -> String {
     let version = &config.kernel.version;
-    let mut cmdline =
-        format!("root=UUID={} ro console=tty0 console=ttyS0,115200n8 net.ifnames=0 biosdevname=0", config.root_uuid);
+    let mut cmdline = format!(
+        "root=UUID={} ro console=tty0 console={} net.ifnames=0 biosdevname=0",
+        config.root_uuid, config.console
+    );
     for arg in config.kernel_args {
         cmdline.push(' ');
         cmdline.push_str(arg);
     }
     let initrd = if config.kernel.initrd { format!("\tinitrd /boot/initrd.img-{version}\n") } else { String::new() };
+    // GRUB drives the serial port itself only where it has one of its own (x86's com0).
+    let serial = if config.terminal.contains("serial") { "serial --unit=0 --speed=115200\n" } else { "" };
     format!(
         "# Written by mesos-image; regenerate with update-grub inside the guest if you like.\n\
-         serial --unit=0 --speed=115200\n\
-         terminal_input serial console\n\
-         terminal_output serial console\n\
+         {serial}\
+         terminal_input {terminal}\n\
+         terminal_output {terminal}\n\
          set default=0\n\
          set timeout=1\n\
          \n\
@@ -120,6 +128,7 @@ pub fn render_grub_cfg(config: &BootConfig<'_>) -> String {
          \tlinux /boot/vmlinuz-{version} {cmdline}\n\
          {initrd}}}\n",
         uuid = config.root_uuid,
+        terminal = config.terminal,
     )
 }
 
@@ -143,8 +152,8 @@ pub fn render_fstab(existing: &str, root_uuid: &str) -> String {
 pub enum Platform {
     /// BIOS: core.img embedded after the MBR or in the BIOS boot partition.
     I386Pc,
-    /// UEFI: an EFI binary on the ESP.
-    X86_64Efi,
+    /// UEFI: an EFI binary on the ESP, for the architecture's GRUB target (`crate::arch`).
+    Efi(crate::arch::Efi),
 }
 
 impl Platform {
@@ -152,17 +161,25 @@ impl Platform {
     pub fn name(self) -> &'static str {
         match self {
             Platform::I386Pc => "i386-pc",
-            Platform::X86_64Efi => "x86_64-efi",
+            Platform::Efi(efi) => efi.grub_target,
         }
     }
 
     /// What the core must hold to read grub.cfg; the rest loads from `$prefix/<platform>`.
+    /// The EFI core also finds the root by UUID ([`early_config`]), so it needs `search`.
     fn core_modules(self, partmap: &'static str) -> Vec<&'static str> {
         match self {
             Platform::I386Pc => vec!["biosdisk", partmap, "ext2"],
-            Platform::X86_64Efi => vec![partmap, "ext2"],
+            Platform::Efi(_) => vec![partmap, "ext2", "search_fs_uuid"],
         }
     }
+}
+
+/// The config embedded in the EFI core, as grub-install's `load.cfg`: the root filesystem found
+/// by UUID wherever the firmware enumerates the disk (a NoCloud seed attached as another disk,
+/// a cloud's extra volumes), then `$prefix` there.
+pub fn early_config(root_uuid: &str) -> String {
+    format!("search.fs_uuid {root_uuid} root\nset prefix=($root)/boot/grub\n")
 }
 
 /// grub-mkimage command, run chrooted in the tree so the target's GRUB builds its own core;
@@ -174,14 +191,18 @@ pub fn mkimage_command(
     platform: Platform,
     output_in_tree: &str,
     grub_root_partition: &str,
+    config_in_tree: Option<&str>,
 ) -> std::io::Result<Command> {
     let partmap = if grub_root_partition.starts_with("gpt") { "part_gpt" } else { "part_msdos" };
     let mut command = crate::sandbox::chroot_command(tree, "grub-mkimage")?;
     command
         .args(["-O", platform.name(), "-d", &format!("/usr/lib/grub/{}", platform.name())])
         .args(["-o", output_in_tree])
-        .args(["-p", &format!("(hd0,{grub_root_partition})/boot/grub")])
-        .args(platform.core_modules(partmap));
+        .args(["-p", &format!("(hd0,{grub_root_partition})/boot/grub")]);
+    if let Some(config) = config_in_tree {
+        command.args(["-c", config]);
+    }
+    command.args(platform.core_modules(partmap));
     Ok(command)
 }
 
@@ -214,9 +235,10 @@ pub fn check_tree_has_grub(tree: &Path) -> Result<(), GrubError> {
     )
 }
 
-/// Check the target can build a UEFI GRUB image (`image.uefi`).
-pub fn check_tree_has_efi_grub(tree: &Path) -> Result<(), GrubError> {
-    require_in_tree(tree, &["usr/bin/grub-mkimage", "usr/lib/grub/x86_64-efi/part_gpt.mod"], "grub-efi-amd64-bin")
+/// Check the target can build a UEFI GRUB image for `efi` (`image.uefi`, and every arm64 disk).
+pub fn check_tree_has_efi_grub(tree: &Path, efi: &crate::arch::Efi) -> Result<(), GrubError> {
+    let modules = format!("usr/lib/grub/{}/part_gpt.mod", efi.grub_target);
+    require_in_tree(tree, &["usr/bin/grub-mkimage", &modules], efi.grub_package)
 }
 
 fn require_in_tree(tree: &Path, relatives: &[&str], package: &'static str) -> Result<(), GrubError> {
@@ -253,11 +275,12 @@ pub fn place_core(mut core: Vec<u8>, core_sector: u64, room_sectors: u64) -> Res
 }
 
 /// grub-mkimage chrooted in the tree, writing to the tree's /tmp; returns the image bytes and
-/// never leaves the file behind.
+/// never leaves the file (or the embedded `config`) behind.
 pub(crate) fn run_mkimage_in_tree(
     tree: &Path,
     platform: Platform,
     partition: &str,
+    config: Option<&str>,
     reporter: &Reporter,
 ) -> anyhow::Result<Vec<u8>> {
     let tmp = tree.join("tmp");
@@ -265,12 +288,19 @@ pub(crate) fn run_mkimage_in_tree(
     let name = format!("mesos-image-{}-{}.img", platform.name(), std::process::id());
     let in_tree = format!("/tmp/{name}");
     let on_host = tmp.join(&name);
-    let mut mkimage = mkimage_command(tree, platform, &in_tree, partition)
+    let config_name = format!("{name}.cfg");
+    let config_on_host = tmp.join(&config_name);
+    if let Some(text) = config {
+        std::fs::write(&config_on_host, text).with_context(|| format!("cannot write {}", config_on_host.display()))?;
+    }
+    let config_in_tree = config.map(|_| format!("/tmp/{config_name}"));
+    let mut mkimage = mkimage_command(tree, platform, &in_tree, partition, config_in_tree.as_deref())
         .with_context(|| format!("cannot chroot into {}", tree.display()))?;
     let result = reporter.run("grub-mkimage", &mut mkimage);
     let image =
         result.and_then(|()| std::fs::read(&on_host).with_context(|| format!("cannot read {}", on_host.display())));
     let _ = std::fs::remove_file(&on_host);
+    let _ = std::fs::remove_file(&config_on_host);
     image
 }
 
@@ -309,7 +339,13 @@ mod tests {
     fn grub_cfg_has_serial_console_uuid_and_args() {
         let kernel = BootKernel { version: "6.1.0-10-amd64".into(), initrd: true };
         let args = vec!["quiet".to_owned()];
-        let cfg = render_grub_cfg(&BootConfig { kernel: &kernel, root_uuid: "abcd", kernel_args: &args });
+        let cfg = render_grub_cfg(&BootConfig {
+            kernel: &kernel,
+            root_uuid: "abcd",
+            kernel_args: &args,
+            console: "ttyS0,115200n8",
+            terminal: "serial console",
+        });
         assert!(cfg.contains("serial --unit=0 --speed=115200\n"));
         assert!(cfg.contains("terminal_input serial console\n"));
         assert!(cfg.contains("set timeout=1\n"));
@@ -323,8 +359,30 @@ mod tests {
     #[test]
     fn grub_cfg_without_initrd_has_no_initrd_line() {
         let kernel = BootKernel { version: "5".into(), initrd: false };
-        let cfg = render_grub_cfg(&BootConfig { kernel: &kernel, root_uuid: "u", kernel_args: &[] });
+        let cfg = render_grub_cfg(&BootConfig {
+            kernel: &kernel,
+            root_uuid: "u",
+            kernel_args: &[],
+            console: "ttyS0,115200n8",
+            terminal: "serial console",
+        });
         assert!(!cfg.contains("initrd"));
+    }
+
+    #[test]
+    fn arm64_grub_cfg_uses_the_uefi_console_and_ttyama0() {
+        let kernel = BootKernel { version: "6.1.0-10-cloud-arm64".into(), initrd: true };
+        let arm64 = crate::arch::platform("arm64").unwrap();
+        let cfg = render_grub_cfg(&BootConfig {
+            kernel: &kernel,
+            root_uuid: "u",
+            kernel_args: &[],
+            console: arm64.serial_console,
+            terminal: arm64.grub_terminal,
+        });
+        assert!(!cfg.contains("serial --unit"), "{cfg}");
+        assert!(cfg.contains("terminal_input console\nterminal_output console\n"), "{cfg}");
+        assert!(cfg.contains(" console=tty0 console=ttyAMA0,115200n8 "), "{cfg}");
     }
 
     #[test]
@@ -359,7 +417,7 @@ mod tests {
     #[test]
     fn mkimage_uses_the_partition_map_of_the_table() {
         let args = |part: &str| {
-            mkimage_command(Path::new("/t"), Platform::I386Pc, "/tmp/core.img", part)
+            mkimage_command(Path::new("/t"), Platform::I386Pc, "/tmp/core.img", part, None)
                 .unwrap()
                 .get_args()
                 .map(|a| a.to_string_lossy().into_owned())
@@ -368,11 +426,18 @@ mod tests {
         };
         assert!(args("msdos1").ends_with("-p (hd0,msdos1)/boot/grub biosdisk part_msdos ext2"));
         assert!(args("gpt2").ends_with("-p (hd0,gpt2)/boot/grub biosdisk part_gpt ext2"));
+        let efi = Platform::Efi(crate::arch::platform("arm64").unwrap().efi);
+        let command = mkimage_command(Path::new("/t"), efi, "/tmp/x.efi", "gpt2", Some("/tmp/x.cfg")).unwrap();
+        let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            args.join(" "),
+            "-O arm64-efi -d /usr/lib/grub/arm64-efi -o /tmp/x.efi -p (hd0,gpt2)/boot/grub -c /tmp/x.cfg part_gpt ext2 search_fs_uuid"
+        );
     }
 
     #[test]
     fn mkimage_runs_the_trees_grub_without_the_host_chroot_binary() {
-        let command = mkimage_command(Path::new("/t"), Platform::I386Pc, "/tmp/core.img", "msdos1").unwrap();
+        let command = mkimage_command(Path::new("/t"), Platform::I386Pc, "/tmp/core.img", "msdos1", None).unwrap();
         assert_eq!(command.get_program(), "grub-mkimage");
         assert!(command.get_args().all(|arg| arg != "/t"), "the tree is chroot(2)ed into, not an argument");
         let path = command.get_envs().find(|(name, _)| *name == "PATH").and_then(|(_, value)| value);
@@ -403,13 +468,13 @@ mod tests {
         let copied = Command::new("cp").args(["-a", "/usr/lib/grub"]).arg(root.join("usr/lib/")).status().unwrap();
         assert!(copied.success());
         let reporter = crate::progress::Reporter::silent();
-        let core = run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", &reporter).unwrap();
+        let core = run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", None, &reporter).unwrap();
         assert!(core.len() > 4 * 512, "a core.img of {} bytes", core.len());
         assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0, "the core is not left in the tree");
         // GRUB's share of the disk takes nothing from the clock or the random pool: made again
         // a second later, the core is the same bytes (nothing to seed, nothing to pin).
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        let again = run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", &reporter).unwrap();
+        let again = run_mkimage_in_tree(root, Platform::I386Pc, "msdos1", None, &reporter).unwrap();
         assert!(core == again, "two core.img of the same tree differ");
     }
 }

@@ -46,21 +46,37 @@ pub struct Layout {
     root: Partition,
 }
 
+/// Which firmware the disk boots from: BIOS (GRUB embedded; a BIOS boot partition on GPT),
+/// UEFI (an ESP), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Firmware {
+    pub bios: bool,
+    pub uefi: bool,
+}
+
 /// Bytes the layout spends outside the root partition.
-pub fn overhead_bytes(table: Partitioning, uefi: bool) -> u64 {
+pub fn overhead_bytes(table: Partitioning, firmware: Firmware) -> u64 {
     match table {
         Partitioning::Mbr => MIB,
-        // Leading MiB (tables), BIOS boot, optional ESP, trailing MiB (backup table).
-        Partitioning::Gpt => MIB + BIOS_BOOT_BYTES + if uefi { ESP_BYTES } else { 0 } + MIB,
+        // Leading MiB (tables), BIOS boot, ESP, trailing MiB (backup table).
+        Partitioning::Gpt => {
+            let bios = if firmware.bios { BIOS_BOOT_BYTES } else { 0 };
+            MIB + bios + if firmware.uefi { ESP_BYTES } else { 0 } + MIB
+        }
     }
 }
 
 impl Layout {
-    /// A disk of `disk_bytes` (rounded up to whole MiB); the root partition gets what the
-    /// other partitions leave. `None` when nothing is left for root.
+    /// A disk of `disk_bytes` that BIOS boots (and UEFI too with `uefi`): see [`Self::for_firmware`].
     pub fn for_disk(table: Partitioning, uefi: bool, disk_bytes: u64) -> Option<Layout> {
+        Layout::for_firmware(table, Firmware { bios: true, uefi }, disk_bytes)
+    }
+
+    /// A disk of `disk_bytes` (rounded up to whole MiB) for `firmware`; the root partition gets
+    /// what the other partitions leave. `None` when nothing is left for root.
+    pub fn for_firmware(table: Partitioning, firmware: Firmware, disk_bytes: u64) -> Option<Layout> {
         let disk_bytes = disk_bytes.div_ceil(MIB) * MIB;
-        let root_bytes = disk_bytes.checked_sub(overhead_bytes(table, uefi)).filter(|b| *b > 0)?;
+        let root_bytes = disk_bytes.checked_sub(overhead_bytes(table, firmware)).filter(|b| *b > 0)?;
         let mut partitions = Vec::new();
         let mut next_lba = SECTORS_PER_MIB;
         let mut push = |role: Role, bytes: u64| {
@@ -70,8 +86,10 @@ impl Layout {
             next_lba += sectors;
         };
         if table == Partitioning::Gpt {
-            push(Role::BiosBoot, BIOS_BOOT_BYTES);
-            if uefi {
+            if firmware.bios {
+                push(Role::BiosBoot, BIOS_BOOT_BYTES);
+            }
+            if firmware.uefi {
                 push(Role::Esp, ESP_BYTES);
             }
         }
@@ -140,6 +158,15 @@ mod tests {
         assert_eq!(root.offset_bytes() + root.size_bytes(), 1023 * MIB);
         assert_eq!(layout.core_img_area(), (2048, 2048));
         assert_eq!(layout.grub_root_partition(), "gpt3");
+    }
+
+    #[test]
+    fn uefi_only_gpt_orders_esp_root_without_a_bios_boot_partition() {
+        let layout = Layout::for_firmware(Partitioning::Gpt, Firmware { bios: false, uefi: true }, 1024 * MIB).unwrap();
+        let roles: Vec<_> = layout.partitions.iter().map(|p| (p.number, p.role, p.first_lba)).collect();
+        assert_eq!(roles, vec![(1, Role::Esp, 2048), (2, Role::Root, 2048 + 131072)]);
+        assert_eq!(layout.root().offset_bytes() + layout.root().size_bytes(), 1023 * MIB);
+        assert_eq!(layout.grub_root_partition(), "gpt2");
     }
 
     #[test]

@@ -17,12 +17,36 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::arch::Platform;
 use crate::progress::Reporter;
 use crate::recipe::{ImageSpec, Partitioning};
 use crate::reproducible::{clamp, Pins};
 use ext4::{Ext4Generation, Ext4Spec};
 use grub::{BootConfig, BootKernel};
-use layout::{Layout, Role, MIB, SECTOR};
+use layout::{Firmware, Layout, Role, MIB, SECTOR};
+
+/// How the disk boots: the architecture's entry of [`crate::arch::PLATFORMS`] and the kernel's
+/// serial console.
+#[derive(Debug, Clone, Copy)]
+pub struct Boot<'a> {
+    pub platform: &'a Platform,
+    /// `DIB_BOOTLOADER_SERIAL_CONSOLE`, e.g. `ttyAMA0,115200n8`.
+    pub console: &'a str,
+}
+
+impl Boot<'static> {
+    /// The architecture's defaults; `None` for one no disk is written for.
+    pub fn for_arch(debian: &str) -> Option<Boot<'static>> {
+        crate::arch::platform(debian).map(|platform| Boot { platform, console: platform.serial_console })
+    }
+}
+
+impl Boot<'_> {
+    /// BIOS where the architecture has one; UEFI where asked for (`image.uefi`) or the only way.
+    pub fn firmware(&self, spec: &ImageSpec) -> Firmware {
+        Firmware { bios: self.platform.bios, uefi: spec.uefi || self.platform.uefi_only }
+    }
+}
 
 /// What the disk stage made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +54,8 @@ pub struct DiskReport {
     pub path: PathBuf,
     pub disk_bytes: u64,
     pub partitioning: Partitioning,
+    /// What boots it: BIOS, UEFI or both.
+    pub firmware: Firmware,
     pub root_partition: u32,
     pub root_uuid: String,
     pub root_label: String,
@@ -51,7 +77,8 @@ pub enum DiskError {
     Measure { tree: PathBuf, source: walkdir::Error },
 }
 
-/// Build the bootable raw disk `raw` from `tree` for a target of `release`.
+/// Build the bootable raw disk `raw` from `tree` for a target of `release`, booting as `boot`
+/// says (BIOS GRUB embedded, a UEFI ESP, or both).
 ///
 /// Writes `/boot/grub/grub.cfg` and `/etc/fstab` into the tree first, so they land in the image.
 /// Every identifier comes from `pins.seed` and every time from `pins.epoch`, so the same tree
@@ -59,33 +86,43 @@ pub enum DiskError {
 pub fn build_disk(
     tree: &Path,
     spec: &ImageSpec,
+    boot: &Boot<'_>,
     release: &str,
     raw: &Path,
     pins: &Pins,
     reporter: &Reporter,
 ) -> anyhow::Result<DiskReport> {
-    if spec.uefi && spec.partitioning != Partitioning::Gpt {
+    let firmware = boot.firmware(spec);
+    let efi = boot.platform.efi;
+    if firmware.uefi && spec.partitioning != Partitioning::Gpt {
         return Err(DiskError::UefiNeedsGpt.into());
     }
     let kernel = grub::find_kernel(tree)?;
-    grub::check_tree_has_grub(tree)?;
-    if spec.uefi {
-        grub::check_tree_has_efi_grub(tree)?;
+    if firmware.bios {
+        grub::check_tree_has_grub(tree)?;
+    }
+    if firmware.uefi {
+        grub::check_tree_has_efi_grub(tree, &efi)?;
     }
     let root_uuid = pins.seed.guid("root-filesystem-uuid");
     // Everything the disk adds to the tree goes in before the tree is measured, so the size
     // counts what mkfs copies, and a tree that went through here before measures the same.
-    write_boot_files(tree, &kernel, &root_uuid.to_string(), &spec.kernel_args)?;
-    grub::install_modules(tree, grub::Platform::I386Pc.name())?;
-    if spec.uefi {
-        grub::install_modules(tree, grub::Platform::X86_64Efi.name())?;
+    write_boot_files(tree, &kernel, &root_uuid.to_string(), &spec.kernel_args, boot)?;
+    if firmware.bios {
+        grub::install_modules(tree, grub::Platform::I386Pc.name())?;
+    }
+    if firmware.uefi {
+        grub::install_modules(tree, efi.grub_target)?;
     }
     let usage = size::measure_tree(tree).map_err(|source| DiskError::Measure { tree: tree.to_owned(), source })?;
-    let layout = choose_layout(spec, usage)?;
-    let core = make_core_img(tree, &layout, reporter)?;
+    let layout = choose_layout(spec, firmware, usage)?;
+    let core = if firmware.bios { Some(make_core_img(tree, &layout, reporter)?) } else { None };
     // Both GRUB images are made before the tree's times are clamped: nothing may write into
     // the tree between the clamp and mkfs.
-    let efi_image = if spec.uefi { Some(esp::make_efi_image(tree, &layout, reporter)?) } else { None };
+    let efi_image = match firmware.uefi {
+        true => Some(esp::make_efi_image(tree, &efi, &layout, &root_uuid.to_string(), reporter)?),
+        false => None,
+    };
     create_sparse_file(raw, layout.disk_bytes)?;
 
     let paths = {
@@ -111,14 +148,19 @@ pub fn build_disk(
     pin_ctimes(raw, &root, &paths, pins.epoch.seconds, reporter)?;
     let mkfs_time = started.elapsed();
     if let (Some(esp), Some(efi_image)) = (layout.find(Role::Esp), efi_image) {
-        esp::build_esp(raw, &esp, &efi_image, pins, reporter)?;
+        esp::build_esp(raw, &esp, &efi, &efi_image, pins, reporter)?;
     }
     // The table and boot sectors go in after mkfs, so nothing mkfs does can touch them.
-    write_boot_area(tree, raw, &layout, &core, pins)?;
+    match core {
+        Some(core) => write_boot_area(tree, raw, &layout, &core, pins)?,
+        // UEFI only: the firmware reads the ESP; the MBR is GPT's protective one, no boot code.
+        None => write_partition_table(raw, &layout, &[], pins)?,
+    }
     Ok(DiskReport {
         path: raw.to_owned(),
         disk_bytes: layout.disk_bytes,
         partitioning: layout.table,
+        firmware,
         root_partition: root.number,
         root_uuid: root_uuid.to_string(),
         root_label: spec.root_label.clone(),
@@ -130,11 +172,11 @@ pub fn build_disk(
 }
 
 /// The disk layout for the given or computed size; a given size must hold the tree.
-fn choose_layout(spec: &ImageSpec, usage: size::TreeUsage) -> Result<Layout, DiskError> {
-    if spec.uefi && spec.partitioning != Partitioning::Gpt {
+fn choose_layout(spec: &ImageSpec, firmware: Firmware, usage: size::TreeUsage) -> Result<Layout, DiskError> {
+    if firmware.uefi && spec.partitioning != Partitioning::Gpt {
         return Err(DiskError::UefiNeedsGpt);
     }
-    let overhead = layout::overhead_bytes(spec.partitioning, spec.uefi);
+    let overhead = layout::overhead_bytes(spec.partitioning, firmware);
     let minimum_disk = size::minimum_fs_bytes(usage) + overhead;
     let Some(given) = &spec.size else {
         // disk-image-create adds --image-extra-size to the measured tree in place of its headroom.
@@ -143,13 +185,13 @@ fn choose_layout(spec: &ImageSpec, usage: size::TreeUsage) -> Result<Layout, Dis
             None => size::default_fs_bytes(usage),
         };
         let disk_bytes = fs_bytes + overhead;
-        return Layout::for_disk(spec.partitioning, spec.uefi, disk_bytes).ok_or(DiskError::ImageSizeTooSmall {
+        return Layout::for_firmware(spec.partitioning, firmware, disk_bytes).ok_or(DiskError::ImageSizeTooSmall {
             given: format!("{}M (computed)", disk_bytes / MIB),
             needed_mib: minimum_disk / MIB,
         });
     };
     let too_small = || DiskError::ImageSizeTooSmall { given: given.to_string(), needed_mib: minimum_disk / MIB };
-    let layout = Layout::for_disk(spec.partitioning, spec.uefi, given.bytes()).ok_or_else(too_small)?;
+    let layout = Layout::for_firmware(spec.partitioning, firmware, given.bytes()).ok_or_else(too_small)?;
     if layout.root().size_bytes() < size::minimum_fs_bytes(usage) {
         return Err(too_small());
     }
@@ -157,10 +199,18 @@ fn choose_layout(spec: &ImageSpec, usage: size::TreeUsage) -> Result<Layout, Dis
 }
 
 /// grub.cfg and fstab, written into the tree before mkfs copies it.
-fn write_boot_files(tree: &Path, kernel: &BootKernel, root_uuid: &str, kernel_args: &[String]) -> anyhow::Result<()> {
+fn write_boot_files(
+    tree: &Path,
+    kernel: &BootKernel,
+    root_uuid: &str,
+    kernel_args: &[String],
+    boot: &Boot<'_>,
+) -> anyhow::Result<()> {
     let grub_dir = tree.join("boot/grub");
     std::fs::create_dir_all(&grub_dir).with_context(|| format!("cannot create {}", grub_dir.display()))?;
-    let cfg = grub::render_grub_cfg(&BootConfig { kernel, root_uuid, kernel_args });
+    let config =
+        BootConfig { kernel, root_uuid, kernel_args, console: boot.console, terminal: boot.platform.grub_terminal };
+    let cfg = grub::render_grub_cfg(&config);
     write_file(&grub_dir.join("grub.cfg"), &cfg)?;
     let fstab_path = tree.join("etc/fstab");
     let existing = match std::fs::read_to_string(&fstab_path) {
@@ -189,7 +239,7 @@ fn pin_ctimes(
 /// Run the target's grub-mkimage in the tree and return core.img placed for its sector.
 fn make_core_img(tree: &Path, layout: &Layout, reporter: &Reporter) -> anyhow::Result<Vec<u8>> {
     let _step = reporter.step("grub-mkimage (target's own, i386-pc)");
-    let core = grub::run_mkimage_in_tree(tree, grub::Platform::I386Pc, &layout.grub_root_partition(), reporter)?;
+    let core = grub::run_mkimage_in_tree(tree, grub::Platform::I386Pc, &layout.grub_root_partition(), None, reporter)?;
     let (sector, room) = layout.core_img_area();
     Ok(grub::place_core(core, sector, room)?)
 }
@@ -272,13 +322,15 @@ mod tests {
     use super::*;
     use crate::settings::ByteSize;
 
+    const BIOS: Firmware = Firmware { bios: true, uefi: false };
+
     fn usage(mib: u64) -> size::TreeUsage {
         size::TreeUsage { data_bytes: mib * MIB, inodes: 1000 }
     }
 
     #[test]
     fn computed_size_has_headroom() {
-        let layout = choose_layout(&ImageSpec::default(), usage(1000)).unwrap();
+        let layout = choose_layout(&ImageSpec::default(), BIOS, usage(1000)).unwrap();
         assert!(layout.root().size_bytes() >= size::default_fs_bytes(usage(1000)));
         assert_eq!(layout.disk_bytes % MIB, 0);
     }
@@ -286,25 +338,25 @@ mod tests {
     #[test]
     fn given_size_too_small_names_the_option() {
         let spec = ImageSpec { size: ByteSize::parse("512M").ok(), ..ImageSpec::default() };
-        let err = choose_layout(&spec, usage(1000)).unwrap_err().to_string();
+        let err = choose_layout(&spec, BIOS, usage(1000)).unwrap_err().to_string();
         assert!(err.starts_with("--image-size (image.size) `512M` is too small"), "{err}");
     }
 
     #[test]
     fn extra_size_replaces_the_headroom_and_a_given_size_wins() {
         let extra = ImageSpec { extra_size: ByteSize::parse("2048M").ok(), ..ImageSpec::default() };
-        let layout = choose_layout(&extra, usage(1000)).unwrap();
+        let layout = choose_layout(&extra, BIOS, usage(1000)).unwrap();
         let wanted = size::minimum_fs_bytes(usage(1000)) + (2048 << 20);
         let root = layout.root().size_bytes();
         assert!(root >= wanted && root < wanted + 4 * MIB, "{root} for {wanted}");
         let both = ImageSpec { size: ByteSize::parse("4G").ok(), ..extra };
-        assert_eq!(choose_layout(&both, usage(1000)).unwrap().disk_bytes, 4 << 30);
+        assert_eq!(choose_layout(&both, BIOS, usage(1000)).unwrap().disk_bytes, 4 << 30);
     }
 
     #[test]
     fn given_size_is_the_disk_size() {
         let spec = ImageSpec { size: ByteSize::parse("4G").ok(), ..ImageSpec::default() };
-        let layout = choose_layout(&spec, usage(1000)).unwrap();
+        let layout = choose_layout(&spec, BIOS, usage(1000)).unwrap();
         assert_eq!(layout.disk_bytes, 4 << 30);
     }
 

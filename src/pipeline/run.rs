@@ -13,7 +13,7 @@ use super::step::{Scheduled, Stop, Work};
 use crate::cache::{CachePoint, StageCache};
 use crate::disk::DiskReport;
 use crate::layout::OutputLayout;
-use crate::manifest::{Manifest, OutputEntry, Package, Reproducibility, RunInfo, StageTiming};
+use crate::manifest::{BootInfo, Manifest, OutputEntry, Package, Reproducibility, RunInfo, StageTiming};
 use crate::recipe::{GlanceSpec, ImageFormat};
 use crate::reproducible;
 use crate::sbom;
@@ -206,6 +206,7 @@ impl<'a> Run<'a> {
             distro: plan.distro.clone(),
             release: plan.release.clone(),
             arch: plan.arch.clone(),
+            boot: disk.map(|report| boot_info(plan, report)),
             elements: plan.elements.iter().map(|e| e.name.clone()).collect(),
             packages: self
                 .made
@@ -254,5 +255,15 @@ impl<'a> Run<'a> {
         if let Err(err) = self.cache.save_outputs(&self.keys.outputs, &self.label, &to_cache) {
             tracing::warn!("could not store the outputs in the cache: {err:#}");
         }
+    }
+}
+
+/// How the disk the build wrote boots, on which console.
+fn boot_info(plan: &crate::plan::Plan, report: &DiskReport) -> BootInfo {
+    let console = plan.env.get(crate::plan::SERIAL_CONSOLE_VAR).map(String::as_str).unwrap_or_default();
+    BootInfo {
+        bios: report.firmware.bios,
+        uefi: report.firmware.uefi,
+        serial_console: crate::arch::console_device(console).to_owned(),
     }
 }

@@ -46,7 +46,7 @@ pub const RELEASE: Setting =
         .exports("DIB_RELEASE")
         .recipe("release");
 pub const ARCH: Setting =
-    Setting::new("arch", Value::Text, "Target architecture (amd64, arm64; x86_64 and aarch64 are accepted)")
+    Setting::new("arch", Value::Text, "Target architecture (amd64, arm64; x86_64 and aarch64 are accepted); a list such as amd64,arm64 builds one image per architecture, NAME-ARCH.EXT")
         .short('a')
         .recipe("arch");
 pub const MIRROR: Setting = Setting::new(
