@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::qemu::escape_option;
-
 /// Errors choosing or preparing a guest machine.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
@@ -27,6 +25,13 @@ pub struct Firmware {
     pub vars_template: &'static str,
     /// The Debian package that ships both.
     pub package: &'static str,
+}
+
+/// A run's UEFI flash images: the system's code, read-only, and the run's own variable store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashImages {
+    pub code: PathBuf,
+    pub vars: PathBuf,
 }
 
 /// One guest architecture.
@@ -105,19 +110,16 @@ impl Machine {
         crate::arch::normalize(std::env::consts::ARCH) == self.arch
     }
 
-    /// Check the firmware is installed and copy its variable store into `dir`; returns the
-    /// `-drive` values of the two flash images. Nothing for a BIOS machine. The system's
-    /// template is only read: the guest writes its own copy, which goes with `dir`.
-    pub fn firmware_drives(&self, dir: &Path) -> Result<Vec<String>, MachineError> {
-        match &self.firmware {
-            Some(firmware) => firmware.drives(dir),
-            None => Ok(Vec::new()),
-        }
+    /// Check the firmware is installed and copy its variable store into `dir`; `None` for a
+    /// BIOS machine. The system's template is only read: the guest writes its own copy, which
+    /// goes with `dir`.
+    pub fn prepare_firmware(&self, dir: &Path) -> Result<Option<FlashImages>, MachineError> {
+        self.firmware.map(|firmware| firmware.prepare(dir)).transpose()
     }
 }
 
 impl Firmware {
-    fn drives(&self, dir: &Path) -> Result<Vec<String>, MachineError> {
+    fn prepare(&self, dir: &Path) -> Result<FlashImages, MachineError> {
         for path in [self.code, self.vars_template] {
             if !Path::new(path).is_file() {
                 return Err(MachineError::FirmwareMissing { path: path.into(), package: self.package });
@@ -129,10 +131,7 @@ impl Firmware {
             to: vars.clone(),
             source,
         })?;
-        Ok(vec![
-            format!("if=pflash,format=raw,unit=0,readonly=on,file={}", escape_option(Path::new(self.code))),
-            format!("if=pflash,format=raw,unit=1,file={}", escape_option(&vars)),
-        ])
+        Ok(FlashImages { code: PathBuf::from(self.code), vars })
     }
 }
 
@@ -165,22 +164,18 @@ mod tests {
     #[test]
     fn the_variable_store_is_a_copy_in_the_run_directory() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Machine::for_arch("amd64").unwrap().firmware_drives(dir.path()).unwrap().is_empty());
+        assert_eq!(Machine::for_arch("amd64").unwrap().prepare_firmware(dir.path()).unwrap(), None);
         let leak = |path: PathBuf| -> &'static str { Box::leak(path.display().to_string().into_boxed_str()) };
         let (code, vars) = (dir.path().join("CODE,1.fd"), dir.path().join("VARS.fd"));
         let firmware = Firmware { code: leak(code.clone()), vars_template: leak(vars.clone()), package: "pkg-x" };
-        let err = firmware.drives(dir.path()).unwrap_err().to_string();
+        let err = firmware.prepare(dir.path()).unwrap_err().to_string();
         assert!(err.contains("CODE,1.fd is missing") && err.contains("pkg-x"), "{err}");
         std::fs::write(&code, b"code").unwrap();
         std::fs::write(&vars, b"template").unwrap();
         let run = dir.path().join("run");
         std::fs::create_dir(&run).unwrap();
-        let drives = firmware.drives(&run).unwrap();
-        assert_eq!(
-            drives[0],
-            format!("if=pflash,format=raw,unit=0,readonly=on,file={}", code.display().to_string().replace(',', ",,"))
-        );
-        assert_eq!(drives[1], format!("if=pflash,format=raw,unit=1,file={}", run.join("uefi-vars.fd").display()));
+        let flash = firmware.prepare(&run).unwrap();
+        assert_eq!(flash, FlashImages { code: code.clone(), vars: run.join("uefi-vars.fd") });
         assert_eq!(std::fs::read(run.join("uefi-vars.fd")).unwrap(), b"template");
         // The guest writes its copy; the template stays as it was.
         std::fs::write(run.join("uefi-vars.fd"), b"written").unwrap();

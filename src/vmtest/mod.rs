@@ -162,7 +162,7 @@ pub fn run_checks(
     let seed_image = seed::build_seed(&spec, work.path())?;
     let serial_log = work.path().join("serial.log");
     let mut config = vm_config(image, &seed_image, &serial_log, options)?;
-    config.firmware = options.machine.firmware_drives(work.path())?;
+    config.firmware = options.machine.prepare_firmware(work.path())?;
 
     let mut vm = Vm::boot(&config)?;
     let mut accel_switch = vm.accel_fallback().map(str::to_owned);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::machine::Machine;
+use super::machine::{FlashImages, Machine};
 
 /// How often the serial log is polled.
 const POLL: Duration = Duration::from_millis(250);
@@ -109,8 +109,8 @@ pub struct VmConfig {
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     pub append: Option<String>,
-    /// `-drive` values of the UEFI flash images (see [`Machine::firmware_drives`]); empty for BIOS.
-    pub firmware: Vec<String>,
+    /// The UEFI flash images (see [`Machine::prepare_firmware`]); `None` boots qemu's BIOS.
+    pub firmware: Option<FlashImages>,
     /// Where the guest's first serial port is written; qemu's own stderr goes beside it (`.qemu.log`).
     pub serial_log: PathBuf,
 }
@@ -133,7 +133,7 @@ impl VmConfig {
             kernel: None,
             initrd: None,
             append: None,
-            firmware: Vec::new(),
+            firmware: None,
             serial_log: serial_log.to_owned(),
         })
     }
@@ -176,8 +176,10 @@ impl VmConfig {
         if let Some(cpu) = cpu {
             args.extend(["-cpu".into(), cpu.into()]);
         }
-        for flash in &self.firmware {
-            args.extend(["-drive".into(), flash.clone()]);
+        if let Some(flash) = &self.firmware {
+            let code = format!("if=pflash,format=raw,unit=0,readonly=on,file={}", escape_option(&flash.code));
+            let vars = format!("if=pflash,format=raw,unit=1,file={}", escape_option(&flash.vars));
+            args.extend(["-drive".into(), code, "-drive".into(), vars]);
         }
         for drive in &self.drives {
             let mut spec = format!("file={},if=virtio,format={}", escape_option(&drive.path), drive.format);
@@ -200,7 +202,7 @@ impl VmConfig {
 }
 
 /// qemu option values escape a comma by doubling it.
-pub(super) fn escape_option(path: &Path) -> String {
+fn escape_option(path: &Path) -> String {
     path.display().to_string().replace(',', ",,")
 }
 
@@ -536,6 +538,42 @@ mod tests {
         let args = config.args(Accel::Tcg).join(" ");
         assert!(args.contains("a,,b.img,if=virtio,format=raw,snapshot=on"), "{args}");
         assert!(args.contains("-accel tcg"));
+    }
+
+    #[test]
+    fn an_arm64_guest_is_the_virt_board_with_its_flash_and_a_tcg_cpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("a.img");
+        std::fs::write(&image, vec![0u8; 1024]).unwrap();
+        let machine = Machine::for_arch("arm64").unwrap();
+        let mut config = VmConfig::for_machine(machine, &image, &dir.path().join("serial.log")).unwrap();
+        config.firmware = Some(FlashImages { code: "/fw/CODE.fd".into(), vars: dir.path().join("vars,1.fd") });
+        assert_eq!(config.qemu, PathBuf::from("qemu-system-aarch64"));
+        let args = config.args(Accel::Tcg).join(" ");
+        assert!(args.starts_with("-M virt -accel tcg "), "{args}");
+        assert!(args.contains("-cpu cortex-a72"), "{args}");
+        assert!(args.contains("-drive if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd "), "{args}");
+        assert!(args.contains(&format!("unit=1,file={}/vars,,1.fd", dir.path().display())), "{args}");
+        let kvm = config.args(Accel::Kvm).join(" ");
+        assert!(kvm.starts_with("-M virt,gic-version=host -accel kvm ") && kvm.contains("-cpu host"), "{kvm}");
+        // amd64 stays qemu's default board and CPU under TCG, with its BIOS.
+        let amd64 = VmConfig::new(&image, &dir.path().join("serial.log")).unwrap().args(Accel::Tcg).join(" ");
+        assert!(!amd64.contains("-M ") && !amd64.contains("-cpu") && !amd64.contains("pflash"), "{amd64}");
+    }
+
+    #[test]
+    fn kvm_is_never_chosen_for_a_foreign_architecture() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("a.img");
+        std::fs::write(&image, vec![0u8; 1024]).unwrap();
+        // On any host one of the two machines is foreign (arm64 on CI's amd64).
+        let foreign = crate::vmtest::machine::MACHINES.iter().find(|m| !m.is_native()).unwrap();
+        let config = VmConfig::for_machine(foreign, &image, &dir.path().join("serial.log")).unwrap();
+        // No probe guest is started: the answer comes at once.
+        assert_eq!(resolve_accel(&config).unwrap(), Accel::Tcg);
+        let forced = VmConfig { accel: Accel::Kvm, ..config };
+        let err = resolve_accel(&forced).unwrap_err().to_string();
+        assert!(err.contains(&format!("cannot run {} guests under KVM", foreign.kernel_arch())), "{err}");
     }
 
     #[test]
