@@ -156,6 +156,8 @@ const CASES: &[Case] = &[
     case(&["test", "q.qcow2", "--accel", "warp"], "unknown accelerator", USAGE, "warp"),
     case(&["test", "q.qcow2"], "no `--recipe` and no manifest beside the image", USAGE, "q.qcow2: no recipe to take checks from"),
     case(&["test", "m.qcow2"], "a manifest beside the image that is not JSON", USAGE, "m.qcow2.manifest.json: not a mesos-image manifest"),
+    case(&["test", "q.qcow2", "--recipe", "debian-base", "--arch", "mips"], "`--arch` no guest machine exists for", USAGE, "--arch mips: no guest machine for architecture `mips`"),
+    case(&["test", "arm.qcow2", "--accel", "kvm"], "`--accel kvm` for an arm64 image on an amd64 host", USAGE, "--accel kvm: KVM runs only guests of the host's architecture (x86_64)"),
     case(&["test", "q.qcow2", "--recipe", "./recipes/no-checks.yaml"], "a recipe without checks", USAGE, "recipe `no-checks` (./recipes/no-checks.yaml): has no checks"),
     // Cache and the rest.
     case(&["cache", "--cache-dir", "typo", "list"], "`cache list` with a mistyped directory", USAGE, "--cache-dir typo: no such cache directory"),
@@ -304,6 +306,11 @@ impl Scratch {
         std::fs::write(root.join("junk.bin"), junk).unwrap();
         make_images(root);
         std::fs::write(root.join("m.qcow2.manifest.json"), "{not json").unwrap();
+        std::fs::copy(root.join("q.qcow2"), root.join("arm.qcow2")).unwrap();
+        let arm64 = r#"{"tool_version": "0", "recipe": "debian-base", "distro": "debian", "release": "bookworm",
+            "arch": "arm64", "elements": [], "packages": [], "outputs": [], "cache_key": "k",
+            "checks": ["cloud-init-done"]}"#;
+        std::fs::write(root.join("arm.qcow2.manifest.json"), arm64).unwrap();
         // A real tarball, as `build -t tar` writes one.
         let made =
             Command::new("tar").arg("-C").arg(root).args(["-cf", "tree.tar", "afile"]).current_dir(root).status();

@@ -253,3 +253,44 @@ fn a_guest_that_never_reports_times_out_with_every_check_failed() {
     // The image was attached as a snapshot: unchanged.
     assert_eq!(std::fs::read(&image).unwrap(), disk);
 }
+
+#[test]
+#[ignore = "needs qemu-system-aarch64 and qemu-efi-aarch64: starts an arm64 guest's UEFI firmware until the timeout"]
+fn an_arm64_guest_boots_the_uefi_firmware_with_its_own_variable_store_under_tcg() {
+    let _clock = common::TestClock::start();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("vmtest-fixture.yaml"), RECIPE).unwrap();
+    let image = work.path().join("empty-arm64.img");
+    // A disk `test` accepts (a protective-MBR-style boot signature) that UEFI finds nothing on.
+    let mut disk = vec![0u8; 1 << 20];
+    disk[510..512].copy_from_slice(&[0x55, 0xaa]);
+    std::fs::write(&image, &disk).unwrap();
+    let template = std::path::Path::new("/usr/share/AAVMF/AAVMF_VARS.fd");
+    let template_before = std::fs::read(template).expect("qemu-efi-aarch64 installed (scripts/install-deps.sh)");
+    let serial = work.path().join("serial.log");
+    // No --accel: on a host of another architecture `auto` must choose TCG without a KVM probe.
+    let output = Command::cargo_bin("mesos-image")
+        .unwrap()
+        .arg("test")
+        .arg(&image)
+        .arg("--recipes-dir")
+        .arg(work.path())
+        .args(["--recipe", "vmtest-fixture", "--arch", "arm64", "--format", "json", "--timeout", "60"])
+        .arg("--keep-serial-log")
+        .arg(&serial)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("(arm64)") && stderr.contains("timed out after 60s"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    if std::env::consts::ARCH == "x86_64" {
+        assert_eq!(json["accel"], "tcg");
+    }
+    // AAVMF ran on the PL011 the log captures: its boot manager tried the disk.
+    let log = String::from_utf8_lossy(&std::fs::read(&serial).unwrap()).into_owned();
+    assert!(log.contains("BdsDxe"), "no UEFI boot manager output on the console: {log}");
+    // The firmware wrote its boot entries into the run's copy; the system's template is as it was.
+    assert_eq!(std::fs::read(template).unwrap(), template_before);
+    assert_eq!(std::fs::read(&image).unwrap(), disk);
+}

@@ -478,7 +478,7 @@ pub fn test(args: &TestArgs) -> Checked {
     image_file(&args.image, Some("raw")).map_err(|err| bad(format!("image {}", err.culprit), err.problem))?;
     crate::bootable::check(&args.image, args.kernel.is_some())
         .map_err(|problem| bad(format!("image {}", args.image.display()), problem))?;
-    if args.timeout == 0 {
+    if args.timeout == Some(0) {
         return Err(bad("--timeout 0", "must be at least 1 second"));
     }
     if args.memory < MIN_GUEST_MEMORY_MIB {

@@ -87,6 +87,7 @@ pub fn build_record(image: &Path, flags: &RecordFlags, recipe_dirs: &[PathBuf]) 
     let located = Manifest::find(image)?;
     // The SBOM lies beside the manifest (in `NAME.d/` for a disk-image-create build).
     let sbom = located.as_ref().and_then(|l| l.sbom_path()).unwrap_or_else(|| crate::sbom::path_for(image));
+    let platform = located.as_ref().map(|l| platform_properties(&l.manifest)).unwrap_or_default();
     let (recipe_name, glance) = match (&flags.recipe, located) {
         (Some(name), _) => (Some(name.clone()), load_glance_spec(name, recipe_dirs)?),
         (None, Some(located)) => (located.manifest.recipe, located.manifest.glance),
@@ -115,7 +116,7 @@ pub fn build_record(image: &Path, flags: &RecordFlags, recipe_dirs: &[PathBuf]) 
         min_disk: flags.min_disk.or(glance.min_disk),
         min_ram: flags.min_ram.or(glance.min_ram),
         tags,
-        properties: with_sbom_digest(&sbom, merge_properties(glance.properties, flags)?)?,
+        properties: with_sbom_digest(&sbom, merge_properties(platform, glance.properties, flags)?)?,
         recipe: recipe_name,
     })
 }
@@ -170,11 +171,34 @@ fn default_name(image: &Path) -> String {
     image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".to_owned())
 }
 
-/// Recipe properties, then the `--os-distro`/`--os-version` shortcuts, then `--property`.
+/// What Nova needs to schedule and boot the image, from what the build recorded: the
+/// architecture (the kernel's name, as Nova spells it: `x86_64`, `aarch64`), UEFI firmware when
+/// the image boots through it (every arm64 image), and the `virt` board for arm64 (the only one
+/// an arm64 guest boots on). A manifest without an architecture adds nothing.
+fn platform_properties(manifest: &Manifest) -> BTreeMap<String, String> {
+    let mut properties = BTreeMap::new();
+    if manifest.arch.is_empty() {
+        return properties;
+    }
+    let arch = crate::arch::normalize(&manifest.arch);
+    properties.insert("architecture".to_owned(), crate::arch::kernel_name(&arch).to_owned());
+    let arm64 = arch == "arm64";
+    if arm64 {
+        properties.insert("hw_firmware_type".to_owned(), "uefi".to_owned());
+        properties.insert("hw_machine_type".to_owned(), "virt".to_owned());
+    }
+    properties
+}
+
+/// Platform properties, then the recipe's, then the `--os-distro`/`--os-version` shortcuts,
+/// then `--property`.
 fn merge_properties(
-    mut properties: BTreeMap<String, String>,
+    platform: BTreeMap<String, String>,
+    recipe: BTreeMap<String, String>,
     flags: &RecordFlags,
 ) -> Result<BTreeMap<String, String>, RecordError> {
+    let mut properties = platform;
+    properties.extend(recipe);
     if let Some(distro) = &flags.os_distro {
         properties.insert("os_distro".to_owned(), distro.clone());
     }
@@ -305,6 +329,40 @@ mod tests {
         assert_eq!(record.recipe.as_deref(), Some("ubuntu-mesos"));
         assert_eq!(record.properties["os_distro"], "ubuntu");
         assert_eq!(record.properties.get(SBOM_PROPERTY), Some(&crate::io::sha256_file(&sbom).unwrap().0));
+    }
+
+    #[test]
+    fn the_manifests_architecture_sets_what_nova_needs_and_property_flags_win() {
+        let f = fixture(b"QFI\xfb");
+        let write = |arch: &str| {
+            let manifest = Manifest { arch: arch.into(), ..Manifest::default() };
+            std::fs::write(Manifest::path_for(&f.image), manifest.to_json().unwrap()).unwrap();
+        };
+        let properties = |flags: &RecordFlags| build_record(&f.image, flags, &f.dirs()).unwrap().properties;
+        write("arm64");
+        let arm64 = properties(&RecordFlags::default());
+        assert_eq!(arm64["architecture"], "aarch64");
+        assert_eq!(arm64["hw_firmware_type"], "uefi");
+        assert_eq!(arm64["hw_machine_type"], "virt");
+        // The recipe's record (from --recipe) comes on top; the platform stays.
+        let with_recipe = RecordFlags { recipe: Some("ubuntu-mesos".into()), ..Default::default() };
+        let both = properties(&with_recipe);
+        assert_eq!((both["architecture"].as_str(), both["os_distro"].as_str()), ("aarch64", "ubuntu"));
+        let flags = RecordFlags {
+            properties: vec!["hw_machine_type=virt-8.2".into(), "architecture=arm64".into()],
+            ..Default::default()
+        };
+        let overridden = properties(&flags);
+        assert_eq!(
+            (overridden["hw_machine_type"].as_str(), overridden["architecture"].as_str()),
+            ("virt-8.2", "arm64")
+        );
+        write("amd64");
+        let amd64 = properties(&RecordFlags::default());
+        assert_eq!(amd64.get("architecture").map(String::as_str), Some("x86_64"));
+        assert!(!amd64.contains_key("hw_firmware_type") && !amd64.contains_key("hw_machine_type"), "{amd64:?}");
+        write("");
+        assert!(properties(&RecordFlags::default()).is_empty());
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `mesos-image test`: boot an image in qemu with a NoCloud seed, run the recipe's checks inside
 //! the guest after cloud-init has finished, and collect the results from the serial console.
 //!
+//! - [`machine`]: the guest board of each architecture (qemu, firmware, console).
 //! - [`qemu`]: the VM runner (serial log, pattern waits, kill on drop), reusable by other tests.
 //! - [`seed`]: the NoCloud seed, built without mounting.
 //! - [`checks`]: recipe checks compiled to one POSIX `sh` script.
 //! - [`report`]: serial-log parsing and the result table.
 
 pub mod checks;
+pub mod machine;
 pub mod qemu;
 pub mod report;
 pub mod seed;
@@ -18,12 +20,15 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::recipe::Check;
+use machine::Machine;
 use qemu::{Accel, Drive, Vm, VmConfig, VmError};
 use report::Report;
 
 /// How the image is booted and how long it may take.
 #[derive(Debug, Clone)]
 pub struct TestOptions {
+    /// The guest architecture's machine (the image's, from its manifest or `--arch`).
+    pub machine: &'static Machine,
     pub accel: Accel,
     pub memory_mib: u32,
     pub cpus: u32,
@@ -37,6 +42,7 @@ pub struct TestOptions {
 impl Default for TestOptions {
     fn default() -> Self {
         TestOptions {
+            machine: Machine::default_machine(),
             accel: Accel::Auto,
             memory_mib: 2048,
             cpus: 2,
@@ -151,10 +157,12 @@ pub fn run_checks(
         hostname: "mesos-image-test".to_owned(),
         ssh_authorized_keys: throwaway_ssh_key(work.path()),
         check_script: script,
+        console: options.machine.console.to_owned(),
     };
     let seed_image = seed::build_seed(&spec, work.path())?;
     let serial_log = work.path().join("serial.log");
     let mut config = vm_config(image, &seed_image, &serial_log, options)?;
+    config.firmware = options.machine.prepare_firmware(work.path())?;
 
     let mut vm = Vm::boot(&config)?;
     let mut accel_switch = vm.accel_fallback().map(str::to_owned);
@@ -224,8 +232,8 @@ pub fn keep_serial_log(outcome: &TestOutcome, to: &Path) -> anyhow::Result<()> {
 }
 
 fn vm_config(image: &Path, seed_image: &Path, serial_log: &Path, options: &TestOptions) -> anyhow::Result<VmConfig> {
-    let mut config =
-        VmConfig::new(image, serial_log).with_context(|| format!("cannot read image {}", image.display()))?;
+    let mut config = VmConfig::for_machine(options.machine, image, serial_log)
+        .with_context(|| format!("cannot read image {}", image.display()))?;
     config.accel = options.accel;
     config.memory_mib = options.memory_mib;
     config.cpus = options.cpus;

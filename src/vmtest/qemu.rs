@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::machine::{FlashImages, Machine};
+
 /// How often the serial log is polled.
 const POLL: Duration = Duration::from_millis(250);
 /// Time qemu gets to exit after SIGTERM before SIGKILL.
@@ -95,6 +97,8 @@ impl Drive {
 /// Everything needed to boot one VM.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
+    /// The guest architecture's board, CPU, firmware and console.
+    pub machine: &'static Machine,
     pub qemu: PathBuf,
     pub accel: Accel,
     pub memory_mib: u32,
@@ -105,15 +109,23 @@ pub struct VmConfig {
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     pub append: Option<String>,
-    /// Where the guest's ttyS0 is written; qemu's own stderr goes beside it (`.qemu.log`).
+    /// The UEFI flash images (see [`Machine::prepare_firmware`]); `None` boots qemu's BIOS.
+    pub firmware: Option<FlashImages>,
+    /// Where the guest's first serial port is written; qemu's own stderr goes beside it (`.qemu.log`).
     pub serial_log: PathBuf,
 }
 
 impl VmConfig {
-    /// 2 GiB, 2 vCPUs, automatic accelerator, `image` as a snapshot boot disk.
+    /// An amd64 guest: 2 GiB, 2 vCPUs, automatic accelerator, `image` as a snapshot boot disk.
     pub fn new(image: &Path, serial_log: &Path) -> std::io::Result<VmConfig> {
+        VmConfig::for_machine(Machine::default_machine(), image, serial_log)
+    }
+
+    /// The same for `machine`'s architecture. A UEFI machine still needs [`VmConfig::firmware`].
+    pub fn for_machine(machine: &'static Machine, image: &Path, serial_log: &Path) -> std::io::Result<VmConfig> {
         Ok(VmConfig {
-            qemu: PathBuf::from("qemu-system-x86_64"),
+            machine,
+            qemu: PathBuf::from(machine.qemu),
             accel: Accel::Auto,
             memory_mib: 2048,
             cpus: 2,
@@ -121,6 +133,7 @@ impl VmConfig {
             kernel: None,
             initrd: None,
             append: None,
+            firmware: None,
             serial_log: serial_log.to_owned(),
         })
     }
@@ -133,7 +146,15 @@ impl VmConfig {
 
     /// The qemu command line (without the accelerator choice, which `boot` resolves).
     fn args(&self, accel: Accel) -> Vec<String> {
-        let mut args: Vec<String> = vec![
+        let mut args: Vec<String> = Vec::new();
+        let machine_type = match accel {
+            Accel::Kvm => self.machine.kvm_machine_type,
+            Accel::Tcg | Accel::Auto => self.machine.machine_type,
+        };
+        if let Some(machine_type) = machine_type {
+            args.extend(["-M".into(), machine_type.into()]);
+        }
+        args.extend([
             "-accel".into(),
             accel.qemu_name().into(),
             "-m".into(),
@@ -150,9 +171,15 @@ impl VmConfig {
             "user,model=virtio-net-pci".into(),
             // A guest reboot ends the run instead of looping.
             "-no-reboot".into(),
-        ];
-        if accel == Accel::Kvm {
-            args.extend(["-cpu".into(), "host".into()]);
+        ]);
+        let cpu = if accel == Accel::Kvm { Some("host") } else { self.machine.tcg_cpu };
+        if let Some(cpu) = cpu {
+            args.extend(["-cpu".into(), cpu.into()]);
+        }
+        if let Some(flash) = &self.firmware {
+            let code = format!("if=pflash,format=raw,unit=0,readonly=on,file={}", escape_option(&flash.code));
+            let vars = format!("if=pflash,format=raw,unit=1,file={}", escape_option(&flash.vars));
+            args.extend(["-drive".into(), code, "-drive".into(), vars]);
         }
         for drive in &self.drives {
             let mut spec = format!("file={},if=virtio,format={}", escape_option(&drive.path), drive.format);
@@ -400,8 +427,8 @@ fn resolve_accel(config: &VmConfig) -> Result<Accel, VmError> {
     };
     match config.accel {
         Accel::Tcg => Ok(Accel::Tcg),
-        Accel::Kvm => probe_kvm(&config.qemu, &scratch).map(|()| Accel::Kvm).map_err(VmError::KvmUnusable),
-        Accel::Auto => match probe_kvm(&config.qemu, &scratch) {
+        Accel::Kvm => probe_kvm(config, &scratch).map(|()| Accel::Kvm).map_err(VmError::KvmUnusable),
+        Accel::Auto => match probe_kvm(config, &scratch) {
             Ok(()) => Ok(Accel::Kvm),
             Err(reason) => {
                 tracing::debug!("using TCG: {reason}");
@@ -411,15 +438,34 @@ fn resolve_accel(config: &VmConfig) -> Result<Accel, VmError> {
     }
 }
 
-/// KVM is usable when /dev/kvm opens and a diskless SeaBIOS run under it reaches
-/// "No bootable device" on its debug console. Opening /dev/kvm is not enough: on some hosts
-/// (nested, restricted) guests stall right after the firmware's memory map.
-fn probe_kvm(qemu: &Path, scratch: &Path) -> Result<(), String> {
+/// KVM runs only guests of the host's own architecture: a foreign one is TCG, always.
+/// Otherwise KVM is usable when /dev/kvm opens and, for an x86_64 guest, a diskless SeaBIOS run
+/// under it reaches "No bootable device" on its debug console. Opening /dev/kvm is not enough:
+/// on some x86 hosts (nested, restricted) guests stall right after the firmware's memory map.
+/// Other boards have no such debug port: there the boot watcher (a guest that shows no progress
+/// is restarted under TCG) is the only guard.
+fn probe_kvm(config: &VmConfig, scratch: &Path) -> Result<(), String> {
+    let machine = config.machine;
+    if !machine.is_native() {
+        return Err(format!(
+            "the host ({}) cannot run {} guests under KVM: a foreign architecture runs under TCG",
+            std::env::consts::ARCH,
+            machine.kernel_arch()
+        ));
+    }
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .map_err(|err| format!("/dev/kvm cannot be opened: {err}"))?;
+    if machine.firmware.is_some() || machine.machine_type.is_some() {
+        return Ok(());
+    }
+    probe_seabios(&config.qemu, scratch)
+}
+
+/// A diskless SeaBIOS guest under KVM must reach "No bootable device" within the budget.
+fn probe_seabios(qemu: &Path, scratch: &Path) -> Result<(), String> {
     let dir = tempfile::Builder::new()
         .prefix("kvm-probe-")
         .tempdir_in(scratch)
@@ -492,6 +538,42 @@ mod tests {
         let args = config.args(Accel::Tcg).join(" ");
         assert!(args.contains("a,,b.img,if=virtio,format=raw,snapshot=on"), "{args}");
         assert!(args.contains("-accel tcg"));
+    }
+
+    #[test]
+    fn an_arm64_guest_is_the_virt_board_with_its_flash_and_a_tcg_cpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("a.img");
+        std::fs::write(&image, vec![0u8; 1024]).unwrap();
+        let machine = Machine::for_arch("arm64").unwrap();
+        let mut config = VmConfig::for_machine(machine, &image, &dir.path().join("serial.log")).unwrap();
+        config.firmware = Some(FlashImages { code: "/fw/CODE.fd".into(), vars: dir.path().join("vars,1.fd") });
+        assert_eq!(config.qemu, PathBuf::from("qemu-system-aarch64"));
+        let args = config.args(Accel::Tcg).join(" ");
+        assert!(args.starts_with("-M virt -accel tcg "), "{args}");
+        assert!(args.contains("-cpu max"), "{args}");
+        assert!(args.contains("-drive if=pflash,format=raw,unit=0,readonly=on,file=/fw/CODE.fd "), "{args}");
+        assert!(args.contains(&format!("unit=1,file={}/vars,,1.fd", dir.path().display())), "{args}");
+        let kvm = config.args(Accel::Kvm).join(" ");
+        assert!(kvm.starts_with("-M virt,gic-version=host -accel kvm ") && kvm.contains("-cpu host"), "{kvm}");
+        // amd64 stays qemu's default board and CPU under TCG, with its BIOS.
+        let amd64 = VmConfig::new(&image, &dir.path().join("serial.log")).unwrap().args(Accel::Tcg).join(" ");
+        assert!(!amd64.contains("-M ") && !amd64.contains("-cpu") && !amd64.contains("pflash"), "{amd64}");
+    }
+
+    #[test]
+    fn kvm_is_never_chosen_for_a_foreign_architecture() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("a.img");
+        std::fs::write(&image, vec![0u8; 1024]).unwrap();
+        // On any host one of the two machines is foreign (arm64 on CI's amd64).
+        let foreign = crate::vmtest::machine::MACHINES.iter().find(|m| !m.is_native()).unwrap();
+        let config = VmConfig::for_machine(foreign, &image, &dir.path().join("serial.log")).unwrap();
+        // No probe guest is started: the answer comes at once.
+        assert_eq!(resolve_accel(&config).unwrap(), Accel::Tcg);
+        let forced = VmConfig { accel: Accel::Kvm, ..config };
+        let err = resolve_accel(&forced).unwrap_err().to_string();
+        assert!(err.contains(&format!("cannot run {} guests under KVM", foreign.kernel_arch())), "{err}");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct SeedSpec {
     pub ssh_authorized_keys: Vec<String>,
     /// The check script (see `checks::script`).
     pub check_script: String,
+    /// The guest's serial console device (`ttyS0`, `ttyAMA0` on arm64): where results go.
+    pub console: String,
 }
 
 #[derive(Serialize)]
@@ -68,7 +70,7 @@ pub fn user_data(spec: &SeedSpec) -> anyhow::Result<String> {
             owner: "root:root",
             content: &spec.check_script,
         }],
-        runcmd: vec![launcher()],
+        runcmd: vec![launcher(&spec.console)],
     };
     let yaml = serde_yaml_ng::to_string(&config).context("cannot render user-data")?;
     Ok(format!("#cloud-config\n{yaml}"))
@@ -78,8 +80,8 @@ pub fn user_data(spec: &SeedSpec) -> anyhow::Result<String> {
 /// results on the serial console, then power off so the host sees the VM end. The checks run in
 /// a service's environment: a transient unit gets systemd's manager environment (the system
 /// locale included), not cloud-init's.
-fn launcher() -> String {
-    let run_checks = format!("sh {GUEST_SCRIPT_PATH} > /dev/ttyS0 2>&1; poweroff");
+fn launcher(console: &str) -> String {
+    let run_checks = format!("sh {GUEST_SCRIPT_PATH} > /dev/{console} 2>&1; poweroff");
     let systemd = format!(
         "systemd-run --no-block --unit=mesos-image-check sh -c {}",
         quote(&format!("cloud-init status --wait >/dev/null 2>&1; {run_checks}"))
@@ -92,7 +94,7 @@ fn launcher() -> String {
     // Launch errors go to the console too, so a run that never reports can be diagnosed. Should
     // systemd-run fail, the background shell still works: cloud-final's KillMode=process spares it.
     format!(
-        "exec >/dev/ttyS0 2>&1; if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then {systemd} || {upstart} & else {upstart} & fi"
+        "exec >/dev/{console} 2>&1; if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then {systemd} || {upstart} & else {upstart} & fi"
     )
 }
 
@@ -150,6 +152,7 @@ mod tests {
             hostname: "probe".into(),
             ssh_authorized_keys: vec!["ssh-ed25519 AAAAtest mesos-image-test".into()],
             check_script: "#!/bin/sh\necho 'quoted: \"x\"' # comment\n".into(),
+            console: "ttyAMA0".into(),
         }
     }
 
@@ -164,11 +167,14 @@ mod tests {
         let runcmd = parsed["runcmd"][0].as_str().unwrap();
         assert!(runcmd.contains("systemd-run --no-block --unit=mesos-image-check"));
         assert!(runcmd.contains("boot-finished"));
+        // Results and launch errors go to the machine's console, never a port it lacks.
+        assert_eq!(runcmd.matches("/dev/ttyAMA0").count(), 4, "launch errors and both launchers: {runcmd}");
+        assert!(!runcmd.contains("ttyS0"), "{runcmd}");
     }
 
     #[test]
     fn launcher_is_valid_sh() {
-        let status = Command::new("dash").args(["-n", "-c"]).arg(launcher()).status().unwrap();
+        let status = Command::new("dash").args(["-n", "-c"]).arg(launcher("ttyS0")).status().unwrap();
         assert!(status.success());
     }
 

@@ -17,9 +17,15 @@ pub struct TestArgs {
     /// Extra directory searched for recipes before the built-in ones (repeatable).
     #[arg(long, value_name = "DIR")]
     pub recipes_dir: Vec<PathBuf>,
-    /// Seconds from boot to the last check result before the VM is killed.
-    #[arg(long, value_name = "SECS", default_value_t = 900)]
-    pub timeout: u64,
+    /// Seconds from boot to the last check result before the VM is killed [default: 900 for
+    /// amd64; 1800 for arm64 under TCG, which emulates every instruction].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// The image's architecture (amd64 or arm64; x86_64 and aarch64 too) [default: the `arch` in
+    /// `<IMAGE>.manifest.json`, else amd64]. arm64 boots in qemu-system-aarch64 `-M virt` with
+    /// UEFI firmware (qemu-efi-aarch64), under TCG on a host of another architecture.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
     /// qemu accelerator; `auto` uses KVM only when a probe guest runs under it.
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
