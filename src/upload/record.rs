@@ -183,8 +183,14 @@ fn platform_properties(manifest: &Manifest) -> BTreeMap<String, String> {
     let arch = crate::arch::normalize(&manifest.arch);
     properties.insert("architecture".to_owned(), crate::arch::kernel_name(&arch).to_owned());
     let arm64 = arch == "arm64";
-    if arm64 {
+    // Only firmware the image cannot do without: a hybrid BIOS+UEFI disk boots under Nova's
+    // default BIOS, so it is left to the cloud. Manifests from before `boot` was recorded: arm64
+    // is UEFI-only.
+    let uefi_only = manifest.boot.as_ref().map_or(arm64, |boot| boot.uefi && !boot.bios);
+    if uefi_only {
         properties.insert("hw_firmware_type".to_owned(), "uefi".to_owned());
+    }
+    if arm64 {
         properties.insert("hw_machine_type".to_owned(), "virt".to_owned());
     }
     properties
@@ -363,6 +369,21 @@ mod tests {
         assert!(!amd64.contains_key("hw_firmware_type") && !amd64.contains_key("hw_machine_type"), "{amd64:?}");
         write("");
         assert!(properties(&RecordFlags::default()).is_empty());
+    }
+
+    #[test]
+    fn uefi_firmware_is_asked_for_only_where_the_disk_cannot_boot_bios() {
+        let f = fixture(b"QFI\xfb");
+        let firmware = |bios: bool, uefi: bool| {
+            let boot = crate::manifest::BootInfo { bios, uefi, serial_console: "ttyS0".into() };
+            let manifest = Manifest { arch: "amd64".into(), boot: Some(boot), ..Manifest::default() };
+            std::fs::write(Manifest::path_for(&f.image), manifest.to_json().unwrap()).unwrap();
+            let record = build_record(&f.image, &RecordFlags::default(), &f.dirs()).unwrap();
+            record.properties.get("hw_firmware_type").cloned()
+        };
+        assert_eq!(firmware(false, true).as_deref(), Some("uefi"), "UEFI-only amd64");
+        assert_eq!(firmware(true, true), None, "hybrid: Nova's default BIOS boots it");
+        assert_eq!(firmware(true, false), None, "BIOS only");
     }
 
     #[test]
