@@ -2,7 +2,7 @@
 //! (`pipeline/`) in order.
 //!
 //! The stage cache is consulted at the pipeline's cache points: the finished image (a warm
-//! rebuild copies it out without even needing root), then the latest tree snapshot the cache
+//! rebuild copies it out without even needing a namespace), then the latest tree snapshot the cache
 //! holds (after install: a change to a late hook resumes there; the base: a change to an install
 //! hook resumes there).
 
@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::cache::{CachePoint, StageCache};
 use crate::layout::OutputLayout;
@@ -111,7 +111,9 @@ fn build_with(
             return restore_outputs(plan, &stored, destinations, keys, options, reporter, started);
         }
     }
-    require_root()?;
+    // Root as it is; anyone else in a user namespace of their own (before the sweep below, which
+    // may meet files owned by the namespace's other ids).
+    crate::sandbox::ensure_privileges()?;
     let pins = decide_pins(plan, keys, options)?;
     // Files the build and element scripts create get their modes from the umask: the caller's
     // must not reach the image (measured: umask 077 made 15 paths differ).
@@ -234,11 +236,4 @@ impl Build<'_> {
         }
         Ok(manifest)
     }
-}
-
-fn require_root() -> anyhow::Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        bail!("building needs root (mount namespaces, chroot); run it with sudo");
-    }
-    Ok(())
 }

@@ -68,6 +68,9 @@ pub fn create(work_root: &Path) -> anyhow::Result<WorkDir> {
         .tempdir_in(work_root)
         .with_context(|| format!("cannot create a work directory in {}", work_root.display()))?
         .keep();
+    // A rootless build's tree holds files the user cannot delete from outside: if this build is
+    // killed, the janitor (inside the namespace) removes them.
+    sandbox::remove_on_exit(&path);
     let marker = path.join(MARKER);
     let alive = lock_file(&marker, LockMode::Exclusive, false)
         .with_context(|| format!("cannot mark work directory {}", path.display()))?

@@ -130,6 +130,9 @@ pub fn build_twice(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Compar
     // A stop signal is passed on to the running build, and this process unwinds (removing the
     // kept trees and the second build's outputs) and exits 128 + the signal.
     crate::sandbox::catch_stop_signals()?;
+    // Both builds and the comparison of their trees run in one user namespace when rootless: the
+    // kept trees hold files of the namespace's other ids, which only it can read and remove.
+    crate::sandbox::ensure_privileges()?;
     let scratch = tempfile::Builder::new()
         .prefix(".check-reproducible-")
         .tempdir_in(&output_dir)
@@ -140,6 +143,7 @@ pub fn build_twice(plan: &Plan, options: &BuildOptions) -> anyhow::Result<Compar
         .prefix("check-reproducible-")
         .tempdir_in(&work_root)
         .with_context(|| format!("cannot create the check's work directories in {}", work_root.display()))?;
+    crate::sandbox::remove_on_exit(work.path());
     // The trees are kept in the check's work directory (removed with it, however this ends) until
     // the differing files have been read.
     let runs = [

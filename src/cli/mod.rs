@@ -14,6 +14,7 @@ pub mod input_guard;
 pub mod output_guard;
 pub mod preflight;
 pub mod recipes;
+pub mod rootless;
 pub mod test;
 pub mod upload;
 

@@ -89,6 +89,7 @@ pub fn build(args: &BuildArgs, plan: &Plan) -> Checked {
     if let Some(cache) = &args.cache_dir {
         existing_dir_or_creatable("--cache-dir", cache)?;
     }
+    super::rootless::build(args)?;
     if let Some(options) = &plan.image.qemu_img_options {
         qemu_img_options(options, &plan.image.formats)?;
     }

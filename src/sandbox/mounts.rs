@@ -95,7 +95,7 @@ impl ChrootMounts {
     fn mount_api_filesystems(&mut self, root: &Path) -> Result<(), MountError> {
         let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         self.mount_fs(root, "/proc", "proc", nosuid_nodev_noexec, None)?;
-        self.mount_fs(root, "/sys", "sysfs", nosuid_nodev_noexec | MsFlags::MS_RDONLY, None)?;
+        self.mount_sysfs(root, nosuid_nodev_noexec | MsFlags::MS_RDONLY)?;
         self.mount_fs(root, "/dev", "tmpfs", MsFlags::MS_NOSUID, Some("mode=0755,size=1m"))?;
         let dev = inside(root, "/dev")?;
         for node in DEVICE_NODES {
@@ -125,6 +125,22 @@ impl ChrootMounts {
             symlink(to, &path).map_err(|source| MountError::MountPoint { path, source })?;
         }
         Ok(())
+    }
+
+    /// A new sysfs; in a rootless build's user namespace, which cannot mount one without also
+    /// owning a network namespace (the build needs the host's network), the host's `/sys`
+    /// bound recursively instead, as mmdebstrap does. Its files belong to ids the namespace
+    /// does not map, so the chroot cannot write them either way.
+    fn mount_sysfs(&mut self, root: &Path, flags: MsFlags) -> Result<(), MountError> {
+        let point = inside(root, "/sys")?;
+        match mount(Some("sysfs"), &point, Some("sysfs"), flags, None::<&str>) {
+            Err(Errno::EPERM) => {
+                let recursive = MsFlags::MS_BIND | MsFlags::MS_REC;
+                let result = mount(Some("/sys"), &point, None::<&str>, recursive, None::<&str>);
+                self.record(result, "/sys (recursive bind)", point)
+            }
+            result => self.record(result, "sysfs", point),
+        }
     }
 
     fn add_binds(&mut self, root: &Path, binds: &[Bind]) -> Result<(), MountError> {

@@ -45,10 +45,11 @@ pub struct Interrupted;
 ///
 /// Call it once, early, while the process has a single thread: it forks twice. It returns
 /// `Ok(())` in the build process; the original process never returns from it (it waits for the
-/// build and exits with its status). Needs root (CAP_SYS_ADMIN).
+/// build and exits with its status). Needs CAP_SYS_ADMIN: root's, or a user namespace's
+/// (`super::ensure_privileges`).
 pub fn isolate() -> anyhow::Result<()> {
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
-        .context("cannot create private mount and PID namespaces for the build (needs root)")?;
+        .context("cannot create private mount and PID namespaces for the build")?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .context("cannot make the build's mount namespace private")?;
     // The tool keeps the write end open until it exits; init sees EOF on the read end if the tool

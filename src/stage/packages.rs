@@ -54,6 +54,7 @@ pub fn install(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
 /// time and tmpfs memory, and once failed mid-copy (mmdebstrap's sync-in tar died of SIGPIPE).
 pub(crate) struct ArchiveCache {
     mounts: ChrootMounts,
+    cache: PathBuf,
     partial: PathBuf,
     _exclusive: Flock<fs::File>,
 }
@@ -67,17 +68,37 @@ impl ArchiveCache {
         let _exclusive = lock_cache(&ctx.apt_cache)?;
         let mounts = ChrootMounts::binds(&ctx.target, &[Bind::read_write(&ctx.apt_cache, ARCHIVES)])?;
         let partial = ctx.target.join(ARCHIVES.trim_start_matches('/')).join("partial");
-        Ok(ArchiveCache { mounts, partial, _exclusive })
+        Ok(ArchiveCache { mounts, cache: ctx.apt_cache.clone(), partial, _exclusive })
     }
 
     /// Unmount, leaving the tree its own empty archives directory as apt keeps it, then unlock.
     pub(crate) fn release(self) -> anyhow::Result<()> {
         self.mounts.unmount()?;
+        own_downloads(&self.cache)?;
         fs::create_dir_all(&self.partial).with_context(|| format!("cannot create {}", self.partial.display()))
     }
 }
 
 const ARCHIVES: &str = "/var/cache/apt/archives";
+
+/// Give the build's own id what apt left in the shared cache under another: apt (mmdebstrap's
+/// run on the host side) hands `partial/` and its downloads to `_apt`. In a rootless build
+/// that is a subordinate id, and `partial/` (mode 0700) would be a directory of the user's
+/// cache the user cannot empty. Root builds get the same, so both keep one layout.
+fn own_downloads(cache: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let partial = cache.join("partial");
+    let entries = fs::read_dir(cache).into_iter().chain(fs::read_dir(&partial)).flatten();
+    for path in entries.filter_map(Result::ok).map(|entry| entry.path()).chain([partial.clone()]) {
+        let Ok(meta) = path.symlink_metadata() else { continue };
+        if meta.uid() != uid.as_raw() || meta.gid() != gid.as_raw() {
+            std::os::unix::fs::lchown(&path, Some(uid.as_raw()), Some(gid.as_raw()))
+                .with_context(|| format!("cannot take back {} from apt", path.display()))?;
+        }
+    }
+    Ok(())
+}
 
 /// Wait for other builds using the same host cache; debootstrap takes it too, as it reads and
 /// writes the same directory through `--cache-dir`.

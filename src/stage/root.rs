@@ -40,6 +40,25 @@ pub fn run(ctx: &BuildContext) -> anyhow::Result<()> {
     if matches!(ctx.plan.base, Some(BaseMethod::Mmdebstrap | BaseMethod::Debootstrap)) {
         forget_build_host(&ctx.target)?;
     }
+    empty_dev(&ctx.target)
+}
+
+/// The tree's `/dev` is left empty, as a rootless build must leave it (a user namespace cannot
+/// create device nodes: mmdebstrap then makes none), so root and rootless builds hold the same
+/// bytes. Nothing needs them there: the chroot gets its own `/dev` (`sandbox::ChrootMounts`)
+/// and the booted guest a devtmpfs, which its initramfs mounts.
+fn empty_dev(target: &Path) -> anyhow::Result<()> {
+    let dev = target.join("dev");
+    let Ok(entries) = fs::read_dir(&dev) else { return Ok(()) };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dev.display()))?;
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            crate::sandbox::remove_tree(&path)?;
+        } else {
+            fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
     Ok(())
 }
 
@@ -268,6 +287,9 @@ fn extract(ctx: &BuildContext, image: &Path, file: &str) -> anyhow::Result<()> {
     } else {
         let mut tar = Command::new("tar");
         tar.arg("--extract").arg("--numeric-owner").arg("--xattrs").arg("--xattrs-include=*");
+        // Device nodes cannot be made in a rootless build's namespace; `/dev` stays empty in
+        // every build (see `empty_dev`).
+        tar.args(["--exclude=./dev/*", "--exclude=dev/*"]);
         tar.arg("--directory").arg(&ctx.target).arg("--file").arg(image);
         tar
     };
