@@ -79,7 +79,7 @@ fn janitor(read_end: OwnedFd) -> ! {
     let dirs = read_names(read_end);
     wait_until_alone(GRACE);
     for dir in dirs.iter().filter(|dir| dir.symlink_metadata().is_ok()) {
-        if let Err(err) = super::remove_tree(dir) {
+        if let Err(err) = super::mounts::remove_tree(dir) {
             eprintln!("warning: the janitor could not remove {}: {err}", dir.display());
         }
     }
