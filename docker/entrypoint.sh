@@ -19,14 +19,17 @@ wants_help() {
     return 1
 }
 
-# A build mounts filesystems and chroots, which only root can do: under `--user` or without the
-# capability it would fail half-way with an EPERM from some mount, so say what to do instead.
+# A build mounts filesystems and chroots in namespaces of its own: as root holding CAP_SYS_ADMIN
+# directly, else (no added capability) inside a user namespace mapping ids 0-65535 onto
+# themselves, which Docker's default seccomp profile and masked /proc paths refuse. Without
+# either it would fail half-way with an EPERM from some mount, so say what to do instead.
 if [ "$1" = build ] && ! wants_help "$@"; then
     if [ "$(id -u)" != 0 ]; then
-        die "must run as root (the build mounts and chroots); drop --user and pass -e HOST_UID=\$(id -u) -e HOST_GID=\$(id -g) to own the outputs"
+        die "must run as root (the build maps the container's ids 0-65535 into its namespace); drop --user and pass -e HOST_UID=\$(id -u) -e HOST_GID=\$(id -g) to own the outputs"
     fi
-    if ! unshare --mount --pid --fork true 2>/dev/null; then
-        die "cannot create mount and PID namespaces; run with --privileged or the reduced set in docs/container.md (--cap-add SYS_ADMIN --security-opt apparmor=unconfined)"
+    if ! unshare --mount --pid --fork true 2>/dev/null &&
+        ! unshare --user --map-root-user --mount --pid --fork --mount-proc true 2>/dev/null; then
+        die "cannot create user, mount and PID namespaces; run with --security-opt seccomp=unconfined --security-opt systempaths=unconfined (README, Least privilege)"
     fi
 fi
 
