@@ -44,6 +44,8 @@ packages=(
     # base trees and element helpers
     mmdebstrap debootstrap arch-test debian-archive-keyring ubuntu-keyring squashfs-tools
     zstd xz-utils curl ca-certificates gnupg python3-yaml
+    # builds without root: newuidmap/newgidmap map the user's subordinate ids (tests/rootless.rs)
+    uidmap
     # disk assembly and conversion
     e2fsprogs fdisk grub-pc-bin grub-common mtools dosfstools
     # UEFI boot test firmware (x86: ovmf; arm64: AAVMF)
