@@ -116,14 +116,22 @@ mod tests {
         let err = check(&host, "--cache-dir", &dir.path().join("nothing/yet")).unwrap_err().to_string();
         let head = format!("building without root as {name}: user {name} has no subordinate uid range");
         assert!(err.starts_with(&head), "{err}");
-        assert!(err.contains(&format!("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}")), "{err}");
+        assert!(
+            err.contains(&format!("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}")),
+            "{err}"
+        );
         assert!(!err.contains('\n'));
         fs::write(dir.path().join("subuid"), format!("{name}:100000:65536\n")).unwrap();
         fs::write(dir.path().join("subgid"), format!("{name}:100000:65536\n")).unwrap();
         check(&host, "--cache-dir", &dir.path().join("nothing/yet")).unwrap();
         fs::remove_file(dir.path().join("bin/newuidmap")).unwrap();
         let err = check(&host, "--cache-dir", &dir.path().join("nothing/yet")).unwrap_err().to_string();
-        assert!(err.ends_with("newuidmap is missing: install the package uidmap (it maps the subordinate ids of a rootless build)"), "{err}");
+        assert!(
+            err.ends_with(
+                "newuidmap is missing: install the package uidmap (it maps the subordinate ids of a rootless build)"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -151,7 +159,10 @@ mod tests {
             host.invoker.uid += 1;
         }
         let err = check(&host, "--cache-dir", &cache).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("--cache-dir {}: {} is owned by ", cache.display(), cache.display())), "{err}");
+        assert!(
+            err.starts_with(&format!("--cache-dir {}: {} is owned by ", cache.display(), cache.display())),
+            "{err}"
+        );
         assert!(err.contains("pass --cache-dir with a directory of your own"), "{err}");
         // Root may use anyone's.
         host.invoker.uid = 0;

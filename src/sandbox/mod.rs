@@ -9,8 +9,8 @@ mod namespace;
 mod userns;
 
 pub use chroot::chroot_command;
-pub use mounts::{mount_points_under, mount_tmpfs, remove_tree, unmount_below, Bind, ChrootMounts, MountError};
 pub use janitor::remove_on_exit;
+pub use mounts::{mount_points_under, mount_tmpfs, remove_tree, unmount_below, Bind, ChrootMounts, MountError};
 pub use namespace::{catch_stop_signals, check_interrupted, interrupted, isolate, stop_signal, Interrupted};
 pub use userns::{can_isolate, id_maps, HostFiles, IdMaps, IdRange, Invoker, UsernsError, NEEDED_IDS};
 

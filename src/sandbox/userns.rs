@@ -96,7 +96,11 @@ impl Invoker {
     pub fn current() -> Invoker {
         let uid = nix::unistd::getuid();
         let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|user| user.name);
-        Invoker { uid: uid.as_raw(), gid: nix::unistd::getgid().as_raw(), name: name.unwrap_or_else(|| uid.to_string()) }
+        Invoker {
+            uid: uid.as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            name: name.unwrap_or_else(|| uid.to_string()),
+        }
     }
 }
 
@@ -340,7 +344,10 @@ mod tests {
         let host = Host::new();
         fs::remove_file(host.dir.path().join("bin/newgidmap")).unwrap();
         let err = id_maps(&host.files(), &alice()).unwrap_err().to_string();
-        assert_eq!(err, "newgidmap is missing: install the package uidmap (it maps the subordinate ids of a rootless build)");
+        assert_eq!(
+            err,
+            "newgidmap is missing: install the package uidmap (it maps the subordinate ids of a rootless build)"
+        );
     }
 
     #[test]
