@@ -117,13 +117,25 @@ fn wait_until_alone(grace: Duration) {
         let others = std::fs::read_dir("/proc").into_iter().flatten().filter_map(Result::ok).any(|entry| {
             let name = entry.file_name();
             let is_pid = name.as_bytes().iter().all(u8::is_ascii_digit);
-            is_pid && name != me.as_str() && std::fs::read_link(entry.path().join("ns/user")).is_ok_and(|ns| ns == mine)
+            is_pid
+                && name != me.as_str()
+                && std::fs::read_link(entry.path().join("ns/user")).is_ok_and(|ns| ns == mine)
+                && !is_zombie(&entry.path())
         });
         if !others {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A process that has exited and waits to be reaped: the tool itself, once its caller (blocked
+/// reading the output this janitor still holds) has not yet waited for it. It runs nothing.
+fn is_zombie(proc_dir: &Path) -> bool {
+    let stat = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+    // The state follows the command name, which is in parentheses and may contain anything.
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    matches!(state, Some('Z' | 'X'))
 }
 
 /// For tests: a pipe handed to [`remove_on_exit`] in place of a janitor's.
@@ -147,6 +159,19 @@ mod tests {
         drop(write_end);
         let names = read_names(read_end);
         assert_eq!(names, [PathBuf::from("/var/tmp/a b/build-1"), PathBuf::from("/x\ny")]);
+    }
+
+    #[test]
+    fn a_zombie_runs_nothing() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+        let started = Instant::now();
+        while !is_zombie(&proc_dir) && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(is_zombie(&proc_dir), "an exited, unreaped child is a zombie");
+        child.wait().unwrap();
+        assert!(!is_zombie(Path::new("/proc/self")));
     }
 
     #[test]
