@@ -82,3 +82,33 @@ fn a_build_whose_log_reader_dies_stops_and_cleans_up() {
     case.assert_host_clean(what);
     case.next_build(&ELEMENTS, what);
 }
+
+/// A build queued behind another for the shared package cache still stops at once on SIGTERM
+/// (a blocking flock was restarted after the signal handler: a queued build ignored SIGTERM
+/// for as long as the other build held the cache).
+#[test]
+#[ignore = "needs root and the Debian mirror's index (preflight): a debian-base build that waits for the cache"]
+fn a_build_waiting_for_the_package_cache_stops_on_sigterm() {
+    use std::process::{Command, Stdio};
+    let case = Case::new();
+    let what = "SIGTERM while waiting for the package cache";
+    let archives = case.cache.join("apt/archives");
+    std::fs::create_dir_all(&archives).unwrap();
+    let lock = std::fs::File::create(archives.join(".mesos-image.lock")).unwrap();
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mesos-image"));
+    command
+        .args(["build", "--recipe", "debian-base", "-o"])
+        .arg(case.output())
+        .env("MESOS_IMAGE_CACHE_DIR", &case.cache)
+        .env("TMPDIR", case.scratch.join("tmp"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut build = support::Running::spawn(command);
+    build.wait_for_line("waiting for another build using the package cache");
+    build.signal(Signal::SIGTERM);
+    let (status, log) = build.finish(Duration::from_secs(10));
+    assert_signal_exit(status, Signal::SIGTERM, what, &log);
+    case.assert_host_clean(what);
+}

@@ -65,7 +65,7 @@ impl ArchiveCache {
     pub(crate) fn bind(ctx: &BuildContext) -> anyhow::Result<ArchiveCache> {
         fs::create_dir_all(ctx.apt_cache.join("partial"))
             .with_context(|| format!("cannot create the apt cache {}", ctx.apt_cache.display()))?;
-        let _exclusive = lock_cache(&ctx.apt_cache)?;
+        let _exclusive = lock_cache(ctx)?;
         let mounts = ChrootMounts::binds(&ctx.target, &[Bind::read_write(&ctx.apt_cache, ARCHIVES)])?;
         let partial = ctx.target.join(ARCHIVES.trim_start_matches('/')).join("partial");
         Ok(ArchiveCache { mounts, cache: ctx.apt_cache.clone(), partial, _exclusive })
@@ -101,10 +101,23 @@ fn own_downloads(cache: &Path) -> anyhow::Result<()> {
 }
 
 /// Wait for other builds using the same host cache; debootstrap takes it too, as it reads and
-/// writes the same directory through `--cache-dir`.
-pub(crate) fn lock_cache(cache: &Path) -> anyhow::Result<Flock<fs::File>> {
-    let lock = lock_file(&cache.join(".mesos-image.lock"), LockMode::Exclusive, true)?;
-    lock.context("a waiting exclusive lock was not granted")
+/// writes the same directory through `--cache-dir`. The wait polls rather than blocks, so a
+/// stop signal ends it (a blocked flock is restarted after the handler: a build queued behind
+/// a long one ignored SIGTERM for minutes), and it says once what it waits for.
+pub(crate) fn lock_cache(ctx: &BuildContext) -> anyhow::Result<Flock<fs::File>> {
+    let path = ctx.apt_cache.join(".mesos-image.lock");
+    let mut said = false;
+    loop {
+        if let Some(lock) = lock_file(&path, LockMode::Exclusive, false)? {
+            return Ok(lock);
+        }
+        crate::sandbox::check_interrupted()?;
+        if !said {
+            ctx.reporter.println(&format!("waiting for another build using the package cache ({})", path.display()));
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// Remove `names` (configuration kept, as DIB's `uninstall`).

@@ -161,7 +161,7 @@ fn debootstrap(ctx: &BuildContext) -> anyhow::Result<()> {
         .arg(format!("--components={}", components(&plan.distro)))
         .arg(format!("--cache-dir={}", ctx.apt_cache.display()));
     add_suite_arguments(&mut command, ctx, mirror);
-    let _exclusive = super::packages::lock_cache(&ctx.apt_cache)?;
+    let _exclusive = super::packages::lock_cache(ctx)?;
     ctx.reporter.run("debootstrap", &mut command)
 }
 
