@@ -35,13 +35,44 @@ pub struct Package {
 }
 
 /// One image file the build wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputEntry {
     /// File name (in the manifest's directory, or the one above it for a manifest in `NAME.d/`).
     pub file: String,
     pub format: String,
     pub size: u64,
     pub sha256: String,
+    /// Hex md5 (Glance's `checksum`); absent in manifests of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    /// Hex sha512 (Glance's `os_hash_value`); absent in manifests of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha512: Option<String>,
+}
+
+impl OutputEntry {
+    /// The entry of a file the build wrote, with the digests it computed while writing it.
+    pub fn new(file: String, format: String, digests: &crate::io::Digests) -> OutputEntry {
+        OutputEntry {
+            file,
+            format,
+            size: digests.bytes,
+            sha256: digests.sha256.clone(),
+            md5: Some(digests.md5.clone()),
+            sha512: Some(digests.sha512.clone()),
+        }
+    }
+
+    /// All that Glance reports about the file, when this manifest records it (older ones
+    /// recorded sha256 only).
+    pub fn digests(&self) -> Option<crate::io::Digests> {
+        Some(crate::io::Digests {
+            bytes: self.size,
+            sha512: self.sha512.clone()?,
+            md5: self.md5.clone()?,
+            sha256: self.sha256.clone(),
+        })
+    }
 }
 
 /// `x.qcow2 (N bytes, sha256 H)`: how the build's summary names a file it wrote.
@@ -278,7 +309,7 @@ mod tests {
 
     #[test]
     fn the_summary_names_an_output_with_its_size_and_digest() {
-        let entry = OutputEntry { file: "x.qcow2".into(), format: "qcow2".into(), size: 3, sha256: "ab".into() };
+        let entry = OutputEntry { file: "x.qcow2".into(), size: 3, sha256: "ab".into(), ..OutputEntry::default() };
         assert_eq!(entry.to_string(), "x.qcow2 (3 bytes, sha256 ab)");
     }
 
@@ -302,7 +333,8 @@ mod tests {
     fn a_disk_image_create_manifest_is_found_in_name_d_for_each_of_its_images() {
         let dir = tempfile::tempdir().unwrap();
         let (qcow2, raw) = (dir.path().join("img.qcow2"), dir.path().join("img.raw"));
-        let entry = |file: &str| OutputEntry { file: file.into(), format: "x".into(), size: 1, sha256: "s".into() };
+        let entry =
+            |file: &str| OutputEntry { file: file.into(), format: "x".into(), size: 1, ..OutputEntry::default() };
         let manifest = Manifest {
             outputs: vec![entry("img.qcow2"), entry("img.raw")],
             sbom: Some("img.qcow2.spdx.json".into()),

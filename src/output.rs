@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::io::{HashingWriter, Sha256Md5, SparseWriter, BUFFER_SIZE};
+use crate::io::{copy_digesting, Digests, HashingWriter, SparseWriter, BUFFER_SIZE};
 
 /// Errors while publishing an output file.
 #[derive(Debug, thiserror::Error)]
@@ -99,17 +99,17 @@ pub fn stage_file(source: &Path, dest: &Path) -> Result<Staged, PublishError> {
     stage_reader(&mut input, dest)
 }
 
-/// [`stage_file`], also returning the content's hex md5 (DIB's `.md5` files), from the same pass.
-pub fn stage_file_with_md5(source: &Path, dest: &Path) -> Result<(Staged, String), PublishError> {
+/// [`stage_file`] for an image: its size and three digests ([`Digests`]: what the manifest
+/// records, DIB's `.md5` and what Glance will report) come from the same pass.
+pub fn stage_image(source: &Path, dest: &Path) -> Result<(Staged, Digests), PublishError> {
     let mut input =
         File::open(source).map_err(|err| PublishError::OpenSource { path: source.to_owned(), source: err })?;
-    let mut md5 = String::new();
+    let mut digests = Digests::default();
     let staged = stage_with(&mut input, dest, |reader, writer| {
-        let (size, sha256, digest) = copy_hashing_md5(reader, writer)?;
-        md5 = digest;
-        Ok((size, sha256))
+        digests = copy_digesting(reader, writer)?;
+        Ok((digests.bytes, digests.sha256.clone()))
     })?;
-    Ok((staged, md5))
+    Ok((staged, digests))
 }
 
 /// Stream `reader` into a [`Staged`] file for `dest`, hashing while writing.
@@ -196,15 +196,6 @@ fn copy_hashing(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<(u6
     io::copy(&mut io::BufReader::with_capacity(BUFFER_SIZE, reader), &mut hashing)?;
     let size = hashing.byte_count();
     Ok((size, hashing.finish().1))
-}
-
-/// [`copy_hashing`], with the hex md5 too.
-fn copy_hashing_md5(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<(u64, String, String)> {
-    let mut hashing = HashingWriter::<_, Sha256Md5>::with_digest(writer);
-    io::copy(&mut io::BufReader::with_capacity(BUFFER_SIZE, reader), &mut hashing)?;
-    let size = hashing.byte_count();
-    let (sha256, md5) = hashing.finish().1;
-    Ok((size, sha256, md5))
 }
 
 /// Give the unnamed file a hidden name, then rename it over `dest`.
@@ -298,13 +289,16 @@ mod tests {
     }
 
     #[test]
-    fn a_staged_copy_can_carry_its_md5() {
+    fn a_staged_image_carries_its_three_digests() {
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("in");
         std::fs::write(&source, b"abc").unwrap();
-        let (staged, md5) = stage_file_with_md5(&source, &dir.path().join("out")).unwrap();
-        assert_eq!(md5, "900150983cd24fb0d6963f7d28e17f72");
+        let (staged, digests) = stage_image(&source, &dir.path().join("out")).unwrap();
+        assert_eq!(digests.md5, "900150983cd24fb0d6963f7d28e17f72");
+        assert!(digests.sha512.starts_with("ddaf35a193617aba"), "{}", digests.sha512);
+        assert_eq!((digests.bytes, staged.size()), (3, 3));
         assert_eq!(staged.sha256(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(digests.sha256, staged.sha256());
         staged.commit().unwrap();
         assert_eq!(std::fs::read(dir.path().join("out")).unwrap(), b"abc");
     }

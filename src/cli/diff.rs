@@ -131,7 +131,13 @@ mod tests {
             boot: None,
             elements: elements.iter().map(|e| e.to_string()).collect(),
             packages: packages.iter().map(|(n, v)| Package { name: n.to_string(), version: v.to_string() }).collect(),
-            outputs: vec![OutputEntry { file: "x.qcow2".into(), format: "qcow2".into(), size: 1, sha256: sha.into() }],
+            outputs: vec![OutputEntry {
+                file: "x.qcow2".into(),
+                format: "qcow2".into(),
+                size: 1,
+                sha256: sha.into(),
+                ..OutputEntry::default()
+            }],
             recipe_source: None,
             root_uuid: String::new(),
             kernel_version: String::new(),

@@ -200,8 +200,11 @@ mod tests {
 
         // disk-image-create's layout: the manifest listing the image is in x.d/.
         std::fs::remove_file(Manifest::path_for(&image)).unwrap();
-        let output =
-            crate::manifest::OutputEntry { file: "x.qcow2".into(), format: "qcow2".into(), size: 0, sha256: "".into() };
+        let output = crate::manifest::OutputEntry {
+            file: "x.qcow2".into(),
+            format: "qcow2".into(),
+            ..crate::manifest::OutputEntry::default()
+        };
         let manifest = Manifest { outputs: vec![output], recipe: Some("in-name-d".into()), ..manifest };
         std::fs::create_dir(dir.path().join("x.d")).unwrap();
         let path = Manifest::path_in(crate::layout::OutputLayout::Dib, &image);

@@ -1,6 +1,6 @@
 //! Streaming digests: wrap a reader or writer, get the digest of everything that passed through.
 //! One reader and one writer serve every digest; what is computed is a `StreamDigest` (sha256
-//! for our checksums, sha256+md5 for DIB's checksum files, sha512+md5 for what Glance reports).
+//! for our checksums and cache entries). An image's three digests are `digests.rs`'s `Hashers`.
 
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
@@ -25,24 +25,6 @@ impl StreamDigest for Sha256Hex {
 
     fn finish(self, _bytes: u64) -> String {
         hex::encode(self.0.finalize())
-    }
-}
-
-/// Lower-case hex sha256 and md5 in one pass: an image and DIB's `.md5` beside it.
-#[derive(Default)]
-pub struct Sha256Md5(Sha256, md5::Md5);
-
-impl StreamDigest for Sha256Md5 {
-    /// (sha256, md5)
-    type Output = (String, String);
-
-    fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
-        self.1.update(data);
-    }
-
-    fn finish(self, _bytes: u64) -> (String, String) {
-        (hex::encode(self.0.finalize()), hex::encode(self.1.finalize()))
     }
 }
 
@@ -192,15 +174,6 @@ mod tests {
         writer.write_all(b"abc").unwrap();
         assert_eq!(writer.byte_count(), 3);
         assert_eq!(writer.finish().1, ABC);
-    }
-
-    #[test]
-    fn sha256_and_md5_come_from_one_pass() {
-        let mut writer = HashingWriter::<_, Sha256Md5>::with_digest(Vec::new());
-        writer.write_all(b"abc").unwrap();
-        let (_, (sha256, md5)) = writer.finish();
-        assert_eq!(sha256, ABC);
-        assert_eq!(md5, "900150983cd24fb0d6963f7d28e17f72");
     }
 
     #[test]

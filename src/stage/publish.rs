@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::io::Digests;
 use crate::layout::OutputLayout;
 use crate::manifest::{Manifest, OutputEntry};
 use crate::output::{self, Staged};
@@ -94,28 +95,18 @@ pub fn image_files(destinations: &[(ImageFormat, PathBuf)], scratch: &Path) -> V
         .collect()
 }
 
-/// Copy every image into place, hashing while copying, with its checksum files beside it when
-/// `checksum` is set ([`checksum_paths`]). All files are staged before any is named, so a
-/// failure publishes nothing.
+/// Copy every image into place, hashing while copying (md5, sha256 and sha512 in that one pass:
+/// the manifest records all three, so `upload` need not hash), with its checksum files beside
+/// it when `checksum` is set ([`checksum_paths`]). All files are staged before any is named, so
+/// a failure publishes nothing.
 pub fn images(files: &[ImageFile], checksum: bool, layout: OutputLayout) -> anyhow::Result<Vec<OutputEntry>> {
     let mut staged: Vec<Staged> = Vec::new();
     let mut entries = Vec::new();
     for file in files {
-        let (image, md5) = match (checksum, layout) {
-            (true, OutputLayout::Dib) => {
-                let (image, md5) = output::stage_file_with_md5(&file.source, &file.destination)?;
-                (image, Some(md5))
-            }
-            _ => (output::stage_file(&file.source, &file.destination)?, None),
-        };
-        entries.push(OutputEntry {
-            file: file_name(&file.destination),
-            format: file.format.name().to_owned(),
-            size: image.size(),
-            sha256: image.sha256().to_owned(),
-        });
+        let (image, digests) = output::stage_image(&file.source, &file.destination)?;
+        entries.push(OutputEntry::new(file_name(&file.destination), file.format.name().to_owned(), &digests));
         if checksum {
-            for (path, line) in checksum_lines(layout, &file.destination, image.sha256(), md5.as_deref()) {
+            for (path, line) in checksum_lines(layout, &file.destination, &digests) {
                 staged.push(output::stage_reader(&mut line.as_bytes(), &path)?);
             }
         }
@@ -130,13 +121,16 @@ pub fn images(files: &[ImageFile], checksum: bool, layout: OutputLayout) -> anyh
 /// Each checksum file of `image` with its one line. Ours names the file, for `sha256sum -c` in
 /// its directory; DIB's are what `md5sum NAME.<fmt>` and `sha256sum NAME.<fmt>` print, the
 /// image named as the command line gave it (`-o DIR/NAME`).
-fn checksum_lines(layout: OutputLayout, image: &Path, sha256: &str, md5: Option<&str>) -> Vec<(PathBuf, String)> {
-    match (layout, md5) {
-        (OutputLayout::Dib, Some(md5)) => {
+fn checksum_lines(layout: OutputLayout, image: &Path, digests: &Digests) -> Vec<(PathBuf, String)> {
+    match layout {
+        OutputLayout::Dib => {
             let named = image.to_string_lossy();
-            vec![(md5_path(image), sum_line(md5, &named)), (checksum_path(image), sum_line(sha256, &named))]
+            vec![
+                (md5_path(image), sum_line(&digests.md5, &named)),
+                (checksum_path(image), sum_line(&digests.sha256, &named)),
+            ]
         }
-        _ => vec![(checksum_path(image), sum_line(sha256, &file_name(image)))],
+        OutputLayout::Beside => vec![(checksum_path(image), sum_line(&digests.sha256, &file_name(image)))],
     }
 }
 
@@ -352,7 +346,8 @@ mod tests {
 
     #[test]
     fn dib_checksums_are_md5_and_sha256_naming_the_image_as_given() {
-        let lines = checksum_lines(OutputLayout::Dib, Path::new("out/img.qcow2"), "s", Some("m"));
+        let digests = Digests { sha256: "s".into(), md5: "m".into(), ..Digests::default() };
+        let lines = checksum_lines(OutputLayout::Dib, Path::new("out/img.qcow2"), &digests);
         assert_eq!(
             lines,
             vec![
@@ -378,6 +373,10 @@ mod tests {
         let entries = images(&files, true, OutputLayout::Beside).unwrap();
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         assert_eq!(entries[0].sha256, abc);
+        // All three digests from the one copy: upload takes them from the manifest.
+        assert_eq!(entries[0].md5.as_deref(), Some("900150983cd24fb0d6963f7d28e17f72"));
+        assert!(entries[0].sha512.as_deref().is_some_and(|s| s.starts_with("ddaf35a193617aba")), "{:?}", entries[0]);
+        assert_eq!(entries[0].digests().map(|d| d.bytes), Some(3));
         assert_eq!(entries[0].file, "img.raw");
         assert_eq!(std::fs::read_to_string(checksum_path(&destination)).unwrap(), format!("{abc}  img.raw\n"));
     }
