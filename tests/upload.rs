@@ -166,6 +166,31 @@ fn sha512_hex(path: &Path) -> String {
     hex::encode(Sha512::digest(std::fs::read(path).unwrap()))
 }
 
+/// The manifest a build writes beside `image` (src/manifest.rs), recording the file's size and
+/// digests as it is now; hashed here independently of the tool.
+fn write_build_manifest(image: &Path) {
+    let data = std::fs::read(image).unwrap();
+    let manifest = serde_json::json!({
+        "tool_version": "0.1.0", "recipe": null, "distro": "debian", "release": "bookworm", "arch": "amd64",
+        "elements": [], "packages": [], "cache_key": "k",
+        "outputs": [{
+            "file": image.file_name().unwrap().to_string_lossy(), "format": "raw", "size": data.len(),
+            "sha256": hex::encode(Sha256::digest(&data)), "md5": hex::encode(md5::Md5::digest(&data)),
+            "sha512": hex::encode(Sha512::digest(&data)),
+        }],
+    });
+    std::fs::write(format!("{}.manifest.json", image.display()), manifest.to_string()).unwrap();
+}
+
+/// The figure the tool logs at the end of an upload: every byte it read from the image file.
+fn bytes_read(out: &Output) -> u64 {
+    let err = stderr(out);
+    let line = err.lines().find(|l| l.contains("bytes of image data read in all")).expect("the read figure is logged");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "bytes").unwrap();
+    words[at - 1].parse().unwrap()
+}
+
 /// A demo token, for looking at Glance independently of the tool under test.
 fn demo_token() -> String {
     demo_token_at(KS_PORT)
@@ -654,4 +679,56 @@ fn all_stores_puts_the_image_in_both_stores() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("store nope") && stderr(&out).contains("local, second"), "{}", stderr(&out));
     assert!(images_named("it-no-store").is_empty());
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn an_image_with_its_manifest_is_sent_unhashed_and_skipped_unread() {
+    let _services = services();
+    let (dir, image) = scratch_image("built.raw", b"", 3 << 20);
+    write_build_manifest(&image);
+    let data = std::fs::read(&image).unwrap();
+    let out = run(as_demo(dir.path()).args(["upload", "--name", "it-built", "--format", "json"]).arg(&image));
+    let record = json_output(&out);
+    assert!(stderr(&out).contains("the image is sent without hashing it"), "{}", stderr(&out));
+    assert_eq!(bytes_read(&out), data.len() as u64, "read once, to be sent");
+    // Glance's own digests of what it received are the manifest's, and so is the sha256 recorded.
+    assert_eq!(record["status"], "active");
+    assert_eq!(record["os_hash_value"], sha512_hex(&image));
+    assert_eq!(record["checksum"], hex::encode(md5::Md5::digest(&data)));
+    assert_eq!(record["owner_specified.openstack.sha256"], hex::encode(Sha256::digest(&data)));
+    // Again: the image there has the manifest's digests, so it is skipped without reading the file.
+    let out = run(as_demo(dir.path()).args(["upload", "--name", "it-built", "--format", "json"]).arg(&image));
+    let again = json_output(&out);
+    assert!(stderr(&out).contains("skipped"), "{}", stderr(&out));
+    assert_eq!(again["id"], record["id"]);
+    assert_eq!(bytes_read(&out), 0, "the file was read to be compared");
+    assert_eq!(images_named("it-built").len(), 1);
+}
+
+#[test]
+#[ignore = "needs network (PyPI) and starts Keystone+Glance"]
+fn an_image_changed_since_its_manifest_fails_and_leaves_no_record() {
+    let _services = services();
+    let (dir, image) = scratch_image("stale.raw", b"", 2 << 20);
+    write_build_manifest(&image);
+    // Changed after the build, keeping its size: only Glance's digests can tell.
+    let mut data = std::fs::read(&image).unwrap();
+    data[1 << 20] ^= 1;
+    std::fs::write(&image, &data).unwrap();
+    let out = run(as_demo(dir.path()).args(["upload", "--name", "it-stale"]).arg(&image));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{} does not match its manifest (", image.display())), "{err}");
+    assert!(err.contains(&format!("Glance stored sha512 {}", sha512_hex(&image))), "{err}");
+    assert!(images_named("it-stale").is_empty(), "a record was left behind");
+
+    // Another size than the manifest records: refused before anything is created.
+    data.push(0);
+    std::fs::write(&image, &data).unwrap();
+    let out = run(as_demo(dir.path()).args(["upload", "--name", "it-stale-size"]).arg(&image));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("does not match its manifest") && err.contains("the file has 2097153"), "{err}");
+    assert!(images_named("it-stale-size").is_empty());
 }

@@ -202,6 +202,10 @@ pub fn run(args: UploadArgs, global: &GlobalOpts) -> anyhow::Result<()> {
     super::input_guard::upload(args.connection.options.get(Id::Interface))?;
     std::fs::metadata(&args.image).with_context(|| format!("{}: cannot read", args.image.display()))?;
     let record = record::build_record(&args.image, &flags, &[crate::paths::builtin_recipes_dir()])?;
+    let recorded = crate::upload::recorded::recorded_digests(&args.image)?;
+    if let Some(recorded) = &recorded {
+        tracing::info!("digests from {}: the image is sent without hashing it", recorded.manifest.display());
+    }
     if let Some(recipe) = &record.recipe {
         tracing::info!("image record from recipe `{recipe}`");
     }
@@ -224,6 +228,7 @@ pub fn run(args: UploadArgs, global: &GlobalOpts) -> anyhow::Result<()> {
         stores,
         all_stores_must_succeed: args.all_stores_must_succeed,
         timeout: Duration::from_secs(args.timeout),
+        recorded,
     };
     let connection = args.connection;
     let regions = if args.all_regions { &[][..] } else { &connection.regions[..] };

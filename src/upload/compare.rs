@@ -58,13 +58,19 @@ pub fn is_identical(image: &Image, local: &Digests) -> bool {
         && comparable_hash(image, local).is_some_and(|(_, stored, local)| stored == local)
 }
 
-/// Require the stored size and hashes to match what was read from disk.
+/// Require the stored size and hashes to match what was read from disk, or what the image's
+/// manifest records when the data was sent without hashing it.
 pub(super) fn verify(image: &Image, digests: &Digests, job: &UploadJob) -> Result<(), UploadError> {
-    let mismatch = |stored: String, local: String| UploadError::Mismatch {
-        id: image.id().to_owned(),
-        path: job.image.clone(),
-        stored,
-        local,
+    let (id, path) = (image.id().to_owned(), job.image.clone());
+    let mismatch = |stored: String, local: String| match &job.recorded {
+        Some(recorded) => UploadError::NotAsManifest {
+            id: id.clone(),
+            path: path.clone(),
+            manifest: recorded.manifest.clone(),
+            stored,
+            recorded: local,
+        },
+        None => UploadError::Mismatch { id: id.clone(), path: path.clone(), stored, local },
     };
     if image.size() != Some(digests.bytes) {
         let stored = image.size().map_or("no size".to_owned(), |s| format!("{s} bytes"));
@@ -134,6 +140,21 @@ mod tests {
         assert!(verify(&image(4, "s", "m"), &digests, &job()).unwrap_err().to_string().contains("4 bytes"));
         assert!(verify(&image(3, "t", "m"), &digests, &job()).unwrap_err().to_string().contains("sha512 t"));
         assert!(verify(&image(3, "s", "n"), &digests, &job()).unwrap_err().to_string().contains("md5 n"));
+    }
+
+    #[test]
+    fn a_mismatch_with_recorded_digests_names_the_manifest() {
+        let digests = digests();
+        let mut job = job();
+        let manifest = std::path::PathBuf::from("x.qcow2.manifest.json");
+        job.recorded = Some(crate::upload::recorded::Recorded { digests: digests.clone(), manifest });
+        let image =
+            stored(json!({"id": "i", "size": 3, "os_hash_algo": "sha512", "os_hash_value": "t", "checksum": "m"}));
+        let err = verify(&image, &digests, &job).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "x.qcow2 does not match its manifest (image i: Glance stored sha512 t, x.qcow2.manifest.json records sha512 s)"
+        );
     }
 
     #[test]

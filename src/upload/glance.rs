@@ -3,7 +3,7 @@
 //! Every call goes through `send`, which authenticates again once if Glance answers 401
 //! (an expired token during a long upload) and repeats the call with a fresh body.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::auth::{AuthError, AuthSettings, Session};
 use super::http::server_message;
-use super::stream::{body_from, Chunk, Digests, FanOut, SharedDigests, STALL_LIMIT};
+use super::stream::{body_from, Chunk, Digests, FanOut, ImageSource, SharedDigests, STALL_LIMIT};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -289,11 +289,12 @@ impl Glance {
         &mut self,
         id: &str,
         target: DataTarget,
-        path: &Path,
+        source: &ImageSource,
         shared: &mut Option<(mpsc::Receiver<Chunk>, SharedDigests)>,
         bar: &ProgressBar,
     ) -> Result<Digests, GlanceError> {
         let url = self.url(&format!("images/{id}/{}", target.path()));
+        let path = source.path.as_path();
         let what = format!("uploading {} to image {id}", path.display());
         let size = std::fs::metadata(path).map_err(|source| GlanceError::Read { path: path.to_owned(), source })?.len();
         let mut read: Option<SharedDigests> = None;
@@ -306,7 +307,7 @@ impl Glance {
                     Some(shared) => shared,
                     None => {
                         let (fan_out, mut rx, digests) =
-                            FanOut::start(path, 1, STALL_LIMIT, tokio::runtime::Handle::current());
+                            FanOut::start(source, 1, STALL_LIMIT, tokio::runtime::Handle::current());
                         own_reads.push(fan_out);
                         (rx.pop().ok_or_else(|| bad(&what, "no body"))?, digests)
                     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::record::ImageRecord;
+use super::recorded::Recorded;
 
 /// How the data reaches the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,8 @@ pub struct UploadJob {
     pub all_stores_must_succeed: bool,
     /// How long to wait for `active` after the data is in.
     pub timeout: Duration,
+    /// The digests the image's manifest records: then the data is sent without hashing it.
+    pub recorded: Option<Recorded>,
 }
 
 impl UploadJob {
@@ -72,6 +75,10 @@ pub enum UploadError {
     NotOffered { what: String, endpoint: &'static str, offered: String },
     #[error("image {id}: Glance stored {stored}, but {path} has {local}")]
     Mismatch { id: String, path: PathBuf, stored: String, local: String },
+    /// What Glance stored (the file as read) is not what the build recorded: the file changed
+    /// since the build, keeping its size, or the data was damaged on the way.
+    #[error("{path} does not match its manifest (image {id}: Glance stored {stored}, {manifest} records {recorded})")]
+    NotAsManifest { id: String, path: PathBuf, manifest: PathBuf, stored: String, recorded: String },
     #[error("interrupted")]
     Interrupted,
     #[error("{failed} of {total} targets failed: {names}")]
@@ -104,6 +111,7 @@ pub(crate) mod tests {
             stores: Stores::Default,
             all_stores_must_succeed: true,
             timeout: Duration::from_secs(1),
+            recorded: None,
         }
     }
 }

@@ -317,6 +317,7 @@ mod tests {
             format: "qcow2".into(),
             size: 4096,
             sha256: "s".into(),
+            ..crate::manifest::OutputEntry::default()
         };
         let manifest = Manifest {
             recipe: Some("ubuntu-mesos".into()),

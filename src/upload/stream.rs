@@ -1,112 +1,100 @@
 //! The image data path. [`FanOut`] reads the file once, in `BUFFER_SIZE` chunks, and hands each
 //! chunk (shared, not copied) to one bounded channel per target, each the body of one HTTP
-//! request, and to three hashing threads ([`Hashers`]: md5, sha256 and sha512, what Glance and
-//! openstacksdk record). A lone request (a retry after re-authentication, the glance-direct
-//! fallback) is a fan-out of one.
+//! request. An image whose build recorded its digests ([`ImageSource::recorded`], from the
+//! manifest) is only sent: Glance's own digests are compared with the recorded ones. Any other
+//! is hashed on the way ([`crate::io::Hashers`]: md5, sha256 and sha512, what Glance and
+//! openstacksdk record, each on a thread of its own). A lone request (a retry after
+//! re-authentication, the glance-direct fallback) is a fan-out of one.
 //!
 //! Every channel is bounded, so memory use does not depend on the image size (nor on the number
 //! of targets: a chunk is shared by all). Reading, each digest and sending (the runtime thread)
 //! run on threads of their own: on one thread the three digests cost about as much CPU as a
-//! localhost Glance takes the data in (README, "Throughput"), and a reader that also hashes
+//! localhost Glance takes the data in (README, "Throughput"), and a reader that also hashed
 //! would make every target wait for the slowest digest.
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use md5::Md5;
-use sha2::{Digest, Sha256, Sha512};
 use tokio::sync::{mpsc, watch};
 
-use crate::io::{read_full, BUFFER_SIZE};
+pub use crate::io::Digests;
+use crate::io::{read_chunk, Hashers, CHUNKS_IN_FLIGHT};
 
-/// Chunks that may wait in each channel (to a target or a hasher): the reader is at most this
-/// far ahead of the slowest, so at most about `(CHUNKS_IN_FLIGHT + 2) * BUFFER_SIZE` of the
-/// image is in memory at once, whatever its size and the number of targets.
-pub const CHUNKS_IN_FLIGHT: usize = 4;
-
-/// What Glance reports about stored data, computed while the data was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Digests {
-    pub bytes: u64,
-    /// Hex sha512: Glance's default `hashing_algorithm`, reported as `os_hash_value`.
-    pub sha512: String,
-    /// Hex md5: Glance's legacy `checksum`, always computed by the server.
-    pub md5: String,
-    /// Hex sha256: what openstacksdk records as `owner_specified.openstack.sha256`.
-    pub sha256: String,
+/// The image file as upload reads it: where it is, the digests its build recorded (then the
+/// data is sent, not hashed) and how many bytes were read from it in all.
+#[derive(Debug, Clone)]
+pub struct ImageSource {
+    pub path: PathBuf,
+    pub recorded: Option<Digests>,
+    read: Arc<AtomicU64>,
 }
 
-/// The three digests, each on a thread of its own, fed the chunks the reader shares.
-pub struct Hashers {
-    feeds: Vec<SyncSender<Bytes>>,
-    threads: [JoinHandle<String>; 3],
-    bytes: u64,
-}
-
-impl Hashers {
-    pub fn start() -> Hashers {
-        let (md5, md5_thread) = hasher::<Md5>();
-        let (sha256, sha256_thread) = hasher::<Sha256>();
-        let (sha512, sha512_thread) = hasher::<Sha512>();
-        Hashers { feeds: vec![md5, sha256, sha512], threads: [md5_thread, sha256_thread, sha512_thread], bytes: 0 }
+impl ImageSource {
+    pub fn new(path: PathBuf, recorded: Option<Digests>) -> ImageSource {
+        ImageSource { path, recorded, read: Arc::default() }
     }
 
-    /// Hand `chunk` to every digest; waits while one is `CHUNKS_IN_FLIGHT` chunks behind.
-    pub fn update(&mut self, chunk: &Bytes) -> io::Result<()> {
-        for feed in &self.feeds {
-            feed.send(chunk.clone()).map_err(|_| io::Error::other("a hashing thread stopped"))?;
+    /// Bytes read from the file so far, by every reader of this upload.
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, bytes: u64) {
+        self.read.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The size and digests of the whole file: the recorded ones, or one read hashing it (for
+    /// comparing with images already there).
+    pub fn digests(&self) -> io::Result<Digests> {
+        if let Some(recorded) = &self.recorded {
+            return Ok(recorded.clone());
         }
-        self.bytes += chunk.len() as u64;
-        Ok(())
-    }
-
-    /// The digests of everything handed over, once each thread has hashed its last chunk.
-    pub fn finish(self) -> io::Result<Digests> {
-        drop(self.feeds);
-        let [md5, sha256, sha512] =
-            self.threads.map(|thread| thread.join().map_err(|_| io::Error::other("a hashing thread panicked")));
-        Ok(Digests { bytes: self.bytes, sha512: sha512?, md5: md5?, sha256: sha256? })
+        let digests = crate::io::digest_file(&self.path)?;
+        self.count(digests.bytes);
+        Ok(digests)
     }
 }
 
-/// A thread computing one digest of the chunks sent to it; its result is the hex digest.
-fn hasher<D: Digest + Send + 'static>() -> (SyncSender<Bytes>, JoinHandle<String>) {
-    let (feed, chunks) = sync_channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    let thread = std::thread::spawn(move || {
-        let mut digest = D::new();
-        for chunk in chunks {
-            digest.update(&chunk);
+/// What the reader does with each chunk besides sending it: hash it, or, where the digests are
+/// recorded, only count it.
+enum Digesting {
+    Hash(Hashers),
+    Recorded { digests: Digests, bytes: u64 },
+}
+
+impl Digesting {
+    fn start(recorded: Option<&Digests>) -> Digesting {
+        match recorded {
+            Some(digests) => Digesting::Recorded { digests: digests.clone(), bytes: 0 },
+            None => Digesting::Hash(Hashers::start()),
         }
-        hex::encode(digest.finalize())
-    });
-    (feed, thread)
-}
-
-/// The next chunk of `file`, or `None` at its end.
-fn next_chunk(file: &mut File) -> io::Result<Option<Bytes>> {
-    let mut chunk = vec![0u8; BUFFER_SIZE];
-    let filled = read_full(file, &mut chunk)?;
-    if filled == 0 {
-        return Ok(None);
     }
-    chunk.truncate(filled);
-    Ok(Some(Bytes::from(chunk)))
-}
 
-/// The digests of a whole file (one read, no upload): for comparing with images already there.
-pub fn digest_file(path: &Path) -> io::Result<Digests> {
-    let mut file = File::open(path)?;
-    let mut hashers = Hashers::start();
-    while let Some(chunk) = next_chunk(&mut file)? {
-        hashers.update(&chunk)?;
+    fn update(&mut self, chunk: &Bytes) -> io::Result<()> {
+        match self {
+            Digesting::Hash(hashers) => hashers.update(chunk),
+            Digesting::Recorded { bytes, .. } => {
+                *bytes += chunk.len() as u64;
+                Ok(())
+            }
+        }
     }
-    hashers.finish()
+
+    /// What was read: its digests, or the recorded ones with the size actually read (Glance's
+    /// size is compared with what it was sent).
+    fn finish(self) -> io::Result<Digests> {
+        match self {
+            Digesting::Hash(hashers) => hashers.finish(),
+            Digesting::Recorded { digests, bytes } => Ok(Digests { bytes, ..digests }),
+        }
+    }
 }
 
 /// A chunk on its way to a target, or why the read stopped.
@@ -125,10 +113,10 @@ pub struct FanOut {
 }
 
 impl FanOut {
-    /// Start reading `path` for `targets` bodies. The runtime `handle` times the sends (a target
-    /// that takes no chunk for `stall` is dropped, which fails its request alone).
+    /// Start reading `source` for `targets` bodies. The runtime `handle` times the sends (a
+    /// target that takes no chunk for `stall` is dropped, which fails its request alone).
     pub fn start(
-        path: &Path,
+        source: &ImageSource,
         targets: usize,
         stall: Duration,
         handle: tokio::runtime::Handle,
@@ -141,14 +129,15 @@ impl FanOut {
             receivers.push(rx);
         }
         let (done_tx, done_rx) = watch::channel(None);
-        let path = path.to_owned();
+        let source = source.clone();
         let thread = std::thread::spawn(move || {
-            let result = fan_out(&path, senders, stall, &handle);
+            let result = fan_out(&source, senders, stall, &handle);
+            let path = source.path.display();
             if let Ok(read) = &result {
-                tracing::info!("{}: read once: {} bytes for {targets} target(s)", path.display(), read.bytes);
+                tracing::info!("{path}: read once: {} bytes for {targets} target(s)", read.bytes);
             }
             // Sent before the senders are dropped (inside fan_out), so a body that ends finds it.
-            let _ = done_tx.send(Some(result.map_err(|e| format!("{}: cannot read: {e}", path.display()))));
+            let _ = done_tx.send(Some(result.map_err(|e| format!("{path}: cannot read: {e}"))));
         });
         (FanOut { thread }, receivers, done_rx)
     }
@@ -159,7 +148,7 @@ impl FanOut {
 }
 
 fn fan_out(
-    path: &Path,
+    source: &ImageSource,
     mut senders: Vec<mpsc::Sender<Chunk>>,
     stall: Duration,
     handle: &tokio::runtime::Handle,
@@ -169,18 +158,21 @@ fn fan_out(
             let _ = tx.try_send(Err(io::Error::new(err.kind(), err.to_string())));
         }
     };
-    let mut file = match File::open(path) {
+    let mut file = match File::open(&source.path) {
         Ok(file) => file,
         Err(err) => {
             broadcast_error(&senders, &err);
             return Err(err);
         }
     };
-    let mut hashers = Hashers::start();
+    let mut digesting = Digesting::start(source.recorded.as_ref());
     loop {
-        let chunk = match next_chunk(&mut file) {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => return hashers.finish(),
+        let chunk = match read_chunk(&mut file) {
+            Ok(Some(chunk)) => {
+                source.count(chunk.len() as u64);
+                chunk
+            }
+            Ok(None) => return digesting.finish(),
             Err(err) => {
                 broadcast_error(&senders, &err);
                 return Err(err);
@@ -195,7 +187,7 @@ fn fan_out(
         if senders.is_empty() {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "no target is reading the image data any more"));
         }
-        if let Err(err) = hashers.update(&chunk) {
+        if let Err(err) = digesting.update(&chunk) {
             broadcast_error(&senders, &err);
             return Err(err);
         }
@@ -217,19 +209,8 @@ pub fn body_from(rx: mpsc::Receiver<Chunk>, bar: indicatif::ProgressBar) -> reqw
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hashers_match_known_digests_across_chunks() {
-        let mut hashers = Hashers::start();
-        hashers.update(&Bytes::from_static(b"a")).unwrap();
-        hashers.update(&Bytes::from_static(b"bc")).unwrap();
-        let digests = hashers.finish().unwrap();
-        assert_eq!(digests.bytes, 3);
-        assert_eq!(digests.md5, "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(digests.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert!(digests.sha512.starts_with("ddaf35a193617aba"), "{}", digests.sha512);
-        assert!(digests.sha512.ends_with("a54ca49f"), "{}", digests.sha512);
-    }
+    use crate::io::BUFFER_SIZE;
+    use std::path::Path;
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -251,18 +232,51 @@ mod tests {
         out
     }
 
+    fn source(path: &Path) -> ImageSource {
+        ImageSource::new(path.to_owned(), None)
+    }
+
     #[test]
     fn every_target_gets_every_byte_in_order_and_the_digests_match_one_read() {
         let (file, data) = sample(3 * BUFFER_SIZE + 123);
         let rt = runtime();
-        let (fan_out, receivers, mut digests) = FanOut::start(file.path(), 2, STALL_LIMIT, rt.handle().clone());
+        let source = source(file.path());
+        let (fan_out, receivers, mut digests) = FanOut::start(&source, 2, STALL_LIMIT, rt.handle().clone());
         let received = rt.block_on(futures_util::future::join_all(receivers.into_iter().map(collect)));
         fan_out.join();
         assert!(received.iter().all(|r| *r == data));
         let read = rt.block_on(digests.wait_for(Option::is_some)).unwrap().clone().unwrap().unwrap();
-        assert_eq!(read, digest_file(file.path()).unwrap());
+        assert_eq!(read, crate::io::digest_file(file.path()).unwrap());
         assert_eq!(read.bytes, data.len() as u64);
         assert_eq!(read.sha256, crate::io::sha256_file(file.path()).unwrap().0);
+        assert_eq!(source.bytes_read(), data.len() as u64, "one read for both targets");
+    }
+
+    /// Recorded digests are what the fan-out reports: the data is sent, not hashed (these are no
+    /// digests of it), and the size is what was read.
+    #[test]
+    fn recorded_digests_are_reported_with_the_size_read() {
+        let (file, data) = sample(2 * BUFFER_SIZE + 5);
+        let rt = runtime();
+        let recorded = Digests { bytes: 1, sha512: "r512".into(), md5: "rmd5".into(), sha256: "r256".into() };
+        let source = ImageSource::new(file.path().to_owned(), Some(recorded.clone()));
+        assert_eq!(source.digests().unwrap(), recorded);
+        assert_eq!(source.bytes_read(), 0, "recorded digests need no read");
+        let (fan_out, receivers, mut digests) = FanOut::start(&source, 1, STALL_LIMIT, rt.handle().clone());
+        let received = rt.block_on(futures_util::future::join_all(receivers.into_iter().map(collect)));
+        fan_out.join();
+        assert!(received.len() == 1 && received[0] == data, "one body, every byte");
+        let read = rt.block_on(digests.wait_for(Option::is_some)).unwrap().clone().unwrap().unwrap();
+        assert_eq!(read, Digests { bytes: data.len() as u64, ..recorded });
+        assert_eq!(source.bytes_read(), data.len() as u64);
+    }
+
+    #[test]
+    fn without_recorded_digests_the_file_is_hashed_once_to_compare() {
+        let (file, data) = sample(BUFFER_SIZE + 1);
+        let source = source(file.path());
+        assert_eq!(source.digests().unwrap(), crate::io::digest_file(file.path()).unwrap());
+        assert_eq!(source.bytes_read(), data.len() as u64);
     }
 
     #[test]
@@ -270,7 +284,7 @@ mod tests {
         let (file, _) = sample(64 * BUFFER_SIZE);
         let rt = runtime();
         let stall = Duration::from_millis(300);
-        let (fan_out, receivers, mut digests) = FanOut::start(file.path(), 1, stall, rt.handle().clone());
+        let (fan_out, receivers, mut digests) = FanOut::start(&source(file.path()), 1, stall, rt.handle().clone());
         // The one target never takes a chunk: after `stall` the reader gives up, far before
         // reading 64 chunks (it may be only CHUNKS_IN_FLIGHT ahead).
         let started = std::time::Instant::now();
@@ -285,7 +299,7 @@ mod tests {
     fn a_missing_file_fails_every_body() {
         let rt = runtime();
         let (fan_out, mut receivers, _) =
-            FanOut::start(Path::new("/nonexistent/x.raw"), 1, STALL_LIMIT, rt.handle().clone());
+            FanOut::start(&source(Path::new("/nonexistent/x.raw")), 1, STALL_LIMIT, rt.handle().clone());
         let first = rt.block_on(receivers[0].recv()).unwrap();
         assert_eq!(first.unwrap_err().kind(), io::ErrorKind::NotFound);
         fan_out.join();

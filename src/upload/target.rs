@@ -14,7 +14,7 @@ use super::connection::{ConnectionOptions, Id};
 use super::glance::{should_fall_back_to_import, DataTarget, Glance, GlanceError, Image};
 use super::http;
 use super::job::{Method, Stores, UploadError, UploadJob};
-use super::stream::{Chunk, Digests, SharedDigests};
+use super::stream::{Chunk, Digests, ImageSource, SharedDigests};
 
 /// How long a failed target keeps trying to delete its record while Glance is unreachable.
 const DELETE_PATIENCE: Duration = Duration::from_secs(60);
@@ -206,6 +206,7 @@ impl Decision {
 pub async fn deliver(
     decision: Result<Decision, Unprepared>,
     job: &UploadJob,
+    source: &ImageSource,
     shared: Option<(mpsc::Receiver<Chunk>, SharedDigests)>,
     local: Option<Digests>,
     progress: &dyn Progress,
@@ -225,7 +226,7 @@ pub async fn deliver(
             bytes_sent: 0,
         },
         Ok(Decision { prepared, action: Action::Go { replace } }) => {
-            let mut run = Run { prepared, job, shared, local, replace, created: None };
+            let mut run = Run { prepared, job, source, shared, local, replace, created: None };
             run.go(progress).await
         }
     };
@@ -256,6 +257,7 @@ fn failed(target: &Target, started: Instant, error: &anyhow::Error) -> Outcome {
 struct Run<'a> {
     prepared: Prepared,
     job: &'a UploadJob,
+    source: &'a ImageSource,
     shared: Option<(mpsc::Receiver<Chunk>, SharedDigests)>,
     local: Option<Digests>,
     replace: Vec<String>,
@@ -336,12 +338,12 @@ impl Run<'_> {
                 Ok((local, Method::WebDownload))
             }
             (Method::GlanceDirect, _) | (Method::Direct, Stores::Named(_) | Stores::All) => {
-                let digests = glance.send_data(id, DataTarget::Stage, &job.image, &mut self.shared, bar).await?;
+                let digests = glance.send_data(id, DataTarget::Stage, self.source, &mut self.shared, bar).await?;
                 glance.import(id, &import_body(job, json!({"name": "glance-direct"}))).await?;
                 Ok((digests, Method::GlanceDirect))
             }
             (Method::Direct, Stores::Default) => {
-                match glance.send_data(id, DataTarget::File, &job.image, &mut self.shared, bar).await {
+                match glance.send_data(id, DataTarget::File, self.source, &mut self.shared, bar).await {
                     Ok(digests) => Ok((digests, Method::Direct)),
                     Err(refusal) => self.fall_back(id, refusal, bar).await,
                 }
@@ -367,7 +369,7 @@ impl Run<'_> {
             return Err(refusal.into());
         }
         tracing::warn!("direct upload refused ({refusal}); staging and importing with glance-direct instead");
-        let digests = glance.send_data(id, DataTarget::Stage, &self.job.image, &mut None, bar).await?;
+        let digests = glance.send_data(id, DataTarget::Stage, self.source, &mut None, bar).await?;
         glance.import(id, &import_body(self.job, json!({"name": "glance-direct"}))).await?;
         Ok((digests, Method::GlanceDirect))
     }
