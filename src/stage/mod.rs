@@ -2,8 +2,10 @@
 //! previous stage left under [`BuildContext::target`].
 
 pub mod cleanup;
+pub mod deferred;
 pub mod finalise;
 pub mod hooks_dir;
+pub mod native_unpack;
 pub mod packages;
 pub mod phases;
 pub mod publish;

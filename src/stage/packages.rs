@@ -9,6 +9,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use nix::fcntl::Flock;
 
+use super::deferred::{self, Shims};
+use super::native_unpack::NativeUnpack;
 use super::BuildContext;
 use crate::io::{lock_file, LockMode};
 use crate::sandbox::{chroot_command, Bind, ChrootMounts};
@@ -43,9 +45,29 @@ pub fn install(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
     let cache = ArchiveCache::bind(ctx)?;
     let mut args = vec!["install", "--assume-yes"];
     args.extend(names.iter().map(String::as_str));
-    let result = ctx.reporter.run(&format!("apt-get install {}", names.join(" ")), &mut apt_get(ctx, &args)?);
+    let result = run_apt(ctx, &format!("apt-get install {}", names.join(" ")), &args);
     cache.release()?;
     result
+}
+
+/// One apt transaction with the maintainer scripts' deferred work (`deferred`) shimmed, made
+/// once when apt is done, and under emulation the host's own dpkg-deb (`native_unpack`).
+fn run_apt(ctx: &BuildContext, label: &str, args: &[&str]) -> anyhow::Result<()> {
+    let native = NativeUnpack::bind(ctx)?;
+    let extra: Vec<(&str, String)> = native.iter().map(NativeUnpack::shim).collect();
+    let shims = Shims::install(&ctx.target, &extra)?;
+    let dpkg_path = deferred::dpkg_path();
+    let result = ctx.reporter.run(label, &mut apt_get(ctx, &[&["-o", dpkg_path.as_str()], args].concat())?);
+    if let Some(native) = native {
+        native.release()?;
+    }
+    match result {
+        Ok(()) => shims.finish(ctx),
+        Err(err) => {
+            shims.remove()?;
+            Err(err)
+        }
+    }
 }
 
 /// The host's shared package cache, bound onto the tree's `/var/cache/apt/archives` while
@@ -129,7 +151,7 @@ pub fn remove(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
 pub fn purge(ctx: &BuildContext, names: &[String]) -> anyhow::Result<()> {
     remove_with(ctx, "purge", names)?;
     if !names.is_empty() {
-        ctx.reporter.run("apt-get autoremove", &mut apt_get(ctx, &["autoremove", "--purge", "--assume-yes"])?)?;
+        run_apt(ctx, "apt-get autoremove", &["autoremove", "--purge", "--assume-yes"])?;
     }
     Ok(())
 }
@@ -141,7 +163,7 @@ fn remove_with(ctx: &BuildContext, action: &str, names: &[String]) -> anyhow::Re
     let _step = ctx.reporter.step(format!("packages: {action} {}", names.len()));
     let mut args = vec![action, "--assume-yes"];
     args.extend(names.iter().map(String::as_str));
-    ctx.reporter.run(&format!("apt-get {action} {}", names.join(" ")), &mut apt_get(ctx, &args)?)
+    run_apt(ctx, &format!("apt-get {action} {}", names.join(" ")), &args)
 }
 
 /// Installed packages as (name, version), sorted by name (`dpkg-query` on the target).
