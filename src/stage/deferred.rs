@@ -48,7 +48,10 @@ const SHIMS: [(&str, &str); 2] = [
          esac\n\
          exec /usr/sbin/update-initramfs \"$@\"\n",
     ),
-    ("py3compile", "#!/bin/sh\n# mesos-image: byte code is removed from the image at cleanup; nothing to compile.\nexit 0\n"),
+    (
+        "py3compile",
+        "#!/bin/sh\n# mesos-image: byte code is removed from the image at cleanup; nothing to compile.\nexit 0\n",
+    ),
 ];
 
 /// The shims of one apt run; [`Shims::finish`] makes what they deferred and removes them.
@@ -84,7 +87,8 @@ impl Shims {
             if !ctx.target.join(UPDATE_INITRAMFS.trim_start_matches('/')).exists() {
                 break;
             }
-            let mut command = chroot_command(&ctx.target, UPDATE_INITRAMFS).context("cannot prepare update-initramfs")?;
+            let mut command =
+                chroot_command(&ctx.target, UPDATE_INITRAMFS).context("cannot prepare update-initramfs")?;
             command.args(&args);
             ctx.reporter.run(&format!("update-initramfs {}", args.join(" ")), &mut command)?;
         }
@@ -109,7 +113,7 @@ fn replayed(requests: &str) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = Vec::new();
     for args in parsed {
         let update = args.iter().any(|a| a == "-u");
-        let covered = update && !created.is_empty() && version(&args).map_or(true, |v| created.contains(&Some(v)));
+        let covered = update && !created.is_empty() && version(&args).is_none_or(|v| created.contains(&Some(v)));
         if !args.is_empty() && !covered && !out.contains(&args) {
             out.push(args);
         }

@@ -90,8 +90,11 @@ mod tests {
         std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
         std::fs::write(lib.join("ld-linux-x86-64.so.2"), "").unwrap();
         std::os::unix::fs::symlink("usr/lib", root.path().join("lib64")).unwrap();
-        std::os::unix::fs::symlink("x86_64-linux-gnu/ld-linux-x86-64.so.2", root.path().join("usr/lib/ld-linux-x86-64.so.2"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            "x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            root.path().join("usr/lib/ld-linux-x86-64.so.2"),
+        )
+        .unwrap();
         assert_eq!(shim_text(root.path(), "/lib64/ld-linux-x86-64.so.2"), None, "no dpkg-deb on the host");
         std::fs::write(root.path().join("usr/bin/dpkg-deb"), "").unwrap();
         let text = shim_text(root.path(), "/lib64/ld-linux-x86-64.so.2").unwrap();
