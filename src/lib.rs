@@ -14,6 +14,7 @@ pub mod child;
 pub mod cli;
 pub mod clock;
 pub mod disk;
+pub mod dpkg_status;
 pub mod element;
 pub mod emulation;
 pub mod failure;

@@ -27,11 +27,26 @@ pub enum ManifestError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// One installed package.
+/// One installed package: dpkg's plain name (never `name:arch`) and its architecture.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     pub name: String,
     pub version: String,
+    /// `arm64`, `amd64`, `all`; empty in manifests written before it was recorded.
+    #[serde(default)]
+    pub arch: String,
+}
+
+impl Package {
+    /// The name as dpkg qualifies it inside an image of `native` architecture: plain for the
+    /// image's own architecture and `all`, `name:arch` for a foreign one (multiarch).
+    pub fn qualified_name(&self, native: &str) -> String {
+        if self.arch.is_empty() || self.arch == "all" || self.arch == native {
+            self.name.clone()
+        } else {
+            format!("{}:{}", self.name, self.arch)
+        }
+    }
 }
 
 /// One image file the build wrote.
@@ -300,6 +315,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_package_is_qualified_only_for_a_foreign_architecture() {
+        let package = |arch: &str| Package { name: "libc6".into(), version: "2.36".into(), arch: arch.into() };
+        assert_eq!(package("arm64").qualified_name("arm64"), "libc6");
+        assert_eq!(package("all").qualified_name("arm64"), "libc6");
+        assert_eq!(package("").qualified_name("arm64"), "libc6");
+        assert_eq!(package("armhf").qualified_name("arm64"), "libc6:armhf");
+        // A manifest from before the architecture was recorded still reads.
+        let old: Package = serde_json::from_str(r#"{"name": "jq", "version": "1.6"}"#).unwrap();
+        assert_eq!(old.arch, "");
+    }
+
+    #[test]
     fn manifest_path_appends_suffix() {
         assert_eq!(
             Manifest::path_for(Path::new("/tmp/ubuntu-mesos.qcow2")),
@@ -404,7 +431,7 @@ mod tests {
             arch: "amd64".into(),
             boot: Some(BootInfo { bios: false, uefi: true, serial_console: "ttyAMA0".into() }),
             elements: vec!["vm".into()],
-            packages: vec![Package { name: "jq".into(), version: "1.6".into() }],
+            packages: vec![Package { name: "jq".into(), version: "1.6".into(), arch: "amd64".into() }],
             outputs: vec![],
             root_uuid: "0b5e".into(),
             kernel_version: "6.1.0-26-cloud-amd64".into(),

@@ -4,7 +4,7 @@
 //! from with their digests, and the image files with their checksums. Everything in it comes
 //! from the inputs and the pinned time, so two builds of the same inputs write the same bytes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::cache::Fingerprint;
+use crate::dpkg_status::control_fields;
 use crate::layout::OutputLayout;
 use crate::reproducible::Pins;
 
@@ -76,47 +77,20 @@ pub fn digest_at(path: &Path) -> std::io::Result<Option<String>> {
     }
 }
 
-/// The installed packages of `tree` (dpkg status `install ok installed`), sorted by name and
-/// architecture; an empty list for a tree without dpkg.
+/// The installed packages of `tree` ([`crate::dpkg_status`]) with their source package and
+/// declared license, sorted by name and architecture; an empty list for a tree without dpkg.
 pub fn installed_debs(tree: &Path) -> anyhow::Result<Vec<Deb>> {
-    let status_path = tree.join("var/lib/dpkg/status");
-    let status = match fs::read_to_string(&status_path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", status_path.display())),
-    };
-    let mut debs: Vec<Deb> = status
-        .split("\n\n")
-        .filter_map(|stanza| {
-            let fields = control_fields(stanza);
-            if !fields.get("Status").is_some_and(|s| s.ends_with(" installed")) {
-                return None;
-            }
-            let name = fields.get("Package")?.clone();
-            let version = fields.get("Version")?.clone();
-            let source = parse_source(fields.get("Source").map(String::as_str), &name, &version);
-            let license = declared_license(&tree.join("usr/share/doc").join(&name).join("copyright"));
-            Some(Deb {
-                architecture: fields.get("Architecture").cloned().unwrap_or_default(),
-                name,
-                version,
-                source,
-                license,
-            })
+    let debs = crate::dpkg_status::installed(tree)?;
+    Ok(debs
+        .into_iter()
+        .map(|deb| Deb {
+            source: parse_source(deb.source.as_deref(), &deb.name, &deb.version),
+            license: declared_license(&tree.join("usr/share/doc").join(&deb.name).join("copyright")),
+            name: deb.name,
+            version: deb.version,
+            architecture: deb.architecture,
         })
-        .collect();
-    debs.sort_by(|a, b| (&a.name, &a.architecture).cmp(&(&b.name, &b.architecture)));
-    Ok(debs)
-}
-
-/// First-line values of a deb822 stanza's fields.
-fn control_fields(stanza: &str) -> BTreeMap<String, String> {
-    stanza
-        .lines()
-        .filter(|line| !line.starts_with([' ', '\t']))
-        .filter_map(|line| line.split_once(':'))
-        .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
-        .collect()
+        .collect())
 }
 
 /// `Source: foo (1.2-3)` or `Source: foo`, or the binary itself.

@@ -250,7 +250,7 @@ fn pipeline_inside_on_a_real_tree_installs_packages_in_one_transaction() {
     eprintln!("bootstrap {bootstrap:?}, total {:?}", started.elapsed());
 
     assert!(dirs.target.join("before-ok").exists() && dirs.target.join("after-ok").exists());
-    let names: Vec<&str> = installed.iter().map(|(name, _)| name.as_str()).collect();
+    let names: Vec<&str> = installed.iter().map(|deb| deb.name.as_str()).collect();
     assert!(names.contains(&"jq"), "{names:?}");
     assert!(dirs.target.join("tree-ok").exists(), "install-packages -m maps through pkg-map.d");
     assert!(!names.contains(&"tree"), "uninstall packages are removed after their phase: {names:?}");

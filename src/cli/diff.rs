@@ -53,7 +53,7 @@ pub enum Change {
 /// Packages added, removed and changed from `first` to `second`, by name.
 pub fn package_changes(first: &Manifest, second: &Manifest) -> Vec<Change> {
     let index = |m: &Manifest| -> BTreeMap<String, String> {
-        m.packages.iter().map(|p| (p.name.clone(), p.version.clone())).collect()
+        m.packages.iter().map(|p| (p.qualified_name(&m.arch), p.version.clone())).collect()
     };
     let (a, b) = (index(first), index(second));
     let mut changes = Vec::new();
@@ -130,7 +130,10 @@ mod tests {
             arch: "amd64".into(),
             boot: None,
             elements: elements.iter().map(|e| e.to_string()).collect(),
-            packages: packages.iter().map(|(n, v)| Package { name: n.to_string(), version: v.to_string() }).collect(),
+            packages: packages
+                .iter()
+                .map(|(n, v)| Package { name: n.to_string(), version: v.to_string(), arch: "amd64".into() })
+                .collect(),
             outputs: vec![OutputEntry {
                 file: "x.qcow2".into(),
                 format: "qcow2".into(),

@@ -55,7 +55,7 @@ pub struct Run<'a> {
 struct Made {
     /// The images, each converted in scratch under its published name.
     files: Vec<ImageFile>,
-    packages: Vec<(String, String)>,
+    packages: Vec<crate::dpkg_status::InstalledDeb>,
     disk: Option<(PathBuf, DiskReport)>,
     outputs: Vec<OutputEntry>,
     sbom: Option<PathBuf>,
@@ -212,7 +212,11 @@ impl<'a> Run<'a> {
                 .made
                 .packages
                 .iter()
-                .map(|(name, version)| Package { name: name.clone(), version: version.clone() })
+                .map(|deb| Package {
+                    name: deb.name.clone(),
+                    version: deb.version.clone(),
+                    arch: deb.architecture.clone(),
+                })
                 .collect(),
             outputs: self.made.outputs.clone(),
             // A tree-only build has no root filesystem, hence no UUID.

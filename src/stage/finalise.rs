@@ -8,17 +8,17 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::{packages, phases, BuildContext};
+use crate::dpkg_status::{self, InstalledDeb};
 
 /// Where the manifests go inside the image (DIB's `DIB_MANIFEST_IMAGE_DIR`).
 pub const MANIFEST_DIR: &str = "etc/dib-manifests";
 
 /// Purge every phase's build-only packages, write `/etc/dib-manifests/dib-element-manifest`
 /// (one element per line) and `/etc/dib-manifests/dib-packages` (`name version` per line).
-/// Returns the installed packages (name, version), sorted, for the JSON manifest.
-pub fn run(ctx: &BuildContext) -> anyhow::Result<Vec<(String, String)>> {
+/// Returns the installed packages, sorted, for the JSON manifest.
+pub fn run(ctx: &BuildContext) -> anyhow::Result<Vec<InstalledDeb>> {
     purge_build_only(ctx)?;
-    let installed =
-        if ctx.target.join("var/lib/dpkg/status").is_file() { packages::installed(&ctx.target)? } else { Vec::new() };
+    let installed = dpkg_status::installed(&ctx.target)?;
     write_manifests(ctx, &installed)?;
     Ok(installed)
 }
@@ -33,12 +33,12 @@ fn purge_build_only(ctx: &BuildContext) -> anyhow::Result<()> {
     packages::purge(ctx, &build_only)
 }
 
-fn write_manifests(ctx: &BuildContext, installed: &[(String, String)]) -> anyhow::Result<()> {
+fn write_manifests(ctx: &BuildContext, installed: &[InstalledDeb]) -> anyhow::Result<()> {
     let dir = ctx.target.join(MANIFEST_DIR);
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let elements: String = ctx.plan.elements.iter().map(|e| format!("{}\n", e.name)).collect();
     write(&dir.join("dib-element-manifest"), &elements)?;
-    let list: String = installed.iter().map(|(name, version)| format!("{name} {version}\n")).collect();
+    let list: String = installed.iter().map(|deb| format!("{} {}\n", deb.name, deb.version)).collect();
     write(&dir.join("dib-packages"), &list)
 }
 

@@ -191,35 +191,6 @@ fn remove_with(ctx: &BuildContext, action: &str, names: &[String]) -> anyhow::Re
     run_apt(ctx, &format!("apt-get {action} {}", names.join(" ")), &args)
 }
 
-/// Installed packages as (name, version), sorted by name (`dpkg-query` on the target).
-pub fn installed(target: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let output = Command::new("dpkg-query")
-        .arg(format!("--admindir={}", target.join("var/lib/dpkg").display()))
-        .args(["-W", "-f", "${db:Status-Abbrev}\t${binary:Package}\t${Version}\n"])
-        .output()
-        .context("cannot run dpkg-query")?;
-    if !output.status.success() {
-        anyhow::bail!("dpkg-query on {} failed: {}", target.display(), String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(parse_installed(&String::from_utf8_lossy(&output.stdout)))
-}
-
-/// Keep lines whose status is "installed" (`ii`); architecture qualifiers stay as dpkg prints.
-fn parse_installed(text: &str) -> Vec<(String, String)> {
-    let mut packages: Vec<(String, String)> = text
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split('\t');
-            let status = fields.next()?;
-            let name = fields.next()?;
-            let version = fields.next()?;
-            status.starts_with("ii").then(|| (name.to_owned(), version.to_owned()))
-        })
-        .collect();
-    packages.sort();
-    packages
-}
-
 fn apt_get(ctx: &BuildContext, args: &[&str]) -> anyhow::Result<Command> {
     let mut command = chroot_command(&ctx.target, "apt-get").context("cannot prepare apt-get in the chroot")?;
     command.env("DEBIAN_FRONTEND", "noninteractive").args(APT_OPTIONS).args(args);
@@ -254,15 +225,6 @@ fn newest_mtime(dir: &Path, wanted: impl Fn(&str) -> bool) -> Option<SystemTime>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_installed_packages_are_listed_sorted() {
-        let text = "ii \tzlib1g:amd64\t1:1.2.13\nrc \told\t1.0\nii \tbash\t5.2\n";
-        assert_eq!(
-            parse_installed(text),
-            vec![("bash".to_owned(), "5.2".to_owned()), ("zlib1g:amd64".to_owned(), "1:1.2.13".to_owned())]
-        );
-    }
 
     #[test]
     fn missing_lists_are_stale_and_a_new_source_makes_them_stale() {
