@@ -5,7 +5,7 @@
 //! The fast tests need nothing but the binary. The three root tests each build one arm64 image
 //! once and hand it to both the disk checks and `mesos-image test` (an emulated arm64 guest under
 //! TCG): debian-base with defaults, DIB-mode `debian-minimal vm`, and the Mesos twin against the
-//! fixture repository. They share nothing but the suite's package cache, so scripts/test runs
+//! fixture repository (behind the `arm64-mesos-test` feature: see its test). They share nothing but the suite's package cache, so scripts/test runs
 //! them as separate processes side by side. They need root, the Debian mirror, qemu-system-arm,
 //! qemu-efi-aarch64 and a registered qemu-aarch64 (`.ci/run` registers it).
 
@@ -252,6 +252,11 @@ fn dib_mode_debian_minimal_vm_for_arm64_builds_and_boots() {
 /// The Mesos twin for arm64 against the fixture repository (its `Architecture: all` packages
 /// from the repository's arm64 index), built once and boot-tested with the recipe's checks:
 /// Docker, ZooKeeper, the fixture Mesos and Marathon, the Heat agent chain.
+///
+/// Not in the suite's command yet: under emulation it takes ~50 min on 2 cores (Java's and
+/// Docker's maintainer scripts), more than the CI budget leaves (issue 17). Run it with
+/// `cargo test --features arm64-mesos-test --test arm64 -- --include-ignored debian_mesos`.
+#[cfg(feature = "arm64-mesos-test")]
 #[test]
 #[ignore = "needs root, the Debian mirror, qemu-user-static registered (binfmt_misc, F flag) and qemu-system-arm: builds debian-mesos for arm64 against the fixture repository and boots it"]
 fn debian_mesos_for_arm64_against_the_fixture_repository_passes_its_checks_in_the_guest() {
