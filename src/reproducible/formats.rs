@@ -98,6 +98,12 @@ fn pin_vmdk_cid(descriptor: &mut [u8], cid: u32) -> bool {
         return false;
     }
     pinned.truncate(descriptor.len());
+    // The text ends at its first NUL. qemu rewrites the CID when it first writes data, in
+    // place: a new CID shorter than the one it replaced leaves the old text's last bytes after
+    // that NUL (measured: 1 conversion in ~17 differed so). Readers stop at the NUL; clear the rest.
+    if let Some(end) = pinned.iter().position(|&b| b == 0) {
+        pinned[end..].fill(0);
+    }
     descriptor.copy_from_slice(&pinned);
     true
 }
@@ -140,6 +146,15 @@ mod tests {
         let mut without = footer;
         without[VHD_CHECKSUM..VHD_CHECKSUM + 4].fill(0);
         assert_eq!(stored, !without.iter().map(|b| u32::from(*b)).sum::<u32>());
+    }
+
+    #[test]
+    fn what_a_shorter_rewritten_cid_left_after_the_text_is_cleared() {
+        let text = "# Disk DescriptorFile\nversion=1\nCID=abc\nparentCID=ffffffff\n";
+        let mut left_over = format!("{text}\0\n\0\0\0\0\0\0\0\0").into_bytes();
+        let mut clean = format!("{text}\0\0\0\0\0\0\0\0\0\0").into_bytes();
+        assert!(pin_vmdk_cid(&mut left_over, 0x1234) && pin_vmdk_cid(&mut clean, 0x1234));
+        assert_eq!(left_over, clean);
     }
 
     #[test]
