@@ -148,7 +148,7 @@ impl Reporter {
     /// A line of the closing summary: on stderr, or in DIB's style part of the log.
     fn summary_line(&self, line: &str) {
         match self.style {
-            LogStyle::Steps => stderr_line(&line),
+            LogStyle::Steps => stderr_line(line),
             LogStyle::Dib { .. } => line.lines().for_each(|line| self.write_log(line)),
         }
     }

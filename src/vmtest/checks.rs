@@ -331,6 +331,7 @@ fn heat_deployment(id: &str, group: &str) -> serde_json::Value {
 /// 2. a one-shot `os-collect-config --one-time --force ... local`, as an operator runs it, from a
 ///    directory the service does not read, started once the service's run has released
 ///    os-refresh-config's lock (the two would otherwise fight for it; the loser exits 11).
+///
 /// Either one applied means its script ran and heat-config-notify left `<id>.notify.json`.
 fn heat_snippet(index: usize, group: &str) -> String {
     format!(
