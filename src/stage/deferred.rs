@@ -13,7 +13,8 @@
 //!   during the build is work thrown away; under qemu-user it was a minute of an arm64 build.
 //!
 //! Both apply to every architecture; under emulation each saved process counts ~7 times.
-//! Under emulation a `dpkg-deb` shim joins them (`native_unpack`).
+//! Under emulation the host's own programs stand in for some of the tree's (`native_unpack`),
+//! from a directory put on `PATH` after this one.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,9 +29,13 @@ pub const SHIM_DIR: &str = "/tmp/mesos-image-shims";
 /// apt's default `DPkg::Path`, the `PATH` dpkg and the maintainer scripts get.
 const APT_DPKG_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// The apt option that puts the shims first on the maintainer scripts' `PATH`.
-pub fn dpkg_path() -> String {
-    format!("DPkg::Path={SHIM_DIR}:{APT_DPKG_PATH}")
+/// The apt option that puts the shims, then `native` (a directory of host programs), first on
+/// the maintainer scripts' `PATH`.
+pub fn dpkg_path(native: Option<&str>) -> String {
+    match native {
+        Some(dir) => format!("DPkg::Path={SHIM_DIR}:{dir}:{APT_DPKG_PATH}"),
+        None => format!("DPkg::Path={SHIM_DIR}:{APT_DPKG_PATH}"),
+    }
 }
 
 /// Where the `update-initramfs` shim records the requests, one per line, inside the tree.
@@ -60,17 +65,15 @@ pub struct Shims {
 }
 
 impl Shims {
-    /// Write the shims, and `extra` ones (name, script), into `target`'s `/tmp` (a leftover
-    /// of an interrupted run is replaced).
-    pub fn install(target: &Path, extra: &[(&str, String)]) -> anyhow::Result<Shims> {
+    /// Write the shims into `target`'s `/tmp` (a leftover of an interrupted run is replaced).
+    pub fn install(target: &Path) -> anyhow::Result<Shims> {
         use std::os::unix::fs::PermissionsExt;
         let dir = target.join(SHIM_DIR.trim_start_matches('/'));
         if dir.exists() {
             fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let ours = SHIMS.iter().map(|(name, text)| (*name, *text));
-        for (name, text) in ours.chain(extra.iter().map(|(name, text)| (*name, text.as_str()))) {
+        for (name, text) in SHIMS {
             let path = dir.join(name);
             fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
@@ -80,15 +83,29 @@ impl Shims {
     }
 
     /// After a successful apt run: make each recorded initramfs once, then remove the shims.
-    pub fn finish(self, ctx: &BuildContext) -> anyhow::Result<()> {
+    /// `native` readies a directory of host programs to put first on update-initramfs' `PATH`
+    /// (`native_unpack`'s stand-ins), if any; it is asked only when there is an initramfs to make.
+    pub fn finish(
+        self,
+        ctx: &BuildContext,
+        native: impl FnOnce() -> anyhow::Result<Option<&'static str>>,
+    ) -> anyhow::Result<()> {
         let requests = fs::read_to_string(self.dir.join(REQUESTS)).unwrap_or_default();
         self.remove()?;
-        for args in replayed(&requests) {
-            if !ctx.target.join(UPDATE_INITRAMFS.trim_start_matches('/')).exists() {
-                break;
-            }
+        let requests = replayed(&requests);
+        if requests.is_empty() || !ctx.target.join(UPDATE_INITRAMFS.trim_start_matches('/')).exists() {
+            return Ok(());
+        }
+        let native = native()?;
+        for args in requests {
             let mut command =
                 chroot_command(&ctx.target, UPDATE_INITRAMFS).context("cannot prepare update-initramfs")?;
+            if let Some(dir) = native {
+                let path = command.get_envs().find(|(name, _)| *name == "PATH").and_then(|(_, value)| value);
+                let path =
+                    path.map(|path| format!("{dir}:{}", path.to_string_lossy())).unwrap_or_else(|| dir.to_owned());
+                command.env("PATH", path);
+            }
             command.args(&args);
             ctx.reporter.run(&format!("update-initramfs {}", args.join(" ")), &mut command)?;
         }
@@ -149,9 +166,9 @@ mod tests {
     fn the_shims_are_written_and_removed_without_a_trace() {
         let root = tempfile::tempdir().unwrap();
         fs::create_dir_all(root.path().join("tmp")).unwrap();
-        let shims = Shims::install(root.path(), &[("dpkg-deb", "#!/bin/sh\n".to_owned())]).unwrap();
+        let shims = Shims::install(root.path()).unwrap();
         let dir = root.path().join("tmp/mesos-image-shims");
-        for name in SHIMS.iter().map(|(name, _)| *name).chain(["dpkg-deb"]) {
+        for name in SHIMS.iter().map(|(name, _)| *name) {
             assert!(dir.join(name).is_file(), "{name}");
         }
         assert!(SHIMS[0].1.contains(&format!("{SHIM_DIR}/{REQUESTS}")), "the shim writes where finish reads");

@@ -64,22 +64,23 @@ fn download(ctx: &BuildContext, args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// One apt transaction with the maintainer scripts' deferred work (`deferred`) shimmed, made
-/// once when apt is done, and under emulation the host's own dpkg-deb (`native_unpack`).
+/// once when apt is done, and under emulation host programs standing in for the tree's
+/// (`native_unpack`: dpkg-deb, and the file tools of update-ca-certificates and mkinitramfs).
 fn run_apt(ctx: &BuildContext, label: &str, args: &[&str]) -> anyhow::Result<()> {
-    let native = NativeUnpack::bind(ctx)?;
-    let extra: Vec<(&str, String)> = native.iter().map(NativeUnpack::shim).collect();
-    let shims = Shims::install(&ctx.target, &extra)?;
-    let dpkg_path = deferred::dpkg_path();
-    let result = ctx.reporter.run(label, &mut apt_get(ctx, &[&["-o", dpkg_path.as_str()], args].concat())?);
-    if let Some(native) = native {
-        native.release()?;
-    }
-    match result {
-        Ok(()) => shims.finish(ctx),
-        Err(err) => {
-            shims.remove()?;
-            Err(err)
+    let mut native = NativeUnpack::bind(ctx)?;
+    let result = Shims::install(&ctx.target).and_then(|shims| {
+        let dpkg_path = deferred::dpkg_path(native.as_ref().map(NativeUnpack::path_dirs));
+        match ctx.reporter.run(label, &mut apt_get(ctx, &[&["-o", dpkg_path.as_str()], args].concat())?) {
+            Ok(()) => shims.finish(ctx, || native.as_mut().map(NativeUnpack::for_initramfs).transpose()),
+            Err(err) => {
+                shims.remove()?;
+                Err(err)
+            }
         }
+    });
+    match native {
+        Some(native) => native.release().and(result),
+        None => result,
     }
 }
 
