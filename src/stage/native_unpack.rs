@@ -20,10 +20,10 @@
 //!   The stream is the same bytes whichever CPU decompresses it (checked: the arm64 cloud
 //!   kernel's tar, same sha256, 1.3 s of CPU instead of 5.6 s under qemu-user); dpkg itself,
 //!   which writes the files, stays the target's own.
-//! - File and text tools (`STAND_INS`: coreutils' file tools, grep, sed, find, cpio, gzip,
-//!   zstd, modinfo, depmod), which maintainer scripts run in loops (locales' postinst a grep
-//!   per supported locale, ca-certificates' per certificate), on the maintainer scripts'
-//!   `PATH`. The same source built with the same options does the same on either CPU: what
+//! - File and text tools (`STAND_INS`: coreutils' file tools, grep, sed, find, tar, cpio,
+//!   gzip, zstd, modinfo, depmod), which maintainer scripts run in loops (locales' postinst a
+//!   grep per supported locale, ca-certificates' per certificate) and dpkg-deb runs per
+//!   package (tar), on the maintainer scripts' `PATH`. The same source built with the same options does the same on either CPU: what
 //!   they write is the same (checked: the same initrd.img and /etc/ssl/certs, see README).
 //!   Nothing that reports or depends on the machine stands in (`uname`, `dpkg`, `ldd`,
 //!   `ldconfig`, `openssl`, getopt, busybox).
@@ -66,7 +66,7 @@ const SCRIPTS: [&str; 2] = ["/usr/sbin/update-ca-certificates", "/usr/sbin/mkini
 /// Host programs that may stand in for the tree's (see the module's comment), each with the
 /// package that ships it: what the scripts run per certificate, locale, module or file
 /// (mkinitramfs runs modprobe by absolute path: it stays the target's).
-const STAND_INS: [(&str, &str); 22] = [
+const STAND_INS: [(&str, &str); 24] = [
     ("basename", "coreutils"),
     ("cat", "coreutils"),
     ("cp", "coreutils"),
@@ -79,11 +79,13 @@ const STAND_INS: [(&str, &str); 22] = [
     ("realpath", "coreutils"),
     ("rm", "coreutils"),
     ("sort", "coreutils"),
+    ("test", "coreutils"),
     ("touch", "coreutils"),
     ("wc", "coreutils"),
     ("find", "findutils"),
     ("grep", "grep"),
     ("sed", "sed"),
+    ("tar", "tar"),
     ("cpio", "cpio"),
     ("gzip", "gzip"),
     ("zstd", "zstd"),
