@@ -79,19 +79,26 @@ def chain(r):
     return out
 tool = os.path.basename(sys.argv[2])[:15]
 named = ["mkinitramfs", "update-ca-certi", "deb-systemd-hel", "python3.11", "py3compile", "dpkg-deb", "ld-linux-x86-64", "localedef", "mmdebstrap", "apt-get"]
+# update-initramfs's own processes count with the mkinitramfs it runs.
+named.append("update-initramf")
 for root in [r for r in recs if r["comm"] == tool and (p := parent(r)) and p["comm"] != tool and r["end"] - r["start"] > 30]:
     native = emulated = 0.0
-    by_name = collections.Counter()
+    by_name, by_comm, count = collections.Counter(), collections.Counter(), collections.Counter()
     for r in recs:
         c = chain(r)
         if root not in c:
             continue
         if r["mem"] >= 166000 and r["comm"] != "zstd" and r["comm"] != tool:
             emulated += r["cpu"]
-            by_name[next((x["comm"] for x in c if x["comm"] in named), "other")] += r["cpu"]
+            group = next((x["comm"] for x in c if x["comm"] in named), "other")
+            by_name["mkinitramfs" if group == "update-initramf" else group] += r["cpu"]
+            by_comm[r["comm"]] += r["cpu"]
+            count[r["comm"]] += 1
         else:
             native += r["cpu"]
     print("build of %.0f s: CPU native %.0f s + emulated %.0f s" % (root["end"] - root["start"], native, emulated))
     if emulated:
         print("  emulated:", ", ".join("%s %.0f s" % kv for kv in by_name.most_common()))
+        print("  emulated programs (CPU s / processes):",
+              ", ".join("%s %.1f/%d" % (k, v, count[k]) for k, v in by_comm.most_common(15)))
 EOF
