@@ -46,6 +46,10 @@ packages=(
     zstd xz-utils curl ca-certificates gnupg python3-yaml
     # builds without root: newuidmap/newgidmap map the user's subordinate ids (tests/rootless.rs)
     uidmap
+    # arm64 builds: host programs stand in for the tree's in maintainer scripts only at the very
+    # package version the tree has (src/stage/native_unpack.rs): kmod (modinfo/depmod, per module
+    # in mkinitramfs), cpio, and sed at bookworm's current revision (update-ca-certificates).
+    kmod cpio sed
     # disk assembly and conversion
     e2fsprogs fdisk grub-pc-bin grub-common mtools dosfstools
     # UEFI boot test firmware (x86: ovmf; arm64: AAVMF)
