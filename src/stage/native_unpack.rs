@@ -224,17 +224,20 @@ impl Made {
     /// yet), and a function in `FUNCTIONS` (rewritten) running the host's program.
     fn add_stand_ins(&mut self) -> anyhow::Result<()> {
         let (host, tree) = (dpkg_status::installed(&self.host_root)?, dpkg_status::installed(&self.target)?);
-        let (host_usr, native) = (in_tree(&self.target, HOST_USR), in_tree(&self.target, NATIVE_DIR));
+        let (host_usr, native) = (self.host_root.join("usr"), in_tree(&self.target, NATIVE_DIR));
         let mut text = String::from("# mesos-image: the host's programs standing in (see native_unpack.rs).\n");
         for (program, package) in STAND_INS {
-            let Some(dir) = ["bin", "sbin"].into_iter().find(|dir| host_usr.join(dir).join(program).is_file()) else {
+            let Some(real) = ["bin", "sbin"].into_iter().find_map(|dir| host_program(&host_usr, dir, program)) else {
                 continue;
             };
             if same_version(&host, &tree, package) {
-                let loader = &self.loader;
-                text.push_str(&format!("{program}() {{ {loader} {HOST_USR}/{dir}/{program} \"$@\"; }}\n"));
+                // The file itself, with the name it was called by: kmod's tools are links to
+                // an absolute `/bin/kmod` (inside the tree, the tree's own), and kmod acts
+                // as the name in its argv[0] says.
+                let (loader, real) = (&self.loader, real.display());
+                text.push_str(&format!("{program}() {{ {loader} --argv0 {program} {HOST_USR}/{real} \"$@\"; }}\n"));
                 if native.join(program).symlink_metadata().is_err() {
-                    self.link(native.join(program), &format!("{HOST_USR}/{dir}/{program}"))?;
+                    self.link(native.join(program), &format!("{HOST_USR}/{real}"))?;
                 }
             }
         }
@@ -264,6 +267,14 @@ impl Made {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+/// The host's `usr/DIR/PROGRAM` resolved, as the host resolves it, to the file it names,
+/// relative to `usr`; `None` when there is none or it is outside `usr`.
+fn host_program(usr: &Path, dir: &str, program: &str) -> Option<PathBuf> {
+    let real = usr.join(dir).join(program).canonicalize().ok()?;
+    let relative = real.strip_prefix(usr.canonicalize().ok()?).ok()?.to_owned();
+    real.is_file().then_some(relative)
 }
 
 /// `path` (absolute inside the chroot) as seen from the host.
@@ -448,11 +459,15 @@ mod tests {
         let (host, tree) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         status(host.path(), &[("dash", "0.5.12-2"), ("coreutils", "9.1-1"), ("sed", "4.9-1"), ("kmod", "30-1")]);
         status(tree.path(), &[("dash", "0.5.12-2"), ("coreutils", "9.1-1"), ("sed", "4.8-1")]);
-        // The host's /usr as the bind shows it.
+        // The host's /usr, and as the bind shows it; depmod a link to kmod, as Debian has it.
         let host_usr = in_tree(tree.path(), HOST_USR);
-        for program in ["bin/dash", "bin/dpkg-deb", "bin/cp", "bin/sed", "bin/kmod", "sbin/depmod"] {
-            fs::create_dir_all(host_usr.join(program).parent().unwrap()).unwrap();
-            fs::write(host_usr.join(program), "").unwrap();
+        for usr in [host.path().join("usr"), host_usr.clone()] {
+            for program in ["bin/dash", "bin/dpkg-deb", "bin/cp", "bin/sed", "bin/kmod"] {
+                fs::create_dir_all(usr.join(program).parent().unwrap()).unwrap();
+                fs::write(usr.join(program), "").unwrap();
+            }
+            fs::create_dir_all(usr.join("sbin")).unwrap();
+            std::os::unix::fs::symlink("../bin/kmod", usr.join("sbin/depmod")).unwrap();
         }
         let mut made = Made::new(host.path().to_owned(), tree.path().to_owned(), LOADER.to_owned());
         fs::create_dir_all(tree.path().join("usr/lib")).unwrap();
@@ -473,7 +488,8 @@ mod tests {
         );
         assert!(wrappers.join("update-ca-certificates").is_file());
         let functions = || fs::read_to_string(in_tree(tree.path(), FUNCTIONS)).unwrap();
-        assert!(functions().contains(&format!("\ncp() {{ {LOADER} {HOST_USR}/bin/cp \"$@\"; }}\n")), "{}", functions());
+        let cp = format!("\ncp() {{ {LOADER} --argv0 cp {HOST_USR}/bin/cp \"$@\"; }}\n");
+        assert!(functions().contains(&cp), "{}", functions());
         assert_eq!(fs::read_link(native.join("cp")).unwrap(), Path::new(HOST_USR).join("bin/cp"));
         assert!(native.join("sed").symlink_metadata().is_err());
         assert!(!functions().contains("sed()"), "the tree's sed is another version");
@@ -481,8 +497,10 @@ mod tests {
         // The transaction brings kmod at the host's version: depmod joins for the initramfs.
         status(tree.path(), &[("dash", "0.5.12-2"), ("coreutils", "9.1-1"), ("sed", "4.8-1"), ("kmod", "30-1")]);
         made.add_stand_ins().unwrap();
-        assert!(functions().contains(&format!("\ndepmod() {{ {LOADER} {HOST_USR}/sbin/depmod \"$@\"; }}\n")));
-        assert_eq!(fs::read_link(native.join("depmod")).unwrap(), Path::new(HOST_USR).join("sbin/depmod"));
+        // The file kmod itself, told its name: the link's own target would be the tree's kmod.
+        let depmod = format!("\ndepmod() {{ {LOADER} --argv0 depmod {HOST_USR}/bin/kmod \"$@\"; }}\n");
+        assert!(functions().contains(&depmod), "{}", functions());
+        assert_eq!(fs::read_link(native.join("depmod")).unwrap(), Path::new(HOST_USR).join("bin/kmod"));
         // For the initramfs the interpreter's link goes (mkinitramfs would copy a /lib64).
         made.remove_interpreter().unwrap();
         assert!(links[1].0.symlink_metadata().is_err(), "no /lib64 while mkinitramfs runs");
