@@ -78,10 +78,9 @@ fn run_apt(ctx: &BuildContext, label: &str, args: &[&str]) -> anyhow::Result<()>
             }
         }
     });
-    match native {
-        Some(native) => native.release().and(result),
-        None => result,
-    }
+    // Released whatever apt did; apt's failure, if any, is the one to report.
+    let released = native.map_or(Ok(()), NativeUnpack::release);
+    result.and(released)
 }
 
 /// The host's shared package cache, bound onto the tree's `/var/cache/apt/archives` while
